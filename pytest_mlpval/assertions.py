@@ -1,0 +1,183 @@
+"""Threshold checks on error reports, usable with or without pytest.
+
+``assert_errors_within(report, force_rmse=0.15, energy_offset_removed_rmse=0.005)``
+raises :class:`MlpvalAssertionError` (an ``AssertionError``) whose message is a table:
+which limit, by how much, per config_type, and the worst structures.
+Limits are upper bounds in the metric's unit (:func:`pytest_mlpval.metrics.metric_unit`);
+``energy_offset`` is compared by absolute value.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .metrics import STATS, ErrorReport, metric_unit
+
+__all__ = [
+    "MlpvalAssertionError",
+    "MissingMetricError",
+    "ThresholdResult",
+    "assert_errors_within",
+    "evaluate_thresholds",
+    "format_table",
+    "validate_limits",
+]
+
+#: rows of the worst-structures table in a failure message
+WORST_ROWS = 5
+
+
+class MlpvalAssertionError(AssertionError):
+    """A validation threshold was exceeded."""
+
+
+class MissingMetricError(LookupError):
+    """A threshold names a metric the report cannot provide (missing labels)."""
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """One limit checked against one value (``value`` in ``unit``)."""
+
+    metric: str
+    subset: str
+    value: float
+    limit: float
+    unit: str
+
+    @property
+    def passed(self) -> bool:
+        value = abs(self.value) if self.metric == "energy_offset" else self.value
+        return value <= self.limit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "subset": self.subset, "value": self.value,
+                "limit": self.limit, "unit": self.unit, "passed": self.passed}
+
+
+def validate_limits(limits: Mapping[str, Any], source: str = "thresholds") -> dict[str, float]:
+    """Check names and values; raise ``ValueError`` naming ``source`` on a bad entry."""
+    clean: dict[str, float] = {}
+    for name, raw in limits.items():
+        try:
+            metric_unit(name)
+        except KeyError:
+            raise ValueError(
+                f"{source}: unknown metric {name!r}; use <quantity>_<stat> with stat in "
+                f"{', '.join(STATS)} (e.g. force_rmse, energy_offset_removed_mae) "
+                "or energy_offset") from None
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: {name}={raw!r} is not a number") from None
+        if not value >= 0 or math.isinf(value):
+            raise ValueError(f"{source}: {name}={raw!r} must be a finite number >= 0")
+        clean[name] = value
+    return clean
+
+
+def evaluate_thresholds(report: ErrorReport, limits: Mapping[str, float]
+                        ) -> list[ThresholdResult]:
+    metrics = report.metrics()
+    results = []
+    for name, limit in limits.items():
+        value = metrics.get(name, math.nan)
+        if math.isnan(value):
+            quantity = name.rpartition("_")[0] if name != "energy_offset" else "energy"
+            raise MissingMetricError(
+                f"cannot check {name}: no {quantity.split('_')[0]} errors for dataset "
+                f"{report.dataset!r} ({report.subset}): the dataset has no such labels or "
+                "the potential does not implement the property")
+        results.append(ThresholdResult(name, report.subset, value, limit, metric_unit(name)))
+    return results
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Aligned plain-text table: first column left-aligned, others right-aligned."""
+    text = [[_cell(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(headers), line(["-" * w for w in widths])] + [line(r) for r in text]
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+def _excess(result: ThresholdResult) -> str:
+    value = abs(result.value) if result.metric == "energy_offset" else result.value
+    if result.limit == 0:
+        return "+inf%"
+    return f"{100.0 * (value - result.limit) / result.limit:+.0f}%"
+
+
+def failure_message(report: ErrorReport, results: Sequence[ThresholdResult],
+                    potential: str | None = None, hint: str | None = None) -> str:
+    failed = [r for r in results if not r.passed]
+    who = f"potential {potential!r} on " if potential else ""
+    where = "" if report.subset == "all" else f", config_type {report.subset!r}"
+    first = failed[0]
+    lines = [
+        f"{len(failed)} of {len(results)} thresholds exceeded for {who}dataset "
+        f"{report.dataset!r}{where} ({len(report)} structures, {int(report.n_atoms.sum())} "
+        f"atoms): {first.metric} {first.value:.4g} {first.unit} > {first.limit:.4g}",
+        "",
+    ]
+    lines += format_table(
+        ["metric", "value", "limit", "excess", "unit", "status"],
+        [(r.metric, r.value, r.limit, _excess(r) if not r.passed else "", r.unit,
+          "FAIL" if not r.passed else "ok") for r in results])
+    groups = report.by_config_type if len(report.config_type_names) > 1 else {}
+    if groups:
+        names = [r.metric for r in failed]
+        lines += ["", "per config_type (limits apply to the whole set; shown to locate it):"]
+        rows = []
+        for ctype, sub in groups.items():
+            m = sub.metrics()
+            rows.append([ctype, len(sub)] + [m.get(n, math.nan) for n in names])
+        lines += format_table(["config_type", "n"] + names, rows)
+    seen = []
+    for r in failed:
+        quantity = "energy" if r.metric == "energy_offset" else r.metric.rpartition("_")[0]
+        if quantity in seen:
+            continue
+        seen.append(quantity)
+        unit = report.stats[quantity].unit
+        lines += ["", f"worst structures by {quantity} error ({unit}):"]
+        lines += format_table(["index", "config_type", "atoms", f"{quantity} error"],
+                              report.worst(quantity, WORST_ROWS))
+    if hint:
+        lines += ["", hint]
+    return "\n".join(lines)
+
+
+def assert_errors_within(report: ErrorReport, *, config_type: str | None = None,
+                         potential: str | None = None, hint: str | None = None,
+                         **limits: float) -> list[ThresholdResult]:
+    """Check upper limits on metrics of ``report`` (or of one ``config_type`` of it).
+
+    Returns the checked :class:`ThresholdResult` list; raises
+    :class:`MlpvalAssertionError` if any limit is exceeded, :class:`MissingMetricError`
+    if a metric cannot be computed, ``ValueError`` for unknown metric names.
+    """
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    if not limits:
+        raise ValueError("assert_errors_within: give at least one limit, e.g. force_rmse=0.1")
+    limits = validate_limits(limits, "assert_errors_within")
+    if config_type is not None:
+        report = report.subset_by_config_type(config_type)
+    results = evaluate_thresholds(report, limits)
+    if not all(r.passed for r in results):
+        raise MlpvalAssertionError(failure_message(report, results, potential, hint))
+    return results

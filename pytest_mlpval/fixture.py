@@ -1,0 +1,150 @@
+"""The ``mlpval`` fixture object: compute errors for the test's potential, record them,
+check them against thresholds (marker and keyword limits)."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .assertions import MlpvalAssertionError
+from .markers import THRESHOLDS, ThresholdSpec, thresholds_of
+from .session import PROPERTY, MlpvalSession
+
+
+@dataclass
+class ItemState:
+    """Per-test bookkeeping, kept in ``item.stash``."""
+
+    records: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    checked: bool = False
+
+
+ITEM_STATE = pytest.StashKey[ItemState]()
+
+
+def item_state(item: pytest.Item) -> ItemState:
+    if ITEM_STATE not in item.stash:
+        item.stash[ITEM_STATE] = ItemState()
+    return item.stash[ITEM_STATE]
+
+
+def attach_records(item: pytest.Item) -> None:
+    """Put the test's records on ``user_properties`` (done once, before the call report)."""
+    state = item.stash.get(ITEM_STATE, None)
+    if state is not None and state.records:
+        item.user_properties.append((PROPERTY, list(state.records.values())))
+
+
+class MlpvalFixture:
+    """What the ``mlpval`` fixture returns.
+
+    ``mlpval.errors(reference)`` computes (once per session) the errors of the test's
+    potential on a :class:`~pytest_mlpval.data.ReferenceSet`; ``mlpval.check(report,
+    force_rmse=0.15)`` checks limits (plus the test's ``mlpval_thresholds`` markers) and
+    records every metric for the summary and the JSON file.
+    """
+
+    def __init__(self, item: pytest.Item, session: MlpvalSession, potential: Any) -> None:
+        self._item = item
+        self._session = session
+        self.potential = potential
+
+    @property
+    def calculator(self) -> Any:
+        return self.potential.calculator
+
+    def errors(self, reference: Any) -> Any:
+        report = self._session.errors(self.potential, reference)
+        self.record(report, reference)
+        return report
+
+    def record(self, report: Any, reference: Any = None) -> None:
+        """Record every metric of ``report`` for the summary and JSON."""
+        self._record(report, reference)
+
+    def _record(self, report: Any, reference: Any = None) -> dict[str, Any]:
+        from .metrics import metric_unit
+
+        key = (self.potential.name, report.dataset, report.subset)
+        state = item_state(self._item)
+        if key not in state.records:
+            metrics = report.metrics()
+            state.records[key] = {
+                "potential": self.potential.info.as_dict(),
+                "dataset": reference.as_dict() if reference is not None
+                else self._dataset_info(report.dataset),
+                "subset": report.subset,
+                "n_structures": len(report),
+                "n_atoms": int(report.n_atoms.sum()),
+                "metrics": metrics,
+                "units": {name: metric_unit(name) for name in metrics},
+                "thresholds": [],
+            }
+        return state.records[key]
+
+    def _dataset_info(self, name: str) -> dict[str, Any]:
+        for spec, value in self._session._datasets.items():
+            if getattr(spec, "name", None) == name and not isinstance(value, BaseException):
+                return value.as_dict()
+        return {"name": name}
+
+    def check(self, report: Any, *, config_type: str | None = None, **limits: float) -> list:
+        """Check ``limits`` and the test's ``mlpval_thresholds`` markers on ``report``.
+
+        Keyword limits override a marker's limit of the same name (for the same
+        ``config_type``). Raises :class:`~pytest_mlpval.assertions.MlpvalAssertionError`
+        with a table on failure; returns the checked results otherwise.
+        """
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        from .assertions import evaluate_thresholds, failure_message, validate_limits
+
+        groups: dict[str | None, dict[str, float]] = {}
+        sources: dict[str | None, list[str]] = {}
+        for spec in thresholds_of(self._item):
+            groups.setdefault(spec.config_type, {}).update(spec.limits)
+            sources.setdefault(spec.config_type, []).append(spec.text)
+        if limits:
+            groups.setdefault(config_type, {}).update(validate_limits(limits, "mlpval.check"))
+            text = ", ".join(f"{k}={v!r}" for k, v in limits.items())
+            sources.setdefault(config_type, []).append(f"mlpval.check({text})")
+        elif config_type is not None:
+            groups = {k: v for k, v in groups.items() if k == config_type}
+        if not groups:
+            raise pytest.UsageError(
+                f"{self._item.nodeid}: mlpval.check() without limits, and the test has no "
+                f"@pytest.mark.{THRESHOLDS} marker")
+        item_state(self._item).checked = True
+        self._record(report)
+        messages, results = [], []
+        for ctype, group_limits in groups.items():
+            target = report if ctype is None else report.subset_by_config_type(ctype)
+            checked = evaluate_thresholds(target, group_limits)
+            record = self._record(target)
+            record["thresholds"].extend(r.as_dict() for r in checked)
+            results.extend(checked)
+            if not all(r.passed for r in checked):
+                hint = (f"limits from {'; '.join(sources[ctype])} in {self._item.nodeid}; "
+                        "change them there")
+                messages.append(failure_message(target, checked, self.potential.name, hint))
+        if messages:
+            raise MlpvalAssertionError("\n\n".join(messages))
+        return results
+
+
+def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
+    """After a passing test body: apply ``mlpval_thresholds`` markers nobody checked."""
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    state = item_state(item)
+    specs: list[ThresholdSpec] = thresholds_of(item)
+    if state.checked or not specs:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    if "mlpval_errors" not in funcargs:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.{THRESHOLDS} needs the mlpval_errors fixture or a "
+            "call to mlpval.check(report); neither was used, so nothing was checked")
+    fixture = MlpvalFixture(item, session, funcargs["mlpval_potential"])
+    fixture.check(funcargs["mlpval_errors"])

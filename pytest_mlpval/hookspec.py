@@ -1,0 +1,34 @@
+"""Hooks that other plugins and conftest files can implement."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_mlpval_load_potential(config: pytest.Config, spec: str):
+    """Load a potential the built-in loaders do not know; return an ASE calculator or None.
+
+    Called first for every ``--potential`` value (without its ``NAME=``), so a plugin can
+    also take over a form the built-ins would handle. Return ``None`` to pass.
+
+    Example, in a ``conftest.py``::
+
+        def pytest_mlpval_load_potential(config, spec):
+            if spec.endswith(".snapcoeff"):
+                return make_snap_calculator(spec)
+            return None
+
+    For a format that exists only as a spec string (no file), register a loader in the
+    ``pytest_mlpval.loaders`` entry-point group instead and write ``LOADER:ARG``.
+    """
+
+
+def pytest_mlpval_update_json(config: pytest.Config, output: dict) -> None:
+    """Modify the ``--mlpval-json`` document before it is written (controller only).
+
+    Example::
+
+        def pytest_mlpval_update_json(config, output):
+            output["project"] = {"fit": "gap-2026-11", "git": os.environ.get("GIT_SHA")}
+    """

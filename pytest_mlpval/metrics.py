@@ -1,0 +1,289 @@
+"""Error metrics of predictions against reference labels (plain numpy, no pytest).
+
+Every error is *predicted minus reference*. Each quantity is summarised by
+:class:`ErrorStats` (RMSE, MAE, max |error|, median and 95th percentile of |error|, count);
+medians and percentiles are shown beside RMSE/MAE/max, never alone.
+
+Quantities and units (the metric names are ``<quantity>_<stat>``, e.g. ``force_rmse``):
+
+===========================  ==============  ==================================================
+quantity                     unit            definition
+===========================  ==============  ==================================================
+``energy``                   eV/atom         per-cell energy error divided by N
+``energy_offset_removed``    eV/atom         the same, minus the mean signed error of the whole
+                                             dataset (``energy_offset``): different energy zeros
+``energy_cell``              eV              per-cell energy error (grows with N)
+``energy_sqrtn``             eV/atom^0.5     per-cell error divided by sqrt(N): size-independent
+``force``                    eV/Å            Cartesian force components (3 per atom)
+``force_magnitude``          eV/Å            |F_pred| - |F_ref| per atom
+``force_angle``              degree          angle between F_pred and F_ref, for atoms with
+                                             |F_ref| >= ``angle_min_force_eV_A``
+``stress``                   GPa             the 6 Voigt components per structure
+===========================  ==============  ==================================================
+
+``energy_offset`` (eV/atom) is the mean signed per-atom energy error, reported on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "EV_PER_A3_TO_GPA",
+    "ErrorReport",
+    "ErrorStats",
+    "QUANTITIES",
+    "STATS",
+    "compute_errors",
+    "metric_unit",
+]
+
+#: 1 eV/Å³ in GPa (CODATA 2018 elementary charge)
+EV_PER_A3_TO_GPA = 160.21766208
+
+QUANTITIES: dict[str, str] = {
+    "energy": "eV/atom",
+    "energy_offset_removed": "eV/atom",
+    "energy_cell": "eV",
+    "energy_sqrtn": "eV/atom^0.5",
+    "force": "eV/Å",
+    "force_magnitude": "eV/Å",
+    "force_angle": "degree",
+    "stress": "GPa",
+}
+STATS = ("rmse", "mae", "max", "median", "p95")
+
+
+def metric_unit(name: str) -> str:
+    """Unit of a metric name such as ``force_rmse`` or ``energy_offset``."""
+    if name == "energy_offset":
+        return "eV/atom"
+    quantity, _, stat = name.rpartition("_")
+    if quantity in QUANTITIES and stat in STATS:
+        return QUANTITIES[quantity]
+    raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Summary of an error sample. ``max``, ``median`` and ``p95`` are of |error|."""
+
+    rmse: float
+    mae: float
+    max: float
+    median: float
+    p95: float
+    n: int
+    unit: str
+
+    @classmethod
+    def of(cls, errors: np.ndarray, unit: str) -> "ErrorStats":
+        errors = np.asarray(errors, dtype=float).ravel()
+        errors = errors[~np.isnan(errors)]
+        if errors.size == 0:
+            nan = float("nan")
+            return cls(nan, nan, nan, nan, nan, 0, unit)
+        absolute = np.abs(errors)
+        return cls(
+            rmse=float(np.sqrt(np.mean(errors**2))),
+            mae=float(np.mean(absolute)),
+            max=float(np.max(absolute)),
+            median=float(np.median(absolute)),
+            p95=float(np.percentile(absolute, 95)),
+            n=int(errors.size),
+            unit=unit,
+        )
+
+
+def _frozen(array: Any) -> np.ndarray:
+    array = np.array(array, dtype=float)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """Errors of one potential on one dataset (or a config_type subset of it).
+
+    Per-structure arrays are indexed like ``indices`` (positions in the dataset).
+
+    Attributes
+    ----------
+    dataset, subset : str
+        ``subset`` is ``"all"`` or a config_type.
+    indices : ndarray of int, shape (n,)
+    config_types : tuple of str, length n
+    n_atoms : ndarray of int, shape (n,)
+    energy_error : ndarray, shape (n,), eV/atom (signed), or None
+    energy_offset : float
+        Mean signed per-atom energy error over the **whole** dataset (eV/atom), NaN
+        without energies; subsets keep the dataset's offset.
+    force_error : tuple of ndarray (n_atoms_i, 3) in eV/Å, or None
+    force_magnitude_error, force_angle_deg : tuple of ndarray (n_atoms_i,), or None
+    stress_error_GPa : ndarray (n, 6), or None
+    stats : mapping quantity -> ErrorStats
+    """
+
+    dataset: str
+    subset: str
+    indices: np.ndarray
+    config_types: tuple[str, ...]
+    n_atoms: np.ndarray
+    energy_error: np.ndarray | None
+    energy_offset: float
+    force_error: tuple[np.ndarray, ...] | None
+    force_magnitude_error: tuple[np.ndarray, ...] | None
+    force_angle_deg: tuple[np.ndarray, ...] | None
+    stress_error_GPa: np.ndarray | None
+    angle_min_force_eV_A: float = 0.1
+    stats: Mapping[str, ErrorStats] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stats:
+            object.__setattr__(self, "stats", self._compute_stats())
+
+    def _compute_stats(self) -> dict[str, ErrorStats]:
+        stats: dict[str, ErrorStats] = {}
+        if self.energy_error is not None:
+            e = self.energy_error
+            stats["energy"] = ErrorStats.of(e, QUANTITIES["energy"])
+            stats["energy_offset_removed"] = ErrorStats.of(
+                e - self.energy_offset, QUANTITIES["energy_offset_removed"])
+            stats["energy_cell"] = ErrorStats.of(e * self.n_atoms, QUANTITIES["energy_cell"])
+            stats["energy_sqrtn"] = ErrorStats.of(
+                e * np.sqrt(self.n_atoms), QUANTITIES["energy_sqrtn"])
+        if self.force_error is not None:
+            stats["force"] = ErrorStats.of(_cat(self.force_error), "eV/Å")
+            stats["force_magnitude"] = ErrorStats.of(_cat(self.force_magnitude_error), "eV/Å")
+            stats["force_angle"] = ErrorStats.of(_cat(self.force_angle_deg), "degree")
+        if self.stress_error_GPa is not None:
+            stats["stress"] = ErrorStats.of(self.stress_error_GPa, "GPa")
+        return stats
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def config_type_names(self) -> list[str]:
+        return sorted(set(self.config_types))
+
+    def subset_by_config_type(self, config_type: str) -> "ErrorReport":
+        """The errors of the structures of one config_type (KeyError if absent)."""
+        keep = [i for i, c in enumerate(self.config_types) if c == config_type]
+        if not keep:
+            raise KeyError(
+                f"config_type {config_type!r} not in dataset {self.dataset!r} "
+                f"(has: {', '.join(self.config_type_names)})")
+        return self._take(keep, config_type)
+
+    @property
+    def by_config_type(self) -> dict[str, "ErrorReport"]:
+        return {c: self.subset_by_config_type(c) for c in self.config_type_names}
+
+    def _take(self, keep: Sequence[int], subset: str) -> "ErrorReport":
+        def pick(seq):
+            return None if seq is None else tuple(seq[i] for i in keep)
+
+        idx = np.asarray(keep, dtype=int)
+        return replace(
+            self,
+            subset=subset,
+            indices=self.indices[idx],
+            config_types=tuple(self.config_types[i] for i in keep),
+            n_atoms=self.n_atoms[idx],
+            energy_error=None if self.energy_error is None else self.energy_error[idx],
+            force_error=pick(self.force_error),
+            force_magnitude_error=pick(self.force_magnitude_error),
+            force_angle_deg=pick(self.force_angle_deg),
+            stress_error_GPa=None if self.stress_error_GPa is None
+            else self.stress_error_GPa[idx],
+            stats={},
+        )
+
+    def metrics(self) -> dict[str, float]:
+        """Flat ``{metric name: value}`` in the units of :data:`QUANTITIES`."""
+        out: dict[str, float] = {}
+        for quantity, s in self.stats.items():
+            for stat in STATS:
+                out[f"{quantity}_{stat}"] = getattr(s, stat)
+        if self.energy_error is not None:
+            out["energy_offset"] = self.energy_offset
+        return out
+
+    def per_structure(self, quantity: str) -> np.ndarray:
+        """One error per structure for ranking the worst: |per-atom energy error|,
+        force-component RMSE, stress RMSE (GPa) ... in the quantity's unit."""
+        if quantity.startswith("energy"):
+            if self.energy_error is None:
+                raise KeyError(quantity)
+            e = self.energy_error
+            scale = {"energy": 1.0, "energy_offset_removed": 1.0,
+                     "energy_cell": self.n_atoms, "energy_sqrtn": np.sqrt(self.n_atoms)}
+            shift = self.energy_offset if quantity == "energy_offset_removed" else 0.0
+            return np.abs((e - shift) * scale.get(quantity, 1.0))
+        source = {"force": self.force_error, "force_magnitude": self.force_magnitude_error,
+                  "force_angle": self.force_angle_deg}.get(quantity)
+        if source is not None:
+            return np.array([np.sqrt(np.nanmean(np.square(a))) if np.any(~np.isnan(a))
+                             else np.nan for a in source])
+        if quantity == "stress" and self.stress_error_GPa is not None:
+            return np.sqrt(np.mean(self.stress_error_GPa**2, axis=1))
+        raise KeyError(quantity)
+
+    def worst(self, quantity: str, k: int = 5) -> list[tuple[int, str, int, float]]:
+        """The ``k`` structures with the largest error: (dataset index, config_type,
+        atoms, error)."""
+        values = self.per_structure(quantity)
+        order = np.argsort(-np.nan_to_num(values, nan=-np.inf))[:k]
+        return [(int(self.indices[i]), self.config_types[i], int(self.n_atoms[i]),
+                 float(values[i])) for i in order]
+
+
+def _cat(arrays: Sequence[np.ndarray] | None) -> np.ndarray:
+    if not arrays:
+        return np.empty(0)
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
+def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float = 0.1
+                   ) -> ErrorReport:
+    """Errors of ``predictions`` (:class:`~pytest_mlpval.evaluate.Predictions`) against
+    ``reference`` (:class:`~pytest_mlpval.data.ReferenceSet`), for every label both have.
+    """
+    n_atoms = np.asarray(reference.n_atoms, dtype=int)
+    energy_error = None
+    offset = float("nan")
+    if predictions.energy is not None and reference.energy is not None:
+        energy_error = _frozen((predictions.energy - reference.energy) / n_atoms)
+        offset = float(np.mean(energy_error))
+    force_error = magnitude = angle = None
+    if predictions.forces is not None and reference.forces is not None:
+        force_error, magnitude, angle = [], [], []
+        for pred, ref in zip(predictions.forces, reference.forces):
+            force_error.append(_frozen(pred - ref))
+            p_norm, r_norm = np.linalg.norm(pred, axis=1), np.linalg.norm(ref, axis=1)
+            magnitude.append(_frozen(p_norm - r_norm))
+            cos = np.einsum("ij,ij->i", pred, ref) / np.maximum(p_norm * r_norm, 1e-300)
+            deg = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+            deg[(r_norm < angle_min_force_eV_A) | (p_norm == 0.0)] = np.nan
+            angle.append(_frozen(deg))
+        force_error, magnitude, angle = tuple(force_error), tuple(magnitude), tuple(angle)
+    stress_error = None
+    if predictions.stress is not None and reference.stress is not None:
+        stress_error = _frozen((predictions.stress - reference.stress) * EV_PER_A3_TO_GPA)
+    if energy_error is None and force_error is None and stress_error is None:
+        raise ValueError(
+            f"no label of dataset {reference.name!r} ({', '.join(reference.labels) or 'none'}) "
+            "was predicted: nothing to compare")
+    indices = np.arange(len(n_atoms))
+    indices.flags.writeable = False
+    return ErrorReport(
+        dataset=reference.name, subset="all", indices=indices,
+        config_types=tuple(reference.config_types), n_atoms=n_atoms,
+        energy_error=energy_error, energy_offset=offset, force_error=force_error,
+        force_magnitude_error=magnitude, force_angle_deg=angle,
+        stress_error_GPa=stress_error, angle_min_force_eV_A=angle_min_force_eV_A,
+    )

@@ -1,0 +1,168 @@
+"""Command-line options and ini keys of the plugin, and their resolution into Settings.
+
+Precedence: command line > ini file > default. Relative paths on the command line are
+resolved against the invocation directory, those in an ini file against the ini file's
+directory (pytest's ``paths`` semantics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+POTENTIAL_OPTION = "--mlpval-potential"
+POTENTIAL_ALIAS = "--potential"
+DATASET_OPTION = "--mlpval-dataset"
+JSON_OPTION = "--mlpval-json"
+NO_CACHE_OPTION = "--mlpval-no-cache"
+REQUIRE_OPTION = "--mlpval-require-potential"
+DETAILS_OPTION = "--mlpval-details"
+
+POTENTIALS_INI = "mlpval_potentials"
+DATASETS_INI = "mlpval_datasets"
+CACHE_INI = "mlpval_cache"
+REQUIRE_INI = "mlpval_require_potential"
+
+
+def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
+    """Register the options; ``prefix`` lets a standalone CLI reuse the definitions."""
+    addoption(
+        f"--{prefix}potential", POTENTIAL_ALIAS if prefix == "mlpval-" else "--candidate",
+        action="append", dest="mlpval_potentials", default=None, metavar="[NAME=]SPEC",
+        help="Candidate potential, repeatable (each parametrizes every validation test):\n"
+             "a GAP .xml file, 'package.module:factory', a built-in ('sw', 'tersoff') or\n"
+             "'LOADER:ARG' of a registered loader. NAME= sets the test id. "
+             f"Overrides ini {POTENTIALS_INI}. Default: None",
+    )
+    addoption(
+        f"--{prefix}dataset", action="append", dest="mlpval_datasets", default=None,
+        metavar="NAME=PATH[,LABEL=KEY...]",
+        help="Reference dataset, repeatable, e.g. 'test=test.xyz,energy=dft_energy,\n"
+             "forces=dft_forces,stress=dft_stress' (labels: energy, forces, stress,\n"
+             f"virial, config_type; also index=, format=). Overrides ini {DATASETS_INI}. "
+             "Default: None",
+    )
+    addoption(
+        f"--{prefix}json", dest="mlpval_json", default=None, metavar="PATH",
+        help="Write every recorded metric, potential and dataset identity and threshold\n"
+             "as JSON (schema 'pytest-mlpval/1'). Default: None",
+    )
+    addoption(
+        f"--{prefix}no-cache", dest="mlpval_no_cache", action="store_true", default=None,
+        help="Do not read or write cached predictions (keyed by model and dataset sha256)\n"
+             f"in pytest's cache directory. Ini: {CACHE_INI}. Default: False",
+    )
+    addoption(
+        f"--{prefix}require-potential", dest="mlpval_require_potential",
+        action="store_true", default=None,
+        help="Make 'no potential given' a usage error instead of a skip (CI gating).\n"
+             f"Ini: {REQUIRE_INI}. Default: False",
+    )
+    addoption(
+        f"--{prefix}details", dest="mlpval_details", action="store_true", default=False,
+        help="Add per-config_type rows to the mlpval summary table. Default: False",
+    )
+
+
+def add_ini(parser: pytest.Parser) -> None:
+    parser.addini(POTENTIALS_INI, type="linelist", default=[],
+                  help="Candidate potentials, one [NAME=]SPEC per line (paths relative to "
+                       "the ini file)")
+    parser.addini(DATASETS_INI, type="linelist", default=[],
+                  help="Reference datasets, one NAME=PATH[,LABEL=KEY...] per line (paths "
+                       "relative to the ini file)")
+    parser.addini(CACHE_INI, type="bool", default=True,
+                  help="Cache predictions of models with a content hash (default true)")
+    parser.addini(REQUIRE_INI, type="bool", default=False,
+                  help="Fail with a usage error when no potential is given (default false)")
+
+
+@dataclass(frozen=True)
+class PotentialEntry:
+    """A configured potential: the raw spec, where relative paths start, its source."""
+
+    raw: str
+    base_dir: str
+    source: str  # e.g. "--potential" or "ini mlpval_potentials"
+    name: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    potentials: tuple[PotentialEntry, ...]
+    datasets: tuple[Any, ...]  # DatasetSpec
+    json_path: Path | None
+    cache: bool
+    require_potential: bool
+    details: bool
+
+
+def _ini_base(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Read and validate options and ini keys; raise ``pytest.UsageError`` naming the
+    option (or ini key) and the value at fault."""
+    from . import potentials as pot
+
+    cli_dir = config.invocation_params.dir
+    raw_pots = config.getoption("mlpval_potentials")
+    if raw_pots:
+        pot_source, pot_base, pot_values = f"{POTENTIAL_ALIAS}/{POTENTIAL_OPTION}", cli_dir, raw_pots
+    else:
+        pot_source, pot_base = f"ini {POTENTIALS_INI}", _ini_base(config)
+        pot_values = config.getini(POTENTIALS_INI)
+    entries = []
+    for raw in pot_values:
+        try:
+            parsed = pot.parse_potential_spec(raw, pot_base)
+        except pot.PotentialSpecError as exc:
+            raise pytest.UsageError(f"{pot_source}={raw!r}: {exc}") from None
+        entries.append(PotentialEntry(raw, str(pot_base), pot_source, parsed.info.name))
+    _no_duplicates([e.name for e in entries], pot_source, "potential")
+
+    raw_data = config.getoption("mlpval_datasets")
+    if raw_data:
+        data_source, data_base, data_values = DATASET_OPTION, cli_dir, raw_data
+    else:
+        data_source, data_base = f"ini {DATASETS_INI}", _ini_base(config)
+        data_values = config.getini(DATASETS_INI)
+    datasets = []
+    if data_values:
+        from .data import DatasetError, parse_dataset_spec
+
+        for raw in data_values:
+            try:
+                spec = parse_dataset_spec(raw, data_base)
+            except DatasetError as exc:
+                raise pytest.UsageError(f"{data_source}: {exc}") from None
+            if not Path(spec.path).is_file():
+                raise pytest.UsageError(
+                    f"{data_source}={raw!r}: dataset file not found: {spec.path}")
+            datasets.append(spec)
+        _no_duplicates([d.name for d in datasets], data_source, "dataset")
+
+    json_path = config.getoption("mlpval_json")
+    no_cache = config.getoption("mlpval_no_cache")
+    require = config.getoption("mlpval_require_potential")
+    return Settings(
+        potentials=tuple(entries),
+        datasets=tuple(datasets),
+        json_path=(cli_dir / json_path) if json_path else None,
+        cache=not no_cache if no_cache is not None else bool(config.getini(CACHE_INI)),
+        require_potential=bool(require if require is not None else config.getini(REQUIRE_INI)),
+        details=bool(config.getoption("mlpval_details")),
+    )
+
+
+def _no_duplicates(names: list[str], source: str, what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise pytest.UsageError(
+                f"{source}: two {what}s are named {name!r}; give one a name with NAME=...")
+        seen.add(name)

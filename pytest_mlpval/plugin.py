@@ -1,0 +1,163 @@
+"""PYTEST_DONT_REWRITE
+pytest-mlpval: the pytest11 entry point (``-p no:mlpval`` disables it).
+
+Hooks and thin fixtures only; everything heavy (ase, dscribe, quippy) is imported inside
+fixture and hook bodies, so loading the plugin costs nothing on unrelated test runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import markers, options
+
+if TYPE_CHECKING:
+    from .data import ReferenceSet
+    from .fixture import MlpvalFixture
+    from .metrics import ErrorReport
+    from .potentials import Potential
+    from .session import MlpvalSession
+
+SESSION = pytest.StashKey["MlpvalSession"]()
+FIXTURES = ("mlpval", "mlpval_potential", "mlpval_calculator", "mlpval_dataset",
+            "mlpval_predictions", "mlpval_errors")
+NO_POTENTIAL = "no-potential"
+NO_DATASET = "no-dataset"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlpval", "validation of machine-learned interatomic potentials")
+    options.add_options(group.addoption)
+    options.add_ini(parser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in markers.MARKER_LINES:
+        config.addinivalue_line("markers", line)
+    from .session import MlpvalSession
+
+    session = MlpvalSession(config, options.resolve(config))
+    config.stash[SESSION] = session
+    config.pluginmanager.register(session, "mlpval-session")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    settings = config.stash[SESSION].settings
+    if not settings.potentials and not settings.datasets:
+        return None
+    pots = ", ".join(f"{e.name} ({e.source})" for e in settings.potentials) or "none"
+    data = ", ".join(d.name for d in settings.datasets) or "none"
+    return [f"mlpval: potentials: {pots}; datasets: {data}"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = metafunc.fixturenames
+    if not any(name in names for name in FIXTURES):
+        return
+    settings = metafunc.config.stash[SESSION].settings
+    if "mlpval_potential" in names:
+        entries = list(settings.potentials) or [NO_POTENTIAL]
+        metafunc.parametrize("mlpval_potential", entries, indirect=True, scope="session",
+                             ids=[getattr(e, "name", e) for e in entries])
+    if "mlpval_dataset" in names:
+        specs = markers.dataset_specs(metafunc.definition, settings.datasets)
+        if specs is None:
+            specs = list(settings.datasets) or [NO_DATASET]
+        metafunc.parametrize("mlpval_dataset", specs, indirect=True, scope="session",
+                             ids=[getattr(s, "name", s) for s in specs])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(markers.AUTO)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    markers.thresholds_of(item)  # validate early: unknown metric names are an error
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    result = yield
+    from .fixture import auto_check
+
+    __tracebackhide__ = True
+    auto_check(item, item.config.stash[SESSION])
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    if call.when == "call":
+        from .fixture import attach_records
+
+        attach_records(item)
+    return (yield)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mlpval_potential(request: pytest.FixtureRequest) -> "Potential":
+    """The candidate potential (name, spec, loader, sha256 and ASE calculator).
+
+    Every test using it runs once per ``--potential``; skipped when none is given
+    (a usage error with ``--mlpval-require-potential``).
+    """
+    session = request.config.stash[SESSION]
+    if request.param == NO_POTENTIAL:
+        message = (f"no potential given: use {options.POTENTIAL_ALIAS}=SPEC or the ini key "
+                   f"{options.POTENTIALS_INI}")
+        if session.settings.require_potential:
+            raise pytest.UsageError(message)
+        pytest.skip(message)
+    return session.potential(request.param)
+
+
+@pytest.fixture(scope="session")
+def mlpval_calculator(mlpval_potential: "Potential") -> Any:
+    """The ASE calculator of the candidate potential (shared: do not change its settings)."""
+    return mlpval_potential.calculator
+
+
+@pytest.fixture(scope="session")
+def mlpval_dataset(request: pytest.FixtureRequest) -> "ReferenceSet":
+    """The reference dataset (a frozen ReferenceSet); one per --mlpval-dataset, ini line or
+    ``mlpval_dataset`` marker."""
+    if request.param == NO_DATASET:
+        pytest.skip(f"no dataset given: use {options.DATASET_OPTION}=NAME=PATH, the ini key "
+                    f"{options.DATASETS_INI} or @pytest.mark.{markers.DATASET}")
+    return request.config.stash[SESSION].dataset(request.param)
+
+
+@pytest.fixture(scope="session")
+def mlpval_predictions(request: pytest.FixtureRequest, mlpval_potential: "Potential",
+                       mlpval_dataset: "ReferenceSet") -> Any:
+    """Predictions of the potential on the dataset, computed once per session."""
+    return request.config.stash[SESSION].predictions(mlpval_potential, mlpval_dataset)
+
+
+@pytest.fixture
+def mlpval(request: pytest.FixtureRequest, mlpval_potential: "Potential") -> "MlpvalFixture":
+    """Check and record: ``mlpval.check(report, force_rmse=0.15)``,
+    ``mlpval.errors(reference)``."""
+    from .fixture import MlpvalFixture
+
+    return MlpvalFixture(request.node, request.config.stash[SESSION], mlpval_potential)
+
+
+@pytest.fixture
+def mlpval_errors(mlpval: "MlpvalFixture", mlpval_dataset: "ReferenceSet") -> "ErrorReport":
+    """Errors of the potential on the dataset (an ErrorReport), recorded for the summary;
+    ``mlpval_thresholds`` markers are checked on it after the test body."""
+    return mlpval.errors(mlpval_dataset)
