@@ -87,6 +87,13 @@ def evaluate_thresholds(report: ErrorReport, limits: Mapping[str, float]
         value = metrics.get(name, math.nan)
         if math.isnan(value):
             quantity = name.rpartition("_")[0] if name != "energy_offset" else "energy"
+            stats = report.stats.get(quantity)
+            if stats is not None and quantity == "force_angle":
+                raise MissingMetricError(
+                    f"cannot check {name}: no atom of dataset {report.dataset!r} "
+                    f"({report.subset}) has a reference force of at least "
+                    f"{report.angle_min_force_eV_A} eV/Å, below which angles are not "
+                    "counted")
             raise MissingMetricError(
                 f"cannot check {name}: no {quantity.split('_')[0]} errors for dataset "
                 f"{report.dataset!r} ({report.subset}): the dataset has no such labels or "

@@ -83,6 +83,8 @@ def parse_dataset_spec(text: str, base_dir: str | os.PathLike[str] | None = None
             f"{text!r}: expected NAME=PATH[,energy=KEY,forces=KEY,stress=KEY,...]"
         )
     parts = [p.strip() for p in rest.split(",")]
+    if not parts[0]:
+        raise DatasetError(f"{text!r}: no PATH after '{name.strip()}='")
     options: dict[str, str] = {}
     for part in parts[1:]:
         key, eq, value = part.partition("=")

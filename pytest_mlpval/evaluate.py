@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -139,7 +140,8 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
     path = Path(cache_dir) / f"{cache_key(potential_sha256, reference, properties)}.npz"
     if path.is_file():
         try:
-            with np.load(path) as stored:
+            # np.load leaks its handle when a zip is corrupt: own the handle here
+            with open(path, "rb") as handle, np.load(handle) as stored:
                 n = len(reference)
                 forces = []
                 if "forces" in properties:
@@ -150,7 +152,7 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
                               forces,
                               stored["stress"] if "stress" in properties else np.zeros((n, 6)),
                               0.0, from_cache=True)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # unreadable entry: recompute
     result = predict(calc, reference, properties, progress)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,7 @@ class MlpvalFixture:
         if key not in state.records:
             metrics = report.metrics()
             state.records[key] = {
+                "kind": "errors",
                 "potential": self.potential.info.as_dict(),
                 "dataset": reference.as_dict() if reference is not None
                 else self._dataset_info(report.dataset),
@@ -84,6 +85,54 @@ class MlpvalFixture:
                 "thresholds": [],
             }
         return state.records[key]
+
+    def record_metrics(self, kind: str, group: str, subset: str, metrics: dict[str, float],
+                       units: dict[str, str], thresholds: list[dict[str, Any]] = (),
+                       reduce: str = "last") -> dict[str, Any]:
+        """Record metrics other than errors (``kind`` e.g. ``"cost"``, ``"checks"``) for
+        the summary and JSON. ``reduce="max"`` keeps the largest value of each metric
+        over repeated calls (Hypothesis examples)."""
+        key = (self.potential.name, f"{kind}:{group}", subset)
+        state = item_state(self._item)
+        record = state.records.get(key)
+        if record is None:
+            record = state.records[key] = {
+                "kind": kind, "potential": self.potential.info.as_dict(),
+                "dataset": {"name": group}, "subset": subset, "n_structures": 0,
+                "n_atoms": 0, "metrics": {}, "units": {}, "thresholds": [],
+            }
+        for name, value in metrics.items():
+            if reduce != "max" or name not in record["metrics"] or _worse(
+                    value, record["metrics"][name]):
+                record["metrics"][name] = value
+        record["units"].update(units)
+        if reduce == "max":
+            by_metric = {t["metric"]: t for t in record["thresholds"]}
+            for t in thresholds:
+                old = by_metric.get(t["metric"])
+                if old is None or _worse(t["value"], old["value"]):
+                    by_metric[t["metric"]] = dict(t)
+            record["thresholds"] = list(by_metric.values())
+        else:
+            record["thresholds"].extend(dict(t) for t in thresholds)
+        record["n_structures"] += 1
+        return record
+
+    def record_check(self, result: Any) -> None:
+        """Record an :class:`~pytest_mlpval.invariance.CheckResult`, keeping the worst
+        value over the structures a test tried."""
+        self.record_metrics(
+            "checks", "checks", result.check, {result.check: result.value},
+            {result.check: result.unit},
+            [{"metric": result.check, "subset": result.check, "value": result.value,
+              "limit": result.tolerance, "unit": result.unit, "passed": result.passed}],
+            reduce="max")
+
+    def failure_dir(self) -> Any:
+        """Where failing structures are written: ``mlpval-failures`` in pytest's cache
+        directory (None without the cache plugin)."""
+        cache = getattr(self._item.config, "cache", None)
+        return None if cache is None else cache.mkdir("mlpval-failures")
 
     def _dataset_info(self, name: str) -> dict[str, Any]:
         for spec, value in self._session._datasets.items():
@@ -103,7 +152,8 @@ class MlpvalFixture:
 
         groups: dict[str | None, dict[str, float]] = {}
         sources: dict[str | None, list[str]] = {}
-        for spec in thresholds_of(self._item):
+        # thresholds_of is closest first: apply farthest first so the closest marker wins
+        for spec in reversed(thresholds_of(self._item)):
             groups.setdefault(spec.config_type, {}).update(spec.limits)
             sources.setdefault(spec.config_type, []).append(spec.text)
         if limits:
@@ -134,9 +184,18 @@ class MlpvalFixture:
         return results
 
 
+def _worse(new: float, old: float) -> bool:
+    """``new`` is a worse check value than ``old`` (larger, or NaN where old is not)."""
+    if new != new:
+        return old == old
+    return old == old and new > old
+
+
 def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
     """After a passing test body: apply ``mlpval_thresholds`` markers nobody checked."""
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    if item.get_closest_marker(THRESHOLDS) is None:
+        return
     state = item_state(item)
     specs: list[ThresholdSpec] = thresholds_of(item)
     if state.checked or not specs:

@@ -10,7 +10,9 @@ def pytest_mlpval_load_potential(config: pytest.Config, spec: str):
     """Load a potential the built-in loaders do not know; return an ASE calculator or None.
 
     Called first for every ``--potential`` value (without its ``NAME=``), so a plugin can
-    also take over a form the built-ins would handle. Return ``None`` to pass.
+    also take over a form the built-ins would handle. A spec naming an existing file is
+    passed as that file's absolute path (relative paths start at the invocation
+    directory, or at the ini file's for ini values). Return ``None`` to pass.
 
     Example, in a ``conftest.py``::
 

@@ -31,6 +31,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .units import EV_PER_A3_TO_GPA
+
 __all__ = [
     "EV_PER_A3_TO_GPA",
     "ErrorReport",
@@ -41,8 +43,6 @@ __all__ = [
     "metric_unit",
 ]
 
-#: 1 eV/Å³ in GPa (CODATA 2018 elementary charge)
-EV_PER_A3_TO_GPA = 160.21766208
 
 QUANTITIES: dict[str, str] = {
     "energy": "eV/atom",

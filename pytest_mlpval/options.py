@@ -20,11 +20,19 @@ JSON_OPTION = "--mlpval-json"
 NO_CACHE_OPTION = "--mlpval-no-cache"
 REQUIRE_OPTION = "--mlpval-require-potential"
 DETAILS_OPTION = "--mlpval-details"
+SPECIES_OPTION = "--mlpval-species"
+PRECISION_OPTION = "--mlpval-precision"
+PLOTS_OPTION = "--mlpval-plots"
+COST_DATASET_OPTION = "--mlpval-cost-dataset"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
 CACHE_INI = "mlpval_cache"
 REQUIRE_INI = "mlpval_require_potential"
+SPECIES_INI = "mlpval_species"
+PRECISION_INI = "mlpval_precision"
+COST_DATASET_INI = "mlpval_cost_dataset"
+PRECISIONS = ("float64", "float32")
 
 
 def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
@@ -65,6 +73,28 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         f"--{prefix}details", dest="mlpval_details", action="store_true", default=False,
         help="Add per-config_type rows to the mlpval summary table. Default: False",
     )
+    addoption(
+        f"--{prefix}species", dest="mlpval_species", default=None, metavar="SYMBOLS",
+        help="Comma-separated chemical symbols for generated structures (physics checks,\n"
+             f"cost). Ini: {SPECIES_INI}. Default: the potential's own (built-ins, GAP),\n"
+             "else those of the configured datasets",
+    )
+    addoption(
+        f"--{prefix}precision", dest="mlpval_precision", default=None,
+        choices=PRECISIONS, metavar="{float64,float32}",
+        help="Tolerances of the physics checks: float64 or float32 models.\n"
+             f"Ini: {PRECISION_INI}. Default: float64",
+    )
+    addoption(
+        f"--{prefix}plots", dest="mlpval_plots", default=None, metavar="DIR",
+        help="Write the cost-scaling and accuracy-cost plots (PNG, matplotlib) to DIR.\n"
+             "Default: None",
+    )
+    addoption(
+        f"--{prefix}cost-dataset", dest="mlpval_cost_dataset", default=None, metavar="NAME",
+        help="Dataset whose force RMSE is the accuracy of the accuracy-cost plot.\n"
+             f"Ini: {COST_DATASET_INI}. Default: the first dataset with force errors",
+    )
 
 
 def add_ini(parser: pytest.Parser) -> None:
@@ -78,6 +108,12 @@ def add_ini(parser: pytest.Parser) -> None:
                   help="Cache predictions of models with a content hash (default true)")
     parser.addini(REQUIRE_INI, type="bool", default=False,
                   help="Fail with a usage error when no potential is given (default false)")
+    parser.addini(SPECIES_INI, type="args", default=[],
+                  help="Chemical symbols for generated structures (physics checks, cost)")
+    parser.addini(PRECISION_INI, default="float64",
+                  help="Tolerances of the physics checks: float64 (default) or float32")
+    parser.addini(COST_DATASET_INI, default="",
+                  help="Dataset whose force RMSE is plotted against cost")
 
 
 @dataclass(frozen=True)
@@ -98,6 +134,10 @@ class Settings:
     cache: bool
     require_potential: bool
     details: bool
+    species: tuple[str, ...] = ()
+    precision: str = "float64"
+    plots_dir: Path | None = None
+    cost_dataset: str | None = None
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -116,13 +156,17 @@ def resolve(config: pytest.Config) -> Settings:
     else:
         pot_source, pot_base = f"ini {POTENTIALS_INI}", _ini_base(config)
         pot_values = config.getini(POTENTIALS_INI)
+    # Specs only a pytest_mlpval_load_potential hook knows cannot be checked before loading.
+    hook_loaders = bool(config.pluginmanager.hook.pytest_mlpval_load_potential.get_hookimpls())
     entries = []
     for raw in pot_values:
         try:
-            parsed = pot.parse_potential_spec(raw, pot_base)
+            name = pot.parse_potential_spec(raw, pot_base).info.name
         except pot.PotentialSpecError as exc:
-            raise pytest.UsageError(f"{pot_source}={raw!r}: {exc}") from None
-        entries.append(PotentialEntry(raw, str(pot_base), pot_source, parsed.info.name))
+            if not hook_loaders or not exc.unknown:
+                raise pytest.UsageError(f"{pot_source}={raw!r}: {exc}") from None
+            name = pot.default_name(raw)
+        entries.append(PotentialEntry(raw, str(pot_base), pot_source, name))
     _no_duplicates([e.name for e in entries], pot_source, "potential")
 
     raw_data = config.getoption("mlpval_datasets")
@@ -149,6 +193,30 @@ def resolve(config: pytest.Config) -> Settings:
     json_path = config.getoption("mlpval_json")
     no_cache = config.getoption("mlpval_no_cache")
     require = config.getoption("mlpval_require_potential")
+    species_raw = config.getoption("mlpval_species")
+    if species_raw is not None:
+        species, species_source = species_raw.replace(",", " ").split(), SPECIES_OPTION
+    else:
+        species, species_source = list(config.getini(SPECIES_INI)), f"ini {SPECIES_INI}"
+    species = [s.strip(",") for s in species if s.strip(",")]
+    from .units import is_chemical_symbol
+
+    bad = [s for s in species if not is_chemical_symbol(s)]
+    if bad:
+        raise pytest.UsageError(f"{species_source}: not chemical symbols: {', '.join(bad)}")
+    precision = config.getoption("mlpval_precision") or config.getini(PRECISION_INI)
+    if precision not in PRECISIONS:
+        raise pytest.UsageError(
+            f"ini {PRECISION_INI}={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    plots = config.getoption("mlpval_plots")
+    if plots is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise pytest.UsageError(
+                f"{PLOTS_OPTION}={plots!r}: matplotlib is not installed "
+                "(pip install 'pytest-mlpval[plot]')")
+    cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
     return Settings(
         potentials=tuple(entries),
         datasets=tuple(datasets),
@@ -156,6 +224,10 @@ def resolve(config: pytest.Config) -> Settings:
         cache=not no_cache if no_cache is not None else bool(config.getini(CACHE_INI)),
         require_potential=bool(require if require is not None else config.getini(REQUIRE_INI)),
         details=bool(config.getoption("mlpval_details")),
+        species=tuple(species),
+        precision=precision,
+        plots_dir=(cli_dir / plots) if plots else None,
+        cost_dataset=cost_dataset or None,
     )
 
 

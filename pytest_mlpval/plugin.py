@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 SESSION = pytest.StashKey["MlpvalSession"]()
 FIXTURES = ("mlpval", "mlpval_potential", "mlpval_calculator", "mlpval_dataset",
-            "mlpval_predictions", "mlpval_errors")
+            "mlpval_predictions", "mlpval_errors", "mlpval_species", "mlpval_tolerances")
 NO_POTENTIAL = "no-potential"
 NO_DATASET = "no-dataset"
 
@@ -161,3 +161,34 @@ def mlpval_errors(mlpval: "MlpvalFixture", mlpval_dataset: "ReferenceSet") -> "E
     """Errors of the potential on the dataset (an ErrorReport), recorded for the summary;
     ``mlpval_thresholds`` markers are checked on it after the test body."""
     return mlpval.errors(mlpval_dataset)
+
+
+@pytest.fixture(scope="session")
+def mlpval_species(request: pytest.FixtureRequest, mlpval_potential: "Potential"
+                   ) -> tuple[str, ...]:
+    """Chemical symbols for generated structures: --mlpval-species / ini mlpval_species,
+    else the potential's own (built-ins, GAP), else those of the configured datasets."""
+    session = request.config.stash[SESSION]
+    if session.settings.species:
+        return session.settings.species
+    if mlpval_potential.info.species:
+        return tuple(mlpval_potential.info.species)
+    symbols: set[str] = set()
+    for spec in session.settings.datasets:
+        reference = session.dataset(spec)
+        for atoms in reference.structures:
+            symbols.update(atoms.get_chemical_symbols())
+    if not symbols:
+        pytest.skip(f"species of potential {mlpval_potential.name!r} unknown: use "
+                    f"{options.SPECIES_OPTION}=Si,O or the ini key {options.SPECIES_INI}")
+    return tuple(sorted(symbols))
+
+
+@pytest.fixture(scope="session")
+def mlpval_tolerances(request: pytest.FixtureRequest) -> Any:
+    """Tolerances of the physics checks (pytest_mlpval.invariance.Tolerances) for
+    --mlpval-precision (float64 by default, or float32)."""
+    from .invariance import FLOAT32, FLOAT64
+
+    precision = request.config.stash[SESSION].settings.precision
+    return FLOAT32 if precision == "float32" else FLOAT64

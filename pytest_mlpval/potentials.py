@@ -49,7 +49,15 @@ ENTRY_POINT_GROUP = "pytest_mlpval.loaders"
 
 
 class PotentialSpecError(ValueError):
-    """A potential spec that cannot be used (detected without loading the model)."""
+    """A potential spec that cannot be used (detected without loading the model).
+
+    ``unknown`` is true when the spec matched no known form at all (so a third-party
+    hook may still load it), false for a definite fault such as a missing model file.
+    """
+
+    def __init__(self, message: str, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.unknown = unknown
 
 
 class PotentialLoadError(RuntimeError):
@@ -75,6 +83,9 @@ class PotentialInfo:
         model is defined by code only (a factory), whose content cannot be hashed.
     file_sha256 : mapping of str to str
         Per-file digests, keyed by file name.
+    species : tuple of str
+        Chemical symbols the model covers, where the loader can tell (built-ins, GAP
+        descriptors); empty when unknown.
     """
 
     name: str
@@ -83,6 +94,7 @@ class PotentialInfo:
     files: tuple[str, ...] = ()
     sha256: str | None = None
     file_sha256: Mapping[str, str] = field(default_factory=dict)
+    species: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +104,7 @@ class PotentialInfo:
             "files": list(self.files),
             "sha256": self.sha256,
             "file_sha256": dict(self.file_sha256),
+            "species": list(self.species),
         }
 
 
@@ -168,8 +181,24 @@ def _builtin_digest(name: str) -> str:
 
 # --- GAP ------------------------------------------------------------------------------
 
-def gap_files(xml_path: Path) -> list[Path]:
-    """The XML and the sparseX files it refers to; raises PotentialSpecError if malformed."""
+def _species_of_descriptors(root: ElementTree.Element) -> tuple[str, ...]:
+    """Chemical symbols named by the descriptors of a GAP XML (``Z=``, ``Z1=``,
+    ``species_Z={...}``)."""
+    from .units import chemical_symbol
+
+    numbers: set[int] = set()
+    for element in root.iter("descriptor"):
+        text = element.text or ""
+        for match in re.finditer(r"\b(?:Z|Z1|Z2|Z_center)\s*=\s*(\d+)", text):
+            numbers.add(int(match.group(1)))
+        for match in re.finditer(r"species_Z\s*=\s*\{([^}]*)\}", text):
+            numbers.update(int(z) for z in match.group(1).split())
+    return tuple(chemical_symbol(z) for z in sorted(numbers))
+
+
+def gap_model(xml_path: Path) -> tuple[list[Path], tuple[str, ...]]:
+    """The XML and the sparseX files it refers to, and the species of its descriptors;
+    raises PotentialSpecError if the XML is malformed, not a GAP or misses a file."""
     try:
         root = ElementTree.parse(xml_path).getroot()
     except ElementTree.ParseError as exc:
@@ -189,7 +218,12 @@ def gap_files(xml_path: Path) -> list[Path]:
                     f"(looked for {sparse_path})"
                 )
             files.append(sparse_path)
-    return files
+    return files, _species_of_descriptors(root)
+
+
+def gap_files(xml_path: Path) -> list[Path]:
+    """The XML and the sparseX files it refers to (see :func:`gap_model`)."""
+    return gap_model(xml_path)[0]
 
 
 @contextlib.contextmanager
@@ -251,7 +285,8 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
     if spec.lower() in BUILTINS:
         key = spec.lower()
         form, params_name, _citation = BUILTINS[key]
-        info = PotentialInfo(name or key, spec, "builtin", (), _builtin_digest(key))
+        info = PotentialInfo(name or key, spec, "builtin", (), _builtin_digest(key),
+                             species=("Si",))
         return _Parsed(info, lambda: _matscipy_manybody(form, params_name)[0])
 
     scheme, colon, rest = spec.partition(":")
@@ -260,17 +295,18 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         if scheme in loaders:
             ep = loaders[scheme]
             files, digests = _hash_if_files(base / rest)
+            arg = files[0] if files else rest  # a file is handed over as an absolute path
             info = PotentialInfo(
                 name or _stem(rest), spec, f"entry-point:{scheme}", files,
                 _combined_digest(digests) if digests else None, digests,
             )
-            return _Parsed(info, lambda: ep.load()(rest))
+            return _Parsed(info, lambda: ep.load()(arg))
 
     path = base / spec
     if spec.lower().endswith(".xml"):
         if not path.is_file():
             raise PotentialSpecError(f"GAP model file not found: {path}")
-        files = gap_files(path.resolve())
+        files, species = gap_model(path.resolve())
         if importlib.util.find_spec("quippy") is None:
             raise PotentialSpecError(
                 f"{spec} is a GAP model but quippy is not installed: "
@@ -279,7 +315,7 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         digests = {f.name: sha256_file(f) for f in files}
         info = PotentialInfo(
             name or path.stem, spec, "gap", tuple(str(f) for f in files),
-            _combined_digest(digests), digests,
+            _combined_digest(digests), digests, species,
         )
         resolved = path.resolve()
         return _Parsed(info, lambda: _load_gap(resolved))
@@ -308,8 +344,15 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
     raise PotentialSpecError(
         f"{spec!r} is not a built-in ({', '.join(sorted(BUILTINS))}), an existing model "
         "file, a 'package.module:factory' or a registered loader "
-        f"(entry points: {', '.join(sorted(_entry_point_loaders())) or 'none'})"
+        f"(entry points: {', '.join(sorted(_entry_point_loaders())) or 'none'})",
+        unknown=True,
     )
+
+
+def default_name(raw: str) -> str:
+    """The display name of a spec: its ``NAME=`` or the stem of the spec."""
+    name, spec = _split_name(raw)
+    return name or _stem(spec)
 
 
 def _stem(text: str) -> str:
@@ -353,9 +396,9 @@ def load_potential(
     """
     name, spec = _split_name(raw)
     if fallback is not None:
-        calc = fallback(spec)
+        files, digests = _hash_if_files((Path(base_dir or ".")) / spec)
+        calc = fallback(files[0] if files else spec)  # a file: its absolute path
         if calc is not None:
-            files, digests = _hash_if_files((Path(base_dir or ".")) / spec)
             info = PotentialInfo(name or _stem(spec), spec, "hook", files,
                                  _combined_digest(digests) if digests else None, digests)
             return _checked(Potential(info, calc))

@@ -47,7 +47,7 @@ class MlpvalSession:
         """The loaded :class:`~pytest_mlpval.potentials.Potential` of a configured entry.
         A loading error is kept and raised again for every test that needs it."""
         if entry.raw not in self._potentials:
-            from .potentials import PotentialLoadError, load_potential
+            from .potentials import PotentialLoadError, PotentialSpecError, load_potential
 
             def hook(spec: str):
                 return self.config.hook.pytest_mlpval_load_potential(config=self.config,
@@ -55,8 +55,9 @@ class MlpvalSession:
 
             try:
                 self._potentials[entry.raw] = load_potential(entry.raw, entry.base_dir, hook)
-            except PotentialLoadError as exc:
-                self._potentials[entry.raw] = PotentialLoadError(f"{entry.source}: {exc}")
+            except (PotentialLoadError, PotentialSpecError) as exc:
+                self._potentials[entry.raw] = PotentialLoadError(
+                    f"{entry.source}={entry.raw!r}: {exc}")
         value = self._potentials[entry.raw]
         if isinstance(value, BaseException):
             raise value
@@ -114,11 +115,11 @@ class MlpvalSession:
                            "when": report.when, "records": flat})
 
     def summary_rows(self) -> tuple[list[str], list[list[Any]]]:
-        from .metrics import STATS  # noqa: F401  (keeps the metric vocabulary in one place)
-
         combos: dict[tuple[str, str, str], dict[str, Any]] = {}
         for test in self.tests:
             for rec in test["records"]:
+                if rec.get("kind", "errors") != "errors":
+                    continue
                 key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
                 entry = combos.setdefault(key, {"metrics": rec["metrics"], "n": rec["n_structures"],
                                                 "passed": 0, "failed": 0})
@@ -152,22 +153,102 @@ class MlpvalSession:
                          raw("stress_rmse"), limits])
         return headers, rows
 
+    def records_of(self, kind: str) -> list[dict[str, Any]]:
+        return [rec for test in self.tests for rec in test["records"]
+                if rec.get("kind", "errors") == kind]
+
+    def check_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Worst value of each physics check per potential."""
+        worst: dict[tuple[str, str], dict[str, Any]] = {}
+        for rec in self.records_of("checks"):
+            for t in rec["thresholds"]:
+                key = (rec["potential"]["name"], t["metric"])
+                old = worst.get(key)
+                if old is None or not t["passed"] or (old["passed"] and t["value"] > old["value"]):
+                    worst[key] = {**t, "n": rec["n_structures"] + (old or {}).get("n", 0)}
+        rows = [[pot, check, t["n"], t["value"], t["limit"], t["unit"],
+                 "ok" if t["passed"] else "FAIL"]
+                for (pot, check), t in sorted(worst.items())]
+        return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
+
+    def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
+        from .cost import scaling_exponent
+
+        by_pot: dict[str, list[tuple[int, float]]] = {}
+        for rec in self.records_of("cost"):
+            m = rec["metrics"]
+            by_pot.setdefault(rec["potential"]["name"], []).append(
+                (int(m["n_atoms"]), float(m["time_per_call_s"])))
+        rows = []
+        for pot, points in sorted(by_pot.items()):
+            points.sort()
+            exponent = scaling_exponent([n for n, _ in points], [t for _, t in points])
+            for n, t in points:
+                rows.append([pot, n, t, 1e6 * t / n, exponent])
+        return ["potential", "atoms", "s/call", "µs/atom/call", "scaling exponent"], rows
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if is_xdist_worker(self.config) or not self.tests:
             return
         from .assertions import format_table
 
         headers, rows = self.summary_rows()
-        if not rows:
-            return
-        terminalreporter.write_sep("=", "mlpval summary")
-        terminalreporter.write_line("energies in meV/atom, forces in eV/Å (Cartesian "
-                                    "components), stresses in GPa; E-offset: mean energy "
-                                    "offset removed")
-        for line in format_table(headers, rows):
-            terminalreporter.write_line(line)
+        if rows:
+            terminalreporter.write_sep("=", "mlpval summary")
+            terminalreporter.write_line("energies in meV/atom, forces in eV/Å (Cartesian "
+                                        "components), stresses in GPa; E-offset: mean "
+                                        "energy offset removed")
+            for line in format_table(headers, rows):
+                terminalreporter.write_line(line)
+        for title, note, (headers, rows) in (
+            ("mlpval physics checks", "worst value over the structures tried",
+             self.check_rows()),
+            ("mlpval cost", "median wall time of an energy+forces call; exponent of "
+             "time ~ N^x (1 = linear)", self.cost_rows()),
+        ):
+            if rows:
+                terminalreporter.write_sep("=", title)
+                terminalreporter.write_line(note)
+                for line in format_table(headers, rows):
+                    terminalreporter.write_line(line)
+        if self.settings.plots_dir is not None:
+            for path in self.write_plots():
+                terminalreporter.write_line(f"mlpval: wrote {path}")
         if self.settings.json_path is not None:
             terminalreporter.write_line(f"mlpval: wrote {self.settings.json_path}")
+
+    def write_plots(self) -> list[Path]:
+        """Cost scaling and accuracy-cost plots (matplotlib, imported here only)."""
+        from . import plots
+
+        out = Path(self.settings.plots_dir)
+        written = []
+        _, cost = self.cost_rows()
+        if cost:
+            written.append(plots.cost_scaling(cost, out / "cost_scaling.png"))
+            accuracy = self.accuracy_cost_points(cost)
+            if accuracy:
+                written.append(plots.accuracy_cost(accuracy, out / "accuracy_cost.png"))
+        return written
+
+    def accuracy_cost_points(self, cost_rows) -> list[tuple[str, float, float, str]]:
+        """(potential, µs/atom/call at the largest size, force RMSE, dataset) per potential
+        that has both; the dataset is --mlpval-cost-dataset or the first with forces."""
+        largest: dict[str, tuple[int, float]] = {}
+        for pot, n, _, per_atom, _ in cost_rows:
+            if pot not in largest or n > largest[pot][0]:
+                largest[pot] = (n, per_atom)
+        wanted = self.settings.cost_dataset
+        points = []
+        for pot, (_, per_atom) in sorted(largest.items()):
+            for rec in self.records_of("errors"):
+                if (rec["potential"]["name"] == pot and rec["subset"] == "all"
+                        and rec["metrics"].get("force_rmse") is not None
+                        and (wanted is None or rec["dataset"]["name"] == wanted)):
+                    points.append((pot, per_atom, rec["metrics"]["force_rmse"],
+                                   rec["dataset"]["name"]))
+                    break
+        return points
 
     # --- JSON ----------------------------------------------------------------------------
 
@@ -181,8 +262,10 @@ class MlpvalSession:
             entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
             for rec in test["records"]:
                 potentials.setdefault(rec["potential"]["name"], rec["potential"])
-                datasets.setdefault(rec["dataset"]["name"], rec["dataset"])
+                if rec.get("kind", "errors") == "errors":
+                    datasets.setdefault(rec["dataset"]["name"], rec["dataset"])
                 entry["records"].append({
+                    "kind": rec.get("kind", "errors"),
                     "potential": rec["potential"]["name"],
                     "dataset": rec["dataset"]["name"],
                     "subset": rec["subset"],

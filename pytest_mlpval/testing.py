@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "FAULTS",
+    "BrokenCalculator",
     "PerturbedCalculator",
     "make_reference_file",
     "nan_potential",
@@ -131,3 +133,75 @@ def nan_potential():
 def not_a_calculator():
     """A broken factory: returns a number, not a calculator."""
     return 42
+
+
+#: faults of :func:`BrokenCalculator`, each breaking one physical property
+FAULTS = {
+    "not_gradient": "forces have an extra 0.05 eV/Å on atom 0 that no energy explains",
+    "rotation": "energy has a term 0.01 eV/Å x cell[0, 0]: depends on the cell's orientation",
+    "translation": "energy has an external field term 0.01 eV/Å x sum of x (forces consistent)",
+    "permutation": "energy has 0.05 eV/Å² x |r0 - r1|² (atoms 0 and 1 are special)",
+    "cutoff": "energy has 0.05 eV per pair closer than 3.0 Å: a discontinuous cutoff",
+    "extensive": "energy has 0.1 eV per cell, not per atom",
+    "stress": "stress is twice the strain derivative of the energy",
+    "nan": "energy is NaN when two atoms are closer than 2.3 Å",
+}
+
+
+def BrokenCalculator(base: Any, fault: str):
+    """An ASE calculator returning ``base``'s results with one deliberate fault of
+    :data:`FAULTS`, so every consistency check can be shown to fail."""
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+    Calculator, all_changes = _calculator_base()
+
+    class _Broken(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            from ase.neighborlist import neighbor_list
+
+            super().calculate(atoms, properties, system_changes)
+            work = self.atoms.copy()
+            work.calc = base
+            energy = work.get_potential_energy()
+            forces = work.get_forces().copy()
+            stress = work.get_stress().copy() if all(work.pbc) else np.zeros(6)
+            if fault == "not_gradient":
+                forces[0, 0] += 0.05
+            elif fault == "rotation":
+                energy += 0.01 * work.cell[0, 0]
+            elif fault == "translation":
+                energy += 0.01 * work.positions[:, 0].sum()
+                forces[:, 0] -= 0.01
+            elif fault == "permutation" and len(work) > 1:
+                d = work.get_distance(0, 1, mic=True, vector=True)
+                energy += 0.05 * float(d @ d)
+                forces[1] -= 0.1 * d
+                forces[0] += 0.1 * d
+            elif fault == "cutoff":
+                energy += 0.05 * len(neighbor_list("i", work, 3.0)) / 2
+            elif fault == "extensive":
+                energy += 0.1
+            elif fault == "stress":
+                stress = 2 * stress
+            elif fault == "nan" and len(neighbor_list("i", work, 2.3)):
+                energy = float("nan")
+            self.results = {"energy": energy, "free_energy": energy, "forces": forces,
+                            "stress": stress}
+
+    return _Broken()
+
+
+def __getattr__(name: str):
+    """``broken_<fault>`` factories (``--potential=pytest_mlpval.testing:broken_rotation``):
+    Stillinger-Weber with that fault."""
+    if name.startswith("broken_") and name[len("broken_"):] in FAULTS:
+        def factory():
+            from .potentials import load_potential
+
+            return BrokenCalculator(load_potential("sw").calculator, name[len("broken_"):])
+
+        factory.__name__ = name
+        return factory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
