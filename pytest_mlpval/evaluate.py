@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .data import ReferenceSet
+from .fileio import atomic_write
 
 __all__ = ["NonFiniteError", "Predictions", "predict", "predict_cached", "cache_key"]
 
@@ -155,7 +155,6 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile):
             path.unlink(missing_ok=True)  # unreadable entry: recompute
     result = predict(calc, reference, properties, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     if result.energy is not None:
         arrays["energy"] = result.energy
@@ -163,12 +162,5 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
         arrays["forces"] = np.concatenate(result.forces)
     if result.stress is not None:
         arrays["stress"] = result.stress
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)  # atomic: no half-written entry, safe under xdist
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))  # safe under xdist
     return result

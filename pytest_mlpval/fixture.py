@@ -207,3 +207,36 @@ def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
             "call to mlpval.check(report); neither was used, so nothing was checked")
     fixture = MlpvalFixture(item, session, funcargs["mlpval_potential"])
     fixture.check(funcargs["mlpval_errors"])
+
+
+def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
+    """After the test body: compare the test's records with the baseline; a regression
+    (or, with --mlpval-regen-baseline, any change) fails this test with a table."""
+    from .baseline import (COMPARED_KINDS, MlpvalRegressionError, compare_metrics,
+                           entry_key, regression_message)
+
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalRegressionError)
+    settings = session.settings
+    state = item.stash.get(ITEM_STATE, None)
+    if settings.baseline is None or state is None:
+        return
+    failing = []
+    for rec in state.records.values():
+        kind = rec.get("kind", "errors")
+        if kind not in COMPARED_KINDS:
+            continue
+        entry = settings.baseline["entries"].get(entry_key(
+            item.nodeid, rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
+            kind))
+        comparisons = compare_metrics(rec["metrics"], rec["units"],
+                                      None if entry is None else entry["metrics"],
+                                      settings.tolerances)
+        rec["baseline"] = "missing" if entry is None else "compared"
+        rec["comparison"] = [c.as_dict() for c in comparisons if c.status != "unchanged"]
+        bad = [c for c in comparisons if c.status == "regressed"
+               or (settings.regen_baseline and c.status != "unchanged")]
+        if bad:
+            failing.append((rec, bad))
+    if failing:
+        raise MlpvalRegressionError(regression_message(
+            failing, str(settings.compare), settings.regen_baseline))

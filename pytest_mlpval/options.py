@@ -7,6 +7,7 @@ directory (pytest's ``paths`` semantics).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,10 @@ SPECIES_OPTION = "--mlpval-species"
 PRECISION_OPTION = "--mlpval-precision"
 PLOTS_OPTION = "--mlpval-plots"
 COST_DATASET_OPTION = "--mlpval-cost-dataset"
+SAVE_BASELINE_OPTION = "--mlpval-save-baseline"
+COMPARE_OPTION = "--mlpval-compare"
+REGEN_OPTION = "--mlpval-regen-baseline"
+TOLERANCE_OPTION = "--mlpval-compare-tolerance"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
@@ -33,6 +38,10 @@ SPECIES_INI = "mlpval_species"
 PRECISION_INI = "mlpval_precision"
 COST_DATASET_INI = "mlpval_cost_dataset"
 PRECISIONS = ("float64", "float32")
+COMPARE_INI = "mlpval_compare"
+TOLERANCES_INI = "mlpval_compare_tolerances"
+#: where NAME (not a path) baselines live, under the rootdir
+BASELINE_STORE = ".mlpval"
 
 
 def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
@@ -91,6 +100,30 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
              "Default: None",
     )
     addoption(
+        f"--{prefix}save-baseline", dest="mlpval_save_baseline", default=None,
+        metavar="PATH|NAME",
+        help="Save every recorded metric of this run as a baseline: a .json PATH, or a\n"
+             f"NAME stored as {BASELINE_STORE}/NAME.json under the rootdir. Default: None",
+    )
+    addoption(
+        f"--{prefix}compare", dest="mlpval_compare", default=None, metavar="PATH|NAME",
+        help="Compare with a baseline: a metric worse by more than its tolerance fails the\n"
+             f"test that measured it. Ini: {COMPARE_INI}. Default: None",
+    )
+    addoption(
+        f"--{prefix}compare-tolerance", dest="mlpval_compare_tolerances", action="append",
+        default=None, metavar="METRIC:AMOUNT",
+        help="Tolerance of a comparison, repeatable: force_rmse:5%%, energy_rmse:0.5meV,\n"
+             f"stress_rmse:0.1GPa, *:2%%. Ini: {TOLERANCES_INI}. Default: *:1%%",
+    )
+    addoption(
+        f"--{prefix}regen-baseline", dest="mlpval_regen_baseline", action="store_true",
+        default=False,
+        help="Rewrite the compared baseline with this run's values; tests whose values\n"
+             "changed beyond tolerance (or are new) fail once, like pytest-regressions'\n"
+             "--force-regen. Default: False",
+    )
+    addoption(
         f"--{prefix}cost-dataset", dest="mlpval_cost_dataset", default=None, metavar="NAME",
         help="Dataset whose force RMSE is the accuracy of the accuracy-cost plot.\n"
              f"Ini: {COST_DATASET_INI}. Default: the first dataset with force errors",
@@ -114,6 +147,10 @@ def add_ini(parser: pytest.Parser) -> None:
                   help="Tolerances of the physics checks: float64 (default) or float32")
     parser.addini(COST_DATASET_INI, default="",
                   help="Dataset whose force RMSE is plotted against cost")
+    parser.addini(COMPARE_INI, default="",
+                  help="Baseline to compare with (PATH relative to the ini file, or NAME)")
+    parser.addini(TOLERANCES_INI, type="linelist", default=[],
+                  help="Comparison tolerances, one METRIC:AMOUNT per line")
 
 
 @dataclass(frozen=True)
@@ -138,6 +175,11 @@ class Settings:
     precision: str = "float64"
     plots_dir: Path | None = None
     cost_dataset: str | None = None
+    save_baseline: Path | None = None
+    compare: Path | None = None
+    regen_baseline: bool = False
+    tolerances: tuple[Any, ...] = ()  # baseline.Tolerance
+    baseline: dict[str, Any] | None = None  # the loaded baseline document
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -217,6 +259,7 @@ def resolve(config: pytest.Config) -> Settings:
                 f"{PLOTS_OPTION}={plots!r}: matplotlib is not installed "
                 "(pip install 'pytest-mlpval[plot]')")
     cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
+    save_baseline, compare, tolerances, baseline = _baseline_settings(config, cli_dir)
     return Settings(
         potentials=tuple(entries),
         datasets=tuple(datasets),
@@ -228,7 +271,53 @@ def resolve(config: pytest.Config) -> Settings:
         precision=precision,
         plots_dir=(cli_dir / plots) if plots else None,
         cost_dataset=cost_dataset or None,
+        save_baseline=save_baseline,
+        compare=compare,
+        regen_baseline=bool(config.getoption("mlpval_regen_baseline")),
+        tolerances=tolerances,
+        baseline=baseline,
     )
+
+
+def baseline_path(value: str, base: Path, rootdir: Path) -> Path:
+    """A PATH (has a separator or ends in .json) relative to ``base``, else a NAME in the
+    rootdir's store."""
+    if "/" in value or os.sep in value or value.endswith(".json"):
+        return base / value
+    return rootdir / BASELINE_STORE / f"{value}.json"
+
+
+def _baseline_settings(config: pytest.Config, cli_dir: Path):
+    from . import baseline as bl
+
+    rootdir = config.rootpath
+    save = config.getoption("mlpval_save_baseline")
+    save_path = baseline_path(save, cli_dir, rootdir) if save else None
+    compare, source = config.getoption("mlpval_compare"), COMPARE_OPTION
+    base = cli_dir
+    if not compare and config.getini(COMPARE_INI):
+        compare, source, base = config.getini(COMPARE_INI), f"ini {COMPARE_INI}", _ini_base(config)
+    compare_path = baseline_path(compare, base, rootdir) if compare else None
+    raw_tol = config.getoption("mlpval_compare_tolerances")
+    tol_source = TOLERANCE_OPTION if raw_tol else f"ini {TOLERANCES_INI}"
+    tolerances = []
+    for text in raw_tol or config.getini(TOLERANCES_INI):
+        try:
+            tolerances.append(bl.parse_tolerance(text))
+        except ValueError as exc:
+            raise pytest.UsageError(f"{tol_source}: {exc}") from None
+    if config.getoption("mlpval_regen_baseline") and compare_path is None:
+        raise pytest.UsageError(f"{REGEN_OPTION} needs {COMPARE_OPTION}=PATH|NAME (the "
+                                "baseline to rewrite)")
+    document = None
+    if compare_path is not None:
+        try:
+            document = bl.load_baseline(compare_path)
+        except bl.BaselineError as exc:
+            if not (config.getoption("mlpval_regen_baseline") and not compare_path.exists()):
+                raise pytest.UsageError(f"{source}={compare!r}: {exc}") from None
+            document = {"schema": bl.SCHEMA, "entries": {}}  # regen creates it
+    return save_path, compare_path, tuple(tolerances), document
 
 
 def _no_duplicates(names: list[str], source: str, what: str) -> None:

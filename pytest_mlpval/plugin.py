@@ -76,10 +76,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              ids=[getattr(s, "name", s) for s in specs])
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needs_potential = False
     for item in items:
-        if any(name in FIXTURES for name in getattr(item, "fixturenames", ())):
+        names = getattr(item, "fixturenames", ())
+        if any(name in FIXTURES for name in names):
             item.add_marker(markers.AUTO)
+            needs_potential = needs_potential or "mlpval_potential" in names
+    settings = config.stash[SESSION].settings
+    from .session import is_xdist_worker
+
+    # a worker cannot stop the run cleanly: there the fixture fails each test instead
+    if (needs_potential and settings.require_potential and not settings.potentials
+            and not is_xdist_worker(config)):
+        raise pytest.UsageError(_no_potential_message() + f" ({options.REQUIRE_OPTION} or "
+                                f"ini {options.REQUIRE_INI} is set)")
+
+
+def _no_potential_message() -> str:
+    return (f"no potential given: use {options.POTENTIAL_ALIAS}=SPEC or the ini key "
+            f"{options.POTENTIALS_INI}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -89,10 +105,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     result = yield
-    from .fixture import auto_check
+    from .fixture import auto_check, compare_with_baseline
 
     __tracebackhide__ = True
-    auto_check(item, item.config.stash[SESSION])
+    session = item.config.stash[SESSION]
+    auto_check(item, session)
+    compare_with_baseline(item, session)
     return result
 
 
@@ -112,15 +130,13 @@ def mlpval_potential(request: pytest.FixtureRequest) -> "Potential":
     """The candidate potential (name, spec, loader, sha256 and ASE calculator).
 
     Every test using it runs once per ``--potential``; skipped when none is given
-    (a usage error with ``--mlpval-require-potential``).
+    (a usage error at collection with ``--mlpval-require-potential``).
     """
     session = request.config.stash[SESSION]
     if request.param == NO_POTENTIAL:
-        message = (f"no potential given: use {options.POTENTIAL_ALIAS}=SPEC or the ini key "
-                   f"{options.POTENTIALS_INI}")
-        if session.settings.require_potential:
-            raise pytest.UsageError(message)
-        pytest.skip(message)
+        if session.settings.require_potential:  # only reached on an xdist worker
+            pytest.fail(_no_potential_message(), pytrace=False)
+        pytest.skip(_no_potential_message())
     return session.potential(request.param)
 
 

@@ -8,12 +8,10 @@ reach the xdist controller, which alone prints the summary and writes files.
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +58,7 @@ class MlpvalSession:
                     f"{entry.source}={entry.raw!r}: {exc}")
         value = self._potentials[entry.raw]
         if isinstance(value, BaseException):
-            raise value
+            raise value.with_traceback(None)  # a fresh traceback each time
         return value
 
     def dataset(self, spec) -> Any:
@@ -73,7 +71,7 @@ class MlpvalSession:
                 self._datasets[spec] = exc
         value = self._datasets[spec]
         if isinstance(value, BaseException):
-            raise value
+            raise value.with_traceback(None)  # a fresh traceback each time
         return value
 
     def _cache_dir(self) -> str | None:
@@ -318,14 +316,6 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .fileio import write_json
+
+    write_json(path, document)
