@@ -42,6 +42,8 @@ __all__ = [
 SCHEMA = "pytest-mlpval-baseline/1"
 #: used for metrics that no tolerance names
 DEFAULT_TOLERANCE = "*:1%"
+#: changes smaller than this (in the metric's unit) are never a regression or improvement
+NOISE_FLOOR = 1e-12
 #: kinds of record compared by default (cost is too machine-dependent)
 COMPARED_KINDS = ("errors", "checks")
 
@@ -155,7 +157,9 @@ class Comparison:
             return "regressed"
         if math.isnan(self.change):
             return "unchanged"
-        allowed = self.tolerance.allowed(_magnitude(self.metric, self.baseline))
+        # floor: float noise on a zero baseline is no change
+        allowed = max(self.tolerance.allowed(_magnitude(self.metric, self.baseline)),
+                      NOISE_FLOOR)
         if self.change > allowed:
             return "regressed"
         if self.change < 0 and -self.change > allowed:

@@ -43,9 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in markers.MARKER_LINES:
         config.addinivalue_line("markers", line)
-    from .session import MlpvalSession
+    from . import session as session_module
 
-    session = MlpvalSession(config, options.resolve(config))
+    session = session_module.MlpvalSession(config, options.resolve(config))
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "mlpval-session")
 
@@ -109,8 +109,16 @@ def pytest_runtest_call(item: pytest.Item):
 
     __tracebackhide__ = True
     session = item.config.stash[SESSION]
-    auto_check(item, session)
-    compare_with_baseline(item, session)
+    failures = []
+    for step in (auto_check, compare_with_baseline):  # report both: limits and regressions
+        try:
+            step(item, session)
+        except AssertionError as exc:
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise type(failures[0])("\n\n".join(str(f) for f in failures))
     return result
 
 

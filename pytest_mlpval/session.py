@@ -7,20 +7,14 @@ reach the xdist controller, which alone prints the summary and writes files.
 
 from __future__ import annotations
 
-import datetime
-import math
-import os
-import platform
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .options import Settings
+from .results import RunResults
 
 PROPERTY = "mlpval"
-SCHEMA = "pytest-mlpval/1"
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -37,7 +31,8 @@ class MlpvalSession:
         self._datasets: dict[Any, Any] = {}
         self._predictions: dict[tuple[str, Any], Any] = {}
         self._errors: dict[tuple[str, Any], Any] = {}
-        self.tests: list[dict[str, Any]] = []  # controller: one entry per test with records
+        self.results = RunResults()  # controller: the records of every test
+        self.written: list[Any] = []  # files written at the end (baselines)
 
     # --- expensive objects, computed once per process -----------------------------------
 
@@ -109,88 +104,14 @@ class MlpvalSession:
         if not records or (report.when != "call" and report.passed):
             return
         flat = [r for group in records for r in group]
-        self.tests.append({"nodeid": report.nodeid, "outcome": report.outcome,
-                           "when": report.when, "records": flat})
-
-    def summary_rows(self) -> tuple[list[str], list[list[Any]]]:
-        combos: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for test in self.tests:
-            for rec in test["records"]:
-                if rec.get("kind", "errors") != "errors":
-                    continue
-                key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
-                entry = combos.setdefault(key, {"metrics": rec["metrics"], "n": rec["n_structures"],
-                                                "passed": 0, "failed": 0})
-                for t in rec["thresholds"]:
-                    entry["passed" if t["passed"] else "failed"] += 1
-        headers = ["potential", "dataset", "subset", "n", "E RMSE", "E-offset RMSE",
-                   "E MAE", "F RMSE", "F MAE", "F max", "S RMSE", "limits"]
-        rows = []
-        for (pot, data, subset), entry in sorted(combos.items(),
-                                                 key=lambda kv: (kv[0][1], kv[0][2] != "all",
-                                                                 kv[0][2], kv[0][0])):
-            if subset != "all" and not self.settings.details:
-                continue
-            m = entry["metrics"]
-
-            def meV(name):
-                value = m.get(name)
-                return math.nan if value is None else 1000.0 * value
-
-            def raw(name):
-                value = m.get(name)
-                return math.nan if value is None else value
-
-            limits = "-"
-            if entry["passed"] or entry["failed"]:
-                limits = f"{entry['passed']} ok" + (f", {entry['failed']} FAIL"
-                                                    if entry["failed"] else "")
-            rows.append([pot, data, subset, entry["n"], meV("energy_rmse"),
-                         meV("energy_offset_removed_rmse"), meV("energy_mae"),
-                         raw("force_rmse"), raw("force_mae"), raw("force_max"),
-                         raw("stress_rmse"), limits])
-        return headers, rows
-
-    def records_of(self, kind: str) -> list[dict[str, Any]]:
-        return [rec for test in self.tests for rec in test["records"]
-                if rec.get("kind", "errors") == kind]
-
-    def check_rows(self) -> tuple[list[str], list[list[Any]]]:
-        """Worst value of each physics check per potential."""
-        worst: dict[tuple[str, str], dict[str, Any]] = {}
-        for rec in self.records_of("checks"):
-            for t in rec["thresholds"]:
-                key = (rec["potential"]["name"], t["metric"])
-                old = worst.get(key)
-                if old is None or not t["passed"] or (old["passed"] and t["value"] > old["value"]):
-                    worst[key] = {**t, "n": rec["n_structures"] + (old or {}).get("n", 0)}
-        rows = [[pot, check, t["n"], t["value"], t["limit"], t["unit"],
-                 "ok" if t["passed"] else "FAIL"]
-                for (pot, check), t in sorted(worst.items())]
-        return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
-
-    def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
-        from .cost import scaling_exponent
-
-        by_pot: dict[str, list[tuple[int, float]]] = {}
-        for rec in self.records_of("cost"):
-            m = rec["metrics"]
-            by_pot.setdefault(rec["potential"]["name"], []).append(
-                (int(m["n_atoms"]), float(m["time_per_call_s"])))
-        rows = []
-        for pot, points in sorted(by_pot.items()):
-            points.sort()
-            exponent = scaling_exponent([n for n, _ in points], [t for _, t in points])
-            for n, t in points:
-                rows.append([pot, n, t, 1e6 * t / n, exponent])
-        return ["potential", "atoms", "s/call", "µs/atom/call", "scaling exponent"], rows
+        self.results.add(report.nodeid, report.outcome, report.when, flat)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if is_xdist_worker(self.config) or not self.tests:
+        if is_xdist_worker(self.config) or not self.results:
             return
         from .assertions import format_table
 
-        headers, rows = self.summary_rows()
+        headers, rows = self.results.summary_rows(self.settings.details)
         if rows:
             terminalreporter.write_sep("=", "mlpval summary")
             terminalreporter.write_line("energies in meV/atom, forces in eV/Å (Cartesian "
@@ -200,122 +121,73 @@ class MlpvalSession:
                 terminalreporter.write_line(line)
         for title, note, (headers, rows) in (
             ("mlpval physics checks", "worst value over the structures tried",
-             self.check_rows()),
+             self.results.check_rows()),
             ("mlpval cost", "median wall time of an energy+forces call; exponent of "
-             "time ~ N^x (1 = linear)", self.cost_rows()),
+             "time ~ N^x (1 = linear)", self.results.cost_rows()),
         ):
             if rows:
                 terminalreporter.write_sep("=", title)
                 terminalreporter.write_line(note)
                 for line in format_table(headers, rows):
                     terminalreporter.write_line(line)
+        if self.settings.baseline is not None:
+            self._baseline_summary(terminalreporter, format_table)
         if self.settings.plots_dir is not None:
-            for path in self.write_plots():
+            for path in self.results.write_plots(self.settings.plots_dir,
+                                                 self.settings.cost_dataset):
                 terminalreporter.write_line(f"mlpval: wrote {path}")
+        for path in self.written:
+            terminalreporter.write_line(f"mlpval: wrote {path}")
         if self.settings.json_path is not None:
             terminalreporter.write_line(f"mlpval: wrote {self.settings.json_path}")
 
-    def write_plots(self) -> list[Path]:
-        """Cost scaling and accuracy-cost plots (matplotlib, imported here only)."""
-        from . import plots
-
-        out = Path(self.settings.plots_dir)
-        written = []
-        _, cost = self.cost_rows()
-        if cost:
-            written.append(plots.cost_scaling(cost, out / "cost_scaling.png"))
-            accuracy = self.accuracy_cost_points(cost)
-            if accuracy:
-                written.append(plots.accuracy_cost(accuracy, out / "accuracy_cost.png"))
-        return written
-
-    def accuracy_cost_points(self, cost_rows) -> list[tuple[str, float, float, str]]:
-        """(potential, µs/atom/call at the largest size, force RMSE, dataset) per potential
-        that has both; the dataset is --mlpval-cost-dataset or the first with forces."""
-        largest: dict[str, tuple[int, float]] = {}
-        for pot, n, _, per_atom, _ in cost_rows:
-            if pot not in largest or n > largest[pot][0]:
-                largest[pot] = (n, per_atom)
-        wanted = self.settings.cost_dataset
-        points = []
-        for pot, (_, per_atom) in sorted(largest.items()):
-            for rec in self.records_of("errors"):
-                if (rec["potential"]["name"] == pot and rec["subset"] == "all"
-                        and rec["metrics"].get("force_rmse") is not None
-                        and (wanted is None or rec["dataset"]["name"] == wanted)):
-                    points.append((pot, per_atom, rec["metrics"]["force_rmse"],
-                                   rec["dataset"]["name"]))
-                    break
-        return points
-
-    # --- JSON ----------------------------------------------------------------------------
-
-    def json_document(self) -> dict[str, Any]:
-        from . import __version__
-
-        potentials: dict[str, Any] = {}
-        datasets: dict[str, Any] = {}
-        tests = []
-        for test in self.tests:
-            entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
-            for rec in test["records"]:
-                potentials.setdefault(rec["potential"]["name"], rec["potential"])
-                if rec.get("kind", "errors") == "errors":
-                    datasets.setdefault(rec["dataset"]["name"], rec["dataset"])
-                entry["records"].append({
-                    "kind": rec.get("kind", "errors"),
-                    "potential": rec["potential"]["name"],
-                    "dataset": rec["dataset"]["name"],
-                    "subset": rec["subset"],
-                    "n_structures": rec["n_structures"],
-                    "n_atoms": rec["n_atoms"],
-                    "metrics": {name: {"value": _finite(value), "unit": rec["units"][name]}
-                                for name, value in rec["metrics"].items()},
-                    "thresholds": [{**t, "value": _finite(t["value"])}
-                                   for t in rec["thresholds"]],
-                })
-            tests.append(entry)
-        return {
-            "schema": SCHEMA,
-            "version": __version__,
-            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "machine_info": machine_info(),
-            "potentials": potentials,
-            "datasets": datasets,
-            "tests": tests,
-        }
+    def _baseline_summary(self, terminalreporter, format_table) -> None:
+        counts, rows = self.results.baseline_rows()
+        terminalreporter.write_sep("=", "mlpval baseline comparison")
+        terminalreporter.write_line(
+            f"baseline {self.settings.compare}: " + ", ".join(
+                f"{n} {what}" for what, n in counts.items()) + " (metrics unless noted)")
+        if rows:
+            for line in format_table(["potential", "dataset", "subset", "metric", "baseline",
+                                      "now", "unit", "status"], rows[:40]):
+                terminalreporter.write_line(line)
+            if len(rows) > 40:
+                terminalreporter.write_line(f"... and {len(rows) - 40} more (see the JSON)")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.settings.json_path
-        if path is None or is_xdist_worker(self.config):
+        if is_xdist_worker(self.config):
             return
-        output = self.json_document()
+        self.write_baselines()
+        path = self.settings.json_path
+        if path is None:
+            return
+        from .fileio import write_json
+
+        output = self.results.json_document()
         self.config.hook.pytest_mlpval_update_json(config=self.config, output=output)
-        write_json_atomic(path, output)
+        write_json(path, output)
 
+    def write_baselines(self) -> None:
+        """--mlpval-save-baseline: this run's metrics; --mlpval-regen-baseline: the
+        compared baseline updated with them (entries of tests not run are kept)."""
+        from . import __version__
+        from .baseline import baseline_entries, write_baseline
+        from .results import machine_info
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        settings = self.settings
+        if settings.save_baseline is None and not settings.regen_baseline:
+            return
+        import datetime
 
-
-def machine_info() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = {}
-    for name in ("pytest", "ase", "numpy", "dscribe", "matscipy", "quippy-ase"):
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
-    return {"node": platform.node(), "machine": platform.machine(),
-            "python": sys.version.split()[0], "system": platform.system(),
-            "cpu_count": os.cpu_count(), "packages": packages}
-
-
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    from .fileio import write_json
-
-    write_json(path, document)
+        potentials, datasets = self.results.identities()
+        meta = {"version": __version__,
+                "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "machine_info": machine_info(), "potentials": potentials,
+                "datasets": datasets}
+        entries = baseline_entries(self.results.pairs())
+        if settings.save_baseline is not None:
+            self.written.append(write_baseline(settings.save_baseline, entries, meta))
+        if settings.regen_baseline and settings.compare is not None:
+            merged = {**settings.baseline["entries"], **entries}
+            self.written.append(write_baseline(settings.compare, merged, meta))

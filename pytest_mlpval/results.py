@@ -1,0 +1,232 @@
+"""The results of a run: metric records per test, and what is made of them (summary
+tables, the JSON document, plots). Plain library, no pytest: records are builtin-typed
+dicts, as they travel on pytest reports, so a notebook can rebuild all of this from a
+saved JSON file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "pytest-mlpval/1"
+
+
+class RunResults:
+    """Records of the tests of a run: ``tests`` is a list of ``{"nodeid", "outcome",
+    "when", "records"}``; each record is a dict with ``kind`` (``errors``, ``checks``,
+    ``cost``), ``potential``, ``dataset``, ``subset``, ``metrics``, ``units``,
+    ``thresholds`` and, after a baseline comparison, ``baseline`` and ``comparison``."""
+
+    def __init__(self, tests: list[dict[str, Any]] | None = None) -> None:
+        self.tests: list[dict[str, Any]] = list(tests or [])
+
+    def add(self, nodeid: str, outcome: str, when: str, records: list[dict[str, Any]]) -> None:
+        self.tests.append({"nodeid": nodeid, "outcome": outcome, "when": when,
+                           "records": records})
+
+    def __bool__(self) -> bool:
+        return bool(self.tests)
+
+    def pairs(self):
+        """(nodeid, record) for every record of the run."""
+        return [(test["nodeid"], rec) for test in self.tests for rec in test["records"]]
+
+    def identities(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Potentials and datasets of the run, by name (from the error records)."""
+        potentials: dict[str, Any] = {}
+        datasets: dict[str, Any] = {}
+        for _, rec in self.pairs():
+            potentials.setdefault(rec["potential"]["name"], rec["potential"])
+            if rec.get("kind", "errors") == "errors":
+                datasets.setdefault(rec["dataset"]["name"], rec["dataset"])
+        return potentials, datasets
+
+    def baseline_rows(self) -> tuple[dict[str, int], list[list[Any]]]:
+        """Counts of compared metrics by status, and rows for the improved / new /
+        regressed ones (potential, dataset, subset, metric, baseline, now, status)."""
+        counts = {"regressed": 0, "improved": 0, "new": 0, "compared records": 0,
+                  "records without baseline entry": 0}
+        rows = []
+        for nodeid, rec in self.pairs():
+            if "baseline" not in rec:
+                continue
+            counts["compared records" if rec["baseline"] == "compared"
+                   else "records without baseline entry"] += 1
+            for c in rec.get("comparison", []):
+                counts[c["status"]] = counts.get(c["status"], 0) + 1
+                if c["status"] != "new":
+                    rows.append([rec["potential"]["name"], rec["dataset"]["name"],
+                                 rec["subset"], c["metric"], _nan(c["baseline"]),
+                                 _nan(c["now"]), c["unit"], c["status"]])
+        return counts, rows
+
+    def summary_rows(self, details: bool = False) -> tuple[list[str], list[list[Any]]]:
+        combos: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for test in self.tests:
+            for rec in test["records"]:
+                if rec.get("kind", "errors") != "errors":
+                    continue
+                key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
+                entry = combos.setdefault(key, {"metrics": rec["metrics"], "n": rec["n_structures"],
+                                                "passed": 0, "failed": 0})
+                for t in rec["thresholds"]:
+                    entry["passed" if t["passed"] else "failed"] += 1
+        headers = ["potential", "dataset", "subset", "n", "E RMSE", "E-offset RMSE",
+                   "E MAE", "F RMSE", "F MAE", "F max", "S RMSE", "limits"]
+        rows = []
+        for (pot, data, subset), entry in sorted(combos.items(),
+                                                 key=lambda kv: (kv[0][1], kv[0][2] != "all",
+                                                                 kv[0][2], kv[0][0])):
+            if subset != "all" and not details:
+                continue
+            m = entry["metrics"]
+
+            def meV(name):
+                value = m.get(name)
+                return math.nan if value is None else 1000.0 * value
+
+            def raw(name):
+                value = m.get(name)
+                return math.nan if value is None else value
+
+            limits = "-"
+            if entry["passed"] or entry["failed"]:
+                limits = f"{entry['passed']} ok" + (f", {entry['failed']} FAIL"
+                                                    if entry["failed"] else "")
+            rows.append([pot, data, subset, entry["n"], meV("energy_rmse"),
+                         meV("energy_offset_removed_rmse"), meV("energy_mae"),
+                         raw("force_rmse"), raw("force_mae"), raw("force_max"),
+                         raw("stress_rmse"), limits])
+        return headers, rows
+
+    def records_of(self, kind: str) -> list[dict[str, Any]]:
+        return [rec for test in self.tests for rec in test["records"]
+                if rec.get("kind", "errors") == kind]
+
+    def check_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Worst value of each physics check per potential."""
+        worst: dict[tuple[str, str], dict[str, Any]] = {}
+        for rec in self.records_of("checks"):
+            for t in rec["thresholds"]:
+                key = (rec["potential"]["name"], t["metric"])
+                old = worst.get(key)
+                if old is None or not t["passed"] or (old["passed"] and t["value"] > old["value"]):
+                    worst[key] = {**t, "n": rec["n_structures"] + (old or {}).get("n", 0)}
+        rows = [[pot, check, t["n"], t["value"], t["limit"], t["unit"],
+                 "ok" if t["passed"] else "FAIL"]
+                for (pot, check), t in sorted(worst.items())]
+        return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
+
+    def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
+        from .cost import scaling_exponent
+
+        by_pot: dict[str, list[tuple[int, float]]] = {}
+        for rec in self.records_of("cost"):
+            m = rec["metrics"]
+            by_pot.setdefault(rec["potential"]["name"], []).append(
+                (int(m["n_atoms"]), float(m["time_per_call_s"])))
+        rows = []
+        for pot, points in sorted(by_pot.items()):
+            points.sort()
+            exponent = scaling_exponent([n for n, _ in points], [t for _, t in points])
+            for n, t in points:
+                rows.append([pot, n, t, 1e6 * t / n, exponent])
+        return ["potential", "atoms", "s/call", "µs/atom/call", "scaling exponent"], rows
+
+    def write_plots(self, out: Path, cost_dataset: str | None = None) -> list[Path]:
+        """Cost scaling and accuracy-cost plots (matplotlib, imported here only)."""
+        from . import plots
+
+        out = Path(out)
+        written = []
+        _, cost = self.cost_rows()
+        if cost:
+            written.append(plots.cost_scaling(cost, out / "cost_scaling.png"))
+            accuracy = self.accuracy_cost_points(cost, cost_dataset)
+            if accuracy:
+                written.append(plots.accuracy_cost(accuracy, out / "accuracy_cost.png"))
+        return written
+
+    def accuracy_cost_points(self, cost_rows, wanted: str | None = None
+                             ) -> list[tuple[str, float, float, str]]:
+        """(potential, µs/atom/call at the largest size, force RMSE, dataset) per potential
+        that has both; the dataset is --mlpval-cost-dataset or the first with forces."""
+        largest: dict[str, tuple[int, float]] = {}
+        for pot, n, _, per_atom, _ in cost_rows:
+            if pot not in largest or n > largest[pot][0]:
+                largest[pot] = (n, per_atom)
+        points = []
+        for pot, (_, per_atom) in sorted(largest.items()):
+            for rec in self.records_of("errors"):
+                if (rec["potential"]["name"] == pot and rec["subset"] == "all"
+                        and rec["metrics"].get("force_rmse") is not None
+                        and (wanted is None or rec["dataset"]["name"] == wanted)):
+                    points.append((pot, per_atom, rec["metrics"]["force_rmse"],
+                                   rec["dataset"]["name"]))
+                    break
+        return points
+
+    # --- JSON ----------------------------------------------------------------------------
+
+    def json_document(self) -> dict[str, Any]:
+        from . import __version__
+
+        potentials, datasets = self.identities()
+        tests = []
+        for test in self.tests:
+            entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
+            for rec in test["records"]:
+                entry["records"].append({
+                    "kind": rec.get("kind", "errors"),
+                    "potential": rec["potential"]["name"],
+                    "dataset": rec["dataset"]["name"],
+                    "subset": rec["subset"],
+                    "n_structures": rec["n_structures"],
+                    "n_atoms": rec["n_atoms"],
+                    "metrics": {name: {"value": _finite(value), "unit": rec["units"][name]}
+                                for name, value in rec["metrics"].items()},
+                    "thresholds": [{**t, "value": _finite(t["value"])}
+                                   for t in rec["thresholds"]],
+                    **({"baseline": rec["baseline"], "comparison": rec["comparison"]}
+                       if "baseline" in rec else {}),
+                })
+            tests.append(entry)
+        return {
+            "schema": SCHEMA,
+            "version": __version__,
+            "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "machine_info": machine_info(),
+            "potentials": potentials,
+            "datasets": datasets,
+            "tests": tests,
+        }
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("pytest", "ase", "numpy", "dscribe", "matscipy", "quippy-ase"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"node": platform.node(), "machine": platform.machine(),
+            "python": sys.version.split()[0], "system": platform.system(),
+            "cpu_count": os.cpu_count(), "packages": packages}
+
+
+def _nan(value: Any) -> float:
+    return math.nan if value is None else value
