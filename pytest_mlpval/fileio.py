@@ -18,6 +18,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,3 +30,9 @@ def write_json(path: str | os.PathLike[str], document: Any, indent: int = 2) -> 
     """JSON (strict: NaN and inf are an error) written atomically."""
     text = json.dumps(document, indent=indent, allow_nan=False) + "\n"
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

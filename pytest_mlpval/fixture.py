@@ -58,7 +58,10 @@ class MlpvalFixture:
 
     def errors(self, reference: Any) -> Any:
         report = self._session.errors(self.potential, reference)
-        self.record(report, reference)
+        record = self._record(report, reference)
+        arrays = self._session.report_arrays(self.potential, reference)
+        if arrays is not None:  # only with --mlpval-report, once per process and pair
+            record["arrays"] = arrays
         return report
 
     def record(self, report: Any, reference: Any = None) -> None:

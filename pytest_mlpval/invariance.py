@@ -153,7 +153,11 @@ def _parts_result(check: str, parts: Sequence[tuple[str, float, float, str]],
                   atoms: Any) -> CheckResult:
     """Several (what, value, tolerance, unit) parts: report the worst by ratio."""
     def ratio(p):
-        return math.inf if math.isnan(p[1]) else p[1] / p[2]
+        if math.isnan(p[1]):
+            return math.inf
+        if p[2] <= 0:  # a zero tolerance: any excess is infinitely far beyond it
+            return 0.0 if p[1] <= p[2] else math.inf
+        return p[1] / p[2]
 
     worst = max(parts, key=ratio)
     detail = "; ".join(f"{what} {value:.3g} {unit} (tolerance {tol:.3g})"

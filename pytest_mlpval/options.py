@@ -29,6 +29,7 @@ SAVE_BASELINE_OPTION = "--mlpval-save-baseline"
 COMPARE_OPTION = "--mlpval-compare"
 REGEN_OPTION = "--mlpval-regen-baseline"
 TOLERANCE_OPTION = "--mlpval-compare-tolerance"
+REPORT_OPTION = "--mlpval-report"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
@@ -124,6 +125,11 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
              "--force-regen. Default: False",
     )
     addoption(
+        f"--{prefix}report", dest="mlpval_report", default=None, metavar="DIR",
+        help="Write the validation report to DIR: index.html (plots embedded), mlpval.json\n"
+             "and validation_card.md. Needs matplotlib. Default: None",
+    )
+    addoption(
         f"--{prefix}cost-dataset", dest="mlpval_cost_dataset", default=None, metavar="NAME",
         help="Dataset whose force RMSE is the accuracy of the accuracy-cost plot.\n"
              f"Ini: {COST_DATASET_INI}. Default: the first dataset with force errors",
@@ -175,6 +181,7 @@ class Settings:
     precision: str = "float64"
     plots_dir: Path | None = None
     cost_dataset: str | None = None
+    report_dir: Path | None = None
     save_baseline: Path | None = None
     compare: Path | None = None
     regen_baseline: bool = False
@@ -251,13 +258,15 @@ def resolve(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"ini {PRECISION_INI}={precision!r}: expected one of {', '.join(PRECISIONS)}")
     plots = config.getoption("mlpval_plots")
-    if plots is not None:
-        import importlib.util
+    report = config.getoption("mlpval_report")
+    for option, value in ((PLOTS_OPTION, plots), (REPORT_OPTION, report)):
+        if value is not None:
+            import importlib.util
 
-        if importlib.util.find_spec("matplotlib") is None:
-            raise pytest.UsageError(
-                f"{PLOTS_OPTION}={plots!r}: matplotlib is not installed "
-                "(pip install 'pytest-mlpval[plot]')")
+            if importlib.util.find_spec("matplotlib") is None:
+                raise pytest.UsageError(
+                    f"{option}={value!r}: matplotlib is not installed "
+                    "(pip install 'pytest-mlpval[plot]')")
     cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
     save_baseline, compare, tolerances, baseline = _baseline_settings(config, cli_dir)
     return Settings(
@@ -271,6 +280,7 @@ def resolve(config: pytest.Config) -> Settings:
         precision=precision,
         plots_dir=(cli_dir / plots) if plots else None,
         cost_dataset=cost_dataset or None,
+        report_dir=(cli_dir / report) if report else None,
         save_baseline=save_baseline,
         compare=compare,
         regen_baseline=bool(config.getoption("mlpval_regen_baseline")),

@@ -32,7 +32,8 @@ class MlpvalSession:
         self._predictions: dict[tuple[str, Any], Any] = {}
         self._errors: dict[tuple[str, Any], Any] = {}
         self.results = RunResults()  # controller: the records of every test
-        self.written: list[Any] = []  # files written at the end (baselines)
+        self.written: list[Any] = []  # files written at the end (baselines, report)
+        self._shipped: set[Any] = set()  # (potential, dataset) whose report arrays were sent
 
     # --- expensive objects, computed once per process -----------------------------------
 
@@ -94,6 +95,19 @@ class MlpvalSession:
             self._errors[key] = compute_errors(reference,
                                                self.predictions(potential, reference))
         return self._errors[key]
+
+    def report_arrays(self, potential, reference) -> dict[str, Any] | None:
+        """Per-structure and (subsampled) per-component values for the report's plots,
+        shipped once per potential and dataset from each process; None without a report."""
+        if self.settings.report_dir is None:
+            return None
+        key = (potential.name, reference.spec)
+        if key in self._shipped:
+            return None
+        self._shipped.add(key)
+        from .report import report_arrays
+
+        return report_arrays(reference, self.predictions(potential, reference))
 
     # --- collection of records (controller) ----------------------------------------------
 
@@ -159,6 +173,14 @@ class MlpvalSession:
         if is_xdist_worker(self.config):
             return
         self.write_baselines()
+        if self.settings.report_dir is not None:
+            from .report import write_report
+
+            document = self.results.json_document()
+            self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
+            self.written += write_report(
+                self.results, self.settings.report_dir, document,
+                None if self.settings.compare is None else str(self.settings.compare))
         path = self.settings.json_path
         if path is None:
             return

@@ -1,0 +1,93 @@
+"""The validation card: what the best-practice section of Morrow, Gardner and Deringer,
+J. Chem. Phys. 158, 121501 (2023), Sec. VI, asks a publication to report, filled from a
+run (plain library). Items the run did not measure are listed as missing, not hidden."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{scale * value:.{digits}g}"
+
+
+def validation_card(results, document: dict[str, Any]) -> str:
+    """Markdown text of the card for the records of ``results``."""
+    potentials, datasets = results.identities()
+    lines = ["# Validation card", "",
+             f"Made by pytest-mlpval {document.get('version', '?')} on "
+             f"{document.get('datetime', '?')}.", ""]
+    lines += ["## Potentials", "", "| name | loader | spec | sha256 |", "| --- | --- | --- | --- |"]
+    for name, info in potentials.items():
+        lines.append(f"| {name} | {info.get('loader')} | `{info.get('spec')}` | "
+                     f"`{info.get('sha256') or 'none (code-defined)'}` |")
+    lines += ["", "## Error definitions", "",
+              "- Errors are predicted minus reference (the dataset's labels).",
+              "- RMSE and MAE over all values; max is the largest |error|; median and 95th "
+              "percentile of |error| are given beside them, never alone.",
+              "- Energies: per atom (per-cell error / N). 'Offset removed': minus the mean "
+              "signed error of the whole dataset (different energy zeros); the offset is "
+              "reported too.",
+              "- Forces: Cartesian components (3 per atom), in eV/Å.",
+              "- Stresses: 6 Voigt components, in GPa.", ""]
+    lines += ["## Test sets", "", "| dataset | structures | atoms | config_types | labels | "
+              "file sha256 |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, info in datasets.items():
+        lines.append(f"| {name} | {info.get('n_structures')} | {info.get('n_atoms')} | "
+                     f"{', '.join(info.get('config_types', []))} | "
+                     f"{', '.join(info.get('labels', []))} | `{str(info.get('sha256'))[:16]}` |")
+    lines += ["", "## Errors", "",
+              "| potential | dataset | subset | n | E RMSE (meV/atom) | E MAE (meV/atom) | "
+              "E RMSE offset removed (meV/atom) | F RMSE (eV/Å) | F MAE (eV/Å) | "
+              "S RMSE (GPa) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    seen = set()
+    for _, rec in results.pairs():
+        if rec.get("kind", "errors") != "errors":
+            continue
+        key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
+        if key in seen:
+            continue
+        seen.add(key)
+        m = rec["metrics"]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {rec['n_structures']} | "
+                     f"{_fmt(m.get('energy_rmse'), 1000)} | {_fmt(m.get('energy_mae'), 1000)} | "
+                     f"{_fmt(m.get('energy_offset_removed_rmse'), 1000)} | "
+                     f"{_fmt(m.get('force_rmse'))} | {_fmt(m.get('force_mae'))} | "
+                     f"{_fmt(m.get('stress_rmse'))} |")
+    headers, checks = results.check_rows()
+    headers_cost, cost = results.cost_rows()
+    checklist = [
+        ("Errors with their definitions (RMSE and MAE, components)", bool(seen)),
+        ("Errors per configuration type", any(k[2] != "all" for k in seen)),
+        ("Internal k-fold cross-validation errors", False),
+        ("Errors on held-out test data (a dataset not named as training data; whether "
+         "it is external, i.e. from another distribution, is for the author to state)",
+         any(not _looks_like_training(d) for d in datasets)),
+        ("Comparison of several potentials on the same data",
+         len({k[0] for k in seen}) > 1),
+        ("Physical invariances and consistency of forces and stress", bool(checks)),
+        ("Cost (time per atom per force call)", bool(cost)),
+        ("Comparison with experiment (lattice, elastic, phonons, liquid/amorphous "
+         "structure)", False),
+    ]
+    lines += ["", "## Checklist (Morrow, Gardner, Deringer 2023, Sec. VI)", ""]
+    lines += [f"- [{'x' if done else ' '}] {what}" for what, done in checklist]
+    if checks:
+        lines += ["", "## Physics checks", "", "| " + " | ".join(headers) + " |",
+                  "|" + " --- |" * len(headers)]
+        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v)
+                                    for v in row) + " |" for row in checks]
+    if cost:
+        lines += ["", "## Cost", "", "| " + " | ".join(headers_cost) + " |",
+                  "|" + " --- |" * len(headers_cost)]
+        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v)
+                                    for v in row) + " |" for row in cost]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _looks_like_training(name: str) -> bool:
+    return "train" in name.lower()

@@ -1,0 +1,317 @@
+"""The validation report: a self-contained HTML page (plots embedded as PNG), the JSON
+document, and a Markdown "validation card" (plain library, no pytest).
+
+It is built from a :class:`~pytest_mlpval.results.RunResults` (the records of a run; under
+pytest-xdist the controller has them all), so it can also be rebuilt from code.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["SECTIONS", "report_arrays", "write_report"]
+
+#: id and title of every section of the page, in order (the per-potential sections are
+#: ``potential-<name>``)
+SECTIONS = (
+    ("overview", "Overview"),
+    ("comparison", "Side-by-side comparison"),
+    ("potentials", "Per potential"),
+    ("checks", "Physics checks"),
+    ("cost", "Cost"),
+    ("baseline", "Baseline comparison"),
+    ("tests", "Tests and thresholds"),
+    ("card", "Validation card"),
+)
+#: force components kept for parity and violin plots (seeded subsample)
+MAX_COMPONENTS = 20000
+
+
+def report_arrays(reference: Any, predictions: Any, max_components: int = MAX_COMPONENTS,
+                  seed: int = 0) -> dict[str, Any]:
+    """Builtin-typed values for the plots of one potential on one dataset: per structure
+    (atoms, config_type, reference and predicted energy per atom) and a seeded subsample
+    of at most ``max_components`` force components (reference, predicted, config_type)."""
+    out: dict[str, Any] = {"n_atoms": [int(n) for n in reference.n_atoms],
+                           "config_types": list(reference.config_types)}
+    if reference.energy is not None and predictions.energy is not None:
+        n = np.asarray(reference.n_atoms, dtype=float)
+        out["energy_ref"] = (np.asarray(reference.energy) / n).tolist()
+        out["energy_pred"] = (np.asarray(predictions.energy) / n).tolist()
+    if reference.forces is not None and predictions.forces is not None:
+        ref = np.concatenate([np.ravel(f) for f in reference.forces])
+        pred = np.concatenate([np.ravel(f) for f in predictions.forces])
+        names = sorted(set(reference.config_types))
+        owner = np.repeat([names.index(c) for c in reference.config_types],
+                          3 * np.asarray(reference.n_atoms))
+        if ref.size > max_components:
+            keep = np.sort(np.random.default_rng(seed).choice(ref.size, max_components,
+                                                              replace=False))
+            ref, pred, owner = ref[keep], pred[keep], owner[keep]
+        out.update(force_ref=ref.tolist(), force_pred=pred.tolist(),
+                   force_config_type=[names[i] for i in owner.tolist()],
+                   force_components_total=int(sum(3 * n for n in reference.n_atoms)))
+    return out
+
+
+# --- gathering -----------------------------------------------------------------------
+
+def _arrays_by_dataset(results) -> dict[str, dict[str, dict[str, Any]]]:
+    """dataset -> potential -> arrays (the first shipped copy)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for _, rec in results.pairs():
+        if rec.get("kind", "errors") == "errors" and "arrays" in rec:
+            out.setdefault(rec["dataset"]["name"], {}).setdefault(
+                rec["potential"]["name"], rec["arrays"])
+    return out
+
+
+def _img(fig, alt: str) -> str:
+    from . import plots
+
+    data = base64.b64encode(plots.png(fig)).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return "n/a" if math.isnan(v) else f"{v:.4g}"
+        return html.escape(str(v))
+
+    def css(v):
+        text = str(v)
+        return ' class="fail"' if text in ("failed", "regressed") or "FAIL" in text else ""
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td{css(v)}>{cell(v)}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# --- sections ------------------------------------------------------------------------
+
+def _dataset_figures(dataset: str, per_pot: dict[str, dict[str, Any]]) -> list[str]:
+    from . import plots
+
+    parts = []
+    energy = {p: a for p, a in per_pot.items() if "energy_ref" in a}
+    forces = {p: a for p, a in per_pot.items() if "force_ref" in a}
+    if energy:
+        # offset removed: potentials with different energy zeros stay comparable
+        shifted = {p: _offset_removed(a) for p, a in energy.items()}
+        groups = {p: _by_type(shifted[p] * plots.MEV, a["config_types"])
+                  for p, a in energy.items()}
+        parts.append('<div class="pair">' + _img(plots.error_violins_figure(
+            groups, "energy error, offset removed (meV/atom)",
+            f"{dataset}: energy errors per config_type"), f"{dataset} energy error violins")
+            + _stats_table(groups, "meV/atom") + "</div>")
+        parts.append(_img(plots.parity_figure(
+            {p: (a["energy_ref"], np.add(a["energy_ref"], shifted[p]))
+             for p, a in energy.items()},
+            "eV/atom", f"{dataset}: energy per atom (offset removed)"),
+            f"{dataset} energy parity"))
+        parts.append(_img(plots.energy_error_vs_size_figure(
+            {p: (a["n_atoms"], shifted[p]) for p, a in energy.items()}),
+            f"{dataset} energy error against cell size"))
+    if forces:
+        groups = {p: _by_type(np.subtract(a["force_pred"], a["force_ref"]),
+                              a["force_config_type"]) for p, a in forces.items()}
+        sample = next(iter(forces.values()))
+        note = ""
+        if len(sample["force_ref"]) < sample["force_components_total"]:
+            note = (f"<p>Force plots and this table use a seeded sample of "
+                    f"{len(sample['force_ref'])} of {sample['force_components_total']} "
+                    "components; the metric tables use all.</p>")
+        parts.append('<div class="pair">' + _img(plots.error_violins_figure(
+            groups, "force component error (eV/Å)",
+            f"{dataset}: force errors per config_type"), f"{dataset} force error violins")
+            + _stats_table(groups, "eV/Å") + note + "</div>")
+        parts.append(_img(plots.parity_figure(
+            {p: (a["force_ref"], a["force_pred"]) for p, a in forces.items()},
+            "eV/Å", f"{dataset}: force components"), f"{dataset} force parity"))
+    return parts
+
+
+def _offset_removed(arrays: dict[str, Any]) -> np.ndarray:
+    error = np.subtract(arrays["energy_pred"], arrays["energy_ref"])
+    return error - np.mean(error)
+
+
+def _stats_table(groups: dict[str, dict[str, np.ndarray]], unit: str) -> str:
+    rows = []
+    for pot, per_type in groups.items():
+        for ctype, values in per_type.items():
+            values = values[np.isfinite(values)]
+            if values.size:
+                rows.append([pot, ctype, int(values.size), float(np.mean(np.abs(values))),
+                             float(np.sqrt(np.mean(values ** 2)))])
+    return _table(["potential", "config_type", "values", f"MAE ({unit})",
+                   f"RMSE ({unit})"], rows)
+
+
+def _by_type(values, types) -> dict[str, np.ndarray]:
+    values = np.asarray(values, dtype=float)
+    types = np.asarray(types)
+    return {t: values[types == t] for t in sorted(set(types.tolist()))}
+
+
+def _error_rows(results, potential: str | None = None) -> list[list[Any]]:
+    rows = []
+    for _, rec in results.pairs():
+        if rec.get("kind", "errors") != "errors":
+            continue
+        if potential is not None and rec["potential"]["name"] != potential:
+            continue
+        m = rec["metrics"]
+        row = [rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
+               rec["n_structures"]]
+        for name, scale in (("energy_rmse", 1000), ("energy_mae", 1000),
+                            ("energy_offset_removed_rmse", 1000), ("energy_offset", 1000),
+                            ("force_rmse", 1), ("force_mae", 1), ("force_max", 1),
+                            ("stress_rmse", 1)):
+            value = m.get(name)
+            row.append(math.nan if value is None else scale * value)
+        if row not in rows:
+            rows.append(row)
+    rows.sort(key=lambda r: (r[1], r[2] != "all", r[2], r[0]))
+    return rows
+
+
+ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
+                 "E MAE (meV/atom)", "E RMSE offset removed (meV/atom)",
+                 "E offset (meV/atom)", "F RMSE (eV/Å)", "F MAE (eV/Å)", "F max (eV/Å)",
+                 "S RMSE (GPa)"]
+
+
+def _test_rows(results) -> list[list[Any]]:
+    rows = []
+    for test in results.tests:
+        limits = []
+        for rec in test["records"]:
+            for t in rec.get("thresholds", []):
+                mark = "ok" if t["passed"] else "FAIL"
+                where = "" if t["subset"] == "all" else f"[{t['subset']}]"
+                value = "NaN" if t["value"] is None or t["value"] != t["value"] \
+                    else f"{t['value']:.4g}"
+                limits.append(f"{t['metric']}{where} {value} <= {t['limit']:.4g} "
+                              f"{t['unit']} {mark}")
+        rows.append([test["nodeid"], test["outcome"], "; ".join(limits) or "-"])
+    return rows
+
+
+def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
+                 baseline_path: str | None = None) -> list[Path]:
+    """Write ``index.html``, ``mlpval.json`` and ``validation_card.md`` into ``out_dir``."""
+    from . import plots
+    from .card import validation_card
+    from .fileio import atomic_write, write_json
+
+    out = Path(out_dir)
+    potentials, datasets = results.identities()
+    arrays = _arrays_by_dataset(results)
+    body: list[str] = []
+
+    def section(sid: str, title: str, content: list[str]) -> None:
+        body.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
+                    + "\n".join(content) + "</section>")
+
+    section("overview", "Overview", [
+        f"<p>{len(results.tests)} tests; potentials: "
+        + ", ".join(f"<b>{html.escape(p)}</b> ({html.escape(i.get('loader', ''))}, sha256 "
+                    f"{html.escape(str(i.get('sha256'))[:12])})" for p, i in potentials.items())
+        + "; datasets: " + (", ".join(
+            f"<b>{html.escape(d)}</b> ({i.get('n_structures', '?')} structures, "
+            f"{i.get('n_atoms', '?')} atoms)" for d, i in datasets.items()) or "none")
+        + ".</p><p>Errors are predicted minus reference; energies per atom; forces as "
+        "Cartesian components; stresses in GPa. Offset removed: minus the mean signed "
+        "energy error of the dataset.</p>"])
+    comparison = [_table(ERROR_HEADERS, [r for r in _error_rows(results) if r[2] == "all"])]
+    for dataset, per_pot in arrays.items():
+        comparison.append(f"<h3>{html.escape(dataset)}</h3>")
+        comparison += _dataset_figures(dataset, per_pot)
+    section("comparison", "Side-by-side comparison", comparison)
+    per_potential = []
+    for pot in potentials:
+        content = [f'<div class="potential" id="potential-{html.escape(pot)}">'
+                   f"<h3>{html.escape(pot)}</h3>",
+                   _table(["key", "value"], [[k, v] for k, v in potentials[pot].items()
+                                             if k != "file_sha256"]),
+                   _table(ERROR_HEADERS, _error_rows(results, pot))]
+        for dataset, per_pot in arrays.items():
+            if pot in per_pot and len(per_pot) > 1:
+                content += _dataset_figures(dataset, {pot: per_pot[pot]})
+        per_potential.append("\n".join(content) + "</div>")
+    section("potentials", "Per potential", per_potential or ["<p>No potential ran.</p>"])
+    headers, rows = results.check_rows()
+    section("checks", "Physics checks",
+            [_table(headers, rows)] if rows else ["<p>No physics checks ran (switch them "
+                                                  "on with pytest_mlpval.physics_tests).</p>"])
+    headers, rows = results.cost_rows()
+    cost = [_table(headers, rows)] if rows else ["<p>No cost tests ran (they need "
+                                                 "pytest-benchmark without -n).</p>"]
+    if rows:
+        cost.append(_img(plots.cost_scaling_figure(rows), "cost scaling"))
+        points = results.accuracy_cost_points(rows)
+        if points:
+            cost.append(_img(plots.accuracy_cost_figure(points), "accuracy against cost"))
+    section("cost", "Cost", cost)
+    if baseline_path is not None:
+        counts, rows = results.baseline_rows()
+        section("baseline", "Baseline comparison", [
+            f"<p>Baseline {html.escape(baseline_path)}: " + ", ".join(
+                f"{n} {html.escape(k)}" for k, n in counts.items()) + "</p>",
+            _table(["potential", "dataset", "subset", "metric", "baseline", "now", "unit",
+                    "status"], rows) if rows else ""])
+    else:
+        section("baseline", "Baseline comparison",
+                ["<p>No baseline was compared (--mlpval-compare).</p>"])
+    section("tests", "Tests and thresholds",
+            [_table(["test", "outcome", "thresholds"], _test_rows(results))])
+    card = validation_card(results, json_document)
+    section("card", "Validation card", [f"<pre>{html.escape(card)}</pre>"])
+
+    page = _PAGE.format(title="pytest-mlpval validation report",
+                        nav=" · ".join(f'<a href="#{sid}">{html.escape(t)}</a>'
+                                       for sid, t in SECTIONS),
+                        body="\n".join(body))
+    written = [atomic_write(out / "index.html", lambda h: h.write(page.encode("utf-8"))),
+               write_json(out / "mlpval.json", json_document),
+               atomic_write(out / "validation_card.md", lambda h: h.write(card.encode()))]
+    return written
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
+th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
+td.fail {{ color: #b00; font-weight: bold; }}
+img {{ max-width: 100%; margin: 0.4em 0.4em 0 0; vertical-align: top; }}
+.pair {{ display: flex; flex-wrap: wrap; align-items: flex-start; gap: 1em; }}
+section {{ border-top: 2px solid #ddd; margin-top: 1.5em; }}
+pre {{ background: #f8f8f8; padding: 1em; white-space: pre-wrap; }}
+</style></head>
+<body data-images-broken="unknown">
+<h1>{title}</h1>
+<nav>{nav}</nav>
+{body}
+<script>
+window.addEventListener("load", function () {{
+  var broken = Array.prototype.filter.call(document.images, function (img) {{
+    return !img.complete || img.naturalWidth === 0; }});
+  document.body.setAttribute("data-images-broken", String(broken.length));
+  broken.forEach(function (img) {{
+    img.insertAdjacentHTML("afterend", "<b>[image missing: " + img.alt + "]</b>"); }});
+}});
+</script>
+</body></html>
+"""
