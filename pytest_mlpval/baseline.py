@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "SCHEMA",
     "BaselineError",
+    "BaselineVersionError",
     "Comparison",
     "MlpvalRegressionError",
     "regression_message",
@@ -50,6 +51,10 @@ COMPARED_KINDS = ("errors", "checks")
 
 class BaselineError(ValueError):
     """A baseline file that is missing, corrupt, foreign or of another schema version."""
+
+
+class BaselineVersionError(BaselineError):
+    """A baseline of another schema version (--mlpval-regen-baseline may overwrite it)."""
 
 
 class MlpvalRegressionError(AssertionError):
@@ -105,8 +110,40 @@ def parse_tolerance(text: str) -> Tolerance:
         if scale is None:
             raise ValueError(f"{text!r}: unknown unit {unit!r}; use %, "
                              + ", ".join(sorted({'meV', 'eV', 'GPa', 'MPa', 'kbar'})))
+        expected = _dimension_of_metric(metric, metric_unit)
+        if metric == "*" or (expected is not None and expected != _UNIT_DIMENSION[unit.lower()]):
+            raise ValueError(
+                f"{text!r}: {_article(_UNIT_DIMENSION[unit.lower()])} unit does not fit "
+                + ("every metric ('*' takes % or a plain number)" if metric == "*"
+                   else f"{metric} ({expected}, {metric_unit(metric)})"))
         number *= scale
     return Tolerance(metric, absolute=number, text=text.strip())
+
+
+_UNIT_DIMENSION = {
+    **dict.fromkeys(("mev", "ev", "mev/atom", "ev/atom"), "energy"),
+    **dict.fromkeys(("ev/å", "ev/a", "mev/å", "mev/a"), "force"),
+    **dict.fromkeys(("gpa", "mpa", "kbar"), "stress"),
+    **dict.fromkeys(("deg", "degree"), "angle"),
+}
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _dimension_of_metric(metric: str, metric_unit) -> str | None:
+    """energy / force / stress / angle for error metrics; None where the unit varies
+    (physics checks) or is not one of these (cost)."""
+    try:
+        unit = metric_unit(metric)
+    except KeyError:
+        return None
+    if unit.startswith("eV/Å"):
+        return "force"
+    if unit.startswith("eV"):
+        return "energy"
+    return {"GPa": "stress", "degree": "angle"}.get(unit)
 
 
 def _known_metric(name: str, metric_unit) -> bool:
@@ -218,7 +255,10 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(document, dict) or "schema" not in document:
         raise BaselineError(f"{path} is not a pytest-mlpval baseline (no 'schema' key)")
     if document["schema"] != SCHEMA:
-        raise BaselineError(
+        if not str(document["schema"]).startswith(SCHEMA.rpartition("/")[0] + "/"):
+            raise BaselineError(f"{path} is not a pytest-mlpval baseline (schema "
+                                f"{document['schema']!r}, expected {SCHEMA!r})")
+        raise BaselineVersionError(
             f"baseline {path} has schema {document['schema']!r}; this version reads "
             f"{SCHEMA!r}: regenerate it with --mlpval-regen-baseline")
     entries = document.get("entries")

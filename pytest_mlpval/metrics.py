@@ -266,8 +266,10 @@ def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float
             force_error.append(_frozen(pred - ref))
             p_norm, r_norm = np.linalg.norm(pred, axis=1), np.linalg.norm(ref, axis=1)
             magnitude.append(_frozen(p_norm - r_norm))
-            cos = np.einsum("ij,ij->i", pred, ref) / np.maximum(p_norm * r_norm, 1e-300)
-            deg = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+            # atan2(|p x r|, p.r): exact for nearly parallel forces, where arccos of the
+            # cosine is float noise (~1e-6 degree), which baselines would compare
+            deg = np.degrees(np.arctan2(np.linalg.norm(np.cross(pred, ref), axis=1),
+                                        np.einsum("ij,ij->i", pred, ref)))
             deg[(r_norm < angle_min_force_eV_A) | (p_norm == 0.0)] = np.nan
             angle.append(_frozen(deg))
         force_error, magnitude, angle = tuple(force_error), tuple(magnitude), tuple(angle)

@@ -324,9 +324,11 @@ def _baseline_settings(config: pytest.Config, cli_dir: Path):
         try:
             document = bl.load_baseline(compare_path)
         except bl.BaselineError as exc:
-            if not (config.getoption("mlpval_regen_baseline") and not compare_path.exists()):
+            # regen creates a missing baseline and replaces one of another schema version
+            if not (config.getoption("mlpval_regen_baseline") and (
+                    not compare_path.exists() or isinstance(exc, bl.BaselineVersionError))):
                 raise pytest.UsageError(f"{source}={compare!r}: {exc}") from None
-            document = {"schema": bl.SCHEMA, "entries": {}}  # regen creates it
+            document = {"schema": bl.SCHEMA, "entries": {}}
     return save_path, compare_path, tuple(tolerances), document
 
 

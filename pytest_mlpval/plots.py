@@ -105,6 +105,8 @@ def error_violins_figure(groups: Mapping[str, Mapping[str, np.ndarray]], ylabel:
             if values.size >= 2:
                 data.append(values)
                 positions.append(i + (j - (len(potentials) - 1) / 2) * width)
+        # the legend entry even without a violin (fewer than 2 values per config_type)
+        ax.plot([], [], color=colors[j], lw=6, alpha=0.5, label=pot)
         if not data:
             continue
         parts = ax.violinplot(data, positions=positions, widths=width * 0.9,
@@ -112,7 +114,6 @@ def error_violins_figure(groups: Mapping[str, Mapping[str, np.ndarray]], ylabel:
         for body in parts["bodies"]:
             body.set_facecolor(colors[j])
             body.set_alpha(0.5)
-        ax.plot([], [], color=colors[j], lw=6, alpha=0.5, label=pot)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xticks(range(len(config_types)), config_types, rotation=20)
     ax.set_ylabel(ylabel)
@@ -150,15 +151,18 @@ def energy_error_vs_size_figure(data: Mapping[str, tuple[np.ndarray, np.ndarray]
     fig = _figure(10.5, 3.4)
     axes = fig.subplots(1, 3)
     labels = ("per cell (eV)", "per cell / √N (eV)", "per atom (meV)")
+    positive = False
     for i, (pot, (n_atoms, per_atom)) in enumerate(data.items()):
         n = np.asarray(n_atoms, dtype=float)
         e = np.abs(np.asarray(per_atom, dtype=float))
+        positive = positive or bool(np.any(e > 0))
         for ax, values in zip(axes, (e * n, e * np.sqrt(n), MEV * e)):
             ax.scatter(n, values, s=10, alpha=0.6, color=f"C{i}", label=pot)
     for ax, label in zip(axes, labels):
         ax.set_xlabel("atoms per cell")
         ax.set_ylabel(f"|energy error| {label}")
-        ax.set_yscale("log")
+        if positive:  # all zero (e.g. one structure, offset removed): a log axis warns
+            ax.set_yscale("log")
     axes[0].legend(fontsize="small")
     fig.suptitle("Energy error against cell size: three normalisations")
     return fig

@@ -104,13 +104,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    result = yield
     from .fixture import auto_check, compare_with_baseline
 
     __tracebackhide__ = True
+    failures, steps = [], (auto_check, compare_with_baseline)
+    try:
+        result = yield
+    except AssertionError as exc:  # e.g. mlpval.check: still compare what was recorded
+        failures, steps, result = [exc], (compare_with_baseline,), None
     session = item.config.stash[SESSION]
-    failures = []
-    for step in (auto_check, compare_with_baseline):  # report both: limits and regressions
+    for step in steps:  # report both: limits and regressions
         try:
             step(item, session)
         except AssertionError as exc:
@@ -118,7 +121,12 @@ def pytest_runtest_call(item: pytest.Item):
     if len(failures) == 1:
         raise failures[0]
     if failures:
-        raise type(failures[0])("\n\n".join(str(f) for f in failures))
+        message = "\n\n".join(str(f) for f in failures)
+        try:
+            combined = type(failures[0])(message)
+        except Exception:  # an AssertionError subclass with another signature
+            combined = AssertionError(message)
+        raise combined.with_traceback(failures[0].__traceback__) from None
     return result
 
 

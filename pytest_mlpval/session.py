@@ -115,7 +115,7 @@ class MlpvalSession:
         if is_xdist_worker(self.config):
             return
         records = [v for k, v in report.user_properties if k == PROPERTY]
-        if not records or (report.when != "call" and report.passed):
+        if not records or report.when != "call":  # records ride on every later report too
             return
         flat = [r for group in records for r in group]
         self.results.add(report.nodeid, report.outcome, report.when, flat)

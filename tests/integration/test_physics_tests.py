@@ -1,0 +1,297 @@
+"""The ready-made physics tests (``from pytest_mlpval.physics_tests import *``) in a
+pytester suite: they pass for a sound potential, fail for the right reason for a broken
+one, and feed the "mlpval physics checks" / "mlpval cost" tables, the JSON file and the
+plots.
+
+Hypothesis runs with a profile of 5 examples and no shrinking, written into the suite's
+conftest (a failing smoothness check shrinks for minutes otherwise); the rotation test
+turns shrinking on to show that the failure is reported on a small structure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import pytest
+from hypothesis import settings
+
+from .conftest import LABELS
+
+SUITE = """
+from pytest_mlpval.physics_tests import *  # noqa: F401,F403
+"""
+
+CONFTEST = """
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+settings.register_profile("mlpval-fast", max_examples=5, deadline=None, database=None,
+                          phases=[Phase.explicit, Phase.generate])
+settings.register_profile("mlpval-shrink", max_examples=5, deadline=None, database=None,
+                          phases=[Phase.explicit, Phase.generate, Phase.shrink])
+settings.load_profile(os.environ.get("MLPVAL_TEST_PROFILE", "mlpval-fast"))
+"""
+
+PHYSICS = ["test_mlpval_translation_invariance", "test_mlpval_rotation_equivariance",
+           "test_mlpval_permutation_invariance", "test_mlpval_forces_sum_to_zero",
+           "test_mlpval_extensivity", "test_mlpval_finite_outputs",
+           "test_mlpval_forces_are_energy_gradient",
+           "test_mlpval_stress_is_strain_derivative", "test_mlpval_smooth_across_cutoff"]
+CHECKS = ["extensivity", "finite", "force_gradient", "force_sum", "permutation", "rotation",
+          "smoothness", "stress_gradient", "translation"]
+XDIST_SKIP = ("pytest-benchmark is disabled (it turns itself off under pytest-xdist and "
+              "with --benchmark-disable): run the cost tests without -n")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A suite that imports the physics tests, with a fast Hypothesis profile."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_physics=SUITE)
+    # in-process runs import physics_tests afresh, so its settings take the suite's profile
+    monkeypatch.delitem(sys.modules, "pytest_mlpval.physics_tests", raising=False)
+    monkeypatch.delenv("MLPVAL_TEST_PROFILE", raising=False)
+    # when this suite itself runs under xdist: pytest-benchmark reads PYTEST_XDIST_WORKER
+    # and would turn itself off in the in-process runs
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    profile = settings.get_current_profile_name()
+    yield pytester
+    settings.load_profile(profile)  # the suite's conftest loaded its own in this process
+
+
+def run(pytester: pytest.Pytester, *args, subprocess: bool = False) -> pytest.RunResult:
+    argv = ["-p", "no:randomly", *map(str, args)]
+    if subprocess or "-n" in argv:
+        return pytester.runpytest_subprocess(*argv)
+    return pytester.runpytest(*argv)
+
+
+def only(*names: str) -> str:
+    return "-k=" + " or ".join(names)
+
+
+def table(result: pytest.RunResult, title: str) -> list[list[str]]:
+    """Rows of a summary table (after its header and dashes), split on whitespace."""
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if f" {title} " in line
+                 and line.startswith("="))
+    rows = []
+    for line in lines[start + 4:]:
+        if not line.strip() or line.startswith(("=", "-", "mlpval:")):
+            break
+        rows.append(line.split())
+    assert lines[start + 3].startswith("---"), lines[start:start + 4]
+    return rows
+
+
+# --- a sound potential -------------------------------------------------------------------
+
+def test_sw_passes_every_physics_test(suite, plugin_args):
+    result = run(suite, *plugin_args, "--potential=sw", "-rs", "--mlpval-json=out.json",
+                 "--mlpval-plots=plots")
+    xdist = bool(plugin_args)
+    if xdist:
+        # pytest-benchmark turns itself off under xdist: the cost tests say so and skip
+        result.assert_outcomes(passed=9, skipped=3)
+        result.stdout.fnmatch_lines([f"SKIPPED [[]3[]] *: {XDIST_SKIP}"])
+    else:
+        result.assert_outcomes(passed=12)
+    assert result.ret == 0
+    # one row per check, every one ok; each test recorded its structures
+    rows = table(result, "mlpval physics checks")
+    assert [row[1] for row in rows] == CHECKS
+    for row in rows:
+        assert row[0] == "sw" and row[-1] == "ok", row
+        assert float(row[3]) <= float(row[4]), row
+        assert int(row[2]) == (2 if row[1] == "smoothness" else 5), row
+    result.stdout.fnmatch_lines(["*= mlpval physics checks =*",
+                                 "worst value over the structures tried",
+                                 "potential * check * structures * worst * tolerance * unit"
+                                 " * status"])
+    document = json.loads((suite.path / "out.json").read_text())
+    kinds = {}
+    for test in document["tests"]:
+        for rec in test["records"]:
+            kinds.setdefault(rec["kind"], []).append((test["nodeid"], rec))
+    plot = suite.path / "plots" / "cost_scaling.png"
+    if xdist:
+        assert "= mlpval cost =" not in result.stdout.str()
+        assert set(kinds) == {"checks"}
+        assert not plot.exists()
+    else:
+        result.stdout.fnmatch_lines([
+            "*= mlpval cost =*",
+            "median wall time of an energy+forces call; exponent of time ~ N^x (1 = linear)",
+            "potential * atoms * s/call * µs/atom/call * scaling exponent",
+        ])
+        cost = table(result, "mlpval cost")
+        assert [(row[0], int(row[1])) for row in cost] == [("sw", 64), ("sw", 216),
+                                                           ("sw", 512)]
+        for row in cost:
+            assert float(row[2]) > 0
+            assert float(row[3]) == pytest.approx(1e6 * float(row[2]) / int(row[1]),
+                                                  rel=1e-3)
+        assert len({row[4] for row in cost}) == 1  # one exponent per potential
+        assert 0.5 < float(cost[0][4]) < 1.5  # Stillinger-Weber scales linearly
+        assert set(kinds) == {"checks", "cost"}
+        sizes = sorted(rec["metrics"]["n_atoms"]["value"] for _, rec in kinds["cost"])
+        assert sizes == [64, 216, 512]
+        for _, rec in kinds["cost"]:
+            assert rec["metrics"]["time_per_call_s"]["value"] > 0
+            assert rec["metrics"]["time_per_atom_us"]["unit"] == "µs"
+        assert plot.read_bytes().startswith(PNG)
+        result.stdout.fnmatch_lines([f"mlpval: wrote {plot}"])
+    # no errors dataset: no accuracy-cost plot
+    assert not (suite.path / "plots" / "accuracy_cost.png").exists()
+    checks = {rec["subset"]: rec for _, rec in kinds["checks"]}
+    assert sorted(checks) == CHECKS
+    for name, rec in checks.items():
+        assert rec["potential"] == "sw"
+        (threshold,) = rec["thresholds"]
+        assert threshold["metric"] == name and threshold["passed"] is True
+
+
+def test_accuracy_cost_plot_needs_an_errors_dataset(suite, reference_file):
+    suite.makepyfile(test_errors="def test_errors(mlpval_errors):\n    pass\n")
+    dataset = f"--mlpval-dataset=ref={reference_file},{LABELS}"
+    result = run(suite, "--potential=sw", dataset, "--mlpval-plots=plots",
+                 "--mlpval-json=out.json", only("test_mlpval_cost", "test_errors"))
+    result.assert_outcomes(passed=4)
+    plots = suite.path / "plots"
+    for name in ("cost_scaling.png", "accuracy_cost.png"):
+        assert (plots / name).read_bytes().startswith(PNG), name
+        result.stdout.fnmatch_lines([f"mlpval: wrote {plots / name}"])
+    document = json.loads((suite.path / "out.json").read_text())
+    kinds = sorted({rec["kind"] for test in document["tests"] for rec in test["records"]})
+    assert kinds == ["cost", "errors"]
+    # --mlpval-cost-dataset names a dataset without errors recorded: no accuracy point
+    (plots / "accuracy_cost.png").unlink()
+    result = run(suite, "--potential=sw", dataset, "--mlpval-plots=plots",
+                 "--mlpval-cost-dataset=elsewhere", only("test_mlpval_cost", "test_errors"))
+    result.assert_outcomes(passed=4)
+    assert (plots / "cost_scaling.png").exists()
+    assert not (plots / "accuracy_cost.png").exists()
+
+
+# --- broken potentials fail the check aimed at their fault --------------------------------
+
+def test_broken_rotation_fails_rotation_only(suite, monkeypatch):
+    import ase.io
+
+    monkeypatch.setenv("MLPVAL_TEST_PROFILE", "mlpval-shrink")
+    result = run(suite, "--potential=pytest_mlpval.testing:broken_rotation",
+                 "--mlpval-species=Si",
+                 only("test_mlpval_rotation_equivariance", "test_mlpval_translation_invariance"))
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "FAILED test_physics.py::test_mlpval_rotation_equivariance[[]broken_rotation[]]*"])
+    result.stdout.fnmatch_lines([
+        "E * rotation check failed for potential 'broken_rotation': * eV/atom > tolerance"
+        " 1e-06 eV/atom",
+        "E *structure written to *mlpval-failures*rotation-*.extxyz",
+        "E *structure (1 atoms, extxyz):",
+        "E *1",
+        "E *Lattice=* Properties=species:S:1:pos:R:3 *",
+        "E *Si *",
+    ])
+    assert "translation check failed" not in result.stdout.str()
+    rows = {row[1]: row for row in table(result, "mlpval physics checks")}
+    assert rows["rotation"][-1] == "FAIL" and rows["translation"][-1] == "ok"
+    # the shrunk structure is written once, and reads back
+    files = list((suite.path / ".pytest_cache" / "d" / "mlpval-failures").iterdir())
+    assert [f.name.split("-")[0] for f in files] == ["rotation"]
+    atoms = ase.io.read(files[0])
+    assert len(atoms) == 1 and atoms.get_chemical_symbols() == ["Si"]
+    assert atoms.get_volume() >= 16.0 - 1e-6
+
+
+def test_broken_cutoff_fails_smoothness(suite):
+    result = run(suite, "--potential=pytest_mlpval.testing:broken_cutoff",
+                 "--mlpval-species=Si",
+                 only("test_mlpval_smooth_across_cutoff", "test_mlpval_rotation_equivariance"))
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "E * smoothness check failed for potential 'broken_cutoff': 0.05 eV > tolerance"
+        " 0.002 eV",
+        "FAILED test_physics.py::test_mlpval_smooth_across_cutoff[[]broken_cutoff[]]*",
+    ])
+
+
+# --- species -------------------------------------------------------------------------------
+
+def test_factory_without_species_skips(suite):
+    result = run(suite, "--potential=pytest_mlpval.testing:sw_shifted", "-rs")
+    result.assert_outcomes(skipped=12)
+    reason = ("species of potential 'sw_shifted' unknown: use --mlpval-species=Si,O or the "
+              "ini key mlpval_species")
+    skips = [re.match(r"SKIPPED \[(\d+)\] .*?\.py:\d+: (.*)$", line)
+             for line in result.outlines if line.startswith("SKIPPED")]
+    counts = [int(m.group(1)) for m in skips if m and m.group(2) == reason]
+    assert sum(counts) == 12, result.outlines
+    assert "mlpval physics checks" not in result.stdout.str()
+
+
+def test_factory_species_from_ini_or_dataset(suite, reference_file):
+    factory = "--potential=pytest_mlpval.testing:sw_shifted"
+    suite.makeini("[pytest]\nmlpval_species = Si\n")
+    result = run(suite, factory, only("test_mlpval_translation_invariance"))
+    result.assert_outcomes(passed=1)
+    suite.makeini("[pytest]\n")
+    result = run(suite, factory, f"--mlpval-dataset=ref={reference_file},{LABELS}",
+                 only("test_mlpval_translation_invariance"))
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("value, bad", [("Xx", "Xx"), ("Si,Qq,xx", "Qq, xx")])
+def test_unknown_species_is_a_usage_error(suite, value, bad):
+    result = run(suite, "--potential=sw", f"--mlpval-species={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--mlpval-species: not chemical symbols: {bad}"])
+
+
+# --- precision -----------------------------------------------------------------------------
+
+TOLERANCES = """
+from pytest_mlpval.invariance import FLOAT32
+
+
+def test_float32(mlpval_tolerances):
+    assert mlpval_tolerances is FLOAT32
+"""
+
+
+def test_precision_float32(suite):
+    suite.makepyfile(test_tolerances=TOLERANCES)
+    result = run(suite, "--mlpval-precision=float32", "test_tolerances.py")
+    result.assert_outcomes(passed=1)
+    # the default is float64
+    result = run(suite, "test_tolerances.py")
+    result.assert_outcomes(failed=1)
+    # the ini key
+    suite.makeini("[pytest]\nmlpval_precision = float32\n")
+    result = run(suite, "test_tolerances.py")
+    result.assert_outcomes(passed=1)
+    # and the physics tests use them
+    result = run(suite, "--potential=sw", "--mlpval-json=out.json",
+                 only("test_mlpval_forces_sum_to_zero"))
+    result.assert_outcomes(passed=1)
+    document = json.loads((suite.path / "out.json").read_text())
+    (test,) = document["tests"]
+    (threshold,) = test["records"][0]["thresholds"]
+    assert threshold["metric"] == "force_sum" and threshold["limit"] == 1e-4
+
+
+def test_bad_precision_is_a_usage_error(suite):
+    result = run(suite, "--mlpval-precision=float16")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlpval-precision*invalid choice: 'float16'*"])
+    suite.makeini("[pytest]\nmlpval_precision = half\n")
+    result = run(suite)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*ini mlpval_precision='half': expected one of float64, float32*"])
