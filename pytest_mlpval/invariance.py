@@ -294,8 +294,11 @@ def force_sum(calc, atoms, tol: Tolerances = FLOAT64):
 
 
 def _clear_direction(atoms, atom: int, distance_A: float, seed: int) -> tuple[np.ndarray, float]:
-    """Of 64 seeded random directions, the one whose path keeps ``atom`` furthest from the
-    others (minimum-image distances), and that clearance in Å."""
+    """A path direction for ``atom`` among 64 seeded random ones: of those that keep it at
+    least ``min(1.8 Å, 0.85 x its nearest-neighbour distance)`` from every other atom
+    (minimum images), the one along which its distances to neighbours within 6 Å change
+    most (so the path crosses many cutoff radii); the clearest one if none qualifies.
+    Returns the unit vector and the closest approach in Å."""
     from ase.geometry import get_distances
 
     rng = np.random.default_rng(seed)
@@ -304,13 +307,23 @@ def _clear_direction(atoms, atom: int, distance_A: float, seed: int) -> tuple[np
     others = np.delete(atoms.positions, atom, axis=0)
     if len(others) == 0:
         return candidates[0], math.inf
-    best, clearance = candidates[0], -1.0
+    _, start = get_distances(atoms.positions[atom][None, :], others, cell=atoms.cell,
+                             pbc=atoms.pbc)
+    needed = min(1.8, 0.85 * float(start.min()))
+    best, best_score, clearest, clearance = None, -1.0, candidates[0], -1.0
     for direction in candidates:
         points = atoms.positions[atom] + np.linspace(0, distance_A, 31)[:, None] * direction
         _, dist = get_distances(points, others, cell=atoms.cell, pbc=atoms.pbc)
-        if dist.min() > clearance:
-            best, clearance = direction, float(dist.min())
-    return best, clearance
+        closest = float(dist.min())
+        if closest > clearance:
+            clearest, clearance = direction, closest
+        near = dist.min(axis=0) < 6.0
+        score = float(np.sum(dist.max(axis=0)[near] - dist.min(axis=0)[near]))
+        if closest >= needed and score > best_score:
+            best, best_score, best_closest = direction, score, closest
+    if best is None:
+        return clearest, clearance
+    return best, best_closest
 
 
 def smoothness(calc, atoms, tol: Tolerances = FLOAT64, atom: int = 0,

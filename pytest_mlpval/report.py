@@ -197,7 +197,7 @@ def _test_rows(results) -> list[list[Any]]:
         for rec in test["records"]:
             for t in rec.get("thresholds", []):
                 mark = "ok" if t["passed"] else "FAIL"
-                where = "" if t["subset"] == "all" else f"[{t['subset']}]"
+                where = "" if t["subset"] in ("all", t["metric"]) else f"[{t['subset']}]"
                 value = "NaN" if t["value"] is None or t["value"] != t["value"] \
                     else f"{t['value']:.4g}"
                 limits.append(f"{t['metric']}{where} {value} <= {t['limit']:.4g} "
@@ -224,8 +224,10 @@ def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
 
     section("overview", "Overview", [
         f"<p>{len(results.tests)} tests; potentials: "
-        + ", ".join(f"<b>{html.escape(p)}</b> ({html.escape(i.get('loader', ''))}, sha256 "
-                    f"{html.escape(str(i.get('sha256'))[:12])})" for p, i in potentials.items())
+        + ", ".join(f"<b>{html.escape(p)}</b> ({html.escape(i.get('loader', ''))}, "
+                    + (f"sha256 {html.escape(i['sha256'][:12])}" if i.get("sha256")
+                       else "no content hash: code-defined") + ")"
+                    for p, i in potentials.items())
         + "; datasets: " + (", ".join(
             f"<b>{html.escape(d)}</b> ({i.get('n_structures', '?')} structures, "
             f"{i.get('n_atoms', '?')} atoms)" for d, i in datasets.items()) or "none")

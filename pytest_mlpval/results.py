@@ -116,8 +116,11 @@ class RunResults:
             for t in rec["thresholds"]:
                 key = (rec["potential"]["name"], t["metric"])
                 old = worst.get(key)
-                if old is None or not t["passed"] or (old["passed"] and t["value"] > old["value"]):
-                    worst[key] = {**t, "n": rec["n_structures"] + (old or {}).get("n", 0)}
+                n = rec["n_structures"] + (old or {}).get("n", 0)
+                if old is None or _worse_check(t, old):
+                    worst[key] = {**t, "n": n}
+                else:
+                    old["n"] = n  # every record's structures count, not only the worst's
         rows = [[pot, check, t["n"], t["value"], t["limit"], t["unit"],
                  "ok" if t["passed"] else "FAIL"]
                 for (pot, check), t in sorted(worst.items())]
@@ -230,3 +233,14 @@ def machine_info() -> dict[str, Any]:
 
 def _nan(value: Any) -> float:
     return math.nan if value is None else value
+
+
+def _worse_check(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """``new`` (a check threshold) is worse than ``old``: failed where old passed, else a
+    larger value (NaN or None, from JSON, worst of all)."""
+    if new["passed"] != old["passed"]:
+        return not new["passed"]
+    value, before = _nan(new["value"]), _nan(old["value"])
+    if math.isnan(value):
+        return not math.isnan(before)
+    return not math.isnan(before) and value > before

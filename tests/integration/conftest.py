@@ -38,7 +38,12 @@ SCALED = "pytest_mlpval.testing:sw_forces_scaled"
 
 
 @pytest.fixture
-def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
+def run(pytester: pytest.Pytester, monkeypatch) -> Callable[..., pytest.RunResult]:
+    # when this suite itself runs under xdist, its worker variables must not leak into
+    # the runs it makes (they would think they are xdist workers)
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
     def _run(*args: Any, subprocess: bool | None = None) -> pytest.RunResult:
         argv = ["-p", "no:benchmark", *(str(a) for a in args)]
         if subprocess is None:

@@ -23,6 +23,7 @@ from pytest_mlpval.invariance import (
     assert_check,
     run_check,
 )
+from pytest_mlpval.potentials import BUILTINS
 from pytest_mlpval.testing import FAULTS, BrokenCalculator, PerturbedCalculator
 
 ALL_CHECKS = ("translation", "rotation", "permutation", "force_gradient", "stress_gradient",
@@ -78,7 +79,7 @@ def _no_stress_calculator(base):
 # --- built-in potentials pass everything ---------------------------------------------
 
 @pytest.mark.parametrize("kind", ["cubic", "sheared", "primitive"])
-@pytest.mark.parametrize("potential", ["sw", "tersoff"])
+@pytest.mark.parametrize("potential", sorted(BUILTINS))
 def test_builtin_potentials_pass_every_check(potential, kind):
     calc = load_potential(potential).calculator
     atoms = rattled_si(kind)
@@ -119,6 +120,10 @@ FAULT_CHECKS = {
                ["rotation", "translation", "force_gradient", "extensivity", "finite"]),
     "nan": (["finite"], []),
 }
+
+
+def test_builtins_are_sw_and_tersoff():
+    assert {"sw", "tersoff"} <= set(BUILTINS)
 
 
 def test_every_fault_has_a_targeted_check():
