@@ -17,7 +17,7 @@ SELECT = "silicon/test_numerical_errors.py::test_test_set"
 def suite(pytester):
     target = pytester.path / "silicon"
     shutil.copytree(SILICON, target, ignore=shutil.ignore_patterns(
-        "__pycache__", ".pytest_cache", "*.json"))
+        "__pycache__", ".pytest_cache"))
     return target
 
 
@@ -89,3 +89,44 @@ def test_suite_ids(pytester, run, suite, potential, name):
                        "Surface-0.03-0.3")),
         f"test_numerical_errors.py::test_training_set[{name}-train]",
     }
+
+
+PERTURBED = """
+from pathlib import Path
+
+from pytest_mlpval import load_potential
+from pytest_mlpval.testing import PerturbedCalculator
+
+
+def gap_forces_10pc():
+    \"\"\"The bundled GAP with forces 10% too large: still within the suite's limits.\"\"\"
+    xml = Path(__file__).parent / "silicon" / "potential" / "gap_si_mlearn.xml"
+    return PerturbedCalculator(load_potential(str(xml)).calculator, force_scale=1.1)
+"""
+
+
+@pytest.mark.skipif(not HAVE_QUIPPY, reason="needs quippy-ase (gap extra)")
+def test_suite_baseline_gates_a_worse_refit(pytester, run, suite):
+    """The suite compares gap_si with its committed baseline (.mlpval/gap_si.json): the
+    bundled GAP passes; a 'refit' with 10% larger forces stays within the whole-set
+    thresholds but fails those tests against the baseline, on force metrics only."""
+    result = run(SELECT)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*baseline */silicon/.mlpval/gap_si.json: 0 regressed, "
+                                 "0 improved, 0 new, 1 compared records*"])
+    pytester.makepyfile(perturbed=PERTURBED)
+    pytester.syspathinsert()
+    worse = run("silicon/test_numerical_errors.py", "-k", "test_test_set and not per",
+                "--potential=gap_si=perturbed:gap_forces_10pc", "-rf")
+    worse.assert_outcomes(failed=2)
+    worse.stdout.fnmatch_lines([
+        "E *metrics regressed against baseline */gap_si.json for potential 'gap_si' on "
+        "'test'*",
+        "*force_rmse * 0.124* * *:1% * regressed",
+    ], consecutive=False)
+    # within every threshold: only the baseline fails them
+    assert "thresholds exceeded" not in worse.stdout.str()
+    assert "energy_offset_removed_rmse" not in worse.stdout.str()  # energies unchanged
+    failed = {line.split()[1] for line in worse.stdout.lines if line.startswith("FAILED")}
+    assert failed == {"silicon/test_numerical_errors.py::test_test_set[gap_si-test]",
+                      "silicon/test_numerical_errors.py::test_test_set_worst_case[gap_si-test]"}
