@@ -23,6 +23,14 @@ HAVE_XDIST = importlib.util.find_spec("xdist") is not None
 needs_quippy = pytest.mark.skipif(not HAVE_QUIPPY, reason="needs quippy-ase (gap extra)")
 
 
+@pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch):
+    """pytest (untruncated summaries) and Hypothesis (its 'ci' profile) behave differently
+    when CI is set; the runs our tests make should behave the same here and in CI."""
+    for name in ("CI", "BUILD_NUMBER", "TF_BUILD", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=[[], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
 def plugin_args(request) -> list[str]:
     """Run a pytester session with and without pytest-xdist workers."""

@@ -213,7 +213,7 @@ def test_broken_cutoff_fails_smoothness(suite):
                  only("test_mlpval_smooth_across_cutoff", "test_mlpval_rotation_equivariance"))
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines([
-        "E * smoothness check failed for potential 'broken_cutoff': 0.05 eV > tolerance"
+        "E * smoothness check failed for potential 'broken_cutoff': 0.05* eV > tolerance"
         " 0.002 eV",
         "FAILED test_physics.py::test_mlpval_smooth_across_cutoff[[]broken_cutoff[]]*",
     ])
