@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .results import finite_or_none
+
 __all__ = [
     "DEFAULT_TOLERANCE",
     "SCHEMA",
@@ -207,20 +209,14 @@ class Comparison:
         return "unchanged"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "now": _finite(self.now),
-                "baseline": _finite(self.baseline), "change": _finite(self.change),
+        return {"metric": self.metric, "now": finite_or_none(self.now),
+                "baseline": finite_or_none(self.baseline), "change": finite_or_none(self.change),
                 "unit": self.unit, "tolerance": self.tolerance.text or DEFAULT_TOLERANCE,
                 "status": self.status}
 
 
 def _magnitude(metric: str, value: float) -> float:
     return abs(value) if metric == "energy_offset" else value
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def compare_metrics(now: Mapping[str, float], units: Mapping[str, str],
@@ -296,7 +292,7 @@ def baseline_entries(records: Iterable[tuple[str, Mapping[str, Any]]],
             "subset": rec["subset"], "kind": kind,
             "potential_sha256": rec["potential"].get("sha256"),
             "dataset_sha256": rec["dataset"].get("sha256"),
-            "metrics": {name: {"value": _finite(value), "unit": rec["units"].get(name, "")}
+            "metrics": {name: {"value": finite_or_none(value), "unit": rec["units"].get(name, "")}
                         for name, value in rec["metrics"].items()},
         }
     return entries

@@ -43,14 +43,8 @@ def validation_card(results, document: dict[str, Any]) -> str:
               "| potential | dataset | subset | n | E RMSE (meV/atom) | E MAE (meV/atom) | "
               "E RMSE offset removed (meV/atom) | F RMSE (eV/Å) | F MAE (eV/Å) | "
               "S RMSE (GPa) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    seen = set()
-    for _, rec in results.pairs():
-        if rec.get("kind", "errors") != "errors":
-            continue
-        key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
-        if key in seen:
-            continue
-        seen.add(key)
+    seen = results.error_records()
+    for key, rec in seen.items():
         m = rec["metrics"]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {rec['n_structures']} | "
                      f"{_fmt(m.get('energy_rmse'), 1000)} | {_fmt(m.get('energy_mae'), 1000)} | "

@@ -163,7 +163,8 @@ class ReferenceSet:
                 "config_types": sorted(set(self.config_types))}
 
 
-def _frozen(array: np.ndarray) -> np.ndarray:
+def readonly_array(array: Any) -> np.ndarray:
+    """A float copy of ``array`` that cannot be written to (results are immutable)."""
     array = np.array(array, dtype=float)
     array.flags.writeable = False
     return array
@@ -240,7 +241,7 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
 
     force_arrays = None
     if forces is not None:
-        force_arrays = tuple(_frozen(f) for f in forces)
+        force_arrays = tuple(readonly_array(f) for f in forces)
         for i, (f, n) in enumerate(zip(force_arrays, n_atoms)):
             if f.shape != (n, 3):
                 raise DatasetError(f"dataset {spec.name!r}: forces of structure {i} "
@@ -254,7 +255,7 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
         structures=tuple(structures),
         n_atoms=n_atoms,
         config_types=tuple(str(c) if c is not None else "default" for c in config),
-        energy=None if energies is None else _frozen([float(e) for e in energies]),
+        energy=None if energies is None else readonly_array([float(e) for e in energies]),
         forces=force_arrays,
-        stress=None if stresses is None else _frozen([_stress_voigt(s) for s in stresses]),
+        stress=None if stresses is None else readonly_array([_stress_voigt(s) for s in stresses]),
     )

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .data import ReferenceSet
+from .data import ReferenceSet, readonly_array
 from .fileio import atomic_write
 
 __all__ = ["NonFiniteError", "Predictions", "predict", "predict_cached", "cache_key"]
@@ -102,16 +102,11 @@ def predict(calc: Any, reference: ReferenceSet,
 
 
 def _build(name, properties, energy, forces, stress, seconds, from_cache=False):
-    def frozen(a):
-        a = np.array(a, dtype=float)
-        a.flags.writeable = False
-        return a
-
     return Predictions(
         dataset=name,
-        energy=frozen(energy) if "energy" in properties else None,
-        forces=tuple(frozen(f) for f in forces) if "forces" in properties else None,
-        stress=frozen(stress) if "stress" in properties else None,
+        energy=readonly_array(energy) if "energy" in properties else None,
+        forces=tuple(readonly_array(f) for f in forces) if "forces" in properties else None,
+        stress=readonly_array(stress) if "stress" in properties else None,
         seconds=seconds,
         from_cache=from_cache,
     )

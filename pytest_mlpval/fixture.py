@@ -79,7 +79,7 @@ class MlpvalFixture:
                 "kind": "errors",
                 "potential": self.potential.info.as_dict(),
                 "dataset": reference.as_dict() if reference is not None
-                else self._dataset_info(report.dataset),
+                else self._session.dataset_info(report.dataset),
                 "subset": report.subset,
                 "n_structures": len(report),
                 "n_atoms": int(report.n_atoms.sum()),
@@ -136,12 +136,6 @@ class MlpvalFixture:
         directory (None without the cache plugin)."""
         cache = getattr(self._item.config, "cache", None)
         return None if cache is None else cache.mkdir("mlpval-failures")
-
-    def _dataset_info(self, name: str) -> dict[str, Any]:
-        for spec, value in self._session._datasets.items():
-            if getattr(spec, "name", None) == name and not isinstance(value, BaseException):
-                return value.as_dict()
-        return {"name": name}
 
     def check(self, report: Any, *, config_type: str | None = None, **limits: float) -> list:
         """Check ``limits`` and the test's ``mlpval_thresholds`` markers on ``report``.

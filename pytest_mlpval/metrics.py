@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .data import readonly_array
 from .units import EV_PER_A3_TO_GPA
 
 __all__ = [
@@ -96,12 +97,6 @@ class ErrorStats:
             n=int(errors.size),
             unit=unit,
         )
-
-
-def _frozen(array: Any) -> np.ndarray:
-    array = np.array(array, dtype=float)
-    array.flags.writeable = False
-    return array
 
 
 @dataclass(frozen=True)
@@ -257,25 +252,25 @@ def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float
     energy_error = None
     offset = float("nan")
     if predictions.energy is not None and reference.energy is not None:
-        energy_error = _frozen((predictions.energy - reference.energy) / n_atoms)
+        energy_error = readonly_array((predictions.energy - reference.energy) / n_atoms)
         offset = float(np.mean(energy_error))
     force_error = magnitude = angle = None
     if predictions.forces is not None and reference.forces is not None:
         force_error, magnitude, angle = [], [], []
         for pred, ref in zip(predictions.forces, reference.forces):
-            force_error.append(_frozen(pred - ref))
+            force_error.append(readonly_array(pred - ref))
             p_norm, r_norm = np.linalg.norm(pred, axis=1), np.linalg.norm(ref, axis=1)
-            magnitude.append(_frozen(p_norm - r_norm))
+            magnitude.append(readonly_array(p_norm - r_norm))
             # atan2(|p x r|, p.r): exact for nearly parallel forces, where arccos of the
             # cosine is float noise (~1e-6 degree), which baselines would compare
             deg = np.degrees(np.arctan2(np.linalg.norm(np.cross(pred, ref), axis=1),
                                         np.einsum("ij,ij->i", pred, ref)))
             deg[(r_norm < angle_min_force_eV_A) | (p_norm == 0.0)] = np.nan
-            angle.append(_frozen(deg))
+            angle.append(readonly_array(deg))
         force_error, magnitude, angle = tuple(force_error), tuple(magnitude), tuple(angle)
     stress_error = None
     if predictions.stress is not None and reference.stress is not None:
-        stress_error = _frozen((predictions.stress - reference.stress) * EV_PER_A3_TO_GPA)
+        stress_error = readonly_array((predictions.stress - reference.stress) * EV_PER_A3_TO_GPA)
     if energy_error is None and force_error is None and stress_error is None:
         raise ValueError(
             f"no label of dataset {reference.name!r} ({', '.join(reference.labels) or 'none'}) "

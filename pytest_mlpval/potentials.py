@@ -294,12 +294,9 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         loaders = _entry_point_loaders()
         if scheme in loaders:
             ep = loaders[scheme]
-            files, digests = _hash_if_files(base / rest)
-            arg = files[0] if files else rest  # a file is handed over as an absolute path
-            info = PotentialInfo(
-                name or _stem(rest), spec, f"entry-point:{scheme}", files,
-                _combined_digest(digests) if digests else None, digests,
-            )
+            info = _file_backed_info(name or _stem(rest), spec, f"entry-point:{scheme}",
+                                     base / rest)
+            arg = info.files[0] if info.files else rest  # a file: its absolute path
             return _Parsed(info, lambda: ep.load()(arg))
 
     path = base / spec
@@ -337,10 +334,7 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         return _Parsed(info, lambda: _call_factory(module_name, attr, spec))
 
     if path.exists():
-        files, digests = _hash_if_files(path)
-        info = PotentialInfo(name or _stem(spec), spec, "hook", files,
-                             _combined_digest(digests) if digests else None, digests)
-        return _Parsed(info, None)
+        return _Parsed(_file_backed_info(name or _stem(spec), spec, "hook", path), None)
     raise PotentialSpecError(
         f"{spec!r} is not a built-in ({', '.join(sorted(BUILTINS))}), an existing model "
         "file, a 'package.module:factory' or a registered loader "
@@ -359,10 +353,14 @@ def _stem(text: str) -> str:
     return Path(text).stem or text
 
 
-def _hash_if_files(path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
-    if path.is_file():
-        return (str(path.resolve()),), {path.name: sha256_file(path)}
-    return (), {}
+def _file_backed_info(name: str, spec: str, loader: str, path: Path) -> PotentialInfo:
+    """Identity of a potential whose model may be the file ``path`` (hashed if it is;
+    no hash otherwise)."""
+    if not path.is_file():
+        return PotentialInfo(name, spec, loader)
+    digests = {path.name: sha256_file(path)}
+    return PotentialInfo(name, spec, loader, (str(path.resolve()),),
+                         _combined_digest(digests), digests)
 
 
 def _call_factory(module_name: str, attr: str, spec: str):
@@ -396,11 +394,10 @@ def load_potential(
     """
     name, spec = _split_name(raw)
     if fallback is not None:
-        files, digests = _hash_if_files((Path(base_dir or ".")) / spec)
-        calc = fallback(files[0] if files else spec)  # a file: its absolute path
+        info = _file_backed_info(name or _stem(spec), spec, "hook",
+                                 Path(base_dir or ".") / spec)
+        calc = fallback(info.files[0] if info.files else spec)  # a file: its absolute path
         if calc is not None:
-            info = PotentialInfo(name or _stem(spec), spec, "hook", files,
-                                 _combined_digest(digests) if digests else None, digests)
             return _checked(Potential(info, calc))
     parsed = parse_potential_spec(raw, base_dir)
     if parsed.make is None:

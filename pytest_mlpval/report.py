@@ -164,22 +164,18 @@ def _by_type(values, types) -> dict[str, np.ndarray]:
 
 def _error_rows(results, potential: str | None = None) -> list[list[Any]]:
     rows = []
-    for _, rec in results.pairs():
-        if rec.get("kind", "errors") != "errors":
-            continue
-        if potential is not None and rec["potential"]["name"] != potential:
+    for (pot, dataset, subset), rec in results.error_records().items():
+        if potential is not None and pot != potential:
             continue
         m = rec["metrics"]
-        row = [rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
-               rec["n_structures"]]
+        row = [pot, dataset, subset, rec["n_structures"]]
         for name, scale in (("energy_rmse", 1000), ("energy_mae", 1000),
                             ("energy_offset_removed_rmse", 1000), ("energy_offset", 1000),
                             ("force_rmse", 1), ("force_mae", 1), ("force_max", 1),
                             ("stress_rmse", 1)):
             value = m.get(name)
             row.append(math.nan if value is None else scale * value)
-        if row not in rows:
-            rows.append(row)
+        rows.append(row)
     rows.sort(key=lambda r: (r[1], r[2] != "all", r[2], r[0]))
     return rows
 

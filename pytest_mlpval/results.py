@@ -37,6 +37,16 @@ class RunResults:
         """(nodeid, record) for every record of the run."""
         return [(test["nodeid"], rec) for test in self.tests for rec in test["records"]]
 
+    def error_records(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The first error record of each (potential, dataset, subset), in run order
+        (several tests may record the same errors)."""
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for _, rec in self.pairs():
+            if rec.get("kind", "errors") == "errors":
+                out.setdefault((rec["potential"]["name"], rec["dataset"]["name"],
+                                rec["subset"]), rec)
+        return out
+
     def identities(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Potentials and datasets of the run, by name (from the error records)."""
         potentials: dict[str, Any] = {}
@@ -178,9 +188,6 @@ class RunResults:
     # --- JSON ----------------------------------------------------------------------------
 
     def json_document(self) -> dict[str, Any]:
-        from . import __version__
-
-        potentials, datasets = self.identities()
         tests = []
         for test in self.tests:
             entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
@@ -192,26 +199,33 @@ class RunResults:
                     "subset": rec["subset"],
                     "n_structures": rec["n_structures"],
                     "n_atoms": rec["n_atoms"],
-                    "metrics": {name: {"value": _finite(value), "unit": rec["units"][name]}
+                    "metrics": {name: {"value": finite_or_none(value), "unit": rec["units"][name]}
                                 for name, value in rec["metrics"].items()},
-                    "thresholds": [{**t, "value": _finite(t["value"])}
+                    "thresholds": [{**t, "value": finite_or_none(t["value"])}
                                    for t in rec["thresholds"]],
                     **({"baseline": rec["baseline"], "comparison": rec["comparison"]}
                        if "baseline" in rec else {}),
                 })
             tests.append(entry)
+        return {"schema": SCHEMA, **self.run_info(), "tests": tests}
+
+    def run_info(self) -> dict[str, Any]:
+        """Who ran what: package version, UTC time, machine, potentials and datasets
+        (the header of the JSON document and of a baseline)."""
+        from . import __version__
+
+        potentials, datasets = self.identities()
         return {
-            "schema": SCHEMA,
             "version": __version__,
             "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "machine_info": machine_info(),
             "potentials": potentials,
             "datasets": datasets,
-            "tests": tests,
         }
 
 
-def _finite(value: Any) -> Any:
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or inf: they are written as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

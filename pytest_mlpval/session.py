@@ -96,6 +96,13 @@ class MlpvalSession:
                                                self.predictions(potential, reference))
         return self._errors[key]
 
+    def dataset_info(self, name: str) -> dict[str, Any]:
+        """Identity of a dataset read in this process, by name (just the name if none)."""
+        for spec, value in self._datasets.items():
+            if spec.name == name and not isinstance(value, BaseException):
+                return value.as_dict()
+        return {"name": name}
+
     def report_arrays(self, potential, reference) -> dict[str, Any] | None:
         """Per-structure and (subsampled) per-component values for the report's plots,
         shipped once per potential and dataset from each process; None without a report."""
@@ -173,40 +180,31 @@ class MlpvalSession:
         if is_xdist_worker(self.config):
             return
         self.write_baselines()
-        if self.settings.report_dir is not None:
+        settings = self.settings
+        if settings.report_dir is None and settings.json_path is None:
+            return
+        document = self.results.json_document()  # one document for the report and the file
+        self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
+        if settings.report_dir is not None:
             from .report import write_report
 
-            document = self.results.json_document()
-            self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
             self.written += write_report(
-                self.results, self.settings.report_dir, document,
-                None if self.settings.compare is None else str(self.settings.compare))
-        path = self.settings.json_path
-        if path is None:
-            return
-        from .fileio import write_json
+                self.results, settings.report_dir, document,
+                None if settings.compare is None else str(settings.compare))
+        if settings.json_path is not None:
+            from .fileio import write_json
 
-        output = self.results.json_document()
-        self.config.hook.pytest_mlpval_update_json(config=self.config, output=output)
-        write_json(path, output)
+            write_json(settings.json_path, document)
 
     def write_baselines(self) -> None:
         """--mlpval-save-baseline: this run's metrics; --mlpval-regen-baseline: the
         compared baseline updated with them (entries of tests not run are kept)."""
-        from . import __version__
         from .baseline import baseline_entries, write_baseline
-        from .results import machine_info
 
         settings = self.settings
         if settings.save_baseline is None and not settings.regen_baseline:
             return
-        import datetime
-
-        potentials, datasets = self.results.identities()
-        meta = {"version": __version__,
-                "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "machine_info": machine_info(), "potentials": potentials,
-                "datasets": datasets}
+        meta = self.results.run_info()
         entries = baseline_entries(self.results.pairs())
         if settings.save_baseline is not None:
             self.written.append(write_baseline(settings.save_baseline, entries, meta))
