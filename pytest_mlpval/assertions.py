@@ -188,3 +188,80 @@ def assert_errors_within(report: ErrorReport, *, config_type: str | None = None,
     if not all(r.passed for r in results):
         raise MlpvalAssertionError(failure_message(report, results, potential, hint))
     return results
+
+
+# -- bounds on the metrics of protocol results (RSS, MD, properties) ---------------------
+
+@dataclass(frozen=True)
+class BoundResult:
+    """One bound ``min_<metric>`` or ``max_<metric>`` checked on a protocol result."""
+
+    metric: str
+    kind: str  # "min" or "max"
+    limit: float
+    value: float
+    unit: str
+    passed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "subset": self.kind, "value": self.value,
+                "limit": self.limit, "unit": self.unit, "passed": self.passed,
+                "bound": self.kind}
+
+
+def parse_bounds(bounds: Mapping[str, Any], source: str = "bounds"
+                 ) -> list[tuple[str, str, float]]:
+    """``{"min_diamond_like_fraction": 0.05, "max_n_failed": 0}`` as
+    ``[(metric, "min"|"max", limit)]``; ValueError naming ``source`` otherwise."""
+    parsed = []
+    for key, limit in bounds.items():
+        kind, _, metric = key.partition("_")
+        if kind not in ("min", "max") or not metric:
+            raise ValueError(f"{source}: {key!r} is not min_<metric> or max_<metric>")
+        try:
+            limit = float(limit)
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: {key}={limit!r} is not a number") from None
+        if math.isnan(limit):
+            raise ValueError(f"{source}: {key} is NaN")
+        parsed.append((metric, kind, limit))
+    return parsed
+
+
+def check_bounds(metrics: Mapping[str, float], units: Mapping[str, str],
+                 bounds: Mapping[str, Any], source: str = "bounds") -> list[BoundResult]:
+    """Check ``min_<metric>`` / ``max_<metric>`` bounds on a result's metrics. A NaN
+    value fails; a metric the result does not have raises :class:`MissingMetricError`
+    listing those it has."""
+    results = []
+    for metric, kind, limit in parse_bounds(bounds, source):
+        if metric not in metrics:
+            raise MissingMetricError(
+                f"{source}: no metric {metric!r} in this result; it has "
+                f"{', '.join(sorted(metrics)) or 'none'}")
+        value = float(metrics[metric])
+        passed = (value >= limit if kind == "min" else value <= limit) and value == value
+        results.append(BoundResult(metric, kind, limit, value, units.get(metric, ""), passed))
+    return results
+
+
+def bounds_message(results: Sequence[BoundResult], what: str, hint: str = "") -> str:
+    """A failure message: a table of every bound, failing ones marked."""
+    rows = [[r.metric, r.value, f"{'>=' if r.kind == 'min' else '<='} {_cell(r.limit)}",
+             r.unit or "-", "ok" if r.passed else "FAIL"] for r in results]
+    failed = sum(not r.passed for r in results)
+    lines = [f"{what}: {failed} of {len(results)} bounds not met"]
+    lines += format_table(["metric", "value", "bound", "unit", "status"], rows)
+    if hint:
+        lines.append(hint)
+    return "\n".join(lines)
+
+
+def assert_bounds(result: Any, what: str = "result", **bounds: float) -> list[BoundResult]:
+    """Check ``min_<metric>`` / ``max_<metric>`` bounds on ``result.metrics()``; raise
+    :class:`MlpvalAssertionError` with a table if any fails."""
+    __tracebackhide__ = True
+    results = check_bounds(result.metrics(), result.units(), bounds, what)
+    if not all(r.passed for r in results):
+        raise MlpvalAssertionError(bounds_message(results, what))
+    return results

@@ -48,9 +48,11 @@ DEFAULT_TOLERANCE = "*:1%"
 #: changes smaller than this (in the metric's unit) are never a regression or improvement
 NOISE_FLOOR = 1e-12
 #: kinds of record saved in a baseline
-SAVED_KINDS = ("errors", "checks")
+SAVED_KINDS = ("errors", "checks", "protocol")
 #: compared: error metrics. Check values are float noise of random structures (a failed
-#: check already fails its test) and costs depend on the machine, so both are only saved.
+#: check already fails its test) and costs depend on the machine, so both are only saved;
+#: protocol metrics (RSS counts, MD outcomes, properties) have no common "worse" direction,
+#: so they are saved for reference and checked by bounds (mlpval_expect) instead.
 COMPARED_KINDS = ("errors",)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .assertions import MlpvalAssertionError
-from .markers import THRESHOLDS, ThresholdSpec, thresholds_of
+from .markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
 from .session import PROPERTY, MlpvalSession
 
 
@@ -20,6 +20,7 @@ class ItemState:
 
     records: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     checked: bool = False
+    expected: bool = False  # mlpval.expect was called: markers were applied there
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -131,6 +132,63 @@ class MlpvalFixture:
               "limit": result.tolerance, "unit": result.unit, "passed": result.passed}],
             reduce="max")
 
+    # --- campaigns and protocol results (RSS, MD, properties) ---------------------------
+
+    @property
+    def tier(self) -> str:
+        """``"quick"`` or ``"full"`` (--mlpval-tier): the size a test should give its
+        campaigns."""
+        return self._session.settings.tier
+
+    def campaign_options(self) -> dict[str, Any]:
+        """Keyword arguments for a library protocol: ``workers``, ``scheduler``
+        (--mlpval-workers, --mlpval-dask-scheduler), ``cache_dir`` (pytest's cache, unless
+        --mlpval-no-cache) and a terminal ``progress`` callback."""
+        settings = self._session.settings
+        return {"workers": settings.workers, "scheduler": settings.scheduler,
+                "cache_dir": self._session.campaign_cache_dir(),
+                "progress": self._session.progress()}
+
+    def run(self, protocol: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        """Run a library protocol with this test's potential and the campaign options,
+        record its ``metrics()``, and return its result:
+        ``mlpval.run(run_rss, RssParameters(n_structures=20))``. ``kwargs`` override the
+        campaign options; ``name`` is the protocol's name in the summary (default: the
+        function's name without a ``run_`` prefix)."""
+        options = {**self.campaign_options(), **kwargs}
+        result = protocol(self.potential, *args, **options)
+        label = name or getattr(protocol, "__name__", "protocol").removeprefix("run_")
+        self.record_result(result, label)
+        return result
+
+    def record_result(self, result: Any, protocol: str, group: str = "all") -> dict[str, Any]:
+        """Record a protocol result's ``metrics()`` (with ``units()``) for the summary,
+        the JSON file, the report and baselines."""
+        metrics = {k: float(v) for k, v in result.metrics().items()}
+        record = self.record_metrics("protocol", protocol, group, metrics,
+                                     dict(result.units()))
+        record["n_structures"] = int(metrics.get("n_structures", record["n_structures"]))
+        return record
+
+    def expect(self, result: Any, protocol: str | None = None, **bounds: float) -> list:
+        """Check ``min_<metric>`` / ``max_<metric>`` bounds (and the test's
+        ``mlpval_expect`` markers) on a protocol result now; raise
+        :class:`~pytest_mlpval.assertions.MlpvalAssertionError` with a table on failure."""
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        item_state(self._item).expected = True
+        label = protocol or "result"
+        record = self.record_result(result, label) if protocol else None
+        specs = [s for s in expectations_of(self._item)
+                 if s.protocol is None or s.protocol == protocol]
+        groups = [(s.bounds, s.text) for s in specs]
+        if bounds:
+            groups.append((bounds, f"mlpval.expect({', '.join(f'{k}={v!r}' for k, v in bounds.items())})"))
+        if not groups:
+            raise pytest.UsageError(f"{self._item.nodeid}: mlpval.expect() without bounds, "
+                                    f"and the test has no @pytest.mark.{EXPECT} marker")
+        return _apply_bounds(result.metrics(), result.units(), groups, label,
+                             self.potential.name, record)
+
     def failure_dir(self) -> Any:
         """Where failing structures are written: ``mlpval-failures`` in pytest's cache
         directory (None without the cache plugin)."""
@@ -204,6 +262,61 @@ def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
             "call to mlpval.check(report); neither was used, so nothing was checked")
     fixture = MlpvalFixture(item, session, funcargs["mlpval_potential"])
     fixture.check(funcargs["mlpval_errors"])
+
+
+def _apply_bounds(metrics: dict[str, float], units: dict[str, str], groups: list,
+                  protocol: str, potential: str, record: dict[str, Any] | None) -> list:
+    from .assertions import MissingMetricError, bounds_message, check_bounds
+
+    __tracebackhide__ = True
+    checked, messages = [], []
+    for bounds, text in groups:
+        try:
+            results = check_bounds(metrics, units, bounds, text)
+        except (MissingMetricError, ValueError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        checked.extend(results)
+        if record is not None:
+            record["thresholds"].extend(r.as_dict() for r in results)
+        if not all(r.passed for r in results):
+            messages.append(bounds_message(results, f"{protocol} of {potential}",
+                                           f"bounds from {text}"))
+    if messages:
+        raise MlpvalAssertionError("\n\n".join(messages))
+    return checked
+
+
+def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
+    """After a passing test body: apply ``mlpval_expect`` markers to the protocol results
+    the test recorded (unless the test called mlpval.expect itself)."""
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    specs = expectations_of(item) if item.get_closest_marker(EXPECT) else []
+    state = item.stash.get(ITEM_STATE, None)
+    if not specs or (state is not None and state.expected):
+        return
+    records = [] if state is None else [r for r in state.records.values()
+                                        if r["kind"] == "protocol"]
+    if not records:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{EXPECT} but the test recorded "
+                                "no protocol result (use mlpval.run or mlpval.record_result)")
+    failures = []
+    for spec in specs:
+        targets = [r for r in records
+                   if spec.protocol is None or r["dataset"]["name"] == spec.protocol]
+        if not targets:
+            raise pytest.UsageError(f"{item.nodeid}: {spec.text}: no result of protocol "
+                                    f"{spec.protocol!r} was recorded")
+        if spec.protocol is None:  # bounds apply to the results that have the metric
+            names = {key.split("_", 1)[1] for key in spec.bounds}
+            targets = [r for r in targets if names & set(r["metrics"])] or targets
+        for rec in targets:
+            try:
+                _apply_bounds(rec["metrics"], rec["units"], [(spec.bounds, spec.text)],
+                              rec["dataset"]["name"], rec["potential"]["name"], rec)
+            except MlpvalAssertionError as exc:
+                failures.append(str(exc))
+    if failures:
+        raise MlpvalAssertionError("\n\n".join(failures))
 
 
 def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:

@@ -12,6 +12,7 @@ import pytest
 AUTO = "mlpval"
 THRESHOLDS = "mlpval_thresholds"
 DATASET = "mlpval_dataset"
+EXPECT = "mlpval_expect"
 
 MARKER_LINES = (
     f"{AUTO}: added automatically to every test that uses an mlpval fixture "
@@ -26,7 +27,40 @@ MARKER_LINES = (
     "ones: a configured dataset name, or 'NAME=PATH[,LABEL=KEY...]' with PATH relative to "
     "the test file; keyword label keys (energy='dft_energy', ...) as in --mlpval-dataset. "
     "Stack markers for several datasets.",
+    f"{EXPECT}(protocol=None, **bounds): bounds on the metrics of protocol results the test "
+    "records with mlpval.run (random structure search, MD, properties): min_<metric>=X or "
+    "max_<metric>=X, e.g. min_diamond_like_fraction=0.05, max_n_failed=0. protocol= "
+    "restricts them to one protocol's results. Checked after the test body; a metric no "
+    "result has is an error.",
 )
+
+
+@dataclass(frozen=True)
+class ExpectSpec:
+    protocol: str | None
+    bounds: dict[str, float]
+    text: str
+
+
+def expectations_of(item: pytest.Item) -> list[ExpectSpec]:
+    """Validated ``mlpval_expect`` markers of ``item``."""
+    from .assertions import parse_bounds
+
+    specs = []
+    for mark in item.iter_markers(EXPECT):
+        kwargs = dict(mark.kwargs)
+        protocol = kwargs.pop("protocol", None)
+        where = f"{item.nodeid}: @pytest.mark.{EXPECT}"
+        if mark.args or not kwargs:
+            raise pytest.UsageError(f"{where} takes keyword bounds min_<metric>=X or "
+                                    f"max_<metric>=X, got {mark.args!r} {mark.kwargs!r}")
+        try:
+            parse_bounds(kwargs, where)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        text = ", ".join(f"{k}={v!r}" for k, v in mark.kwargs.items())
+        specs.append(ExpectSpec(protocol, kwargs, f"@pytest.mark.{EXPECT}({text})"))
+    return specs
 
 
 @dataclass(frozen=True)

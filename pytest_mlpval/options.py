@@ -30,6 +30,9 @@ COMPARE_OPTION = "--mlpval-compare"
 REGEN_OPTION = "--mlpval-regen-baseline"
 TOLERANCE_OPTION = "--mlpval-compare-tolerance"
 REPORT_OPTION = "--mlpval-report"
+WORKERS_OPTION = "--mlpval-workers"
+SCHEDULER_OPTION = "--mlpval-dask-scheduler"
+TIER_OPTION = "--mlpval-tier"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
@@ -41,6 +44,12 @@ COST_DATASET_INI = "mlpval_cost_dataset"
 PRECISIONS = ("float64", "float32")
 COMPARE_INI = "mlpval_compare"
 TOLERANCES_INI = "mlpval_compare_tolerances"
+WORKERS_INI = "mlpval_workers"
+SCHEDULER_INI = "mlpval_dask_scheduler"
+TIER_INI = "mlpval_tier"
+#: environment variable for the Dask scheduler (between the command line and the ini key)
+SCHEDULER_ENV = "MLPVAL_DASK_SCHEDULER"
+TIERS = ("quick", "full")
 #: where NAME (not a path) baselines live, under the rootdir
 BASELINE_STORE = ".mlpval"
 
@@ -134,6 +143,37 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         help="Dataset whose force RMSE is the accuracy of the accuracy-cost plot.\n"
              f"Ini: {COST_DATASET_INI}. Default: the first dataset with force errors",
     )
+    addoption(
+        f"--{prefix}workers", dest="mlpval_workers", default=None, type=_workers,
+        metavar="N",
+        help="Local worker processes for campaigns (RSS, MD, properties); 0 runs them in\n"
+             f"the test's process. Ini: {WORKERS_INI}. Default: 0",
+    )
+    addoption(
+        f"--{prefix}dask-scheduler", dest="mlpval_dask_scheduler", default=None,
+        metavar="ADDRESS",
+        help="Run campaigns on a Dask distributed cluster (e.g. tcp://10.0.0.5:8786)\n"
+             f"instead of local processes. Env: {SCHEDULER_ENV}; ini: {SCHEDULER_INI}.\n"
+             "Default: None",
+    )
+    addoption(
+        f"--{prefix}tier", dest="mlpval_tier", default=None, choices=TIERS,
+        metavar="{quick,full}",
+        help="Size of campaigns: 'quick' (minutes on a laptop) or 'full' (paper scale);\n"
+             f"tests read it as mlpval.tier. Ini: {TIER_INI}. Default: quick",
+    )
+
+
+def _workers(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of workers must be >= 0")
+    return value
 
 
 def add_ini(parser: pytest.Parser) -> None:
@@ -157,6 +197,11 @@ def add_ini(parser: pytest.Parser) -> None:
                   help="Baseline to compare with (PATH relative to the ini file, or NAME)")
     parser.addini(TOLERANCES_INI, type="linelist", default=[],
                   help="Comparison tolerances, one METRIC:AMOUNT per line")
+    parser.addini(WORKERS_INI, default="0",
+                  help="Local worker processes for campaigns (default 0: in-process)")
+    parser.addini(SCHEDULER_INI, default="",
+                  help="Dask scheduler address for campaigns (default: none)")
+    parser.addini(TIER_INI, default="quick", help="Campaign size: quick (default) or full")
 
 
 @dataclass(frozen=True)
@@ -187,6 +232,9 @@ class Settings:
     regen_baseline: bool = False
     tolerances: tuple[Any, ...] = ()  # baseline.Tolerance
     baseline: dict[str, Any] | None = None  # the loaded baseline document
+    workers: int = 0
+    scheduler: str | None = None
+    tier: str = "quick"
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -269,6 +317,7 @@ def resolve(config: pytest.Config) -> Settings:
                     "(pip install 'pytest-mlpval[plot]')")
     cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
     save_baseline, compare, tolerances, baseline = _baseline_settings(config, cli_dir)
+    workers, scheduler, tier = _campaign_settings(config)
     return Settings(
         potentials=tuple(entries),
         datasets=tuple(datasets),
@@ -286,7 +335,25 @@ def resolve(config: pytest.Config) -> Settings:
         regen_baseline=bool(config.getoption("mlpval_regen_baseline")),
         tolerances=tolerances,
         baseline=baseline,
+        workers=workers,
+        scheduler=scheduler,
+        tier=tier,
     )
+
+
+def _campaign_settings(config: pytest.Config) -> tuple[int, str | None, str]:
+    workers = config.getoption("mlpval_workers")
+    if workers is None:
+        raw = str(config.getini(WORKERS_INI)).strip() or "0"
+        if not raw.isdigit():
+            raise pytest.UsageError(f"ini {WORKERS_INI}={raw!r}: expected a whole number >= 0")
+        workers = int(raw)
+    scheduler = (config.getoption("mlpval_dask_scheduler")
+                 or os.environ.get(SCHEDULER_ENV) or config.getini(SCHEDULER_INI) or None)
+    tier = config.getoption("mlpval_tier") or config.getini(TIER_INI) or "quick"
+    if tier not in TIERS:
+        raise pytest.UsageError(f"ini {TIER_INI}={tier!r}: expected one of {', '.join(TIERS)}")
+    return workers, scheduler, tier
 
 
 def baseline_path(value: str, base: Path, rootdir: Path) -> Path:

@@ -100,14 +100,15 @@ def _no_potential_message() -> str:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     markers.thresholds_of(item)  # validate early: unknown metric names are an error
+    markers.expectations_of(item)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    from .fixture import auto_check, compare_with_baseline
+    from .fixture import auto_check, auto_expect, compare_with_baseline
 
     __tracebackhide__ = True
-    failures, steps = [], (auto_check, compare_with_baseline)
+    failures, steps = [], (auto_check, auto_expect, compare_with_baseline)
     try:
         result = yield
     except AssertionError as exc:  # e.g. mlpval.check: still compare what was recorded

@@ -136,6 +136,33 @@ class RunResults:
                 for (pot, check), t in sorted(worst.items())]
         return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
 
+    def protocol_rows(self, limit: int = 12) -> tuple[list[str], list[list[Any]]]:
+        """Metrics of protocol results (RSS, MD, properties). Records of the same result
+        (same potential, protocol, group and values) from several tests are merged: every
+        bound any test put on it is listed, then other metrics up to ``limit``."""
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for rec in self.records_of("protocol"):
+            key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
+                   tuple(sorted((k, repr(v)) for k, v in rec["metrics"].items())))
+            entry = merged.setdefault(key, {"rec": rec, "bounds": {}})
+            for t in rec["thresholds"]:
+                entry["bounds"].setdefault((t["metric"], t.get("bound"), t["limit"]), t)
+        rows = []
+        for (pot, protocol, group, _), entry in merged.items():
+            rec, bounds = entry["rec"], entry["bounds"]
+            for (metric, kind, bound), t in bounds.items():
+                rows.append([pot, protocol, group, metric, _nan(rec["metrics"].get(metric)),
+                             rec["units"].get(metric) or "-",
+                             f"{'>=' if kind == 'min' else '<='} {bound:.4g}",
+                             "ok" if t["passed"] else "FAIL"])
+            bounded = {metric for metric, _, _ in bounds}
+            others = [m for m in rec["metrics"] if m not in bounded]
+            for metric in others[:max(0, limit - len(bounded))]:
+                rows.append([pot, protocol, group, metric, _nan(rec["metrics"][metric]),
+                             rec["units"].get(metric) or "-", "-", "-"])
+        return ["potential", "protocol", "group", "metric", "value", "unit", "bound",
+                "status"], rows
+
     def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
         from .cost import scaling_exponent
 

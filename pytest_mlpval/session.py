@@ -76,6 +76,46 @@ class MlpvalSession:
             return None
         return str(cache.mkdir("mlpval-predictions"))
 
+    def campaign_cache_dir(self) -> str | None:
+        """Where campaigns (RSS, MD, properties) cache their items; None with
+        --mlpval-no-cache or without pytest's cache plugin."""
+        cache = getattr(self.config, "cache", None)
+        if not self.settings.cache or cache is None:
+            return None
+        return str(cache.mkdir("mlpval-campaigns"))
+
+    def progress(self, every_s: float = 10.0):
+        """A campaign progress callback that writes a line to the terminal at most every
+        ``every_s`` seconds (None under an xdist worker, whose output nobody sees)."""
+        if is_xdist_worker(self.config):
+            return None
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return None
+        import time
+
+        last = [time.monotonic()]
+
+        def report(p) -> None:
+            now = time.monotonic()
+            if p.done < p.total and now - last[0] < every_s:
+                return
+            if p.done == p.total and p.elapsed_s < every_s:
+                return  # short campaigns stay quiet
+            last[0] = now
+            eta = p.eta_s
+            line = (f"mlpval {p.protocol}: {p.done}/{p.total} done, {p.failed} failed, "
+                    f"{p.from_cache} cached, {p.elapsed_s:.0f} s"
+                    + (f", ~{eta:.0f} s left" if eta is not None and p.done < p.total else ""))
+            if capture is not None:
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(line)
+            else:
+                reporter.write_line(line)
+
+        return report
+
     def predictions(self, potential, reference) -> Any:
         key = (potential.name, reference.spec)
         if key not in self._predictions:
@@ -143,6 +183,8 @@ class MlpvalSession:
         for title, note, (headers, rows) in (
             ("mlpval physics checks", "worst value over the structures tried",
              self.results.check_rows()),
+            ("mlpval protocols", "metrics of campaigns and protocols (RSS, MD, properties); "
+             "bounds from mlpval_expect / mlpval.expect", self.results.protocol_rows()),
             ("mlpval cost", "median wall time of an energy+forces call; exponent of "
              "time ~ N^x (1 = linear)", self.results.cost_rows()),
         ):

@@ -23,6 +23,20 @@ HAVE_XDIST = importlib.util.find_spec("xdist") is not None
 needs_quippy = pytest.mark.skipif(not HAVE_QUIPPY, reason="needs quippy-ase (gap extra)")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (paper-scale physics, minutes each)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _not_on_ci(monkeypatch):
     """pytest (untruncated summaries) and Hypothesis (its 'ci' profile) behave differently
