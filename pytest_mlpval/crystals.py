@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["CRYSTALS", "UnknownCrystalError", "build_crystal", "relax", "RelaxResult",
-           "relaxed_crystal", "RelaxationError", "crystal_names"]
+           "relaxed_crystal", "RelaxationError", "crystal_names", "space_group"]
 
 
 class UnknownCrystalError(ValueError):
@@ -115,6 +115,19 @@ CRYSTALS: dict[str, tuple[Callable[[str, float], Any], int, int]] = {
 _ALIASES = {name.lower(): name for name in CRYSTALS}
 _ALIASES.update({"beta_sn": "beta-Sn", "betasn": "beta-Sn", "beta-tin": "beta-Sn",
                  "simple-hexagonal": "sh", "simple_hexagonal": "sh", "si-v": "sh"})
+
+
+def space_group(atoms: Any, symprec: float = 1e-3) -> tuple[int, str]:
+    """Space-group number and international symbol of ``atoms`` (spglib). Raises
+    ``spglib.SpglibError`` when spglib cannot tell (spglib's new error handling: errors
+    are raised rather than returned as None with a deprecation warning)."""
+    import spglib
+    import spglib.error
+
+    spglib.error.OLD_ERROR_HANDLING = False
+    cell = (np.asarray(atoms.cell[:]), atoms.get_scaled_positions(), atoms.numbers)
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    return int(dataset.number), str(dataset.international)
 
 
 def crystal_names() -> list[str]:
