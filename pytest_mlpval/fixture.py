@@ -168,6 +168,8 @@ class MlpvalFixture:
         record = self.record_metrics("protocol", protocol, group, metrics,
                                      dict(result.units()))
         record["n_structures"] = int(metrics.get("n_structures", record["n_structures"]))
+        if self._session.settings.report_dir is not None and hasattr(result, "report_data"):
+            record["arrays"] = result.report_data()  # small, JSON-able; drawn in the report
         return record
 
     def expect(self, result: Any, protocol: str | None = None, **bounds: float) -> list:

@@ -24,6 +24,7 @@ SECTIONS = (
     ("comparison", "Side-by-side comparison"),
     ("potentials", "Per potential"),
     ("checks", "Physics checks"),
+    ("protocols", "Protocols (structure search, MD, properties)"),
     ("cost", "Cost"),
     ("baseline", "Baseline comparison"),
     ("tests", "Tests and thresholds"),
@@ -139,6 +140,35 @@ def _dataset_figures(dataset: str, per_pot: dict[str, dict[str, Any]]) -> list[s
     return parts
 
 
+def _protocol_figures(results) -> list[str]:
+    """Figures of protocol results that shipped ``report_data`` (with --mlpval-report):
+    the data names its drawing function as ``"figure": "module:function"``, called with
+    ``{potential: data}`` for every potential that ran the same protocol and group."""
+    from importlib import import_module
+
+    grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for rec in results.records_of("protocol"):
+        data = rec.get("arrays")
+        if not data or "figure" not in data:
+            continue
+        key = (data["figure"], rec["dataset"]["name"], rec["subset"])
+        grouped.setdefault(key, {}).setdefault(rec["potential"]["name"], data)
+    out = []
+    for (figure, protocol, group), per_pot in grouped.items():
+        module, _, name = figure.partition(":")
+        try:
+            draw = getattr(import_module(module), name)
+            fig = draw(per_pot)
+        except Exception as exc:  # a report never fails the run: say what went wrong
+            out.append(f"<p>[figure {html.escape(figure)} of {html.escape(protocol)} "
+                       f"failed: {html.escape(type(exc).__name__)}: "
+                       f"{html.escape(str(exc))}]</p>")
+            continue
+        out.append(f"<h3>{html.escape(protocol)} ({html.escape(group)})</h3>")
+        out.append(_img(fig, f"{protocol} {group}"))
+    return out
+
+
 def _offset_removed(arrays: dict[str, Any]) -> np.ndarray:
     error = np.subtract(arrays["energy_pred"], arrays["energy_ref"])
     return error - np.mean(error)
@@ -251,6 +281,11 @@ def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
     section("checks", "Physics checks",
             [_table(headers, rows)] if rows else ["<p>No physics checks ran (switch them "
                                                   "on with pytest_mlpval.physics_tests).</p>"])
+    headers, rows = results.protocol_rows(limit=40)
+    protocols = [_table(headers, rows)] if rows else [
+        "<p>No protocol ran (random structure search, MD, properties: mlpval.run).</p>"]
+    protocols += _protocol_figures(results)
+    section("protocols", "Protocols (structure search, MD, properties)", protocols)
     headers, rows = results.cost_rows()
     cost = [_table(headers, rows)] if rows else ["<p>No cost tests ran (they need "
                                                  "pytest-benchmark without -n).</p>"]

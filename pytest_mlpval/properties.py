@@ -1,0 +1,408 @@
+"""Physical properties of a candidate for comparison with experiment and DFT (the
+tutorial's Table I): shared machinery and the relaxed lattice.
+
+Plain library (no pytest). The protocols live in
+
+- :mod:`.properties` (this module): :func:`relaxed_lattice`, the force-call counter, the
+  result base class and :func:`compute_properties`, which runs several protocols as items
+  of a cached campaign (:func:`~pytest_mlpval.campaign.run_campaign`);
+- :mod:`.eos`: Birch–Murnaghan equation of state, polymorph energies, transition pressure;
+- :mod:`.elastic`: elastic constants (relaxed- and clamped-ion) and Born stability;
+- :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical stability;
+- :mod:`.defects`: vacancy formation and surface energies.
+
+Every result is a frozen dataclass with ``metrics()`` (flat floats named like the
+reference properties, e.g. ``C44_GPa``, so that :func:`~pytest_mlpval.comparison.compare`
+finds them), ``units()``, ``as_dict()`` (JSON-ready) and ``from_dict()``; each records the
+number of calculator calls it made (``n_force_calls``) and the time spent inside the
+calculator (``calculator_seconds``) beside its wall time (``seconds``), so that a
+benchmark can tell the protocol's overhead from the potential's cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["PropertyError", "NonFiniteResultError", "SymmetryChangedError", "counting",
+           "PropertyResult", "LatticeResult", "relaxed_lattice", "spacegroup",
+           "result_from_dict", "PROTOCOLS", "PropertySet", "compute_properties"]
+
+
+class PropertyError(RuntimeError):
+    """A property protocol could not produce a result (the message says why)."""
+
+
+class NonFiniteResultError(PropertyError):
+    """The calculator returned NaN or infinite energies, forces or stresses."""
+
+
+class SymmetryChangedError(PropertyError):
+    """A symmetry-constrained relaxation ended in another space group."""
+
+
+# -- counting calls --------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _counting_class() -> type:
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class CountingCalculator(Calculator):
+        """Passes each calculation to ``base`` and counts it (one count per structure
+        evaluated), with the seconds spent inside ``base``; non-finite results raise
+        :class:`NonFiniteResultError`."""
+
+        def __init__(self, base: Any) -> None:
+            super().__init__()
+            self.base = base
+            self.implemented_properties = list(
+                getattr(base, "implemented_properties", ("energy", "forces", "stress")))
+            self.n_calls = 0
+            self.seconds = 0.0
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            wanted = ({"energy", "forces"} | set(properties)) & set(self.implemented_properties)
+            start = time.perf_counter()
+            self.base.calculate(self.atoms, sorted(wanted), system_changes)
+            self.seconds += time.perf_counter() - start
+            self.n_calls += 1
+            self.results = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                            for k, v in self.base.results.items()}
+            for key in ("energy", "forces", "stress"):
+                value = self.results.get(key)
+                if value is not None and not np.all(np.isfinite(value)):
+                    raise NonFiniteResultError(
+                        f"the calculator returned a non-finite {key} for a "
+                        f"{self.atoms.get_chemical_formula()} structure "
+                        f"({len(self.atoms)} atoms) at call {self.n_calls}")
+
+    return CountingCalculator
+
+
+def counting(calc: Any) -> Any:
+    """A fresh counting wrapper around ``calc`` (an ASE calculator, or a wrapper whose
+    base is reused). ``wrapper.n_calls`` and ``wrapper.seconds`` accumulate."""
+    cls = _counting_class()
+    return cls(calc.base if isinstance(calc, cls) else calc)
+
+
+class _Clock:
+    def __init__(self, calc: Any) -> None:
+        self.calc = counting(calc)
+        self.start = time.perf_counter()
+
+    def cost(self) -> dict[str, Any]:
+        return {"n_force_calls": int(self.calc.n_calls),
+                "calculator_seconds": float(self.calc.seconds),
+                "seconds": time.perf_counter() - self.start}
+
+
+# -- results ---------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if "type" in value and value["type"] in RESULT_TYPES:
+            return result_from_dict(value)
+        return {k: _frozen(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+RESULT_TYPES: dict[str, type] = {}
+
+
+class PropertyResult:
+    """Base of the property results: JSON round trip and units from metric names."""
+
+    #: prefix of the cost metrics (``<prefix>_force_calls``)
+    protocol = "property"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        RESULT_TYPES[cls.__name__] = cls
+
+    def metrics(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def units(self) -> dict[str, str]:
+        """Unit of each metric, from the unit suffix of its name."""
+        from .references import property_unit
+
+        return {name: property_unit(name) for name in self.metrics()}
+
+    def cost_metrics(self) -> dict[str, float]:
+        return {f"{self.protocol}_force_calls": float(getattr(self, "n_force_calls", 0))}
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"type": type(self).__name__}
+        out.update({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PropertyResult":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: _frozen(v) for k, v in data.items() if k in names})
+
+
+def result_from_dict(data: Mapping[str, Any]) -> PropertyResult:
+    """Rebuild any property result from its ``as_dict()``."""
+    try:
+        cls = RESULT_TYPES[data["type"]]
+    except (KeyError, TypeError):
+        raise ValueError(f"not a property result: type {data.get('type') if isinstance(data, Mapping) else data!r}; "
+                         f"known: {', '.join(sorted(RESULT_TYPES))}") from None
+    return cls.from_dict(data)
+
+
+# -- relaxed lattice -------------------------------------------------------------------
+
+def spacegroup(atoms: Any, symprec: float = 1e-3) -> str:
+    """International symbol and number from spglib, e.g. ``"Fd-3m (227)"``."""
+    import spglib
+
+    cell = (np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
+    return spglib.get_spacegroup(cell, symprec=symprec) or "unknown"
+
+
+def _relaxed(calc: Any, crystal: str, symbol: str, atoms: Any, *, pressure_GPa: float = 0.0,
+             fmax_eV_A: float, steps: int, symprec: float = 1e-3):
+    """Relax with the symmetry kept; raise unless converged and in the same space group.
+    Returns (RelaxResult, space group before, after)."""
+    from .crystals import RelaxationError, build_crystal, relax
+
+    start = build_crystal(crystal, symbol) if atoms is None else atoms.copy()
+    before = spacegroup(start, symprec)
+    try:
+        result = relax(start, calc, pressure_GPa=pressure_GPa, fmax_eV_A=fmax_eV_A,
+                       steps=steps, keep_symmetry=True)
+    except RelaxationError as exc:
+        raise PropertyError(f"relaxing {crystal}: {exc}") from exc
+    if not result.converged:
+        raise PropertyError(
+            f"{crystal} did not relax to fmax {fmax_eV_A} eV/Å within steps={steps} "
+            f"(residual {result.fmax_eV_A:.3g} eV/Å): raise steps or check the potential")
+    after = spacegroup(result.atoms, symprec)
+    if after != before:
+        raise SymmetryChangedError(f"{crystal} changed space group on relaxation: "
+                                   f"{before} -> {after}")
+    return result, before, after
+
+
+@dataclass(frozen=True)
+class LatticeResult(PropertyResult):
+    """A crystal relaxed with its symmetry kept (ASE ``FixSymmetry``, checked by spglib).
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    cellpar : tuple of float
+        a, b, c (Å) and alpha, beta, gamma (degree) of the cell as built (conventional
+        cubic for diamond).
+    volume_per_atom_A3, energy_per_atom_eV : float
+    pressure_GPa : float
+        Target pressure of the relaxation.
+    spacegroup_before, spacegroup_after : str
+        spglib's symbol and number before and after (equal, or the run raised).
+    steps : int
+    n_force_calls : int
+    calculator_seconds, seconds : float
+    """
+
+    crystal: str
+    symbol: str
+    cellpar: tuple[float, ...]
+    volume_per_atom_A3: float
+    energy_per_atom_eV: float
+    pressure_GPa: float
+    spacegroup_before: str
+    spacegroup_after: str
+    steps: int
+    n_force_calls: int
+    calculator_seconds: float
+    seconds: float
+    protocol = "lattice"
+
+    @property
+    def lattice_parameter_A(self) -> float:
+        return float(self.cellpar[0])
+
+    def metrics(self) -> dict[str, float]:
+        a, b, c = self.cellpar[:3]
+        out = {"lattice_parameter_A": a, "volume_per_atom_A3": self.volume_per_atom_A3,
+               "energy_per_atom_eV": self.energy_per_atom_eV}
+        if not (math.isclose(a, b, rel_tol=1e-6) and math.isclose(a, c, rel_tol=1e-6)):
+            out.update(lattice_b_A=b, lattice_c_A=c)
+        out.update(self.cost_metrics())
+        return out
+
+
+def relaxed_lattice(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
+                    atoms: Any = None, pressure_GPa: float = 0.0, fmax_eV_A: float = 1e-3,
+                    steps: int = 500, symprec: float = 1e-3) -> LatticeResult:
+    """Relax ``crystal`` (or the given ``atoms``) at ``pressure_GPa`` keeping its space
+    group, and report the cell.
+
+    Raises :class:`PropertyError` when the relaxation does not converge within ``steps``
+    or the calculator fails, :class:`SymmetryChangedError` when spglib finds another
+    space group afterwards.
+    """
+    clock = _Clock(calc)
+    result, before, after = _relaxed(clock.calc, crystal, symbol, atoms,
+                                     pressure_GPa=pressure_GPa, fmax_eV_A=fmax_eV_A,
+                                     steps=steps, symprec=symprec)
+    name = atoms.info.get("crystal", crystal) if atoms is not None else crystal
+    return LatticeResult(name, symbol, tuple(float(x) for x in result.atoms.cell.cellpar()),
+                         result.volume_per_atom_A3, result.energy_per_atom_eV,
+                         float(pressure_GPa), before, after, result.steps, **clock.cost())
+
+
+# -- several properties as a cached campaign -------------------------------------------
+
+def _protocols() -> dict[str, tuple[Callable[..., PropertyResult], dict[str, Any]]]:
+    from . import defects, elastic, eos, phonons
+
+    return {
+        "lattice": (relaxed_lattice, {}),
+        "eos": (eos.equation_of_state, {}),
+        "polymorphs": (eos.polymorph_energies, {}),
+        "elastic": (elastic.elastic_constants, {}),
+        "phonons": (phonons.phonons, {}),
+        "vacancy": (defects.vacancy_formation, {}),
+        "surface_100": (defects.surface_energy, {"facet": "100"}),
+        "surface_110": (defects.surface_energy, {"facet": "110"}),
+        "surface_111": (defects.surface_energy, {"facet": "111"}),
+    }
+
+
+#: names :func:`compute_properties` accepts
+PROTOCOLS = ("lattice", "eos", "polymorphs", "elastic", "phonons", "vacancy", "surface_100",
+             "surface_110", "surface_111")
+
+#: bump when a protocol's results change meaning (part of the cache key)
+PROPERTIES_VERSION = 1
+
+
+def property_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+    """Campaign task: run protocol ``item["name"]`` with ``item["kwargs"]``; returns the
+    result's ``as_dict()``."""
+    function, fixed = _protocols()[item["name"]]
+    return function(calc, **{**fixed, **item["kwargs"]}).as_dict()
+
+
+@dataclass(frozen=True)
+class PropertySet:
+    """Results of :func:`compute_properties`.
+
+    Attributes
+    ----------
+    results : mapping of str to PropertyResult
+        By protocol name, for those that succeeded.
+    errors : mapping of str to str
+        By protocol name, ``"ExceptionType: message"`` for those that failed.
+    from_cache : tuple of str
+        Protocols read from the campaign cache.
+    seconds : float
+    """
+
+    results: Mapping[str, PropertyResult]
+    errors: Mapping[str, str]
+    from_cache: tuple[str, ...]
+    seconds: float
+
+    def __getitem__(self, name: str) -> PropertyResult:
+        if name in self.results:
+            return self.results[name]
+        if name in self.errors:
+            raise PropertyError(f"property protocol {name!r} failed: {self.errors[name]}")
+        raise KeyError(f"no protocol {name!r} was run; ran {', '.join(self.results)}")
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for result in self.results.values():
+            out.update(result.metrics())
+        out["n_failed_protocols"] = float(len(self.errors))
+        return out
+
+    def units(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for result in self.results.values():
+            out.update(result.units())
+        out["n_failed_protocols"] = ""
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"results": {k: v.as_dict() for k, v in self.results.items()},
+                "errors": dict(self.errors), "from_cache": list(self.from_cache),
+                "seconds": self.seconds}
+
+
+def compute_properties(potential: Any, names: Sequence[str] = ("lattice", "eos", "elastic",
+                       "phonons"), params: Mapping[str, Mapping[str, Any]] | None = None, *,
+                       symbol: str = "Si", workers: int = 0, scheduler: str | None = None,
+                       cache_dir: Any = None, progress: Any = None) -> PropertySet:
+    """Run property protocols ``names`` (see :data:`PROTOCOLS`) for ``potential`` (a
+    :class:`~pytest_mlpval.potentials.Potential`; a bare calculator works uncached).
+
+    Each protocol is one campaign item with its own cache key (the potential's hash,
+    the protocol and its parameters ``params[name]``), so adding a protocol later does
+    not recompute the others. With ``workers`` > 0 or a Dask ``scheduler`` the protocols
+    run concurrently. A protocol that fails is reported in ``errors``, not raised.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .campaign import make_executor, run_campaign
+
+    params = dict(params or {})
+    unknown = [n for n in list(names) + list(params) if n not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown property protocol(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(PROTOCOLS)}")
+    start = time.perf_counter()
+    items = {name: {"name": name, "kwargs": {"symbol": symbol, **dict(params.get(name, {}))}}
+             for name in names}
+    parallel = bool(scheduler) or workers > 0
+    executor, _, shutdown = make_executor(workers, scheduler) if parallel else (None, "", None)
+
+    def one(name: str):
+        return run_campaign(f"property:{name}", property_task, [items[name]], potential,
+                            {"version": PROPERTIES_VERSION, **items[name]},
+                            executor=executor, cache_dir=cache_dir, progress=progress)
+
+    try:
+        if parallel:
+            with ThreadPoolExecutor(max_workers=max(1, len(items))) as threads:
+                campaigns = dict(zip(items, threads.map(one, items)))
+        else:
+            campaigns = {name: one(name) for name in items}
+    finally:
+        if shutdown is not None:
+            shutdown()
+    results, errors, cached = {}, {}, []
+    for name, campaign in campaigns.items():
+        item = campaign.items[0]
+        if item.ok:
+            results[name] = result_from_dict(item.value)
+            if item.from_cache:
+                cached.append(name)
+        else:
+            errors[name] = item.error or "failed"
+    return PropertySet(results, errors, tuple(cached), time.perf_counter() - start)
