@@ -30,7 +30,7 @@ from .units import EV_PER_A3_TO_GPA
 
 __all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
            "MDLimits", "MDSegment", "MDSettings", "MDFrame", "MDRecord", "run_md",
-           "min_distance", "pressure_GPa", "diamond_start", "melt_quench_segments",
+           "min_distance", "pressure_GPa", "diamond_start", "random_start", "melt_quench_segments",
            "write_trajectory"]
 
 #: an analysis callback: (atoms, partial frame values) -> (scalars, per-atom arrays)
@@ -83,6 +83,49 @@ def diamond_start(symbol: str = "Si", repeat: int = 2, rattle_A: float = 0.05,
     return atoms
 
 
+def random_start(symbol: str = "Si", n_atoms: int = 64, volume_per_atom_A3: float | None = None,
+                 min_separation_A: float | None = None, seed: int = 0,
+                 max_attempts: int = 10000) -> Any:
+    """A cubic periodic cell of ``n_atoms`` placed at random (seeded), no two closer than
+    ``min_separation_A``: a start for melting that carries no memory of a crystal.
+
+    ``volume_per_atom_A3`` defaults to that of the element's diamond structure (Si:
+    20.0 Å^3); ``min_separation_A`` to 0.8 x twice the covalent radius (Si: 1.78 Å).
+    """
+    from ase import Atoms
+    from ase.data import atomic_numbers, covalent_radii
+
+    from .crystals import build_crystal
+
+    if int(n_atoms) != n_atoms or n_atoms < 1:
+        raise MDParameterError(f"n_atoms must be a positive integer, got {n_atoms!r}")
+    if volume_per_atom_A3 is None:
+        diamond = build_crystal("diamond", symbol)
+        volume_per_atom_A3 = diamond.get_volume() / len(diamond)
+    if not volume_per_atom_A3 > 0:
+        raise MDParameterError(f"volume_per_atom_A3 must be > 0, got {volume_per_atom_A3!r}")
+    if min_separation_A is None:
+        min_separation_A = 1.6 * covalent_radii[atomic_numbers[symbol]]
+    side = (n_atoms * volume_per_atom_A3) ** (1 / 3)
+    rng = np.random.default_rng(seed)
+    positions: list[np.ndarray] = []
+    attempts = 0
+    while len(positions) < n_atoms:
+        attempts += 1
+        if attempts > max_attempts:
+            raise MDParameterError(
+                f"could not place {n_atoms} atoms {min_separation_A:.3g} Å apart at "
+                f"{volume_per_atom_A3:.3g} Å^3/atom in {max_attempts} attempts")
+        trial = rng.uniform(0, side, 3)
+        if positions:
+            d = np.asarray(positions) - trial
+            d -= side * np.round(d / side)
+            if np.min(np.einsum("ij,ij->i", d, d)) < min_separation_A ** 2:
+                continue
+        positions.append(trial)
+    return Atoms(symbol * int(n_atoms), positions=positions, cell=[side] * 3, pbc=True)
+
+
 def melt_quench_segments(melt_K: float = 3000.0, quench_to_K: float = 500.0,
                          melt_steps: int = 1000, quench_steps: int = 2000,
                          anneal_steps: int = 0) -> tuple[MDSegment, ...]:
@@ -125,10 +168,14 @@ def _integrator(segment: MDSegment, atoms: Any, settings: MDSettings, rng: Any):
         raise MDParameterError(f"segment {segment.phase!r} is NPT but the calculator "
                                f"{type(atoms.calc).__name__} does not implement 'stress'")
     if settings.barostat == "langevin_baoab":
+        import warnings
+
         from ase.md.langevinbaoab import LangevinBAOAB
-        return LangevinBAOAB(atoms, dt, temperature_K=T, externalstress=-P * units.GPa,
-                             T_tau=settings.taut_fs * units.fs,
-                             P_tau=settings.taup_fs * units.fs, rng=rng)
+        with warnings.catch_warnings():  # it notes that it chose the cell mass heuristically
+            warnings.filterwarnings("ignore", "Using heuristic P_mass")
+            return LangevinBAOAB(atoms, dt, temperature_K=T, externalstress=-P * units.GPa,
+                                 T_tau=settings.taut_fs * units.fs,
+                                 P_tau=settings.taup_fs * units.fs, rng=rng)
     from ase.md.nptberendsen import Inhomogeneous_NPTBerendsen
     return Inhomogeneous_NPTBerendsen(
         atoms, dt, temperature_K=T, pressure_au=P * units.GPa,

@@ -41,7 +41,7 @@ SCHEMA = "pytest-mlpval-references/1"
 
 #: unit suffix of a property name -> unit (longest suffix wins)
 UNIT_SUFFIXES: dict[str, str] = {
-    "_A3_atom": "Å^3/atom", "_eV_atom": "eV/atom", "_meV_atom": "meV/atom",
+    "_per_atom_A3": "Å^3/atom", "_per_atom_eV": "eV/atom", "_per_atom_meV": "meV/atom",
     "_J_m2": "J/m^2", "_mJ_m2": "mJ/m^2", "_g_cm3": "g/cm^3", "_invA3": "1/Å^3",
     "_invA": "1/Å", "_per_K": "1/K", "_J_mol_K": "J/(mol K)", "_GPa": "GPa",
     "_THz": "THz", "_meV": "meV", "_eV": "eV", "_A2": "Å^2", "_A": "Å", "_K": "K",

@@ -31,7 +31,8 @@ from .rss_generate import RssGenerationError, RssParameters, generate
 from .structure import similarity_to_reference
 
 __all__ = ["RssParameters", "RssGenerationError", "generate", "RssMinimum", "RssResult",
-           "run_rss", "relax_structure", "STATUSES", "USABLE", "PROTOCOL"]
+           "run_rss", "relax_structure", "relax_references", "classify", "STATUSES",
+           "USABLE", "PROTOCOL"]
 
 #: ``converged``: forces below ``fmax_eV_A``; ``not_converged``: the step limit was hit;
 #: ``failed``: the calculator raised or returned NaN (or the worker died);
@@ -395,8 +396,11 @@ def _minimum(index: int, item: Any, params: RssParameters) -> RssMinimum:
         r["final"], item.from_cache)
 
 
-def _references(calc: Any, params: RssParameters) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reference crystals relaxed with the candidate at the search pressure."""
+def relax_references(calc: Any, params: RssParameters
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The crystals of ``params.references`` relaxed with ``calc`` at the search pressure
+    (symmetry kept): ``({name: Atoms}, {name: {energy_per_atom_eV, volume_per_atom_A3}
+    or {error}})``. A crystal that cannot be relaxed is reported, not raised."""
     from .crystals import relaxed_crystal
 
     atoms, info = {}, {}
@@ -405,13 +409,14 @@ def _references(calc: Any, params: RssParameters) -> tuple[dict[str, Any], dict[
                        for name in params.references}
     for name in params.references:
         try:
-            ref = relaxed_crystal(name, calc, params.symbols[0], params.pressure_GPa)
+            with _one_blas_thread():
+                ref = relaxed_crystal(name, calc, params.symbols[0], params.pressure_GPa)
         except Exception as exc:  # noqa: BLE001 - reported in the result, never hidden
             info[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         atoms[name] = ref.atoms
-        info[name] = {"energy_per_atom_eV": ref.energy_per_atom_eV,
-                      "volume_per_atom_A3": ref.volume_per_atom_A3}
+        info[name] = {"energy_per_atom_eV": float(ref.energy_per_atom_eV),
+                      "volume_per_atom_A3": float(ref.volume_per_atom_A3)}
     return atoms, info
 
 
@@ -473,7 +478,7 @@ def run_rss(potential: Any, params: RssParameters, *, workers: int = 0,
         progress=progress)
     minima = [_minimum(i, item, params) for i, item in enumerate(campaign.items)]
     calc = getattr(potential, "calculator", potential)
-    crystals, references = _references(calc, params)
+    crystals, references = relax_references(calc, params)
     minima = classify(minima, crystals, params)
     info = getattr(potential, "info", None)
     return RssResult(
