@@ -43,10 +43,11 @@ class LevelMismatchError(ValueError):
 
 
 def candidate_value(candidate: Any, property: str, metric: str | None = None) -> float:
-    """The candidate's number: ``candidate`` itself, or ``candidate.metrics()[metric or
-    property]`` for a result object. Raises ``KeyError`` naming the metrics available."""
-    if hasattr(candidate, "metrics"):
-        metrics = candidate.metrics()
+    """The candidate's number: ``candidate`` itself, ``candidate.metrics()[metric or
+    property]`` for a result object, or ``candidate[metric or property]`` for a mapping of
+    metrics. Raises ``KeyError`` naming the metrics available."""
+    if hasattr(candidate, "metrics") or isinstance(candidate, Mapping):
+        metrics = candidate.metrics() if hasattr(candidate, "metrics") else candidate
         key = metric or property
         if key not in metrics:
             raise KeyError(f"{type(candidate).__name__} has no metric {key!r}; it has "
@@ -175,15 +176,26 @@ def compare(candidate: Any, references: ReferenceTable, property: str,
 
 
 def comparison_table(comparisons: Sequence[PropertyComparison]) -> list[str]:
-    """Plain-text table of comparisons, then one line per reference with its source."""
+    """Plain-text table of comparisons, then each distinct reference source once (with
+    the properties it gives) and one line naming any comparison across DFT levels."""
     lines = format_table(_HEADERS, [c.row() for c in comparisons])
+    sources: dict[tuple[str, str, str, str], list[str]] = {}
+    for c in comparisons:
+        ref = c.reference
+        cond = ", ".join(f"{k}={v}" for k, v in ref.conditions.items())
+        sources.setdefault((ref.kind, ref.source, cond, ref.confidence), []).append(c.property)
     lines.append("")
-    lines += [f"{c.property}: {c.reference.describe()}" for c in comparisons]
+    for (kind, source, cond, confidence), names in sources.items():
+        lines.append(f"{kind} for {', '.join(names)}: {source}"
+                     + (f" [{cond}]" if cond else "")
+                     + (f" (confidence {confidence})" if confidence else ""))
     mismatched = [c for c in comparisons if c.level_mismatch]
-    for c in mismatched:
-        lines.append(f"LEVEL MISMATCH {c.property}: candidate trained on {c.training_level}, "
-                     f"compared with {c.reference.kind}; the difference mixes the fit error "
-                     "with the difference between the two functionals")
+    if mismatched:
+        levels = sorted({c.reference.kind for c in mismatched})
+        lines.append(f"LEVEL MISMATCH: candidate trained on {mismatched[0].training_level}, "
+                     f"compared with {', '.join(levels)} for "
+                     f"{', '.join(c.property for c in mismatched)}: the difference mixes "
+                     "the fit error with the difference between the functionals")
     return lines
 
 

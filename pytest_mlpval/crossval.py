@@ -30,7 +30,7 @@ import numpy as np
 from .splits import CVSplit, labelled_data, make_split, subset
 
 __all__ = ["FoldResult", "CrossValidationResult", "cross_validate", "assert_cv_errors",
-           "plot_cv_parity", "PROTOCOL", "QUANTITY_UNITS"]
+           "plot_cv_parity", "report_figure", "PROTOCOL", "QUANTITY_UNITS"]
 
 PROTOCOL = "crossval"
 
@@ -219,7 +219,8 @@ class CrossValidationResult:
         rows = []
         for f in self.folds:
             m = f.metrics()
-            rows.append([f"{f.fold}: {f.label}", f.n_train, f.n_test,
+            name = f.label if f.label == f"fold {f.fold}" else f"{f.fold}: {f.label}"
+            rows.append([name, f.n_train, f.n_test,
                          "ok" if f.ok else "FAILED", m["energy_rmse"], m["force_rmse"],
                          m["stress_rmse"], f.fit_seconds])
         pooled = self.metrics()
@@ -233,6 +234,20 @@ class CrossValidationResult:
                      ""])
         return format_table(["fold", "n_train", "n_test", "status", "E RMSE eV/atom",
                              "F RMSE eV/Å", "S RMSE GPa", "fit s"], rows)
+
+    def report_data(self, max_points: int = 3000, seed: int = 0) -> dict[str, Any]:
+        """Small JSON-able parity data for the report (all energies, a seeded sample of at
+        most ``max_points`` force components), drawn by :func:`report_figure`."""
+        data = {k: v.tolist() for k, v in self.parity().items()
+                if k in ("energy_ref", "energy_pred", "config_types")}
+        parity = self.parity()
+        if "force_ref" in parity:
+            n = len(parity["force_ref"])
+            keep = np.sort(np.random.default_rng(seed).permutation(n)[:max_points])
+            data["force_ref"] = parity["force_ref"][keep].tolist()
+            data["force_pred"] = parity["force_pred"][keep].tolist()
+        return {"figure": "pytest_mlpval.crossval:report_figure",
+                "title": f"{self.split.k}-fold CV ({self.split.method})", **data}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -326,11 +341,7 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
     campaign = run_fits(PROTOCOL, labelled, fitter, jobs, parameters, workers=workers,
                         scheduler=scheduler, executor=executor, cache_dir=cache_dir,
                         progress=progress, work_dir=work_dir)
-    folds = []
-    pooled_energy: dict[int, float] = {}
-    pooled_forces: dict[int, np.ndarray] = {}
-    pooled_stress: dict[int, np.ndarray] = {}
-    have = {"energy": True, "forces": True, "stress": True}
+    folds, predicted = [], {}
     for i, item in enumerate(campaign.items):
         test = jobs[i]["test"]
         base = dict(fold=i, label=the_split.labels[i], n_train=len(jobs[i]["train"]),
@@ -346,42 +357,45 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
         except ValueError as exc:  # nothing predicted that the data has
             folds.append(FoldResult(ok=False, error=f"ValueError: {exc}", **base))
             continue
-        held = the_split.test_indices(i)
-        report = replace(report, indices=_readonly_int(held))
-        folds.append(FoldResult(ok=True, errors=report,
-                                fit_seconds=float(value.get("fit_seconds", 0.0)),
-                                predict_seconds=float(value.get("predict_seconds", 0.0)),
-                                model=value.get("model"),
-                                model_sha256=value.get("model_sha256"), **base))
-        for label, store, values in (("energy", pooled_energy, predictions.energy),
-                                     ("forces", pooled_forces, predictions.forces),
-                                     ("stress", pooled_stress, predictions.stress)):
-            if values is None:
-                have[label] = False
-                continue
-            for j, index in enumerate(held):
-                store[int(index)] = values[j]
-    pooled = pooled_ref = pooled_pred = None
-    evaluated = sorted(pooled_energy or pooled_forces or pooled_stress)
-    if any(f.ok for f in folds) and evaluated:
-        from .evaluate import Predictions
-        from .data import readonly_array
-
-        pooled_ref = subset(reference, evaluated, reference.name)
-        pooled_pred = Predictions(
-            reference.name,
-            readonly_array([pooled_energy[i] for i in evaluated]) if have["energy"]
-            and pooled_energy else None,
-            tuple(pooled_forces[i] for i in evaluated) if have["forces"] and pooled_forces
-            else None,
-            readonly_array([pooled_stress[i] for i in evaluated]) if have["stress"]
-            and pooled_stress else None)
-        pooled = replace(compute_errors(pooled_ref, pooled_pred),
-                         indices=_readonly_int(evaluated))
+        predicted[i] = predictions
+        folds.append(FoldResult(ok=True, errors=replace(report, indices=_readonly_int(
+            the_split.test_indices(i))), fit_seconds=float(value.get("fit_seconds", 0.0)),
+            predict_seconds=float(value.get("predict_seconds", 0.0)), model=value.get("model"),
+            model_sha256=value.get("model_sha256"), **base))
+    pooled, pooled_ref, pooled_pred = _pooled(reference, the_split, predicted, compute_errors)
     return CrossValidationResult(
         reference.name, labelled.sha256, the_split, fitter.describe(), tuple(folds), pooled,
         pooled_ref, pooled_pred, campaign.seconds, campaign.task_seconds, campaign.workers,
         campaign.executor, campaign.cache_path)
+
+
+def _pooled(reference: Any, split: CVSplit, predicted: Mapping[int, Any], compute_errors
+            ) -> tuple[Any, Any, Any]:
+    """Out-of-fold errors: the predictions of the successful folds, each structure by the
+    model that did not see it, in dataset order. A label is pooled when every
+    successful fold predicted it."""
+    from .data import readonly_array
+    from .evaluate import Predictions
+
+    if not predicted:
+        return None, None, None
+    where = {int(index): (fold, j) for fold in predicted
+             for j, index in enumerate(split.test_folds[fold])}
+    evaluated = sorted(where)
+
+    def gather(label: str) -> list | None:
+        if any(getattr(p, label) is None for p in predicted.values()):
+            return None
+        return [getattr(predicted[where[i][0]], label)[where[i][1]] for i in evaluated]
+
+    energy, forces, stress = gather("energy"), gather("forces"), gather("stress")
+    pooled_ref = subset(reference, evaluated, reference.name)
+    pooled_pred = Predictions(reference.name,
+                              None if energy is None else readonly_array(energy),
+                              None if forces is None else tuple(forces),
+                              None if stress is None else readonly_array(stress))
+    pooled = replace(compute_errors(pooled_ref, pooled_pred), indices=_readonly_int(evaluated))
+    return pooled, pooled_ref, pooled_pred
 
 
 def _readonly_int(values: Any) -> np.ndarray:
@@ -434,7 +448,8 @@ def assert_cv_errors(result: CrossValidationResult, *, max_failed_folds: int = 0
                            for n, v, lim, ok in checks])
     lines += ["", "per fold and pooled:"] + result.table()
     for f in result.failures:
-        lines += ["", f"fold {f.fold} ({f.label}) failed: {f.error}"]
+        name = f"fold {f.fold}" + ("" if f.label == f"fold {f.fold}" else f" ({f.label})")
+        lines += ["", f"{name} failed: {f.error}"]
     raise MlpvalAssertionError("\n".join(lines))
 
 
@@ -466,4 +481,25 @@ def plot_cv_parity(result: CrossValidationResult, axes: Any = None) -> Any:
         ax.set_ylabel(f"predicted {label}")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{result.split.k}-fold CV ({result.split.method}), out-of-fold")
+    return fig
+
+
+def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Out-of-fold parity plots of :meth:`CrossValidationResult.report_data`, one colour
+    per run (the report's drawing function)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, data in per_potential.items():
+        for ax, key in zip(axes, ("energy", "force")):
+            if f"{key}_ref" in data:
+                ax.scatter(data[f"{key}_ref"], data[f"{key}_pred"], s=5, alpha=0.5,
+                           label=f"{name}: {data.get('title', '')}")
+    for ax, label in zip(axes, ("energy per atom (eV/atom)", "force component (eV/Å)")):
+        low, high = ax.get_xlim()
+        ax.plot([low, high], [low, high], color="black", lw=0.8)
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"out-of-fold prediction, {label}")
+    axes[0].legend(fontsize=7)
     return fig

@@ -44,7 +44,7 @@ def _optimise(atoms: Any, optimizer: str, fmax_eV_A: float, steps: int, what: st
         raise ValueError(f"unknown ASE optimizer {optimizer!r}")
     opt = opt_class(atoms, logfile=None)
     if not opt.run(fmax=fmax_eV_A, steps=steps):
-        raise PropertyError(f"{what} did not relax to fmax {fmax_eV_A} eV/Å in {steps} steps")
+        raise PropertyError(f"{what} did not relax to fmax {fmax_eV_A:g} eV/Å in {steps} steps")
     return int(opt.nsteps)
 
 
@@ -265,7 +265,8 @@ def _slab(facet: str, symbol: str, a: float, layers: int, vacuum_A: float,
     elif facet == "111":
         slab = diamond111(symbol, size=size, a=a, vacuum=vacuum_A, orthogonal=False)
     else:
-        slab = surface(ase_bulk(symbol, "diamond", a=a, cubic=True), (1, 1, 0), layers,
+        # ase.build.surface stacks repeats of two (110) atomic planes each
+        slab = surface(ase_bulk(symbol, "diamond", a=a, cubic=True), (1, 1, 0), layers // 2,
                        vacuum=vacuum_A)
     slab.pbc = True
     return slab
@@ -279,8 +280,8 @@ def surface_energy(calc: Any, facet: str = "100", symbol: str = "Si", *,
                    ) -> SurfaceResult:
     """Relaxed surface energy of diamond-structure ``symbol`` on ``facet`` (J/m^2).
 
-    ``layers`` (default 12 atomic layers for (100) and (111), 3 conventional repeats
-    (12 layers) for (110)) sets the slab thickness, recorded with the result.
+    ``layers``: atomic layers of the slab (even; 12 by default), recorded with the
+    result with the slab's thickness in Å.
     """
     facet = str(facet).strip("()")
     if facet not in ("100", "110", "111"):
@@ -288,7 +289,9 @@ def surface_energy(calc: Any, facet: str = "100", symbol: str = "Si", *,
     if reconstruction not in ("1x1", "2x1") or (reconstruction == "2x1" and facet != "100"):
         raise ValueError(f"reconstruction {reconstruction!r} is not available for ({facet});"
                          " use '1x1', or '2x1' for (100)")
-    layers = int(layers or (3 if facet == "110" else 12))
+    layers = int(layers or 12)
+    if layers < 4 or layers % 2:
+        raise ValueError(f"layers must be an even number >= 4, got {layers}")
     clock = _Clock(calc)
     bulk = _relaxed(clock.calc, "diamond", symbol, None, fmax_eV_A=1e-3, steps=500)[0]
     a = float(bulk.atoms.cell.lengths()[0])

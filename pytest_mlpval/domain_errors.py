@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["DEFAULT_BINS", "BinnedErrors", "errors_by_similarity",
-           "plot_errors_by_similarity", "plot_similarity_histogram"]
+           "plot_errors_by_similarity", "plot_similarity_histogram", "report_figure"]
 
 #: bin edges of the similarity (kernel) axis: most environments of a good test set are
 #: above 0.99, an unknown phase lies between 0.5 and 0.95
@@ -216,4 +216,22 @@ def plot_similarity_histogram(similarity: Any, cutoff: float | None = None,
     ax.axvline(OUTSIDE_CUTOFF if cutoff is None else cutoff, color="red", ls="--")
     ax.set_xlabel(f"per-atom similarity to {similarity.training}")
     ax.set_ylabel("atoms")
+    return fig
+
+
+def report_figure(per_potential: Any) -> Any:
+    """Cumulative distributions of the per-atom similarity to a training set (from
+    ``report_data`` of leakage and applicability results), with each run's cutoff."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for name, data in per_potential.items():
+        values = np.asarray(data["similarity"], dtype=float)
+        fraction = np.linspace(0.0, 1.0, len(values))
+        line, = ax.plot(values, fraction, label=f"{name}: {data.get('title', '')}")
+        ax.axvline(data["cutoff"], color=line.get_color(), ls="--", lw=0.8)
+    ax.set_xlabel("per-atom SOAP similarity to the training set")
+    ax.set_ylabel("fraction of atoms below")
+    ax.legend(fontsize=7)
     return fig

@@ -173,7 +173,7 @@ def _frozen_copy(atoms: Any) -> Any:
 @single_threaded
 def elastic_constants(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
                       max_strain: float = 0.01, n_strains: int = 5, relax_ions: bool = True,
-                      fmax_eV_A: float = 1e-4, steps: int = 1000, optimizer: str = "FIRE",
+                      fmax_eV_A: float = 1e-4, steps: int = 1000, optimizer: str = "BFGS",
                       atoms: Any = None) -> ElasticResult:
     """Elastic constants of ``crystal`` (relaxed first, symmetry kept).
 
@@ -196,8 +196,8 @@ def elastic_constants(calc: Any, crystal: str = "diamond", symbol: str = "Si", *
     if opt_class is None:
         raise ValueError(f"unknown ASE optimizer {optimizer!r}")
     clock = _Clock(calc)
-    relaxed, group, _ = _relaxed(clock.calc, crystal, symbol, atoms,
-                                 fmax_eV_A=min(fmax_eV_A * 10, 1e-3), steps=steps)
+    relaxed = _relaxed(clock.calc, crystal, symbol, atoms,
+                       fmax_eV_A=min(fmax_eV_A * 10, 1e-3), steps=500)[0]
     base = relaxed.atoms
     number = int(spacegroup(base).split("(")[-1].rstrip(")"))
     symmetry = matscipy_symmetry(number)
@@ -212,7 +212,7 @@ def elastic_constants(calc: Any, crystal: str = "diamond", symbol: str = "Si", *
                 raise PropertyError(
                     f"ionic relaxation of {crystal} at strain "
                     f"{np.round(strained.info['strain'], 5).tolist()} did not reach fmax "
-                    f"{fmax_eV_A} eV/Å in {steps} steps")
+                    f"{fmax_eV_A:g} eV/Å in {steps} steps")
             max_force = max(max_force, float(np.abs(strained.get_forces()).max()))
             relaxed_configs.append(_frozen_copy(strained))
     with warnings.catch_warnings():

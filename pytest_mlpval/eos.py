@@ -148,7 +148,7 @@ def _energy_at_fixed_volume(atoms: Any, calc: Any, relax_shape: bool, fmax_eV_A:
                     raise PropertyError(
                         f"constant-volume relaxation of {atoms.get_chemical_formula()} at "
                         f"{atoms.get_volume() / len(atoms):.3f} Å^3/atom did not reach fmax "
-                        f"{fmax_eV_A} eV/Å in {steps} steps")
+                        f"{fmax_eV_A:g} eV/Å in {steps} steps")
     return float(atoms.get_potential_energy()) / len(atoms)
 
 
@@ -300,7 +300,8 @@ class PolymorphResult(PropertyResult):
         for e in self.eos:
             s = slug(e.crystal)
             if s != ref:
-                out[f"energy_{s}_vs_{ref}_per_atom_eV"] = self.energy_vs_reference_per_atom_eV(e.crystal)
+                out[f"energy_{s}_vs_{ref}_per_atom_eV"] = \
+                    self.energy_vs_reference_per_atom_eV(e.crystal)
             out[f"volume_{s}_per_atom_A3"] = e.volume_per_atom_A3
             out[f"bulk_modulus_{s}_GPa"] = e.bulk_modulus_GPa
             out[f"bulk_modulus_derivative_{s}"] = e.bulk_modulus_derivative

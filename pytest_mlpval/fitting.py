@@ -12,8 +12,9 @@ A *fitter* is given either as
   (``gap={distance_2b ...}`` passes through); ``{{`` and ``}}`` are literal braces next to a
   placeholder name. Example::
 
-      gap_fit at_file={train} gp_file={model} 'gap={soap ...}' default_sigma={0.003 0.08 0.05 0}
+      gap_fit at_file={train} gp_file={model} 'gap={soap ...}' 'default_sigma={0.003 0.08 0.05 0}'
 
+  (a string is split as a shell would, so quote arguments with spaces, or give a list).
   The executable is looked up on ``PATH`` and then beside the running Python (a virtual
   environment's ``bin``). A non-zero exit, a time-out or a fit that writes no model is a
   failed fit (:class:`FitError`) with the tail of its stderr and stdout.

@@ -24,7 +24,7 @@ import numpy as np
 from .splits import labelled_data, subset
 
 __all__ = ["LearningPoint", "LearningCurveResult", "learning_curve",
-           "plot_learning_curve", "PROTOCOL"]
+           "plot_learning_curve", "report_figure", "PROTOCOL"]
 
 PROTOCOL = "learning-curve"
 _UNITS = {"energy": "eV/atom", "energy_offset_removed": "eV/atom", "force": "eV/Å",
@@ -137,6 +137,11 @@ class LearningCurveResult:
     def units(self) -> dict[str, str]:
         return {name: "" if name.endswith("_slope") or not name.partition("_rmse")[1]
                 else _UNITS[name.partition("_rmse")[0]] for name in self.metrics()}
+
+    def report_data(self) -> dict[str, Any]:
+        """The mean curves (JSON-able), drawn by :func:`report_figure`."""
+        return {"figure": "pytest_mlpval.learning_curve:report_figure",
+                **self.as_dict()["curves"]}
 
     def as_dict(self) -> dict[str, Any]:
         curves = {}
@@ -284,4 +289,25 @@ def plot_learning_curve(result: LearningCurveResult,
         ax.set_xlabel("training structures")
         ax.set_ylabel(f"{metric} ({_UNITS.get(metric.partition('_rmse')[0], '')})")
     fig.suptitle(f"learning curve on {result.test}")
+    return fig
+
+
+def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Learning curves of :meth:`LearningCurveResult.report_data`, one line per run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, data in per_potential.items():
+        for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
+            curve = data.get(metric)
+            if curve:
+                ax.errorbar(curve["n_train"], curve["mean"], yerr=curve["std"], marker="o",
+                            capsize=3, label=name)
+    for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(f"{metric} ({_UNITS[metric.partition('_rmse')[0]]})")
+    axes[0].legend(fontsize=7)
     return fig

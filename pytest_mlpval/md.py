@@ -140,6 +140,30 @@ def melt_quench_segments(melt_K: float = 3000.0, quench_to_K: float = 500.0,
 
 # -- integrators -------------------------------------------------------------------------
 
+def _stress_first(calc: Any) -> Any:
+    """``calc`` behind a calculator that asks it for the stress before forces and energy.
+
+    NPT integrators ask for forces, then for the stress. A calculator that computes only
+    what is asked but everything when asked for the stress (quippy's GAP) would be
+    evaluated twice per step; this way it is evaluated once.
+    """
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class StressFirst(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            work = self.atoms.copy()
+            work.calc = calc
+            stress = calc.get_property("stress", work)
+            energy = calc.get_property("energy", work)
+            self.results = {"stress": stress, "forces": calc.get_property("forces", work),
+                            "energy": energy, "free_energy": energy}
+
+    return StressFirst()
+
+
 def _integrator(segment: MDSegment, atoms: Any, settings: MDSettings, rng: Any):
     from ase import units
 
@@ -164,7 +188,7 @@ def _integrator(segment: MDSegment, atoms: Any, settings: MDSettings, rng: Any):
         return Langevin(atoms, dt, temperature_K=T, friction=settings.friction_per_fs / units.fs,
                         fixcm=False, rng=rng)
     stress = getattr(atoms.calc, "implemented_properties", ("stress",))
-    if "stress" not in stress:
+    if "stress" not in stress or not all(atoms.pbc):
         raise MDParameterError(f"segment {segment.phase!r} is NPT but the calculator "
                                f"{type(atoms.calc).__name__} does not implement 'stress'")
     if settings.barostat == "langevin_baoab":
@@ -361,6 +385,10 @@ def run_md(atoms: Any, calc: Any, segments: Sequence[MDSegment], *,
         energy = watch.check(atoms, 0, 0.0)
         observe(segments[0], None, energy, *segments[0].target(0), True)
         for segment in segments:
+            atoms.calc = calc
+            if segment.ensemble == "npt" and "stress" in getattr(calc, "implemented_properties",
+                                                                 ()):
+                atoms.calc = _stress_first(calc)
             dyn = _integrator(segment, atoms, settings, rng)
             steps = dyn.irun(segment.n_steps)
             next(steps)  # the generator's first yield comes before any step

@@ -224,8 +224,9 @@ class RssResult:
     minima : tuple of RssMinimum
         Every structure, in index order, whatever its status.
     references : dict of str to dict
-        Per reference crystal: ``energy_per_atom_eV`` and ``volume_per_atom_A3`` after
-        relaxation with the candidate at the search pressure, or ``error``.
+        Per reference crystal: ``energy_per_atom_eV``, ``enthalpy_per_atom_eV`` and
+        ``volume_per_atom_A3`` after relaxation with the candidate at the search
+        pressure, or ``error``.
     seconds : float
         Wall time of this run (campaign and classification).
     task_seconds : float
@@ -318,10 +319,11 @@ class RssResult:
         counts = self.counts
         lowest = self.lowest
         diamond = self.references.get("diamond", {})
-        steps = sum(m.n_steps or 0 for m in self.minima if not m.from_cache)
-        computed = [m for m in self.minima if not m.from_cache]
-        total = sum(m.total_seconds for m in computed)
-        inside = sum(m.calculator_seconds for m in computed)
+        # timings of every relaxation, whenever it ran (a cached record keeps its own)
+        timed = [m for m in self.minima if m.total_seconds > 0]
+        steps = sum(m.n_steps or 0 for m in timed)
+        total = sum(m.total_seconds for m in timed)
+        inside = sum(m.calculator_seconds for m in timed)
         usable_v = [m.volume_per_atom_A3 for m in self.usable]
         out = {
             "n_structures": float(len(self.minima)),
@@ -330,12 +332,12 @@ class RssResult:
             "diamond_like_fraction": self.diamond_like_fraction,
             "lowest_energy_per_atom_eV": lowest.energy_per_atom_eV if lowest else math.nan,
             "lowest_volume_per_atom_A3": lowest.volume_per_atom_A3 if lowest else math.nan,
-            "lowest_minus_diamond_eV": (lowest.energy_per_atom_eV
-                                        - diamond.get("energy_per_atom_eV", math.nan))
+            "lowest_minus_diamond_eV": (lowest.enthalpy_per_atom_eV
+                                        - diamond.get("enthalpy_per_atom_eV", math.nan))
             if lowest else math.nan,
             "median_volume_per_atom_A3": float(np.median(usable_v)) if usable_v else math.nan,
             "seconds": self.seconds,
-            "seconds_per_structure": total / len(computed) if computed else math.nan,
+            "seconds_per_structure": total / len(timed) if timed else math.nan,
             "calculator_fraction": inside / total if total > 0 else math.nan,
             "seconds_outside_calculator_per_step": (total - inside) / steps
             if steps else math.nan,
@@ -399,8 +401,8 @@ def _minimum(index: int, item: Any, params: RssParameters) -> RssMinimum:
 def relax_references(calc: Any, params: RssParameters
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The crystals of ``params.references`` relaxed with ``calc`` at the search pressure
-    (symmetry kept): ``({name: Atoms}, {name: {energy_per_atom_eV, volume_per_atom_A3}
-    or {error}})``. A crystal that cannot be relaxed is reported, not raised."""
+    (symmetry kept): ``({name: Atoms}, {name: {energy_per_atom_eV, enthalpy_per_atom_eV,
+    volume_per_atom_A3} or {error}})``. A crystal that cannot be relaxed is reported, not raised."""
     from .crystals import relaxed_crystal
 
     atoms, info = {}, {}
@@ -416,6 +418,7 @@ def relax_references(calc: Any, params: RssParameters
             continue
         atoms[name] = ref.atoms
         info[name] = {"energy_per_atom_eV": float(ref.energy_per_atom_eV),
+                      "enthalpy_per_atom_eV": float(ref.enthalpy_per_atom_eV),
                       "volume_per_atom_A3": float(ref.volume_per_atom_A3)}
     return atoms, info
 

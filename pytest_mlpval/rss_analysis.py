@@ -7,10 +7,12 @@ minima; the presence of a low-volume basin (sh-like, high-pressure minima of Si,
 for GAP-18, absent for Stillinger-Weber); the count of diamond-like minima (GAP-18 112,
 SW 55 out of 10,000).
 
-Energies are *relative to the lowest usable minimum of the same search* (enthalpies per
-atom at the search pressure; energies at zero pressure), so that two potentials with
-different energy zeros compare. Only usable minima (``converged`` or ``not_converged``)
-count; failed and exploded structures are reported by :func:`assert_failures_at_most`.
+Energies are *relative*: to the lowest usable minimum of the same search, or to a
+reference crystal relaxed with the same candidate (``relative_to="diamond"``, robust to a
+spurious deep minimum); enthalpies per atom at the search pressure (energies at zero
+pressure). So two potentials with different energy zeros compare. Only usable minima
+(``converged`` or ``not_converged``) count; failed and exploded structures are reported
+by :func:`assert_failures_at_most`.
 Every ``assert_*`` raises :class:`~pytest_mlpval.assertions.MlpvalAssertionError` with
 a plain-text table and returns what it measured when it passes.
 """
@@ -33,14 +35,31 @@ __all__ = ["energy_volume", "Basin", "find_basin", "assert_basin", "assert_no_ba
 ROWS = 8
 
 
-def energy_volume(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def energy_volume(result: Any, relative_to: str = "lowest"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(relative_energy_eV, volume_per_atom_A3, index)`` of the usable minima: enthalpy
-    per atom minus the lowest one (eV/atom), volume per atom (Å^3), structure index."""
+    per atom (eV/atom) minus the lowest minimum's (``relative_to="lowest"``) or minus that
+    of a reference crystal of the search relaxed with the candidate (e.g.
+    ``relative_to="diamond"``, robust to a spurious deep minimum), volume per atom (Å^3),
+    structure index."""
     usable = [m for m in result.usable if math.isfinite(m.enthalpy_per_atom_eV)]
     h = np.array([m.enthalpy_per_atom_eV for m in usable], dtype=float)
     v = np.array([m.volume_per_atom_A3 for m in usable], dtype=float)
     index = np.array([m.index for m in usable], dtype=int)
-    return (h - h.min() if len(h) else h), v, index
+    return h - _zero(result, relative_to, h), v, index
+
+
+def _zero(result: Any, relative_to: str, h: np.ndarray) -> float:
+    if relative_to == "lowest":
+        return float(h.min()) if len(h) else 0.0
+    ref = result.references.get(relative_to)
+    if ref is None:
+        raise ValueError(f"relative_to={relative_to!r}: not 'lowest' nor a reference crystal "
+                         f"of this search ({', '.join(result.references) or 'none'})")
+    if "error" in ref:
+        raise ValueError(f"relative_to={relative_to!r}: that reference failed to relax "
+                         f"({ref['error']})")
+    return float(ref.get("enthalpy_per_atom_eV", ref["energy_per_atom_eV"]))
 
 
 def _who(result: Any) -> str:
@@ -52,8 +71,9 @@ def _status_line(result: Any) -> str:
     return "statuses: " + ", ".join(f"{s} {c}" for s, c in result.counts.items())
 
 
-def _minima_table(result: Any, indices: Any, rows: int = ROWS) -> list[str]:
-    de, v, index = energy_volume(result)
+def _minima_table(result: Any, indices: Any, rows: int = ROWS,
+                  relative_to: str = "lowest") -> list[str]:
+    de, v, index = energy_volume(result, relative_to)
     where = {int(i): k for k, i in enumerate(index)}
     refs = list(result.references)
     by_index = {m.index: m for m in result.minima}
@@ -67,30 +87,40 @@ def _minima_table(result: Any, indices: Any, rows: int = ROWS) -> list[str]:
                          *[f"sim {r}" for r in refs]], out)
 
 
-def _volume_histogram(result: Any, window_eV: float, lo: float, hi: float) -> list[str]:
-    de, v, _ = energy_volume(result)
+def _volume_histogram(result: Any, basin: "Basin") -> list[str]:
+    de, v, _ = energy_volume(result, basin.relative_to)
     if not len(v):
         return ["(no usable minima)"]
+    lo, hi = basin.volume_per_atom_A3
+    window = basin.energy_window_eV
     edges = np.arange(math.floor(min(v.min(), lo)), math.ceil(max(v.max(), hi)) + 1.0)
     rows = []
     for a, b in zip(edges[:-1], edges[1:]):
         sel = (v >= a) & (v < b)
         inside = "*" if b > lo and a < hi else ""
-        rows.append([f"{a:g}-{b:g}{inside}", int(sel.sum()), int((sel & (de <= window_eV)).sum()),
+        rows.append([f"{a:g}-{b:g}{inside}", int(sel.sum()), int((sel & (de <= window)).sum()),
                      float(de[sel].min()) if sel.any() else math.nan])
-    return format_table(["V (Å^3/atom)", "minima", f"within {window_eV:g} eV",
-                         "lowest dE (eV/atom)"], rows) + ["(* overlaps the basin's volumes)"]
+    return format_table(["V (Å^3/atom)", "minima", f"dE <= {window:g}",
+                         "lowest dE (eV/atom)"], rows) + [
+        f"(* overlaps the basin's volumes; dE relative to {_zero_name(basin.relative_to)})"]
+
+
+def _zero_name(relative_to: str, article: str = "the ") -> str:
+    return f"{article}lowest minimum" if relative_to == "lowest" \
+        else f"{relative_to} (relaxed with the candidate)"
 
 
 @dataclass(frozen=True)
 class Basin:
-    """Minima in a volume range within an energy window of the lowest minimum.
+    """Minima in a volume range within an energy window.
 
     Attributes
     ----------
     volume_per_atom_A3 : (float, float)
     energy_window_eV : float
-        Relative to the lowest usable minimum, eV/atom.
+        Upper bound of the relative enthalpy per atom, eV/atom.
+    relative_to : str
+        ``"lowest"`` (the search's lowest minimum) or a reference crystal's name.
     count : int
         Minima in the basin.
     indices : tuple of int
@@ -103,6 +133,7 @@ class Basin:
 
     volume_per_atom_A3: tuple[float, float]
     energy_window_eV: float
+    relative_to: str
     count: int
     indices: tuple[int, ...] = field(repr=False)
     n_in_volume: int
@@ -110,9 +141,10 @@ class Basin:
 
 
 def find_basin(result: Any, volume_per_atom_A3: tuple[float, float],
-               energy_window_eV: float = 0.5) -> Basin:
-    """The :class:`Basin` of ``result`` in ``volume_per_atom_A3`` (Å^3/atom, inclusive)
-    within ``energy_window_eV`` (eV/atom) of its lowest minimum."""
+               energy_window_eV: float = 0.5, relative_to: str = "lowest") -> Basin:
+    """The :class:`Basin` of ``result``: usable minima with a volume per atom in
+    ``volume_per_atom_A3`` (Å^3/atom, inclusive) and an enthalpy per atom at most
+    ``energy_window_eV`` (eV/atom) above ``relative_to`` (see :func:`energy_volume`)."""
     try:
         lo, hi = (float(x) for x in volume_per_atom_A3)
     except (TypeError, ValueError):
@@ -120,13 +152,13 @@ def find_basin(result: Any, volume_per_atom_A3: tuple[float, float],
                          f"{volume_per_atom_A3!r}") from None
     if not lo <= hi:
         raise ValueError(f"volume_per_atom_A3 {volume_per_atom_A3!r} is inverted")
-    if not energy_window_eV >= 0:
-        raise ValueError(f"energy_window_eV must be >= 0, got {energy_window_eV!r}")
-    de, v, index = energy_volume(result)
+    if not math.isfinite(energy_window_eV):
+        raise ValueError(f"energy_window_eV must be finite, got {energy_window_eV!r}")
+    de, v, index = energy_volume(result, relative_to)
     in_volume = (v >= lo) & (v <= hi)
     sel = in_volume & (de <= energy_window_eV)
     order = np.argsort(de[sel], kind="stable")
-    return Basin((lo, hi), float(energy_window_eV), int(sel.sum()),
+    return Basin((lo, hi), float(energy_window_eV), relative_to, int(sel.sum()),
                  tuple(int(i) for i in index[sel][order]), int(in_volume.sum()),
                  float(de[in_volume].min()) if in_volume.any() else math.nan)
 
@@ -136,38 +168,42 @@ def _basin_message(result: Any, basin: Basin, verb: str, limit: str) -> list[str
     lowest = result.lowest
     where = (f"{lowest.enthalpy_per_atom_eV:.4f} eV/atom at {lowest.volume_per_atom_A3:.2f} "
              "Å^3/atom") if lowest else "none"
-    return [f"{verb}: {basin.count} minima with {lo:g}-{hi:g} Å^3/atom within "
-            f"{basin.energy_window_eV:g} eV/atom of the lowest minimum ({limit}); "
-            f"{basin.n_in_volume} in that volume range at any energy (lowest there: "
-            f"{basin.lowest_relative_eV:+.3f} eV/atom)",
+    return [f"{verb}: {basin.count} minima with {lo:g}-{hi:g} Å^3/atom at most "
+            f"{basin.energy_window_eV:g} eV/atom above {_zero_name(basin.relative_to)} "
+            f"({limit}); {basin.n_in_volume} in that volume range at any energy (lowest "
+            f"there: {basin.lowest_relative_eV:+.3f} eV/atom)",
             f"{_who(result)}; lowest minimum {where}; {_status_line(result)}", ""]
 
 
 def assert_basin(result: Any, *, volume_per_atom_A3: tuple[float, float],
-                 energy_window_eV: float = 0.5, min_count: int = 1) -> Basin:
+                 energy_window_eV: float = 0.5, min_count: int = 1,
+                 relative_to: str = "lowest") -> Basin:
     """The search found at least ``min_count`` minima with a volume per atom in
-    ``volume_per_atom_A3`` (Å^3) within ``energy_window_eV`` (eV/atom) of its lowest
-    minimum (e.g. Si's low-volume sh-like basin: ``(12, 17.5)``, diamond is at 20)."""
+    ``volume_per_atom_A3`` (Å^3) at most ``energy_window_eV`` (eV/atom) above
+    ``relative_to`` (its lowest minimum, or a reference crystal such as ``"diamond"``);
+    e.g. Si's low-volume sh-like basin: ``(12, 17)`` (DFT sh and beta-Sn at 15.1-15.4,
+    diamond at 20.4 Å^3/atom)."""
     __tracebackhide__ = True
-    basin = find_basin(result, volume_per_atom_A3, energy_window_eV)
+    basin = find_basin(result, volume_per_atom_A3, energy_window_eV, relative_to)
     if basin.count < min_count:
         lines = _basin_message(result, basin, "basin missing", f"need at least {min_count}")
-        lines += ["minima per volume bin:", *_volume_histogram(
-            result, energy_window_eV, *basin.volume_per_atom_A3)]
+        lines += ["minima per volume bin:", *_volume_histogram(result, basin)]
         raise MlpvalAssertionError("\n".join(lines))
     return basin
 
 
 def assert_no_basin(result: Any, *, volume_per_atom_A3: tuple[float, float],
-                    energy_window_eV: float = 0.5, max_count: int = 0) -> Basin:
+                    energy_window_eV: float = 0.5, max_count: int = 0,
+                    relative_to: str = "lowest") -> Basin:
     """At most ``max_count`` minima in the basin (see :func:`assert_basin`): e.g. no
-    spurious low-energy high-density minima."""
+    spurious low-density minima below diamond, ``volume_per_atom_A3=(30, inf),
+    energy_window_eV=0, relative_to="diamond"``."""
     __tracebackhide__ = True
-    basin = find_basin(result, volume_per_atom_A3, energy_window_eV)
+    basin = find_basin(result, volume_per_atom_A3, energy_window_eV, relative_to)
     if basin.count > max_count:
         lines = _basin_message(result, basin, "unexpected basin", f"allowed {max_count}")
         lines += ["minima in the basin, lowest energy first:",
-                  *_minima_table(result, basin.indices)]
+                  *_minima_table(result, basin.indices, relative_to=relative_to)]
         raise MlpvalAssertionError("\n".join(lines))
     return basin
 
@@ -228,13 +264,15 @@ class DistributionDistance:
         return {"energy_distance_eV": "eV/atom", "volume_distance_A3": "Å^3/atom"}
 
 
-def distribution_distance(candidate: Any, reference: Any) -> DistributionDistance:
-    """:class:`DistributionDistance` between two searches' usable minima; ``ValueError``
+def distribution_distance(candidate: Any, reference: Any, relative_to: str = "lowest"
+                          ) -> DistributionDistance:
+    """:class:`DistributionDistance` between two searches' usable minima, energies
+    relative to each search's ``relative_to`` (see :func:`energy_volume`); ``ValueError``
     if either has none."""
     from scipy.stats import wasserstein_distance
 
-    ce, cv, _ = energy_volume(candidate)
-    re_, rv, _ = energy_volume(reference)
+    ce, cv, _ = energy_volume(candidate, relative_to)
+    re_, rv, _ = energy_volume(reference, relative_to)
     for name, values in (("candidate", cv), ("reference", rv)):
         if not len(values):
             raise ValueError(f"the {name} search has no usable minima")
@@ -244,7 +282,8 @@ def distribution_distance(candidate: Any, reference: Any) -> DistributionDistanc
 
 def assert_distributions_close(candidate: Any, reference: Any, *,
                                max_energy_eV: float | None = None,
-                               max_volume_A3: float | None = None) -> DistributionDistance:
+                               max_volume_A3: float | None = None,
+                               relative_to: str = "lowest") -> DistributionDistance:
     """The energy-volume distribution of ``candidate``'s minima is within Wasserstein
     distances ``max_energy_eV`` (eV/atom) and ``max_volume_A3`` (Å^3/atom) of
     ``reference``'s (see :class:`DistributionDistance`)."""
@@ -253,7 +292,7 @@ def assert_distributions_close(candidate: Any, reference: Any, *,
         raise ValueError("assert_distributions_close: give max_energy_eV and/or "
                          "max_volume_A3")
     try:
-        dist = distribution_distance(candidate, reference)
+        dist = distribution_distance(candidate, reference, relative_to)
     except ValueError as exc:
         raise MlpvalAssertionError(f"cannot compare the distributions: {exc}") from None
     rows, failed = [], False
@@ -266,7 +305,7 @@ def assert_distributions_close(candidate: Any, reference: Any, *,
     if failed:
         stats = []
         for name, res in (("candidate", candidate), ("reference", reference)):
-            de, v, _ = energy_volume(res)
+            de, v, _ = energy_volume(res, relative_to)
             stats.append([f"{name} {res.potential}", len(v), *np.percentile(de, [10, 50, 90]),
                           *np.percentile(v, [10, 50, 90])])
         lines = [f"energy-volume distributions differ: {candidate.potential!r} vs "
@@ -274,7 +313,8 @@ def assert_distributions_close(candidate: Any, reference: Any, *,
                  *format_table(["quantity", "distance", "limit", "unit", "status"], rows), "",
                  *format_table(["search", "minima", "dE p10", "dE p50", "dE p90", "V p10",
                                 "V p50", "V p90"], stats),
-                 "(dE: eV/atom above each search's lowest minimum; V: Å^3/atom)"]
+                 f"(dE: eV/atom above each search's {_zero_name(relative_to, '')}; V: "
+                 "Å^3/atom)"]
         raise MlpvalAssertionError("\n".join(lines))
     return dist
 
@@ -303,11 +343,12 @@ def assert_failures_at_most(result: Any, *, max_failed: int = 0,
     return counts
 
 
-def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None = 1.0):
+def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None = 1.0,
+                         relative_to: str = "lowest"):
     """Energy-volume scatter of the minima of each search (one colour per name), with
     the histograms of volume per atom (top) and of relative energy (right). Energies
-    relative to each search's lowest minimum; minima above ``energy_max_eV`` are left
-    out (None: all). Returns a matplotlib ``Figure``."""
+    relative to each search's ``relative_to`` (see :func:`energy_volume`); minima above
+    ``energy_max_eV`` are left out (None: all). Returns a matplotlib ``Figure``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 5.2), layout="constrained")
@@ -316,7 +357,7 @@ def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None
     top = fig.add_subplot(grid[0, 0], sharex=ax)
     right = fig.add_subplot(grid[1, 1], sharey=ax)
     for name, result in results.items():
-        de, v, _ = energy_volume(result)
+        de, v, _ = energy_volume(result, relative_to)
         if energy_max_eV is not None:
             keep = de <= energy_max_eV
             de, v = de[keep], v[keep]
@@ -326,7 +367,7 @@ def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None
             top.hist(v, bins=30, histtype="step")
             right.hist(de, bins=30, histtype="step", orientation="horizontal")
     ax.set_xlabel("volume (Å$^3$/atom)")
-    ax.set_ylabel("energy above lowest minimum (eV/atom)")
+    ax.set_ylabel(f"energy above {_zero_name(relative_to, '')} (eV/atom)")
     top.set_ylabel("minima")
     right.set_xlabel("minima")
     top.tick_params(labelbottom=False)

@@ -132,11 +132,11 @@ def labelled_data(data: Any, keys: Mapping[str, str] | None = None,
     Raises :class:`~pytest_mlpval.data.DatasetError` for data without energy or force
     labels, or with labels on some structures only.
     """
-    from .data import DatasetError, ReferenceSet, read_dataset
+    from .data import DatasetError, DatasetSpec, ReferenceSet, read_dataset
 
     if isinstance(data, LabelledData):
         return data
-    if isinstance(data, str):
+    if isinstance(data, (str, DatasetSpec)):
         data = read_dataset(data)
     if isinstance(data, ReferenceSet):
         reference = data

@@ -13,7 +13,6 @@ from pytest_mlpval import properties
 from pytest_mlpval.eos import EosResult, equation_of_state, polymorph_energies, \
     transition_pressure
 from pytest_mlpval.properties import (
-    NonFiniteResultError,
     PropertyError,
     SymmetryChangedError,
     compute_properties,

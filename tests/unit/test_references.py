@@ -209,8 +209,8 @@ def test_level_mismatch_is_flagged_and_shown(si):
     other = compare(5.47, si, "lattice_parameter_A", "PW91", abs=0.001, training_level="PBE")
     experiment = compare(5.47, si, "lattice_parameter_A", abs=0.1, training_level="PBE")
     assert not same.level_mismatch and other.level_mismatch and not experiment.level_mismatch
-    with pytest.raises(MlpvalAssertionError, match="(?s)LEVEL MISMATCH.*trained on DFT-PBE, "
-                       "compared with DFT-PW91"):
+    with pytest.raises(MlpvalAssertionError, match="(?s)LEVEL MISMATCH: candidate trained on "
+                       "DFT-PBE, compared with DFT-PW91 for lattice_parameter_A"):
         assert_property(5.47, si, "lattice_parameter_A", "PW91", abs=0.001,
                         training_level="PBE")
     with pytest.raises(LevelMismatchError, match="trained on DFT-PBE but the reference is "

@@ -1,0 +1,1 @@
+"""Paper-scale physics checks (marked slow; run with ``--run-slow``)."""
