@@ -168,13 +168,14 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
 
 @single_threaded
 def liquid_structure(calc: Any, symbol: str = "Si", *, temperature_K: float = 1800.0,
-                     density_g_cm3: float = 2.56, n_atoms: int = 64,
+                     density_g_cm3: float = 2.56, repeat: int = 2,
                      melt_temperature_K: float = 3000.0, melt_steps: int = 1000,
                      equilibration_steps: int = 1000, sample_steps: int = 2000,
                      sample_every: int = 20, timestep_fs: float = 1.0, seed: int = 0,
                      **analysis: Any) -> PairCorrelation:
     """A liquid at ``density_g_cm3`` (default: experimental liquid Si at its melting
-    point, 2.56 g/cm^3) made from random positions: NVT (Langevin, ASE through
+    point, 2.56 g/cm^3) melted from a rattled diamond supercell (``repeat``^3 conventional
+    cells, 64 atoms by default) scaled to that density: NVT (Langevin, ASE through
     :func:`~pytest_mlpval.md.run_md`) at ``melt_temperature_K``, then at ``temperature_K``,
     sampled every ``sample_every`` steps during the last ``sample_steps``; returns its
     :func:`pair_correlation`. A run that does not complete raises :class:`PropertyError`.
@@ -183,22 +184,21 @@ def liquid_structure(calc: Any, symbol: str = "Si", *, temperature_K: float = 18
 
     from ase.data import atomic_masses, atomic_numbers
 
-    from .md import MDSegment, MDSettings, random_start, run_md
+    from .md import MDSegment, MDSettings, diamond_start, run_md
     from .properties import _Clock
 
     mass = atomic_masses[atomic_numbers[symbol]]
     volume = mass / (density_g_cm3 / _G_CM3_PER_AMU_A3)
-    start = random_start(symbol, n_atoms, volume_per_atom_A3=volume, seed=seed)
+    start = diamond_start(symbol, repeat, seed=seed)
+    start.set_cell(start.cell * (volume * len(start) / start.get_volume()) ** (1 / 3),
+                   scale_atoms=True)
     segments = [MDSegment("melt", melt_steps, melt_temperature_K),
                 MDSegment("equilibrate", equilibration_steps, temperature_K),
                 MDSegment("liquid", sample_steps, temperature_K)]
     clock = _Clock(calc)
     t0 = time.perf_counter()
-    record = run_md(start, clock.calc, segments, seed=seed,
-                    settings=MDSettings(timestep_fs=timestep_fs, sample_every=sample_every,
-                                        record_series=False) if False else
-                    MDSettings(timestep_fs=timestep_fs, sample_every=sample_every),
-                    record_series=False)
+    record = run_md(start, clock.calc, segments, seed=seed, record_series=False,
+                    settings=MDSettings(timestep_fs=timestep_fs, sample_every=sample_every))
     if not record.completed:
         raise PropertyError(f"the liquid run did not complete ({record.status}, "
                             f"{record.instability}): {record.message}")

@@ -401,3 +401,20 @@ def test_fit_command_object_checks_model_name():
     with pytest.raises(FitSpecError, match="model_name must be a file name"):
         FitCommand(("fit", "{train}", "{model}"), model_name="a/b.xml")
     assert FitCommand(("sh", "{workdir}")).check() == shutil.which("sh")
+
+
+def test_folds_on_a_dask_cluster(tmp_path, fake_fit):
+    pytest.importorskip("quippy")
+    distributed = pytest.importorskip("distributed")
+    small = make_reference_file(tmp_path / "s.xyz", n_structures=4)
+    data = read_dataset(f"s={small},{KEYS}")
+    command = _command(fake_fit, "gap", str(GAP_XML))
+    local = cross_validate(data, command, k=2)
+    with distributed.LocalCluster(host="127.0.0.1", n_workers=1, threads_per_worker=1,
+                                  processes=True, dashboard_address=None) as cluster:
+        remote = cross_validate(data, command, k=2, scheduler=cluster.scheduler_address)
+        failing = cross_validate(data, _command(fake_fit, "fail"), k=2,
+                                 scheduler=cluster.scheduler_address)
+    assert remote.executor == "dask" and remote.n_failed_folds == 0
+    assert remote.metrics()["force_rmse"] == pytest.approx(local.metrics()["force_rmse"])
+    assert "bad option default_sigma" in failing.folds[0].error
