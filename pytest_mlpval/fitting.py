@@ -293,13 +293,13 @@ def as_fitter(fit: Any, model_name: str = "model.xml", timeout_s: float | None =
 
 # -- the campaign task -----------------------------------------------------------------
 
-def _load_model(spec: Any, workdir: Path):
+def _load_model(spec: Any, workdir: Path, loader: Any = None):
     from .potentials import Potential, is_calculator, load_potential
 
     if isinstance(spec, Potential):
         return spec
     if isinstance(spec, (str, os.PathLike)):
-        return load_potential(str(spec), base_dir=workdir)
+        return load_potential(str(spec), base_dir=workdir, fallback=loader)
     if is_calculator(spec):
         from .potentials import PotentialInfo
 
@@ -333,7 +333,7 @@ def _fit_in(fitter, item, workdir: Path, fold: int, seed: int, predict, properti
     spec, output = fitter.run(item["train"], workdir, fold, seed)
     fit_seconds = time.perf_counter() - start
     try:
-        potential = _load_model(spec, workdir)
+        potential = _load_model(spec, workdir, item.get("loader"))
     except FitError:
         raise
     except Exception as exc:
@@ -429,7 +429,7 @@ def run_fits(protocol: str, data: Any, fitter: FitCommand | FitCallable,
              jobs: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], *,
              workers: int = 0, scheduler: str | None = None, executor: Any = None,
              cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
-             work_dir: str | os.PathLike[str] | None = None) -> Any:
+             work_dir: str | os.PathLike[str] | None = None, loader: Any = None) -> Any:
     """Fit one model per job and predict its held-out set, through
     :func:`~pytest_mlpval.campaign.run_campaign`.
 
@@ -437,7 +437,10 @@ def run_fits(protocol: str, data: Any, fitter: FitCommand | FitCallable,
     ReferenceSet), ``fold`` and ``seed``. The cache key is the digest of ``protocol``,
     the data's content, the fitter's identity and ``parameters``. With ``work_dir`` the
     fits run in ``work_dir/<key>/fit-<fold>`` and keep their files (models, logs);
-    otherwise in temporary directories removed after each fit.
+    otherwise in temporary directories removed after each fit. ``loader(spec)`` (e.g.
+    the ``pytest_mlpval_load_potential`` hook) is asked first when a fitted model is
+    loaded, as :func:`~pytest_mlpval.potentials.load_potential`'s ``fallback``; it must be
+    picklable for worker processes.
     """
     from .campaign import run_campaign
 
@@ -449,7 +452,7 @@ def run_fits(protocol: str, data: Any, fitter: FitCommand | FitCallable,
     items = [{"fitter": fitter, "train": data.training_frames(job["train"]),
               "test": job["test"], "fold": int(job["fold"]), "seed": int(job["seed"]),
               "workdir": None if root is None else str(root / f"fit-{int(job['fold']):03d}"),
-              "properties": parameters.get("properties")} for job in jobs]
+              "properties": parameters.get("properties"), "loader": loader} for job in jobs]
     return run_campaign(protocol, fit_and_predict, items, source, full, workers=workers,
                         scheduler=scheduler, executor=executor, cache_dir=cache_dir,
                         progress=progress)

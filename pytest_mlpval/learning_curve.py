@@ -189,7 +189,8 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
                    properties: Sequence[str] = ("energy", "forces", "stress"),
                    workers: int = 0, scheduler: str | None = None, executor: Any = None,
                    cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
-                   work_dir: str | os.PathLike[str] | None = None) -> LearningCurveResult:
+                   work_dir: str | os.PathLike[str] | None = None, loader: Any = None
+                   ) -> LearningCurveResult:
     """Held-out errors of the fitting recipe ``fit`` against training-set size.
 
     Parameters
@@ -206,7 +207,7 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
         Fractions (floats in (0, 1]) of the pool or counts (ints).
     seeds : sequence of int
         One subset and one fit per seed and size.
-    workers, scheduler, executor, cache_dir, progress, work_dir
+    workers, scheduler, executor, cache_dir, progress, work_dir, loader
         As :func:`~pytest_mlpval.crossval.cross_validate`.
     """
     from .fitting import as_fitter, predictions_from, run_fits
@@ -243,7 +244,7 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
                   "properties": sorted(properties)}
     campaign = run_fits(PROTOCOL, pool, fitter, jobs, parameters, workers=workers,
                         scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-                        progress=progress, work_dir=work_dir)
+                        progress=progress, work_dir=work_dir, loader=loader)
     points = []
     for (n, seed), item in zip(keys_of_jobs, campaign.items):
         if not item.ok:

@@ -108,23 +108,33 @@ def _width(cell: np.ndarray) -> float:
                      for i in range(3)))
 
 
-def _peak(x: np.ndarray, y: np.ndarray, start: int = 0) -> int:
-    """Index of the first local maximum of the (3-bin smoothed) curve after ``start``
-    that is also the largest value before the next minimum."""
-    smooth = np.convolve(y, np.ones(3) / 3, mode="same")
-    for i in range(max(start, 1), len(smooth) - 1):
-        if smooth[i] >= smooth[i - 1] and smooth[i] > smooth[i + 1] and smooth[i] > 0.5:
+def _smooth(y: np.ndarray, width: int) -> np.ndarray:
+    width = max(1, int(width) | 1)  # odd
+    padded = np.pad(y, width // 2, mode="edge")
+    return np.convolve(padded, np.ones(width) / width, mode="valid")
+
+
+def _first_extremum(y: np.ndarray, start: int, maximum: bool, floor: float = -np.inf) -> int:
+    """First local maximum (above ``floor``) or minimum of ``y`` after ``start``; the
+    global one after ``start`` when there is none."""
+    sign = 1 if maximum else -1
+    for i in range(max(start, 1), len(y) - 1):
+        if sign * y[i] >= sign * y[i - 1] and sign * y[i] > sign * y[i + 1] and \
+                (not maximum or y[i] > floor):
             return i
-    return int(np.argmax(smooth[start:]) + start)
+    rest = y[start:] if len(y) > start else y
+    return int((np.argmax(rest) if maximum else np.argmin(rest)) + min(start, len(y) - 1))
 
 
 def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
                      r_max_A: float | None = None, bin_A: float = 0.02,
                      coordination_cutoff_A: float | None = None, q_max_invA: float = 15.0,
-                     dq_invA: float = 0.02) -> PairCorrelation:
+                     dq_invA: float = 0.02, smoothing_A: float = 0.1) -> PairCorrelation:
     """g(r), S(q), peaks and coordination of ``frames`` (ASE Atoms, periodic, all with
     the same number of atoms). ``r_max_A`` defaults to half the smallest cell width of
-    the first frame."""
+    the first frame. Peaks and the first minimum (the coordination cutoff unless
+    ``coordination_cutoff_A`` is given) are found on g(r) smoothed over ``smoothing_A``;
+    the S(q) peak is the first above 1 beyond q = 1/Å."""
     from matscipy.neighbours import neighbour_list
 
     frames = list(frames)
@@ -148,12 +158,14 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
     r = 0.5 * (edges[1:] + edges[:-1])
     shell = 4 / 3 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     g = counts / (len(frames) * n * density * shell)
-    first = _peak(r, g)
-    after = first + int(np.argmin(g[first:first + int(1.5 / bin_A)]))
+    # peaks and minima of g smoothed over ~0.1 Å (one frame of a liquid is noisy)
+    smooth = _smooth(g, round(smoothing_A / bin_A))
+    first = _first_extremum(smooth, 0, True, floor=1.0)
+    after = _first_extremum(smooth, first + 1, False)
     cutoff = coordination_cutoff_A or float(r[after])
     inside = r <= cutoff
     coordination = float(np.sum(4 * np.pi * density * r[inside] ** 2 * g[inside] * bin_A))
-    second = _peak(r, g, after + 1) if after + 2 < len(r) else len(r) - 1
+    second = _first_extremum(smooth, after + 1, True, floor=1.0)
     q = np.arange(dq_invA, q_max_invA + dq_invA / 2, dq_invA)
     window = np.sinc(r / r_max)  # numpy's sinc(x) = sin(pi x)/(pi x): Lorch's window
     kernel = np.sinc(np.outer(q, r) / np.pi)  # sin(qr)/(qr)
@@ -163,7 +175,8 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
         label, tuple(map(float, r)), tuple(map(float, g)), tuple(map(float, q)),
         tuple(map(float, s)), float(density), mass * _G_CM3_PER_AMU_A3, float(r[first]),
         float(g[first]), float(r[after]), float(r[second]), coordination, float(cutoff),
-        float(q[_peak(q, s, int(1.0 / dq_invA))]), len(frames), n)
+        float(q[_first_extremum(_smooth(s, round(0.1 / dq_invA)), int(1.0 / dq_invA), True,
+                                floor=1.0)]), len(frames), n)
 
 
 @single_threaded

@@ -100,15 +100,16 @@ class StabilitySettings:
 
 
 def _stability_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from .md import diamond_start, run_md
+    from .md import diamond_start, run_md, single_threaded_blas
 
     settings = StabilitySettings.from_dict(item["settings"])
     start = item["start"]
     if start is None:
         start = diamond_start(settings.symbol, settings.repeat, seed=item["seed"])
-    record = run_md(start, calc, settings.segments(), settings=settings.md(),
-                    seed=item["seed"], limits=settings.limits,
-                    initial_temperature_K=settings.temperature_K)
+    with single_threaded_blas():
+        record = run_md(start, calc, settings.segments(), settings=settings.md(),
+                        seed=item["seed"], limits=settings.limits,
+                        initial_temperature_K=settings.temperature_K)
     return record.as_dict()
 
 

@@ -111,7 +111,7 @@ def _start(settings: MeltQuenchSettings, seed: int) -> Any:
 
 def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     from .crystals import build_crystal
-    from .md import run_md
+    from .md import run_md, single_threaded_blas
     from .structure import SI_SOAP, coordination_numbers
 
     settings = MeltQuenchSettings.from_dict(item["settings"])
@@ -131,8 +131,9 @@ def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
                 {"crystal_similarity": sims, "coordination": cn})
 
     start = item["start"] if item["start"] is not None else _start(settings, item["seed"])
-    record = run_md(start, calc, settings.segments(), settings=settings.md(),
-                    seed=item["seed"], limits=settings.limits, analyse=analyse)
+    with single_threaded_blas():
+        record = run_md(start, calc, settings.segments(), settings=settings.md(),
+                        seed=item["seed"], limits=settings.limits, analyse=analyse)
     return record.as_dict()
 
 

@@ -10,7 +10,9 @@ Plain library (no pytest). The protocols live in
 - :mod:`.eos`: Birch–Murnaghan equation of state, polymorph energies, transition pressure;
 - :mod:`.elastic`: elastic constants (relaxed- and clamped-ion) and Born stability;
 - :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical stability;
-- :mod:`.defects`: vacancy formation and surface energies.
+- :mod:`.defects`: vacancy formation and surface energies;
+- :mod:`.liquid`: g(r), S(q) and coordination of liquid and amorphous frames, a short
+  liquid run, comparison with users' curves.
 
 Every result is a frozen dataclass with ``metrics()`` (flat floats named like the
 reference properties, e.g. ``C44_GPa``, so that :func:`~pytest_mlpval.comparison.compare`
@@ -220,6 +222,11 @@ class PropertyResult:
 
 def result_from_dict(data: Mapping[str, Any]) -> PropertyResult:
     """Rebuild any property result from its ``as_dict()``."""
+    if isinstance(data, Mapping) and data.get("type") not in RESULT_TYPES:
+        from importlib import import_module
+
+        for module in ("defects", "elastic", "eos", "liquid", "phonons"):  # registers types
+            import_module(f".{module}", __package__)
     try:
         cls = RESULT_TYPES[data["type"]]
     except (KeyError, TypeError):

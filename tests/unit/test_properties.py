@@ -246,3 +246,18 @@ def test_compute_properties_in_a_worker_process(sw, tmp_path):
     result = compute_properties(sw, ["lattice"], workers=1, cache_dir=tmp_path)
     assert result.errors == {}
     assert result["lattice"].lattice_parameter_A == pytest.approx(5.431, abs=1e-3)
+
+
+def test_results_rebuild_in_a_fresh_process(eos_sw, tmp_path):
+    """A cached result is read back where no protocol module was imported yet."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "eos.json"
+    path.write_text(json.dumps(eos_sw.as_dict()), encoding="utf-8")
+    code = ("import json, sys; from pytest_mlpval.properties import result_from_dict; "
+            "r = result_from_dict(json.load(open(sys.argv[1]))); "
+            "print(type(r).__name__, r.bulk_modulus_GPa)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "EosResult" and float(out[1]) == eos_sw.bulk_modulus_GPa
