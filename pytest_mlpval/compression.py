@@ -32,7 +32,7 @@ import numpy as np
 from .mdtypes import MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings
 from .structure import HIGH_COORDINATION, SI_BOND_CUTOFF_A, SoapSettings
 
-__all__ = ["CompressionSettings", "CompressionResult", "run_compression",
+__all__ = ["CompressionSettings", "CompressionResult", "CompressionAnalyser", "run_compression",
            "run_compressions", "reference_crystals", "atom_key"]
 
 PROTOCOL = "mlpval-md-compression"
@@ -53,7 +53,7 @@ class CompressionSettings:
     symbol : str
     n_atoms : int
         Atoms of the random start (``start="diamond"``: rounded to 8 x n^3).
-    start : str
+    start_cell : str
         ``"random"`` (random positions, no two closer than 0.8 x the covalent bond) or
         ``"diamond"`` (rattled diamond); ignored when a start structure is passed.
     prerelax_steps : int
@@ -94,7 +94,7 @@ class CompressionSettings:
 
     symbol: str = "Si"
     n_atoms: int = 64
-    start: str = "random"
+    start_cell: str = "random"
     prerelax_steps: int = 50
     melt_K: float = 3000.0
     quench_to_K: float = 500.0
@@ -123,8 +123,9 @@ class CompressionSettings:
 
         if not is_chemical_symbol(self.symbol):
             raise MDParameterError(f"symbol {self.symbol!r} is not a chemical symbol")
-        if self.start not in ("random", "diamond"):
-            raise MDParameterError(f"start must be 'random' or 'diamond', got {self.start!r}")
+        if self.start_cell not in ("random", "diamond"):
+            raise MDParameterError(f"start_cell must be 'random' or 'diamond', got "
+                                   f"{self.start_cell!r}")
         object.__setattr__(self, "references", tuple(self.references))
         if not self.references:
             raise MDParameterError("give at least one reference crystal")
@@ -239,7 +240,7 @@ def reference_crystals(potential: Any, settings: CompressionSettings, *, workers
 
 # -- per-frame analysis --------------------------------------------------------------------
 
-class _Analyser:
+class CompressionAnalyser:
     """Coordination and SOAP similarity of a frame to every reference, fixed and at the
     frame's pressure. Descriptors of the references are computed once."""
 
@@ -296,7 +297,7 @@ class _Analyser:
 def _start(settings: CompressionSettings, seed: int) -> Any:
     from .md import diamond_start, random_start
 
-    if settings.start == "diamond":
+    if settings.start_cell == "diamond":
         repeat = max(1, round((settings.n_atoms / 8) ** (1 / 3)))
         return diamond_start(settings.symbol, repeat, seed=seed)
     return random_start(settings.symbol, settings.n_atoms, seed=seed)
@@ -318,7 +319,7 @@ def _compress(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     seed = item["seed"]
     limits = settings.limits
     deadline = None if limits.wall_time_s is None else time.monotonic() + limits.wall_time_s
-    analyse = _Analyser(settings, item["crystals"])
+    analyse = CompressionAnalyser(settings, item["crystals"])
     prep_segments, comp_segments = settings.segments()
     atoms = item["start"] if item["start"] is not None else _start(settings, seed)
     out: dict[str, Any] = {"preparation": None, "compression": None, "prerelax_error": None}

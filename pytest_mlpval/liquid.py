@@ -60,6 +60,9 @@ class PairCorrelation(PropertyResult):
     n_frames, n_atoms : int
     temperature_K : float
         Mean temperature of the frames (NaN when not known).
+    msd_A2 : float
+        Mean-square displacement from the first to the last frame of a run (NaN for
+        given frames).
     md_status : str
         How the run that made the frames ended (``""`` for given frames).
     n_force_calls : int
@@ -83,6 +86,7 @@ class PairCorrelation(PropertyResult):
     n_frames: int
     n_atoms: int
     temperature_K: float = math.nan
+    msd_A2: float = math.nan
     md_status: str = ""
     n_force_calls: int = 0
     calculator_seconds: float = 0.0
@@ -99,6 +103,7 @@ class PairCorrelation(PropertyResult):
                 f"{p}_density_g_cm3": self.density_g_cm3,
                 f"{p}_number_density_invA3": self.number_density_invA3,
                 f"{p}_temperature_K": self.temperature_K,
+                f"{p}_msd_A2": self.msd_A2,
                 f"{p}_force_calls": float(self.n_force_calls)}
 
 
@@ -181,35 +186,47 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
 
 @single_threaded
 def liquid_structure(calc: Any, symbol: str = "Si", *, temperature_K: float = 1800.0,
-                     density_g_cm3: float = 2.56, repeat: int = 2,
+                     density_g_cm3: float = 2.56, n_atoms: int = 64,
                      melt_temperature_K: float = 3000.0, melt_steps: int = 1000,
                      equilibration_steps: int = 1000, sample_steps: int = 2000,
                      sample_every: int = 20, timestep_fs: float = 1.0, seed: int = 0,
-                     **analysis: Any) -> PairCorrelation:
+                     prerelax_steps: int = 200, **analysis: Any) -> PairCorrelation:
     """A liquid at ``density_g_cm3`` (default: experimental liquid Si at its melting
-    point, 2.56 g/cm^3) melted from a rattled diamond supercell (``repeat``^3 conventional
-    cells, 64 atoms by default) scaled to that density: NVT (Langevin, ASE through
+    point, 2.56 g/cm^3) of ``n_atoms`` placed at random: NVT (Langevin, ASE through
     :func:`~pytest_mlpval.md.run_md`) at ``melt_temperature_K``, then at ``temperature_K``,
     sampled every ``sample_every`` steps during the last ``sample_steps``; returns its
-    :func:`pair_correlation`. A run that does not complete raises :class:`PropertyError`.
+    :func:`pair_correlation` with the mean temperature and the mean-square displacement
+    over the sampling (``msd_A2``: a liquid diffuses, about 1 Å^2/ps for Si; a crystal or
+    glass stays below ~0.5 Å^2). A run that does not complete raises
+    :class:`PropertyError`.
     """
     import time
 
     from ase.data import atomic_masses, atomic_numbers
 
-    from .md import MDSegment, MDSettings, diamond_start, run_md
+    from ase.data import covalent_radii
+
+    from .md import MDSegment, MDSettings, random_start, run_md
     from .properties import _Clock
 
     mass = atomic_masses[atomic_numbers[symbol]]
     volume = mass / (density_g_cm3 / _G_CM3_PER_AMU_A3)
-    start = diamond_start(symbol, repeat, seed=seed)
-    start.set_cell(start.cell * (volume * len(start) / start.get_volume()) ** (1 / 3),
-                   scale_atoms=True)
+    # random positions (no memory of a crystal), then a short relaxation at fixed cell
+    # (FIRE to 0.5 eV/Å, at most ``prerelax_steps``): a random start's close contacts
+    # release enough energy to overheat the run to thousands of kelvin in a few steps
+    start = random_start(symbol, n_atoms, volume_per_atom_A3=volume, seed=seed,
+                         min_separation_A=1.8 * covalent_radii[atomic_numbers[symbol]])
     segments = [MDSegment("melt", melt_steps, melt_temperature_K),
                 MDSegment("equilibrate", equilibration_steps, temperature_K),
                 MDSegment("liquid", sample_steps, temperature_K)]
     clock = _Clock(calc)
     t0 = time.perf_counter()
+    if prerelax_steps:
+        from ase.optimize import FIRE
+
+        start.calc = clock.calc
+        FIRE(start, logfile=None).run(fmax=0.5, steps=prerelax_steps)
+        start.calc = None
     record = run_md(start, clock.calc, segments, seed=seed, record_series=False,
                     settings=MDSettings(timestep_fs=timestep_fs, sample_every=sample_every))
     if not record.completed:
@@ -222,8 +239,9 @@ def liquid_structure(calc: Any, symbol: str = "Si", *, temperature_K: float = 18
     cost["seconds"] = time.perf_counter() - t0
     from dataclasses import replace
 
-    return replace(result, temperature_K=float(np.mean(temps)), md_status=record.status,
-                   **cost)
+    msd = float(np.mean(np.sum((frames[-1].positions - frames[0].positions) ** 2, axis=1)))
+    return replace(result, temperature_K=float(np.mean(temps)), msd_A2=msd,
+                   md_status=record.status, **cost)
 
 
 def read_curve(path: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -251,8 +251,10 @@ class _Watch:
                  initial_K: float | None) -> None:
         self.n = len(atoms)
         self.min_d = limits.resolved_min_distance(atoms.get_chemical_symbols())
+        # the hottest target, or the temperature the run starts at (a quench handed on)
         temps = [t for s in segments for t in (s.temperature_K, s.temperature_end_K)
-                 if t is not None] + ([initial_K] if initial_K else [])
+                 if t is not None] + ([initial_K] if initial_K else []) \
+            + [float(atoms.get_temperature())]
         self.max_T = limits.resolved_max_temperature(max(temps, default=0.0))
         self.max_F = limits.max_force_eV_A
         self.max_dE = limits.max_energy_change_per_atom_eV

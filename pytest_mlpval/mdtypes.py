@@ -56,7 +56,8 @@ class MDLimits:
         against a bond of 2.35 Å and closest approaches near 1.9 Å in the melt).
     min_distance_fraction : float
     max_temperature_K : float or None
-        ``None``: max(3 x, 1000 K +) the highest target (or initial) temperature of the run.
+        ``None``: max(3 x, 1000 K +) the highest of the run's target temperatures and the
+        temperature it starts at.
     max_energy_change_per_atom_eV : float
         Largest change of the potential energy per atom from the start of the run (eV);
         3 eV/atom is several times what melting or compressing Si to 20 GPa costs.

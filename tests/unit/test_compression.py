@@ -141,7 +141,7 @@ def test_fixed_reference_and_thresholds():
     ({"pressure_end_GPa": math.inf}, "pressure_end_GPa"),
     ({"ramp_steps": -5}, "n_steps"),
     ({"similarity_cutoff": 1.2}, "similarity_cutoff"),
-    ({"start": "fcc"}, "start"),
+    ({"start_cell": "fcc"}, "start_cell"),
     ({"n_atoms": 1}, "n_atoms"),
     ({"pressure": 5}, "unknown compression setting"),
 ])
@@ -159,8 +159,8 @@ def test_pressure_grid_snaps_to_points():
 
 # -- real runs ----------------------------------------------------------------------------------
 
-#: a short run of 64 atoms: 240 steps of melt-quench, 120 of compression to 20 GPa
-SHORT = dict(melt_steps=120, quench_steps=120, ramp_steps=100, hold_steps=20,
+#: a short run of 64 atoms: 200 steps of melt-quench, 120 of compression to 20 GPa
+SHORT = dict(melt_steps=100, quench_steps=100, ramp_steps=80, hold_steps=40,
              reference_grid_GPa=10.0, md=MDSettings(
                  timestep_fs=2.0, barostat="langevin_baoab", taup_fs=100.0, sample_every=20))
 
@@ -247,7 +247,7 @@ def test_cached_run_is_reused(sw, sw_run):
     assert again.outcome.outcome == result.outcome.outcome
 
 
-TINY = dict(n_atoms=8, start="diamond", prerelax_steps=0, melt_steps=0, quench_steps=0,
+TINY = dict(n_atoms=8, start_cell="diamond", prerelax_steps=0, melt_steps=0, quench_steps=0,
             ramp_steps=40, hold_steps=0, reference_grid_GPa=20.0)
 
 
@@ -303,7 +303,7 @@ def test_failing_potentials_are_unstable_outcomes(sw):
         assert_no_false_minimum(raising)
     # a start that cannot even be relaxed
     broken = run_compression(_raising(sw.calculator, 0), **{**TINY, "prerelax_steps": 5,
-                                                            "start": "random"})
+                                                            "start_cell": "random"})
     assert broken.outcome.outcome == "unstable" and "relaxing the start" in broken.error
 
 
@@ -318,7 +318,7 @@ def test_wall_time_cut_is_incomplete(sw):
 
 def test_user_start_is_used(sw):
     start = diamond_start("Si", 1, seed=5)
-    result = run_compression(sw, start=start, **{**TINY, "start": "random"})
+    result = run_compression(sw, start=start, **{**TINY, "start_cell": "random"})
     assert len(result.compression.final_atoms) == 8 and result.preparation is None
     with pytest.raises(MDParameterError, match="no atoms"):
         run_compression(sw, start=start[:0], **TINY)

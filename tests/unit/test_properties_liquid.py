@@ -85,7 +85,7 @@ def test_short_liquid_run_and_its_reference(tmp_path):
     from pytest_mlpval.potentials import load_potential
 
     # 8 atoms (mechanics only; r_max beyond half the cell: periodic images are counted)
-    result = liquid_structure(load_potential("sw").calculator, repeat=1, melt_steps=50,
+    result = liquid_structure(load_potential("sw").calculator, n_atoms=8, melt_steps=50,
                               equilibration_steps=20, sample_steps=40, sample_every=10,
                               r_max_A=5.0)
     assert result.md_status == "completed" and result.n_frames == 4 and result.n_atoms == 8
@@ -100,7 +100,12 @@ def test_liquid_run_that_explodes_is_reported():
     from pytest_mlpval.potentials import load_potential
     from pytest_mlpval.testing import BrokenCalculator
 
-    # NaN when two atoms come closer than 2.3 Å: at 2.56 g/cm^3 the compressed start does
+    # NaN when two atoms come closer than 2.3 Å, which they do in a random start
     broken = BrokenCalculator(load_potential("sw").calculator, "nan")
-    with pytest.raises(PropertyError, match="the liquid run did not complete"):
+    with pytest.raises(PropertyError, match="non-finite energy for a Si64 structure"):
         liquid_structure(broken, melt_steps=20, equilibration_steps=0, sample_steps=10)
+    # without the relaxation of the random start, SW overheats at once: the run is
+    # stopped by the MD watch, and the reason is in the error
+    with pytest.raises(PropertyError, match=r"did not complete \(unstable, temperature\)"):
+        liquid_structure(load_potential("sw").calculator, n_atoms=8, prerelax_steps=0,
+                         melt_steps=50, equilibration_steps=0, sample_steps=10)
