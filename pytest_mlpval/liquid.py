@@ -137,9 +137,11 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
                      dq_invA: float = 0.02, smoothing_A: float = 0.1) -> PairCorrelation:
     """g(r), S(q), peaks and coordination of ``frames`` (ASE Atoms, periodic, all with
     the same number of atoms). ``r_max_A`` defaults to half the smallest cell width of
-    the first frame. Peaks and the first minimum (the coordination cutoff unless
-    ``coordination_cutoff_A`` is given) are found on g(r) smoothed over ``smoothing_A``;
-    the S(q) peak is the first above 1 beyond q = 1/Å."""
+    the first frame. Peaks are found on g(r) smoothed over ``smoothing_A``, the first
+    minimum (the coordination cutoff unless ``coordination_cutoff_A`` is given) over three
+    times that; the S(q) peak is the first above 1 beyond q = 1/Å. A dense liquid's first
+    minimum is shallow and its position noisy: give a cutoff for coordinations that are
+    compared (3.1 Å for liquid Si, near the experimental first minimum)."""
     from matscipy.neighbours import neighbour_list
 
     frames = list(frames)
@@ -166,7 +168,8 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
     # peaks and minima of g smoothed over ~0.1 Å (one frame of a liquid is noisy)
     smooth = _smooth(g, round(smoothing_A / bin_A))
     first = _first_extremum(smooth, 0, True, floor=1.0)
-    after = _first_extremum(smooth, first + 1, False)
+    # the minimum of a dense liquid is shallow: look for it on a 3x smoother curve
+    after = _first_extremum(_smooth(g, round(3 * smoothing_A / bin_A)), first + 1, False)
     cutoff = coordination_cutoff_A or float(r[after])
     inside = r <= cutoff
     coordination = float(np.sum(4 * np.pi * density * r[inside] ** 2 * g[inside] * bin_A))

@@ -55,7 +55,7 @@ class MeltQuenchSettings:
         A labelled snapshot every this many steps (and the last).
     crystal_reference : str
         Crystal whose SOAP similarity is recorded per snapshot (``crystal_similarity``,
-        ``crystalline_fraction`` above 0.98 in the info) to check that the melt melted.
+        ``crystalline_fraction`` above 0.99 in the info) to check that the melt melted.
     limits : MDLimits
     """
 
@@ -126,7 +126,7 @@ def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
         sims = np.clip(p @ ref.T, 0, 1).max(axis=1) ** SI_SOAP.zeta
         cn = coordination_numbers(atoms)
         return ({"crystal_similarity": float(sims.mean()),
-                 "crystalline_fraction": float(np.mean(sims > 0.98)),
+                 "crystalline_fraction": float(np.mean(sims > 0.99)),
                  "coordination_mean": float(cn.mean())},
                 {"crystal_similarity": sims, "coordination": cn})
 
@@ -150,6 +150,9 @@ class MeltQuenchTrajectory:
         NaN (or -1 for steps) where the source does not say.
     labelled_by : str
         Name of the labelling potential (or ``"file"``).
+    snapshot_info : tuple of dict
+        Scalar info of each snapshot as recorded (pressure, energies, coordination,
+        ``crystal_similarity`` and ``crystalline_fraction`` of the MD analysis ...).
     record : MDRecord or None
         The MD run (None when read from a file).
     path : str or None
@@ -161,6 +164,7 @@ class MeltQuenchTrajectory:
     time_fs: np.ndarray
     temperature_K: np.ndarray
     labelled_by: str
+    snapshot_info: tuple[Mapping[str, Any], ...] = ()
     record: MDRecord | None = None
     path: str | None = None
 
@@ -185,6 +189,8 @@ class MeltQuenchTrajectory:
             if ref.stress is not None:
                 results["stress"] = np.array(ref.stress[i])
             atoms.calc = SinglePointCalculator(atoms, **results)
+            if i < len(self.snapshot_info):
+                atoms.info.update(self.snapshot_info[i])
             atoms.info.update(phase=ref.config_types[i], step=int(self.steps[i]),
                               time_fs=float(self.time_fs[i]),
                               temperature_K=float(self.temperature_K[i]),
@@ -279,9 +285,11 @@ def _trajectory(frames: Sequence[Any], name: str, labelled_by: str,
     def info(key, default):
         return np.array([a.info.get(key, default) for a in frames], dtype=float)
 
+    scalars = tuple({k: v for k, v in a.info.items()
+                     if isinstance(v, (int, float, str, bool, np.number))} for a in frames)
     return MeltQuenchTrajectory(_reference_set(frames, name, path), info("step", -1),
                                 info("time_fs", math.nan), info("temperature_K", math.nan),
-                                labelled_by, record, path)
+                                labelled_by, scalars, record, path)
 
 
 def relabel(trajectory: MeltQuenchTrajectory, labeller: Any) -> MeltQuenchTrajectory:

@@ -123,7 +123,7 @@ def relax_structure(calc: Any, item: tuple[RssParameters, int]) -> dict[str, Any
     from .crystals import RelaxationError, relax
 
     params, index = item
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     initial = generate(params, index)
     timed = _timed_calculator(calc)
     record: dict[str, Any] = {
@@ -153,6 +153,7 @@ def relax_structure(calc: Any, item: tuple[RssParameters, int]) -> dict[str, Any
     record["n_force_calls"] = timed.calls
     record["calculator_seconds"] = timed.seconds
     record["total_seconds"] = time.perf_counter() - start
+    record["cpu_seconds"] = time.process_time() - cpu
     return record
 
 
@@ -178,7 +179,10 @@ class RssMinimum:
     n_force_calls : int
         Calculator evaluations (energy, forces and stress together).
     calculator_seconds, total_seconds : float
-        Time in the calculator, and of the whole item (generation and relaxation).
+        Wall time in the calculator, and of the whole item (generation and relaxation).
+    cpu_seconds : float
+        CPU time of the worker process during the item (below ``total_seconds`` when
+        other processes took the core; NaN where not recorded).
     similarity : dict of str to float
         Mean per-atom SOAP similarity of the final structure to each reference crystal
         (relaxed with the candidate); empty for failed and exploded structures.
@@ -200,6 +204,7 @@ class RssMinimum:
     n_force_calls: int = 0
     calculator_seconds: float = 0.0
     total_seconds: float = 0.0
+    cpu_seconds: float = math.nan
     similarity: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     initial: Any = field(default=None, repr=False)
@@ -339,6 +344,7 @@ class RssResult:
             "seconds": self.seconds,
             "seconds_per_structure": total / len(timed) if timed else math.nan,
             "calculator_fraction": inside / total if total > 0 else math.nan,
+            "cpu_share": _cpu_share(timed),
             "seconds_outside_calculator_per_step": (total - inside) / steps
             if steps else math.nan,
         }
@@ -368,6 +374,14 @@ class RssResult:
         return read_rss(path)
 
 
+def _cpu_share(minima: list[RssMinimum]) -> float:
+    """CPU time over wall time of the relaxations that recorded both (1: each had a core
+    to itself)."""
+    timed = [m for m in minima if math.isfinite(m.cpu_seconds)]
+    wall = sum(m.total_seconds for m in timed)
+    return sum(m.cpu_seconds for m in timed) / wall if wall > 0 else math.nan
+
+
 # -- the search ------------------------------------------------------------------------
 
 def _check_species(potential: Any, params: RssParameters) -> None:
@@ -394,8 +408,8 @@ def _minimum(index: int, item: Any, params: RssParameters) -> RssMinimum:
     return RssMinimum(
         index, r["status"], r["n_atoms"], r["energy_per_atom_eV"], r["volume_per_atom_A3"],
         r["enthalpy_per_atom_eV"], r["fmax_eV_A"], r["n_steps"], r["n_force_calls"],
-        r["calculator_seconds"], r["total_seconds"], {}, r["error"], r["initial"],
-        r["final"], item.from_cache)
+        r["calculator_seconds"], r["total_seconds"], r.get("cpu_seconds", math.nan), {},
+        r["error"], r["initial"], r["final"], item.from_cache)
 
 
 def relax_references(calc: Any, params: RssParameters

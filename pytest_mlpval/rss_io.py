@@ -5,7 +5,7 @@ or the initial one where the relaxation failed. Each frame's ``info`` holds the 
 ``rss_index``, ``rss_seed``, ``status``, ``structure`` (``"final"`` or ``"initial"``),
 ``energy_per_atom_eV``, ``volume_per_atom_A3``, ``enthalpy_per_atom_eV``, ``fmax_eV_A``,
 ``n_steps`` (-1 where unknown), ``n_force_calls``, ``calculator_seconds``,
-``total_seconds``, ``error`` (where there is one) and ``similarity_<crystal>`` (e.g.
+``total_seconds``, ``cpu_seconds``, ``error`` (where there is one) and ``similarity_<crystal>`` (e.g.
 ``similarity_diamond``, the mean SOAP similarity to the candidate's ideal diamond). The
 first frame also carries the run: ``rss_parameters``, ``rss_references`` (JSON),
 ``rss_potential``, ``rss_potential_sha256``.
@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["write_rss", "read_rss"]
 
 _RECORD = ("energy_per_atom_eV", "volume_per_atom_A3", "enthalpy_per_atom_eV", "fmax_eV_A",
-           "calculator_seconds", "total_seconds")
+           "calculator_seconds", "total_seconds", "cpu_seconds")
 
 
 def _clean_json(data: Any) -> Any:

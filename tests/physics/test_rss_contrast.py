@@ -4,7 +4,8 @@ to the mlearn PBE data) on a search of a few hundred structures instead of 10,00
 
 Claims tested, with thresholds fixed from DFT before looking at the searches:
 
-- the GAP finds the low-volume (sh-like, high-pressure) basin and SW does not. Basin:
+- the GAP finds the low-volume (sh-like, high-pressure) basin, with more minima in it than
+  SW, and SW has none (this last part does not hold at this size: xfail, see there). Basin:
   minima with at most 17.0 Å^3/atom, at most 0.5 eV/atom above the candidate's own
   relaxed diamond. DFT (PW91, the GAP-18 reference; ``shared/data/silicon/reference/
   dft_pw91_gap18.json``) puts beta-Sn at 15.38 and sh at 15.12 Å^3/atom, 0.32 and 0.34
@@ -15,10 +16,16 @@ Claims tested, with thresholds fixed from DFT before looking at the searches:
 - the GAP finds more diamond-like minima (mean SOAP similarity > 0.99 to its ideal
   diamond) than SW (paper: 112 vs 55 out of 10,000).
 
-The numbers are printed (run with ``-s``) and kept in the test's ``record_property``.
-Cost: SW about 1-2 s, the GAP about 10-15 s per 8-atom relaxation per worker on 2
-shared cores; the searches are cached in pytest's cache folder (``.pytest_cache``), so a
-second run only classifies.
+- the search exposes a false minimum: the bundled GAP has minima far less dense than
+  diamond and lower in energy; SW has none.
+
+Measured (seed 2023, 120 cells of 8 atoms per potential, 2 workers on 2 cores shared
+with other jobs, load average 3.5-5): SW 6 diamond-like minima, 2 at <= 17 Å^3/atom;
+GAP 23 diamond-like, 27 at <= 17 Å^3/atom, 8 below diamond's energy near 54 Å^3/atom.
+Time per relaxation per worker: SW 4.0 s (1.3 s in the calculator), GAP 24 s (20 s in
+the calculator); wall 250 s (SW) and 1480 s (GAP). The numbers are printed (run with
+``-s``) and kept in ``record_property``. The searches are cached in pytest's cache folder
+(``.pytest_cache/d/mlpval-rss``), so a second run only classifies (about 20 s).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.potentials import load_potential
 from pytest_mlpval.rss import RssParameters, run_rss
 from pytest_mlpval.rss_analysis import (
@@ -70,9 +78,8 @@ def searches(request, tmp_path_factory):
 def _summary(result, wall_s):
     basin = find_basin(result, **BASIN)
     below = find_basin(result, (0.0, float("inf")), -0.01, "diamond")  # below diamond
-    computed = [m for m in result.minima]
-    per_structure = sum(m.total_seconds for m in computed) / len(computed)
-    calc = sum(m.calculator_seconds for m in computed) / len(computed)
+    per_structure = sum(m.total_seconds for m in result.minima) / len(result)
+    calc = sum(m.calculator_seconds for m in result.minima) / len(result)
     m = result.metrics()
     return {
         "structures": len(result), **{f"n_{s}": c for s, c in result.counts.items()},
@@ -91,11 +98,12 @@ def _summary(result, wall_s):
     }
 
 
-def test_gap_finds_the_low_volume_basin_sw_does_not(searches, record_property, tmp_path):
+def test_gap_finds_the_low_volume_basin(searches, record_property, tmp_path):
     sw, gap = searches["sw"], searches["gap"]
     rows = {"sw": _summary(sw, searches["sw_wall_s"]),
             "gap": _summary(gap, searches["gap_wall_s"])}
-    print("\nRSS contrast (8-atom Si cells, seed 2023):")
+    print(f"\nRSS contrast ({N_STRUCTURES} 8-atom Si cells each, seed {PARAMS.seed}):")
+    print(f"  {'':30s} {'SW':>12s} {'GAP':>12s}")
     for key in rows["sw"]:
         print(f"  {key:30s} {rows['sw'][key]:>12.4g} {rows['gap'][key]:>12.4g}")
     for name, row in rows.items():
@@ -103,8 +111,18 @@ def test_gap_finds_the_low_volume_basin_sw_does_not(searches, record_property, t
             record_property(f"{name}.{key}", value)
     energy_volume_figure({"SW": sw, "GAP (mlearn)": gap}, energy_max_eV=1.5,
                          relative_to="diamond").savefig(tmp_path / "rss_contrast.png")
-    assert_basin(gap, min_count=1, **BASIN)
-    assert_no_basin(sw, max_count=0, **BASIN)
+    basin = assert_basin(gap, min_count=1, **BASIN)
+    assert basin.count > find_basin(sw, **BASIN).count
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured (seed 2023, 120 cells): SW has 2 beta-Sn-like minima at 16.8 and 17.0 "
+    "Å^3/atom (0.20-0.24 eV/atom above its diamond; its own beta-Sn relaxes to 17.2, sh "
+    "to 18.1), against 27 for the GAP (15 of them below 16 Å^3/atom): SW's dense basin "
+    "sits about 1.5-2 Å^3/atom above DFT's rather than being absent, and touches the "
+    "17.0 Å^3/atom bound fixed beforehand"))
+def test_sw_has_no_low_volume_basin(searches):
+    assert_no_basin(searches["sw"], max_count=0, **BASIN)
 
 
 def test_gap_finds_more_diamond_like_minima(searches):
@@ -112,3 +130,16 @@ def test_gap_finds_more_diamond_like_minima(searches):
     assert gap.n_diamond_like > sw.n_diamond_like, (
         f"diamond-like minima: GAP {gap.n_diamond_like}, SW {sw.n_diamond_like} of "
         f"{N_STRUCTURES} each")
+
+
+def test_search_exposes_the_gaps_spurious_low_density_minima(searches):
+    """The bundled GAP was fitted to the mlearn data (crystals, AIMD, vacancies,
+    surfaces: nothing much below the density of diamond) and has minima far less dense
+    than diamond and well below it in energy (measured: 8 of 120 near 54 Å^3/atom,
+    0.6 eV/atom below diamond): a false minimum that the search must expose; SW has
+    none."""
+    spurious = {"volume_per_atom_A3": (25.0, float("inf")), "energy_window_eV": 0.0,
+                "relative_to": "diamond"}
+    assert_no_basin(searches["sw"], **spurious)
+    with pytest.raises(MlpvalAssertionError, match="unexpected basin"):
+        assert_no_basin(searches["gap"], **spurious)

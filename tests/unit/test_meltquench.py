@@ -31,38 +31,40 @@ def sw():
 
 
 @pytest.fixture(scope="module")
-def benchmark(sw, tmp_path_factory):
+def mq(sw, tmp_path_factory):
     cache = tmp_path_factory.mktemp("mq-cache")
     path = tmp_path_factory.mktemp("mq") / "meltquench.extxyz"
     return cache, run_meltquench(sw, cache_dir=cache, trajectory_path=path, **SHORT)
 
 
-def test_snapshots_are_tagged_by_phase_and_labelled(benchmark):
-    _, traj = benchmark
+def test_snapshots_are_tagged_by_phase_and_labelled(mq):
+    _, traj = mq
     ref = traj.reference
     assert traj.phases == ["crystal", "melt", "quench"]
     assert len(ref) == 15 and list(ref.config_types).count("melt") == 8
     assert set(ref.n_atoms) == {63} and ref.labels == ("energy", "forces", "stress")
     assert list(traj.steps) == list(range(0, 351, 25))
     assert traj.labelled_by == "sw" and traj.record.completed
-    # the melt melted: the crystal-like fraction falls from ~1 to ~0
+    # the melt melts: the crystal-like fraction falls from ~1 (0.98, 0.13 at the end of
+    # this short melt; the fast quench regrows some crystal on what was left)
     frames = traj.frames()
     assert frames[0].info["crystalline_fraction"] > 0.8
-    assert frames[-1].info["crystalline_fraction"] < 0.3
+    assert min(a.info["crystalline_fraction"] for a in frames
+               if a.info["phase"] == "melt") < 0.3
 
 
-def test_reference_against_itself_has_zero_error(sw, benchmark):
-    _, traj = benchmark
+def test_reference_against_itself_has_zero_error(sw, mq):
+    _, traj = mq
     errors = meltquench_errors(sw, traj)
     m = errors.metrics()
     assert m["force_rmse"] < 1e-9 and m["melt_energy_rmse"] < 1e-9
     assert assert_phase_errors(errors, phase="melt", force_rmse=0.01)
 
 
-def test_wrong_forces_show_per_phase_and_fail_the_threshold(benchmark):
+def test_wrong_forces_show_per_phase_and_fail_the_threshold(mq):
     from pytest_mlpval.testing import sw_forces_scaled
 
-    _, traj = benchmark
+    _, traj = mq
     errors = meltquench_errors(sw_forces_scaled(), traj)
     m = errors.metrics()
     # forces scaled by 1.5: error = 0.5 |F|, larger where the forces are (the melt)
@@ -79,27 +81,37 @@ def test_wrong_forces_show_per_phase_and_fail_the_threshold(benchmark):
         assert_phase_errors(errors, phase="melt", force_rsme=0.3)
 
 
-def test_energy_offset_is_separated(benchmark):
+def test_energy_offset_is_separated(mq):
     from pytest_mlpval.testing import sw_shifted
 
-    _, traj = benchmark
+    _, traj = mq
     m = meltquench_errors(sw_shifted(), traj).metrics()
     assert m["energy_rmse"] == pytest.approx(0.010, abs=1e-6)
     assert m["energy_offset_removed_rmse"] < 1e-6
 
 
-def test_nan_and_raising_candidates_are_reported(sw, benchmark):
+def test_nan_and_raising_candidates_are_reported(sw, mq):
     from pytest_mlpval.testing import PerturbedCalculator
 
-    _, traj = benchmark
+    _, traj = mq
     with pytest.raises(NonFiniteError, match="structure 3 \\(melt"):
         meltquench_errors(PerturbedCalculator(sw.calculator, nan_after=3), traj)
+    from ase.calculators.calculator import Calculator
+
+    class Raising(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, *args, **kwargs):
+            raise RuntimeError("candidate failed (injected)")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        meltquench_errors(Raising(), traj)
 
 
-def test_file_round_trip_and_user_trajectory(sw, benchmark, tmp_path):
+def test_file_round_trip_and_user_trajectory(sw, mq, tmp_path):
     import ase.io
 
-    _, traj = benchmark
+    _, traj = mq
     frames = ase.io.read(traj.path, ":")
     assert len(frames) == 15 and frames[5].info["phase"] == "melt"
     assert {"step", "time_fs", "temperature_K", "pressure_GPa"} <= set(frames[5].info)
@@ -125,10 +137,10 @@ def test_file_round_trip_and_user_trajectory(sw, benchmark, tmp_path):
         read_meltquench(tmp_path / "missing.extxyz")
 
 
-def test_relabel_and_compare(sw, benchmark):
+def test_relabel_and_compare(sw, mq):
     from pytest_mlpval.testing import sw_forces_scaled
 
-    _, traj = benchmark
+    _, traj = mq
     other = relabel(traj, sw_forces_scaled())
     assert other.labelled_by == "_Perturbed"
     np.testing.assert_allclose(other.reference.forces[4], 1.5 * traj.reference.forces[4])
@@ -139,8 +151,8 @@ def test_relabel_and_compare(sw, benchmark):
     assert results["SWx1.5"].as_dict()["snapshots"][0]["phase"] == "crystal"
 
 
-def test_cached_and_reproducible(sw, benchmark):
-    cache, traj = benchmark
+def test_cached_run_is_reused(sw, mq):
+    cache, traj = mq
     start = time.perf_counter()
     again = run_meltquench(sw, cache_dir=cache, **SHORT)
     assert time.perf_counter() - start < 10

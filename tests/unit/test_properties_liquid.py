@@ -109,3 +109,23 @@ def test_liquid_run_that_explodes_is_reported():
     with pytest.raises(PropertyError, match=r"did not complete \(unstable, temperature\)"):
         liquid_structure(load_potential("sw").calculator, n_atoms=8, prerelax_steps=0,
                          melt_steps=50, equilibration_steps=0, sample_steps=10)
+
+
+@pytest.mark.slow
+def test_sw_liquid_against_experiment():
+    """64 atoms at the experimental density and 1800 K (SW melts near 1690 K): 3 ps.
+    Measured: first peak 2.51 Å, S(q) peak 2.76 1/Å, 6.2 neighbours within 3.1 Å, 5.7 Å^2
+    mean-square displacement in 1.5 ps."""
+    from pytest_mlpval.comparison import assert_properties
+    from pytest_mlpval.potentials import load_potential
+
+    result = liquid_structure(load_potential("sw").calculator, melt_steps=1000,
+                              equilibration_steps=500, sample_steps=1500,
+                              coordination_cutoff_A=3.1)
+    assert result.msd_A2 > 2.0, "the run did not stay liquid"
+    assert abs(result.temperature_K - 1800) < 100
+    # experiment: 2.45 +- 0.03 Å, 6.0 +- 0.5 (Waseda et al. 1995), S(q) 2.8 +- 0.1 1/Å
+    assert_properties(result, load_references("Si"),
+                      {"liquid_rdf_first_peak_A": {"abs": 0.1},
+                       "liquid_coordination": {"abs": 1.0},
+                       "liquid_sq_first_peak_invA": {"abs": 0.15}})
