@@ -27,7 +27,8 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def setup():
-    from pytest_mlpval.compression import CompressionSettings, CompressionAnalyser, reference_crystals
+    from pytest_mlpval.compression import (CompressionAnalyser, CompressionSettings,
+                                           reference_crystals)
     from pytest_mlpval.crystals import relax
     from pytest_mlpval.md import random_start
     from pytest_mlpval.potentials import load_potential

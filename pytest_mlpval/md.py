@@ -31,8 +31,8 @@ from .units import EV_PER_A3_TO_GPA
 
 __all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
            "MDLimits", "MDSegment", "MDSettings", "MDFrame", "MDRecord", "run_md",
-           "min_distance", "pressure_GPa", "diamond_start", "random_start", "melt_quench_segments",
-           "write_trajectory", "single_threaded_blas"]
+           "min_distance", "pressure_GPa", "diamond_start", "random_start",
+           "melt_quench_segments", "write_trajectory", "single_threaded_blas"]
 
 #: an analysis callback: (atoms, partial frame values) -> (scalars, per-atom arrays)
 Analyse = Callable[[Any, Mapping[str, Any]], tuple[dict[str, Any], dict[str, np.ndarray]]]
@@ -44,6 +44,11 @@ class _Stop(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class _AnalysisError(RuntimeError):
+    """The protocol's frame analysis raised (a bug or an unsupported structure, not an
+    instability of the potential)."""
 
 
 @contextmanager
@@ -373,7 +378,8 @@ def _run_md(atoms, calc, segments, settings, seed, limits, analyse, initial_temp
         elif hasattr(dyn, "transferred_energy"):  # Bussi: E minus what the thermostat took
             conserved = energy + kinetic - dyn.transferred_energy - shift
         if record_series:
-            for key, value in (("time_fs", step * dt), ("potential_energy_per_atom_eV", energy / n),
+            for key, value in (("time_fs", step * dt),
+                               ("potential_energy_per_atom_eV", energy / n),
                                ("kinetic_energy_per_atom_eV", kinetic / n),
                                ("conserved_energy_per_atom_eV", conserved / n),
                                ("temperature_K", atoms.get_temperature())):
@@ -387,14 +393,19 @@ def _run_md(atoms, calc, segments, settings, seed, limits, analyse, initial_temp
                       target_pressure_GPa=math.nan if P is None else float(P),
                       volume_per_atom_A3=float(atoms.get_volume() / n) if all(atoms.pbc)
                       else math.nan,
-                      potential_energy_per_atom_eV=energy / n, kinetic_energy_per_atom_eV=kinetic / n,
+                      potential_energy_per_atom_eV=energy / n,
+                      kinetic_energy_per_atom_eV=kinetic / n,
                       conserved_energy_per_atom_eV=conserved / n,
                       min_distance_A=min_distance(atoms))
         scalars: dict[str, Any] = {}
         per_atom: dict[str, np.ndarray] = {}
         if analyse is not None:
             t0 = time.perf_counter()
-            scalars, per_atom = analyse(atoms, values)
+            try:
+                scalars, per_atom = analyse(atoms, values)
+            except Exception as exc:  # not the potential's fault: do not call it unstable
+                raise _AnalysisError(f"the frame analysis failed at step {step}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
             analysis_s += time.perf_counter() - t0
         frames.append(MDFrame(**values, analysis=scalars))
         if settings.store_structures:
@@ -436,7 +447,7 @@ def _run_md(atoms, calc, segments, settings, seed, limits, analyse, initial_temp
         status = CUT_SHORT if stop.reason == "wall_time" else UNSTABLE
         reason = None if stop.reason == "wall_time" else stop.reason
         message = str(stop)
-    except MDParameterError:
+    except (MDParameterError, _AnalysisError):
         raise
     except Exception as exc:  # the calculator (or an integrator fed by it) raised
         status, reason = UNSTABLE, "error"

@@ -247,7 +247,7 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
     settings = replace(settings, **overrides)
     if start is not None and len(start) == 0:
         raise MDParameterError("the start structure has no atoms")
-    from .compression import _start_key
+    from .compression_settings import start_key as _start_key
 
     item = {"settings": settings.as_dict(), "seed": int(seed), "start": start}
     campaign = run_campaign(PROTOCOL, _stability_task, [item], potential,

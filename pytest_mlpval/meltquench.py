@@ -76,9 +76,10 @@ class MeltQuenchSettings:
     def __post_init__(self) -> None:
         if int(self.repeat) != self.repeat or self.repeat < 1:
             raise MDParameterError(f"repeat must be a positive integer, got {self.repeat!r}")
-        if int(self.vacancies) != self.vacancies or not 0 <= self.vacancies < 8 * self.repeat ** 3 - 1:
+        sites = 8 * self.repeat ** 3
+        if int(self.vacancies) != self.vacancies or not 0 <= self.vacancies < sites - 1:
             raise MDParameterError(f"vacancies must be an integer from 0 to "
-                                   f"{8 * self.repeat ** 3 - 2}, got {self.vacancies!r}")
+                                   f"{sites - 2}, got {self.vacancies!r}")
         self.segments()
         self.md()
 
@@ -213,6 +214,7 @@ class MeltQuenchTrajectory:
 def _reference_set(frames: Sequence[Any], name: str, path: str | None) -> Any:
     """A ReferenceSet of labelled frames (energy/forces/stress from their calculators),
     config_type from ``info["phase"]``; its sha256 is that of the frames as extxyz."""
+    import ase
     import ase.io
 
     from .data import DatasetSpec, ReferenceSet, readonly_array
@@ -227,8 +229,6 @@ def _reference_set(frames: Sequence[Any], name: str, path: str | None) -> Any:
         energy.append(results.get("energy"))
         forces.append(results.get("forces"))
         stress.append(results.get("stress"))
-        import ase
-
         structures.append(ase.Atoms(atoms.numbers, positions=atoms.positions,
                                     cell=atoms.cell, pbc=atoms.pbc))
     n_atoms = np.array([len(a) for a in frames], dtype=int)
@@ -312,7 +312,7 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
     unstable or cut short: a benchmark from a broken trajectory would mislead.
     """
     from .campaign import run_campaign
-    from .compression import _start_key
+    from .compression_settings import start_key as _start_key
 
     settings = settings or MeltQuenchSettings()
     unknown = sorted(set(overrides) - set(asdict(settings)))

@@ -18,8 +18,9 @@ import pytest
 
 # In-process pytester runs restore sys.modules afterwards, dropping what they imported;
 # extension modules (numpy.fft, quippy) cannot be imported twice in one process, so the
-# heavy stack is imported here, once, before any run.
-for _name in ("ase", "ase.io", "ase.build", "ase.calculators.singlepoint", "scipy",
+# heavy stack is imported here, once, before any run. (Importing distributed inside an
+# in-process run, and dropping it afterwards, breaks plugin autoloading of later runs.)
+for _name in ("distributed", "ase", "ase.io", "ase.build", "ase.calculators.singlepoint", "scipy",
               "matscipy.calculators.manybody",
               "matscipy.calculators.manybody.explicit_forms", "quippy", "quippy.potential",
               "pytest_mlpval.data", "pytest_mlpval.potentials", "pytest_mlpval.evaluate",
@@ -27,7 +28,7 @@ for _name in ("ase", "ase.io", "ase.build", "ase.calculators.singlepoint", "scip
               "pytest_mlpval.session", "pytest_mlpval.testing"):
     try:
         importlib.import_module(_name)
-    except ImportError:  # quippy is optional
+    except ImportError:  # quippy and distributed are optional
         pass
 
 LABELS = "energy=dft_energy,forces=dft_forces,stress=dft_stress"

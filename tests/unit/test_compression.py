@@ -247,8 +247,10 @@ def test_cached_run_is_reused(sw, sw_run):
     assert again.outcome.outcome == result.outcome.outcome
 
 
+#: 8 atoms, 40 steps, one reference (relaxed at 0 and 20 GPa)
 TINY = dict(n_atoms=8, start_cell="diamond", prerelax_steps=0, melt_steps=0, quench_steps=0,
-            ramp_steps=40, hold_steps=0, reference_grid_GPa=20.0)
+            ramp_steps=40, hold_steps=0, reference_grid_GPa=20.0, references=("diamond",),
+            expected_phase="diamond")
 
 
 def test_same_seed_same_compression(sw):

@@ -284,3 +284,11 @@ def test_assertion_rejects_other_objects():
         assert_md_stable(object())
     with pytest.raises(TypeError, match="MD result"):
         assert_stable(object())
+
+
+def test_a_failing_analysis_is_not_blamed_on_the_potential(sw):
+    def analyse(atoms, values):
+        raise ValueError("unsupported structure")
+
+    with pytest.raises(RuntimeError, match="frame analysis failed at step 0: ValueError"):
+        _small_run(sw.calculator, steps=5, analyse=analyse)
