@@ -34,3 +34,20 @@ def pytest_mlpval_update_json(config: pytest.Config, output: dict) -> None:
         def pytest_mlpval_update_json(config, output):
             output["project"] = {"fit": "gap-2026-11", "git": os.environ.get("GIT_SHA")}
     """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_mlpval_labeller(config: pytest.Config, name: str):
+    """Return the labelling function of external test sets, or None to pass.
+
+    External test sets (RSS minima, MD snapshots) are labelled with a reference: a
+    reference potential, labels already in a file, or your own code, such as a DFT
+    calculation. Return a callable ``label(atoms) -> {"energy": eV, "forces": (N, 3)
+    eV/Å, "stress": (6,) eV/Å³ (optional)}``; ``name`` is the reference asked for (e.g.
+    ``"dft"``). Example, in a ``conftest.py``::
+
+        def pytest_mlpval_labeller(config, name):
+            if name == "dft":
+                return run_my_dft_singlepoint
+            return None
+    """

@@ -13,6 +13,8 @@ AUTO = "mlpval"
 THRESHOLDS = "mlpval_thresholds"
 DATASET = "mlpval_dataset"
 EXPECT = "mlpval_expect"
+PROPERTY = "mlpval_property"
+CV = "mlpval_cv"
 
 MARKER_LINES = (
     f"{AUTO}: added automatically to every test that uses an mlpval fixture "
@@ -32,6 +34,13 @@ MARKER_LINES = (
     "max_<metric>=X, e.g. min_diamond_like_fraction=0.05, max_n_failed=0. protocol= "
     "restricts them to one protocol's results. Checked after the test body; a metric no "
     "result has is an error.",
+    f"{PROPERTY}(name, rel=None, abs=None, against='experiment'): a physical property "
+    "(e.g. 'bulk_modulus_GPa') compared with the reference table (kind 'experiment' or a "
+    "DFT level such as 'PBE'); fails when |candidate - reference| exceeds max(abs, "
+    "rel*|reference|). Stack markers for several properties.",
+    f"{CV}(k=5, split='random', seed=0): k-fold cross-validation of the fitting command "
+    "(--mlpval-fit-command) on the training dataset; split random, stratified, grouped or "
+    "cluster. Thresholds on its pooled out-of-fold errors with mlpval_thresholds.",
 )
 
 

@@ -33,6 +33,9 @@ REPORT_OPTION = "--mlpval-report"
 WORKERS_OPTION = "--mlpval-workers"
 SCHEDULER_OPTION = "--mlpval-dask-scheduler"
 TIER_OPTION = "--mlpval-tier"
+APPLICATION_OPTION = "--mlpval-application"
+FIT_COMMAND_OPTION = "--mlpval-fit-command"
+TRAINING_OPTION = "--mlpval-training-dataset"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
@@ -47,6 +50,9 @@ TOLERANCES_INI = "mlpval_compare_tolerances"
 WORKERS_INI = "mlpval_workers"
 SCHEDULER_INI = "mlpval_dask_scheduler"
 TIER_INI = "mlpval_tier"
+APPLICATION_INI = "mlpval_application"
+FIT_COMMAND_INI = "mlpval_fit_command"
+TRAINING_INI = "mlpval_training_dataset"
 #: environment variable for the Dask scheduler (between the command line and the ini key)
 SCHEDULER_ENV = "MLPVAL_DASK_SCHEDULER"
 TIERS = ("quick", "full")
@@ -162,6 +168,25 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         help="Size of campaigns: 'quick' (minutes on a laptop) or 'full' (paper scale);\n"
              f"tests read it as mlpval.tier. Ini: {TIER_INI}. Default: quick",
     )
+    addoption(
+        f"--{prefix}application", dest="mlpval_application", action="append", default=None,
+        metavar="PATH",
+        help="Structures of your application (extxyz or any ASE-readable file), repeatable:\n"
+             "the applicability check reports how much of them lies outside the training\n"
+             f"domain. Ini: {APPLICATION_INI}. Default: None",
+    )
+    addoption(
+        f"--{prefix}fit-command", dest="mlpval_fit_command", default=None, metavar="TEMPLATE",
+        help="Fitting command for k-fold cross-validation, with placeholders {train},\n"
+             "{model}, {workdir}, {fold}, {seed}, e.g. 'gap_fit at_file={train}\n"
+             f"gp_file={{model}} ...'. Ini: {FIT_COMMAND_INI}. Default: None",
+    )
+    addoption(
+        f"--{prefix}training-dataset", dest="mlpval_training_dataset", default=None,
+        metavar="NAME",
+        help="The configured dataset the candidate was trained on (cross-validation,\n"
+             f"leakage, applicability). Ini: {TRAINING_INI}. Default: 'train' if configured",
+    )
 
 
 def _workers(text: str) -> int:
@@ -202,6 +227,12 @@ def add_ini(parser: pytest.Parser) -> None:
     parser.addini(SCHEDULER_INI, default="",
                   help="Dask scheduler address for campaigns (default: none)")
     parser.addini(TIER_INI, default="quick", help="Campaign size: quick (default) or full")
+    parser.addini(APPLICATION_INI, type="paths", default=[],
+                  help="Structures of your application, for the applicability check")
+    parser.addini(FIT_COMMAND_INI, default="",
+                  help="Fitting command template for k-fold cross-validation")
+    parser.addini(TRAINING_INI, default="",
+                  help="Name of the configured training dataset (default: 'train')")
 
 
 @dataclass(frozen=True)
@@ -235,6 +266,9 @@ class Settings:
     workers: int = 0
     scheduler: str | None = None
     tier: str = "quick"
+    applications: tuple[Path, ...] = ()
+    fit_command: str | None = None
+    training_dataset: str | None = None
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -318,6 +352,7 @@ def resolve(config: pytest.Config) -> Settings:
     cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
     save_baseline, compare, tolerances, baseline = _baseline_settings(config, cli_dir)
     workers, scheduler, tier = _campaign_settings(config)
+    applications, fit_command, training = _domain_settings(config, cli_dir, datasets)
     return Settings(
         potentials=tuple(entries),
         datasets=tuple(datasets),
@@ -338,7 +373,31 @@ def resolve(config: pytest.Config) -> Settings:
         workers=workers,
         scheduler=scheduler,
         tier=tier,
+        applications=applications,
+        fit_command=fit_command,
+        training_dataset=training,
     )
+
+
+def _domain_settings(config: pytest.Config, cli_dir: Path, datasets: list[Any]
+                     ) -> tuple[tuple[Path, ...], str | None, str | None]:
+    raw = config.getoption("mlpval_application")
+    if raw:
+        paths, source = [cli_dir / p for p in raw], APPLICATION_OPTION
+    else:
+        paths, source = [Path(p) for p in config.getini(APPLICATION_INI)], f"ini {APPLICATION_INI}"
+    for path in paths:
+        if not path.is_file():
+            raise pytest.UsageError(f"{source}: file not found: {path}")
+    fit_command = config.getoption("mlpval_fit_command") or config.getini(FIT_COMMAND_INI) or None
+    training = config.getoption("mlpval_training_dataset") or config.getini(TRAINING_INI) or None
+    names = [d.name for d in datasets]
+    if training is not None and training not in names:
+        raise pytest.UsageError(f"{TRAINING_OPTION}={training!r}: no configured dataset of "
+                                f"that name (configured: {', '.join(names) or 'none'})")
+    if training is None and "train" in names:
+        training = "train"
+    return tuple(paths), fit_command, training
 
 
 def _campaign_settings(config: pytest.Config) -> tuple[int, str | None, str]:
