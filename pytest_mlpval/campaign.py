@@ -271,10 +271,17 @@ class _Cache:
                                 "seconds": item.seconds})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
+        cut_short = False
+        if not new:  # a crash may have cut the last line short: start a fresh line
+            with open(self.path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell():
+                    handle.seek(-1, os.SEEK_END)
+                    cut_short = handle.read(1) != b"\n"
         with open(self.path, "a", encoding="utf-8") as handle:
             if new:
                 handle.write(_canonical_json(self.header) + "\n")
-            handle.write(line + "\n")
+            handle.write(("\n" if cut_short else "") + line + "\n")
             handle.flush()
 
 
@@ -400,12 +407,14 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
                  potential: Any, parameters: Any = None, *, workers: int = 0,
                  scheduler: str | None = None, executor: Executor | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
-                 progress: Callable[[Progress], None] | None = None) -> CampaignResult:
+                 progress: Callable[[Progress], None] | None = None,
+                 timeout_s: float = 10.0) -> CampaignResult:
     """Run ``task(calculator, item)`` for every item and collect the results.
 
     ``task`` must be a module-level function (it is pickled for workers). ``parameters``
     (JSON-serialisable, everything that changes the results, including the items' seeds)
     and the potential's content hash key the cache in ``cache_dir``; ``None`` disables it.
+    ``timeout_s`` bounds the wait for a Dask scheduler to answer.
     """
     items = list(items)
     info = getattr(potential, "info", None)
@@ -433,7 +442,7 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
 
     own = executor is None
     if own:
-        executor, kind, shutdown = make_executor(workers, scheduler)
+        executor, kind, shutdown = make_executor(workers, scheduler, timeout_s)
     else:
         kind, shutdown = type(executor).__name__, (lambda: None)
     local = kind == "local"

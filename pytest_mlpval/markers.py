@@ -139,3 +139,219 @@ def dataset_specs(definition: Any, configured: tuple[Any, ...]) -> list[Any] | N
                                     f"file not found: {parsed.path}")
         specs.append(parsed)
     return specs
+
+
+# --- mlpval_cv: k-fold cross-validation --------------------------------------------------
+
+#: keyword arguments of the mlpval_cv marker (besides k, split, seed)
+CV_OPTIONS = ("fit", "dataset", "max_structures", "model_name", "timeout_s",
+              "max_failed_folds", "required")
+
+
+@dataclass(frozen=True)
+class CvSpec:
+    """A validated ``mlpval_cv`` marker.
+
+    ``k`` folds (None: one per config_type, for ``split="grouped"``), ``split`` method
+    and ``seed``; ``fit`` a command template or a callable (None: the ``mlpval_fit``
+    fixture or ``--mlpval-fit-command``); ``dataset`` a configured dataset name (None:
+    the training dataset); ``max_structures`` evenly spaced structures of it (None: all);
+    ``model_name``/``timeout_s`` for a fit command; ``max_failed_folds``; ``required``:
+    a missing fit command is a usage error instead of a skip."""
+
+    k: int | None = 5
+    split: str = "random"
+    seed: int = 0
+    fit: Any = None
+    dataset: str | None = None
+    max_structures: int | None = None
+    model_name: str = "model.xml"
+    timeout_s: float | None = None
+    max_failed_folds: int = 0
+    required: bool = False
+    text: str = f"@pytest.mark.{CV}()"
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def parse_cv_marker(args: tuple, kwargs: dict[str, Any], where: str) -> CvSpec:
+    """A :class:`CvSpec` from an ``mlpval_cv`` marker's arguments; ``pytest.UsageError``
+    naming the bad value."""
+    from .splits import SPLIT_METHODS
+
+    text = f"@pytest.mark.{CV}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+    if args:
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV} takes keyword arguments only "
+                                f"(k=, split=, seed=, ...), got {args!r}")
+    unknown = set(kwargs) - {"k", "split", "seed", *CV_OPTIONS}
+    if unknown:
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}: unknown argument(s) "
+                                f"{', '.join(sorted(unknown))}; known: k, split, seed, "
+                                f"{', '.join(CV_OPTIONS)}")
+    split = kwargs.get("split", "random")
+    if split not in SPLIT_METHODS:
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(split={split!r}): expected one "
+                                f"of {', '.join(SPLIT_METHODS)}")
+    k = kwargs.get("k", None if split == "grouped" else 5)
+    if k is not None and not _whole(k, 2):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(k={k!r}): the number of folds "
+                                "must be a whole number >= 2")
+    seed = kwargs.get("seed", 0)
+    if not _whole(seed, 0):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(seed={seed!r}): expected a "
+                                "whole number >= 0")
+    fit = kwargs.get("fit")
+    if fit is not None and not (isinstance(fit, (str, list, tuple)) or callable(fit)):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(fit={fit!r}): expected a fit "
+                                "command template (str or list) or a callable "
+                                "fit(train_frames, workdir) -> potential spec")
+    dataset = kwargs.get("dataset")
+    if dataset is not None and not (isinstance(dataset, str) and dataset):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(dataset={dataset!r}): expected "
+                                "a configured dataset name")
+    most = kwargs.get("max_structures")
+    if most is not None and not _whole(most, 2):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(max_structures={most!r}): "
+                                "expected a whole number >= 2")
+    timeout = kwargs.get("timeout_s")
+    if timeout is not None and (isinstance(timeout, bool)
+                                or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(timeout_s={timeout!r}): "
+                                "expected a number of seconds > 0")
+    failed = kwargs.get("max_failed_folds", 0)
+    if not _whole(failed, 0):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(max_failed_folds={failed!r}): "
+                                "expected a whole number >= 0")
+    model_name = kwargs.get("model_name", "model.xml")
+    if not isinstance(model_name, str) or not model_name or "/" in model_name:
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(model_name={model_name!r}): "
+                                "expected a file name")
+    required = kwargs.get("required", False)
+    if not isinstance(required, bool):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(required={required!r}): "
+                                "expected True or False")
+    return CvSpec(k, split, seed, fit, dataset, most, model_name,
+                  None if timeout is None else float(timeout), failed, required, text)
+
+
+def cv_spec_of(item: pytest.Item) -> CvSpec | None:
+    """The closest ``mlpval_cv`` marker of ``item``, validated (None without one)."""
+    mark = item.get_closest_marker(CV)
+    if mark is None:
+        return None
+    return parse_cv_marker(mark.args, dict(mark.kwargs), item.nodeid)
+
+
+# --- mlpval_property (physical properties against the reference table) -----------------
+
+#: keyword arguments an ``mlpval_property`` marker accepts
+PROPERTY_KWARGS = ("name", "rel", "abs", "against", "training_level", "metric")
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """One validated ``mlpval_property`` marker.
+
+    ``against`` is normalised (``"experiment"`` or ``"DFT-<functional>"``);
+    ``scope`` is where the marker sits: ``"function"``, ``"class"`` or ``"module"``
+    (module-wide markers are shared out among the ready-made tests by property group);
+    ``text`` is how the user wrote it, for hints.
+    """
+
+    name: str
+    rel: float | None
+    abs: float | None
+    against: str
+    training_level: str | None
+    metric: str | None
+    scope: str
+    text: str
+
+
+def _tolerance(value: Any, what: str, where: str) -> float | None:
+    import math
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise pytest.UsageError(f"{where}: {what}={value!r} must be a finite number >= 0")
+    return float(value)
+
+
+def property_specs(item: pytest.Item) -> list[PropertySpec]:
+    """Validated ``mlpval_property`` markers of ``item``, closest first. Raises
+    ``pytest.UsageError`` naming the marker for a missing or unknown property name
+    (a name must carry its unit, e.g. ``C44_GPa``), unknown keyword arguments, no
+    tolerance, or a bad tolerance or kind."""
+    from .references import UnknownPropertyError, normalise_kind, property_unit
+
+    specs = []
+    for node, mark in item.iter_markers_with_node(PROPERTY):
+        text = ", ".join([repr(a) for a in mark.args]
+                         + [f"{k}={v!r}" for k, v in mark.kwargs.items()])
+        where = f"{item.nodeid}: @pytest.mark.{PROPERTY}({text})"
+        kwargs = dict(mark.kwargs)
+        unknown = sorted(set(kwargs) - set(PROPERTY_KWARGS))
+        if unknown:
+            raise pytest.UsageError(f"{where}: unknown keyword argument(s) "
+                                    f"{', '.join(unknown)}; accepted: "
+                                    f"{', '.join(PROPERTY_KWARGS)}")
+        args = list(mark.args)
+        if "name" in kwargs:
+            args.insert(0, kwargs.pop("name"))
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise pytest.UsageError(f"{where}: give one property name, e.g. "
+                                    f"@pytest.mark.{PROPERTY}('C44_GPa', rel=0.1)")
+        name = args[0]
+        try:
+            property_unit(name)
+        except UnknownPropertyError as exc:
+            raise pytest.UsageError(f"{where}: {exc}") from None
+        rel = _tolerance(kwargs.get("rel"), "rel", where)
+        tol_abs = _tolerance(kwargs.get("abs"), "abs", where)
+        if rel is None and tol_abs is None:
+            raise pytest.UsageError(f"{where}: give a tolerance, rel=... (fraction of the "
+                                    "reference) and/or abs=... (in the property's unit)")
+        try:
+            against = normalise_kind(kwargs.get("against", "experiment"))
+            level = kwargs.get("training_level")
+            level = normalise_kind(level) if level is not None else None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise pytest.UsageError(f"{where}: {exc}") from None
+        metric = kwargs.get("metric")
+        if metric is not None and not isinstance(metric, str):
+            raise pytest.UsageError(f"{where}: metric={metric!r} must be a metric name")
+        scope = ("function" if node is item else
+                 "class" if isinstance(node, pytest.Class) else "module")
+        specs.append(PropertySpec(name, rel, tol_abs, against, level, metric, scope,
+                                  f"@pytest.mark.{PROPERTY}({text})"))
+    return specs
+
+
+#: ini key a suite may register (``parser.addini``) for its candidates' training level
+TRAINING_LEVEL_INI = "mlpval_training_level"
+
+
+def training_level_of(item: pytest.Item, specs: list[PropertySpec],
+                      default: str | None = None) -> str | None:
+    """The candidate's training level (``"DFT-PBE"``) for property comparisons: from the
+    markers' ``training_level=`` (they must agree), else the ini line
+    ``mlpval_training_level`` where a suite registered it, else ``default``."""
+    from .references import normalise_kind
+
+    levels = {s.training_level for s in specs if s.training_level is not None}
+    if len(levels) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{PROPERTY} markers give "
+                                f"different training levels: {', '.join(sorted(levels))}")
+    if levels:
+        return levels.pop()
+    try:
+        value = item.config.getini(TRAINING_LEVEL_INI)
+    except (ValueError, KeyError):  # not registered
+        value = None
+    if isinstance(value, str) and value.strip():
+        return normalise_kind(value)
+    return normalise_kind(default) if default else None

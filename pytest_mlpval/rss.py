@@ -359,6 +359,18 @@ class RssResult:
             "seconds_outside_calculator_per_step": "s"})
         return units
 
+    def report_data(self) -> dict[str, Any]:
+        """Energies (relative to the candidate's diamond where it relaxed, else to the
+        lowest minimum) and volumes of the usable minima, for the report's figure."""
+        from .rss_analysis import energy_volume
+
+        zero = "diamond" if "error" not in self.references.get("diamond", {"error": 1}) \
+            else "lowest"
+        de, v, _ = energy_volume(self, zero)
+        return {"figure": "pytest_mlpval.rss_analysis:report_figure", "relative_to": zero,
+                "energy_eV": [float(x) for x in de], "volume_A3": [float(x) for x in v],
+                "n_diamond_like": int(self.n_diamond_like), "n_structures": len(self)}
+
     def write(self, path: str | Path) -> Path:
         """Write every structure (the final one, or the initial one where it failed) as
         extxyz, readable by ``ase.io.read``; see :mod:`pytest_mlpval.rss_io`."""

@@ -343,6 +343,22 @@ def assert_failures_at_most(result: Any, *, max_failed: int = 0,
     return counts
 
 
+class _Points:
+    """The minima of a search as shipped in its ``report_data``."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+        self.n_diamond_like = data["n_diamond_like"]
+
+
+def report_figure(per_potential: Mapping[str, Mapping[str, Any]]):
+    """The report's energy-volume figure from ``RssResult.report_data()`` of each
+    potential (energies relative to each candidate's own diamond where it relaxed)."""
+    zero = {d["relative_to"] for d in per_potential.values()}
+    return energy_volume_figure({name: _Points(d) for name, d in per_potential.items()},
+                                relative_to=zero.pop() if len(zero) == 1 else "lowest")
+
+
 def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None = 1.0,
                          relative_to: str = "lowest"):
     """Energy-volume scatter of the minima of each search (one colour per name), with
@@ -357,7 +373,11 @@ def energy_volume_figure(results: Mapping[str, Any], energy_max_eV: float | None
     top = fig.add_subplot(grid[0, 0], sharex=ax)
     right = fig.add_subplot(grid[1, 1], sharey=ax)
     for name, result in results.items():
-        de, v, _ = energy_volume(result, relative_to)
+        if isinstance(result, _Points):
+            de = np.asarray(result.data["energy_eV"], dtype=float)
+            v = np.asarray(result.data["volume_A3"], dtype=float)
+        else:
+            de, v, _ = energy_volume(result, relative_to)
         if energy_max_eV is not None:
             keep = de <= energy_max_eV
             de, v = de[keep], v[keep]

@@ -4,6 +4,8 @@ protocol summary table, JSON and baselines."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from .conftest import read_json, records_by_nodeid
@@ -178,3 +180,29 @@ def test_unreachable_dask_scheduler_fails_the_test_clearly(pytester, run, protoc
     # the environment variable wins over the ini key
     result.stdout.fnmatch_lines(["*CampaignError: the Dask scheduler at tcp://127.0.0.1:9 "
                                  "did not answer within 10 s*"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_random_structure_search_in_pytest_with_report(pytester, run, plugin_args):
+    pytester.makepyfile(test_rss="""
+        import pytest
+        from pytest_mlpval.rss import run_rss
+        from pytest_mlpval.rss_generate import RssParameters
+
+        PARAMS = RssParameters(n_structures=3, atoms_per_cell=(2, 4), max_steps=60, seed=1)
+
+        @pytest.mark.mlpval_expect(max_n_failed=0, min_n_structures=3)
+        def test_search(mlpval):
+            mlpval.run(run_rss, PARAMS)
+
+        @pytest.mark.mlpval_expect(min_diamond_like_fraction=0.99)
+        def test_too_demanding(mlpval):
+            mlpval.run(run_rss, PARAMS)
+    """)
+    result = run(*plugin_args, "--potential=sw", "--mlpval-report=out", "-rf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*rss of sw: 1 of 1 bounds not met*",
+                                 "*diamond_like_fraction*>= 0.99*FAIL*"])
+    page = (pytester.path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "<h3>rss (all)</h3>" in page and 'alt="rss all"' in page
+    assert "failed: " not in page  # no figure error placeholder

@@ -118,9 +118,6 @@ def test_corrupted_last_line_is_tolerated(sw, expected, tmp_path):
     assert _energies(rerun) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="campaign._Cache.append writes the next record on "
-                   "the line cut short (no newline first), so that record is lost and "
-                   "computed once more on the next run")
 def test_record_after_a_corrupted_line_is_kept(sw, tmp_path):
     _cut_short(sw, tmp_path)
     run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)

@@ -1,0 +1,388 @@
+"""Ready-made tests of physical properties against experiment and DFT (the tutorial's
+Table I), one per property group.
+
+Switch them all on in a suite by importing them into a test module, with thresholds as
+``mlpval_property`` markers on the module::
+
+    from pytest_mlpval.property_tests import *  # noqa: F401,F403
+
+    pytestmark = [pytest.mark.mlpval_property("C44_GPa", rel=0.15),
+                  pytest.mark.mlpval_property("lattice_parameter_A", rel=0.005,
+                                              against="PBE", training_level="PBE")]
+
+Each module-level marker goes to the test of its property's group (``C44_GPa`` to
+:func:`test_mlpval_elastic`); a marker whose property no test computes is a usage
+error. To give one group its own markers (or an ``xfail``), subclass its class instead::
+
+    @pytest.mark.mlpval_property("C12_GPa", rel=0.10, against="PBE")
+    @pytest.mark.xfail(strict=True, reason="C12 73.5 vs 57.6 GPa (PBE)")
+    class TestElasticVsPBE(ElasticTests):
+        pass
+
+Markers on a class or a test must name properties of that test's group. Every test
+runs its protocols through :func:`~pytest_mlpval.property_campaign.compute_properties`
+with the campaign options (workers, Dask scheduler, the campaign cache: a rerun is read
+back, not recomputed), records every protocol's metrics (summary, ``--mlpval-json``,
+baselines; EoS and phonon figures in ``--mlpval-report``) and compares the marked
+properties with the reference table (:mod:`pytest_mlpval.comparison`): a failure lists
+candidate, reference, source, difference and tolerance, and flags a comparison across
+DFT levels. The elastic and phonon tests also check Born and dynamical stability.
+
+The candidate's training level (``"PBE"``) comes from a marker's ``training_level=``,
+the ini line ``mlpval_training_level`` (where the suite registers it) or the test
+module's ``MLPVAL_TRAINING_LEVEL``; ``MLPVAL_REFERENCE_FILES`` (paths relative to the
+test module) adds users' reference files, and ``MLPVAL_PROPERTY_PARAMS`` (protocol ->
+keyword arguments) overrides the protocols' parameters. The liquid and vacancy-size
+tests are campaigns of the full tier (``--mlpval-tier=full``).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .assertions import MlpvalAssertionError
+
+__all__ = [
+    "test_mlpval_lattice", "test_mlpval_elastic", "test_mlpval_phonons",
+    "test_mlpval_vacancy", "test_mlpval_surfaces", "test_mlpval_polymorphs",
+    "test_mlpval_liquid", "test_mlpval_vacancy_convergence",
+    "LatticeTests", "ElasticTests", "PhononTests", "VacancyTests", "SurfaceTests",
+    "PolymorphTests", "LiquidTests", "VacancyConvergenceTests",
+]
+
+#: group -> (protocols of compute_properties, quick-tier parameters, full-tier parameters)
+GROUPS: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {
+    "lattice": (("lattice", "eos"), {"eos": {"strain_span": 0.01}},
+                {"eos": {"strain_span": 0.01, "n_points": 9}}),
+    "elastic": (("elastic",), {}, {"elastic": {"n_strains": 7}}),
+    "phonons": (("phonons",), {"phonons": {"mesh": [8, 8, 8]}}, {}),
+    "vacancy": (("vacancy",), {"vacancy": {"supercell": 2}}, {"vacancy": {"supercell": 2}}),
+    "surfaces": (("surface_100", "surface_110", "surface_111"), {}, {}),
+    "polymorphs": (("polymorphs",), {"polymorphs": {"names": ["diamond", "beta-Sn"]}},
+                   {"polymorphs": {"names": ["diamond", "beta-Sn", "sh", "bcc", "fcc"]}}),
+    "liquid": (("liquid",), {}, {}),
+    "vacancy_convergence": (("vacancy",), {}, {}),
+}
+
+#: which group computes a property (first match)
+_OWNERS = (
+    ("polymorphs", re.compile(r"^(energy_\w+_vs_\w+_per_atom_eV|volume_[a-z]\w*_per_atom_A3"
+                              r"|bulk_modulus_(?!derivative$|GPa$)\w+|\w+_transition_GPa)$")),
+    ("lattice", re.compile(r"^(lattice_\w+|volume_per_atom_A3|energy_per_atom_eV"
+                           r"|bulk_modulus_GPa|bulk_modulus_derivative|eos_\w+)$")),
+    ("elastic", re.compile(r"^(C\d\d(_clamped)?_GPa|elastic_\w+|born_stable)$")),
+    ("phonons", re.compile(r"^phonon_\w+$")),
+    ("vacancy", re.compile(r"^(vacancy_\w+|n_vacancy_supercell_atoms)$")),
+    ("surfaces", re.compile(r"^surface_\w+$")),
+    ("liquid", re.compile(r"^liquid_\w+$")),
+)
+
+#: vacancy sizes of the full-tier convergence test
+VACANCY_SIZES = (2, 3)
+
+
+def group_of(property: str) -> str | None:
+    """The group whose test computes ``property`` (None: no ready-made test does)."""
+    for group, pattern in _OWNERS:
+        if pattern.match(property):
+            return group
+    return None
+
+
+def _accepts(group: str) -> set[str]:
+    return {"vacancy"} if group == "vacancy_convergence" else {group}
+
+
+def _element(species: tuple[str, ...]) -> str:
+    if len(species) != 1:
+        pytest.skip(f"the property tests compare one element with its reference table; "
+                    f"this potential has species {', '.join(species) or 'none'}")
+    return species[0]
+
+
+def _module_setting(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
+    module = getattr(request.node, "module", None)
+    return getattr(module, name, default) if module is not None else default
+
+
+def _references(request: pytest.FixtureRequest, element: str) -> Any:
+    from .references import ReferenceDataError, load_references
+
+    files = _module_setting(request, "MLPVAL_REFERENCE_FILES", ())
+    base = Path(str(request.node.path)).parent
+    paths = [p if Path(p).is_absolute() else base / p for p in
+             ([files] if isinstance(files, (str, Path)) else files)]
+    try:
+        return load_references(element, paths)
+    except ReferenceDataError as exc:
+        raise pytest.UsageError(f"{request.node.nodeid}: {exc}") from None
+
+
+def _params(request: pytest.FixtureRequest, group: str, tier: str) -> dict[str, dict]:
+    protocols, quick, full = GROUPS[group]
+    params = {name: dict((full if tier == "full" else quick).get(name, {}))
+              for name in protocols}
+    overrides = _module_setting(request, "MLPVAL_PROPERTY_PARAMS", {}) or {}
+    for name in protocols:
+        params[name].update(overrides.get(name, {}))
+    return params
+
+
+def _specs_for(item: pytest.Item, group: str) -> list[Any]:
+    """This test's property markers, validated; module-wide ones of other groups are
+    left to their tests, closer ones must belong to this group."""
+    from .markers import PROPERTY, property_specs
+
+    mine, seen = [], set()
+    for spec in property_specs(item):
+        owner = group_of(spec.metric or spec.name)
+        if owner is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: {spec.text}: no ready-made property test computes "
+                f"{spec.name!r}; groups: {', '.join(g for g, _ in _OWNERS)} (compare other "
+                "properties with pytest_mlpval.comparison.assert_property in a test of "
+                "your own)")
+        if owner not in _accepts(group):
+            if spec.scope == "module":
+                continue
+            raise pytest.UsageError(
+                f"{item.nodeid}: {spec.text}: this test computes the {group} properties; "
+                f"{spec.name!r} is computed by test_mlpval_{owner} (put the @pytest.mark."
+                f"{PROPERTY} marker there or on the module)")
+        key = (spec.name, spec.against)
+        if key not in seen:  # closest first: a test's own marker wins over the module's
+            seen.add(key)
+            mine.append(spec)
+    return mine
+
+
+def _level_lines(candidate: Any, references: Any, names: list[str], level: str | None
+                 ) -> list[str]:
+    from .comparison import compare_levels, level_table
+    from .references import MissingReferenceError
+
+    if not level or not level.startswith("DFT-"):
+        return []
+    rows = []
+    for name in dict.fromkeys(names):
+        try:
+            rows += compare_levels(candidate, references, name, level)
+        except (MissingReferenceError, KeyError):
+            continue
+    if not rows:
+        return []
+    return ["", f"fit error (candidate vs {level}) and {level}'s own error (vs experiment):"
+            ] + level_table(rows, level)
+
+
+def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str, float],
+             records: dict[str, dict[str, Any]], references: Any, level: str | None
+             ) -> list[str]:
+    """Compare, record the comparisons on their protocols' records; failure messages."""
+    from .comparison import assert_properties, compare
+    from .references import MissingReferenceError
+
+    comparisons = []
+    for spec in specs:
+        key = spec.metric or spec.name
+        if key not in metrics:
+            raise pytest.UsageError(
+                f"{item.nodeid}: {spec.text}: the protocols of this test gave no "
+                f"{key!r}; they gave {', '.join(sorted(metrics))} (set their parameters "
+                "with MLPVAL_PROPERTY_PARAMS in the test module)")
+        try:
+            c = compare(metrics, references, spec.name, spec.against, rel=spec.rel,
+                        abs=spec.abs, training_level=level, metric=spec.metric)
+        except MissingReferenceError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {spec.text}: {exc}") from None
+        comparisons.append((spec, c))
+        record = records[key]
+        name = f"|{spec.name} - {c.against}|"
+        record["metrics"][name] = abs(c.difference)
+        record["units"][name] = c.unit
+        record["thresholds"].append({
+            "metric": name, "subset": "max", "bound": "max", "value": abs(c.difference),
+            "limit": c.tolerance, "unit": c.unit, "passed": c.passed,
+            "property": c.property, "candidate": c.candidate, "against": c.against,
+            "reference": c.reference.value, "source": c.reference.source,
+            "level_mismatch": c.level_mismatch, "training_level": level})
+    failed = [(s, c) for s, c in comparisons if not c.passed]
+    if not failed:
+        return []
+    messages = []
+    for kind in dict.fromkeys(c.against for _, c in comparisons):
+        group = [(s, c) for s, c in comparisons if c.against == kind]
+        if all(c.passed for _, c in group):
+            continue
+        tolerances = {s.name: {"rel": s.rel, "abs": s.abs, "metric": s.metric}
+                      for s, _ in group}
+        try:
+            assert_properties(metrics, references, tolerances, kind, training_level=level)
+        except MlpvalAssertionError as exc:
+            messages.append(f"{mlpval.potential.name}: {exc}")
+    names = [s.name for s, _ in failed]
+    if not messages:  # cannot happen: the same comparisons failed above
+        messages = [f"{mlpval.potential.name}: {', '.join(names)} outside tolerance"]
+    messages[-1] += "\n".join(_level_lines(metrics, references, names, level)
+                              + ["", f"tolerances from {'; '.join(s.text for s, _ in failed)}"
+                                 f" in {item.nodeid}; change them there"])
+    return messages
+
+
+def _stability(result: Any) -> str | None:
+    from .elastic import ElasticResult, assert_born_stable
+    from .phonons import PhononResult, assert_dynamically_stable
+
+    try:
+        if isinstance(result, ElasticResult):
+            assert_born_stable(result)
+        elif isinstance(result, PhononResult):
+            assert_dynamically_stable(result)
+    except MlpvalAssertionError as exc:
+        return str(exc)
+    return None
+
+
+def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str, ...],
+                group: str) -> dict[str, Any]:
+    """Compute the protocols of ``group`` for the test's potential (cached campaign),
+    record them, check stability and the test's ``mlpval_property`` markers. Returns
+    the results by protocol name."""
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    from .markers import training_level_of
+    from .properties import PropertyError
+    from .property_campaign import compute_properties
+
+    item = request.node
+    element = _element(tuple(species))
+    specs = _specs_for(item, group)
+    level = training_level_of(item, specs,
+                              _module_setting(request, "MLPVAL_TRAINING_LEVEL", None))
+    references = _references(request, element)
+    protocols = GROUPS[group][0]
+    params = _params(request, group, mlpval.tier)
+    options = mlpval.campaign_options()
+    if group == "vacancy_convergence":
+        calls = [(f"vacancy_{size}", ["vacancy"], {"vacancy": {**params["vacancy"],
+                                                               "supercell": size}})
+                 for size in VACANCY_SIZES]
+    else:
+        calls = [(None, list(protocols), params)]
+    results: dict[str, Any] = {}
+    for label, names, kwargs in calls:
+        computed = compute_properties(mlpval.potential, names, kwargs, symbol=element,
+                                      **options)
+        for name in names:
+            try:
+                results[label or name] = computed[name]
+            except PropertyError as exc:
+                raise MlpvalAssertionError(f"{mlpval.potential.name}: {exc}") from None
+    if group == "vacancy_convergence":
+        from .defects import VacancyConvergence
+
+        ordered = tuple(results[f"vacancy_{s}"] for s in VACANCY_SIZES)
+        results = {"vacancy_convergence": VacancyConvergence(
+            ordered, ordered[-1].formation_eV - ordered[-2].formation_eV)}
+    metrics: dict[str, float] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        record = mlpval.record_result(result, name)
+        for key, value in result.metrics().items():
+            metrics.setdefault(key, float(value))
+            records.setdefault(key, record)
+    messages = [m for m in map(_stability, results.values()) if m]
+    messages += _compare(mlpval, item, specs, metrics, records, references, level)
+    if messages:
+        raise MlpvalAssertionError("\n\n".join(messages))
+    return results
+
+
+def _full_tier_only(mlpval: Any, what: str) -> None:
+    if mlpval.tier != "full":
+        pytest.skip(f"{what} is a campaign of the full tier: run with --mlpval-tier=full")
+
+
+# --- the ready-made tests ---------------------------------------------------------------
+
+def test_mlpval_lattice(mlpval, mlpval_species, request):
+    """Relaxed lattice (symmetry kept, spglib-checked) and Birch–Murnaghan EoS of diamond:
+    a0 (Å), V0 (Å^3/atom), B (GPa), B'; the EoS strain span is recorded."""
+    check_group(mlpval, request, mlpval_species, "lattice")
+
+
+def test_mlpval_elastic(mlpval, mlpval_species, request):
+    """Elastic constants (GPa) with the ions relaxed at each strain (C11, C12, C44) and
+    clamped (C.._clamped); fails when Born-unstable."""
+    check_group(mlpval, request, mlpval_species, "elastic")
+
+
+def test_mlpval_phonons(mlpval, mlpval_species, request):
+    """phonopy phonons: branches at Gamma, X, L (THz); fails on imaginary modes beyond
+    the tolerance (dynamical instability)."""
+    check_group(mlpval, request, mlpval_species, "phonons")
+
+
+def test_mlpval_vacancy(mlpval, mlpval_species, request):
+    """Relaxed vacancy formation energy (eV) in a 64-atom cell (size recorded)."""
+    check_group(mlpval, request, mlpval_species, "vacancy")
+
+
+def test_mlpval_surfaces(mlpval, mlpval_species, request):
+    """Relaxed (100) (1x1), (110) and (111) (shuffle) surface energies (J/m^2)."""
+    check_group(mlpval, request, mlpval_species, "surfaces")
+
+
+def test_mlpval_polymorphs(mlpval, mlpval_species, request):
+    """E(V) of the polymorphs (diamond, beta-Sn; more in the full tier), energies
+    relative to diamond (eV/atom) and the diamond -> beta-Sn transition pressure (GPa)."""
+    check_group(mlpval, request, mlpval_species, "polymorphs")
+
+
+def test_mlpval_liquid(mlpval, mlpval_species, request):
+    """Liquid at the experimental density from MD: g(r) and S(q) peaks, coordination
+    (full tier)."""
+    _full_tier_only(mlpval, "the liquid run")
+    check_group(mlpval, request, mlpval_species, "liquid")
+
+
+def test_mlpval_vacancy_convergence(mlpval, mlpval_species, request):
+    """Vacancy formation energy in 64- and 216-atom cells and its change (full tier)."""
+    _full_tier_only(mlpval, "the vacancy size convergence")
+    check_group(mlpval, request, mlpval_species, "vacancy_convergence")
+
+
+# --- the same, as classes to subclass with markers of their own ---------------------------
+
+def _class(name: str, test: Any, doc: str) -> type:
+    def method(self, mlpval, mlpval_species, request):
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        test(mlpval, mlpval_species, request)
+
+    method.__name__ = test.__name__
+    method.__doc__ = test.__doc__
+    return type(name, (), {test.__name__: method, "__doc__": doc,
+                           "__module__": __name__})
+
+
+LatticeTests = _class("LatticeTests", test_mlpval_lattice, "Subclass (Test...) to give "
+                      "the lattice/EoS test markers of its own.")
+ElasticTests = _class("ElasticTests", test_mlpval_elastic, "Subclass (Test...) to give "
+                      "the elastic test markers of its own.")
+PhononTests = _class("PhononTests", test_mlpval_phonons, "Subclass (Test...) to give the "
+                     "phonon test markers of its own.")
+VacancyTests = _class("VacancyTests", test_mlpval_vacancy, "Subclass (Test...) to give "
+                      "the vacancy test markers of its own.")
+SurfaceTests = _class("SurfaceTests", test_mlpval_surfaces, "Subclass (Test...) to give "
+                      "the surface test markers of its own.")
+PolymorphTests = _class("PolymorphTests", test_mlpval_polymorphs, "Subclass (Test...) to "
+                        "give the polymorph test markers of its own.")
+LiquidTests = _class("LiquidTests", test_mlpval_liquid, "Subclass (Test...) to give the "
+                     "liquid test markers of its own.")
+VacancyConvergenceTests = _class("VacancyConvergenceTests", test_mlpval_vacancy_convergence,
+                                 "Subclass (Test...) to give the vacancy size test markers "
+                                 "of its own.")
