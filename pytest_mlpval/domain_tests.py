@@ -189,8 +189,7 @@ class CrossValidation:
         fit = fit if fit is not None else _session(self._request.config).settings.fit_command
         if fit is None:
             message = (f"no fitting recipe for cross-validation: give "
-                       f"{options.FIT_COMMAND_OPTION if hasattr(options, 'FIT_COMMAND_OPTION') else '--mlpval-fit-command'}"
-                       f"=TEMPLATE, the ini key {options.FIT_COMMAND_INI}, a fit= argument "
+                       f"{options.FIT_COMMAND_OPTION}=TEMPLATE, the ini key {options.FIT_COMMAND_INI}, a fit= argument "
                        "of @pytest.mark.mlpval_cv or an mlpval_fit fixture")
             if spec.required:
                 raise pytest.UsageError(f"{self._request.node.nodeid}: {message}")

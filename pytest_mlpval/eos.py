@@ -97,6 +97,18 @@ class EosResult(PropertyResult):
                               self.energy_per_atom_eV, self.bulk_modulus_GPa / EV_PER_A3_TO_GPA,
                               self.bulk_modulus_derivative, self.volume_per_atom_A3)
 
+    def curve_data(self) -> dict[str, Any]:
+        """The sampled E(V) points and the fit's parameters (JSON-ready)."""
+        return {"volumes_per_atom_A3": list(self.volumes_per_atom_A3),
+                "energies_per_atom_eV": list(self.energies_per_atom_eV),
+                "V0": self.volume_per_atom_A3, "E0": self.energy_per_atom_eV,
+                "B_GPa": self.bulk_modulus_GPa, "Bp": self.bulk_modulus_derivative}
+
+    def report_data(self) -> dict[str, Any]:
+        """For the HTML report: the E(V) curve, drawn by :func:`eos_figure`."""
+        return {"figure": "pytest_mlpval.eos:eos_figure", "reference": self.crystal,
+                "strain_span": self.strain_span, "curves": {self.crystal: self.curve_data()}}
+
 
 def _fit(volumes: np.ndarray, energies: np.ndarray, crystal: str) -> tuple[float, ...]:
     from ase.eos import EquationOfState
@@ -310,6 +322,13 @@ class PolymorphResult(PropertyResult):
         out.update(self.cost_metrics())
         return out
 
+    def report_data(self) -> dict[str, Any]:
+        """For the HTML report: E(V) of every polymorph, drawn by :func:`eos_figure`."""
+        return {"figure": "pytest_mlpval.eos:eos_figure", "reference": self.reference,
+                "curves": {e.crystal: e.curve_data() for e in self.eos},
+                "transitions": {f"{t.low} -> {t.high}": t.pressure_GPa
+                                for t in self.transitions}}
+
 
 @single_threaded
 def polymorph_energies(calc: Any, names: Sequence[str] = ("diamond", "beta-Sn", "sh"),
@@ -338,3 +357,35 @@ def polymorph_energies(calc: Any, names: Sequence[str] = ("diamond", "beta-Sn", 
     transitions = tuple(transition_pressure(ref, r, max_pressure_GPa=max_pressure_GPa)
                         for r in results if r.crystal != reference)
     return PolymorphResult(symbol, reference, results, transitions, **clock.cost())
+
+
+def eos_figure(per_potential: dict[str, dict[str, Any]]):
+    """E(V) curves (points and Birch–Murnaghan fit) of each potential side by side, from
+    :meth:`EosResult.report_data` / :meth:`PolymorphResult.report_data`; energies
+    relative to the minimum of the reference crystal (meV/atom)."""
+    from ase.eos import birchmurnaghan
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        curves = data["curves"]
+        e_ref = curves.get(data.get("reference"), next(iter(curves.values())))["E0"]
+        for crystal, c in curves.items():
+            v = np.asarray(c["volumes_per_atom_A3"])
+            grid = np.linspace(v.min(), v.max(), 100)
+            fit = birchmurnaghan(grid, c["E0"], c["B_GPa"] / EV_PER_A3_TO_GPA, c["Bp"], c["V0"])
+            line, = ax.plot(grid, 1000 * (fit - e_ref), "-",
+                            label=f"{crystal} (B = {c['B_GPa']:.0f} GPa)")
+            ax.plot(v, 1000 * (np.asarray(c["energies_per_atom_eV"]) - e_ref), "o",
+                    color=line.get_color(), markersize=3)
+        title = pot
+        for name, p in (data.get("transitions") or {}).items():
+            title += f"\n{name}: {p:.1f} GPa" if math.isfinite(p) else f"\n{name}: none"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("volume (Å$^3$/atom)")
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("energy (meV/atom)")
+    return fig

@@ -110,6 +110,88 @@ class PhononResult(PropertyResult):
         out.update(self.cost_metrics())
         return out
 
+    def special_point_positions(self) -> list[tuple[float, str]]:
+        """(path coordinate, label) of the special points on the band path, for the
+        diamond-structure crystals whose path ASE rebuilds from the lattice parameter
+        (empty otherwise)."""
+        try:
+            from ase.build import bulk
+
+            path = bulk(self.symbol, self.crystal, a=self.lattice_parameter_A).cell.bandpath(
+                self.band_path, npoints=len(self.band_distances))
+            _, ticks, labels = path.get_linear_kpoint_axis()
+        except Exception:  # another crystal: no labels rather than wrong ones
+            return []
+        if not np.allclose(path.get_linear_kpoint_axis()[0], self.band_distances, atol=1e-6):
+            return []
+        return [(float(x), str(label)) for x, label in zip(ticks, labels)]
+
+    def report_data(self, max_points: int = 160) -> dict[str, Any]:
+        """For the HTML report: the band structure (at most ``max_points`` path points),
+        the special points and the labelled branches, drawn by :func:`band_figure` with
+        the experimental frequencies at Gamma, X and L."""
+        step = max(1, -(-len(self.band_distances) // max_points))
+        return {"figure": "pytest_mlpval.phonons:band_figure", "symbol": self.symbol,
+                "crystal": self.crystal, "distances": list(self.band_distances[::step]),
+                "frequencies_THz": [list(f) for f in self.band_frequencies_THz[::step]],
+                "special_points": self.special_point_positions(),
+                "branches_THz": dict(self.branches_THz), "stable": self.stable}
+
+
+def _experimental_points(symbol: str) -> dict[str, list[float]]:
+    """Experimental frequencies (THz) at each special point from the reference table."""
+    from .references import MissingReferenceError, load_references
+
+    try:
+        table = load_references(symbol)
+    except MissingReferenceError:
+        return {}
+    points: dict[str, list[float]] = {}
+    for name in table.properties():
+        parts = name.split("_")
+        if parts[0] != "phonon" or not name.endswith("_THz") or len(parts) < 4:
+            continue
+        try:
+            value = table.get(name, "experiment").value
+        except MissingReferenceError:
+            continue
+        point = "G" if parts[1] == "gamma" else parts[1]
+        points.setdefault(point, []).append(value)
+    return points
+
+
+def band_figure(per_potential: dict[str, dict[str, Any]]):
+    """Phonon bands of each potential side by side (:meth:`PhononResult.report_data`),
+    with the experimental frequencies of the reference table at the special points."""
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        x = np.asarray(data["distances"])
+        ax.plot(x, np.asarray(data["frequencies_THz"]), color="tab:blue", linewidth=1)
+        experiment = _experimental_points(data["symbol"])
+        labelled = False
+        for position, label in data.get("special_points", []):
+            ax.axvline(position, color="0.8", linewidth=0.5)
+            values = experiment.get(label, [])
+            ax.plot([position] * len(values), values, "o", color="tab:red", markersize=4,
+                    label=None if labelled or not values else "experiment")
+            labelled = labelled or bool(values)
+        ticks = data.get("special_points", [])
+        ax.set_xticks([t[0] for t in ticks],
+                      [r"$\Gamma$" if t[1] == "G" else t[1] for t in ticks])
+        ax.axhline(0, color="0.5", linewidth=0.5)
+        ax.set_xlim(x.min(), x.max())
+        ax.set_title(pot + ("" if data.get("stable", True) else " (unstable)"),
+                     fontsize="small")
+        if labelled:
+            ax.legend(fontsize="x-small", loc="lower right")
+    axes[0].set_ylabel("frequency (THz)")
+    return fig
+
 
 def _widths(cell: np.ndarray) -> np.ndarray:
     volume = abs(np.linalg.det(cell))

@@ -5,7 +5,6 @@ corrupted lines); failed items and dead workers; progress."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import json
 import os
@@ -182,8 +181,10 @@ def test_dask_address_that_does_not_answer(sw, monkeypatch):
     # through run_rss, with the connection timeout made small
     from pytest_mlpval.rss import RssParameters, run_rss
 
+    original = campaign.make_executor
     monkeypatch.setattr(campaign, "make_executor",
-                        functools.partial(campaign.make_executor, timeout_s=1.0))
+                        lambda workers=0, scheduler=None, timeout_s=10.0:
+                        original(workers, scheduler, 1.0))
     with pytest.raises(CampaignError, match="did not answer"):
         run_rss(sw, RssParameters(n_structures=1), scheduler=address)
 
