@@ -269,16 +269,15 @@ class CrossValidation:
                 split=result.split.as_dict(), fitter=result.fitter,
                 description=result.describe()))
         metrics, units = result.metrics(), result.units()
-        keep = [k for k in metrics if "_fold_" in k or k.startswith("n_")]
+        keep = [k for k in metrics if k.startswith(("energy_rmse_fold", "force_rmse_fold"))
+                or k in ("n_folds", "n_failed_folds")]
         mlpval.record_result(_Metrics({k: metrics[k] for k in keep},
                                       {k: units[k] for k in keep}, result.report_data),
                              name)
         for fold in result.folds:
-            m = {k: v for k, v in fold.metrics().items() if k.endswith("_rmse")}
-            m.update(n_structures=float(fold.n_test), ok=float(fold.ok),
-                     fit_seconds=fold.fit_seconds)
-            u = {k: result.units().get(k, "") for k in m}
-            u["fit_seconds"] = "s"
+            m = {k: v for k, v in fold.metrics().items() if k in ("energy_rmse", "force_rmse")}
+            m.update(n_structures=float(fold.n_test), failed=float(not fold.ok))
+            u = {k: units.get(k, "") for k in m}
             label = f"fold {fold.fold}" + ("" if fold.label == f"fold {fold.fold}"
                                            else f" ({fold.label})")
             mlpval.record_result(_Metrics(m, u), name, group=label)

@@ -368,7 +368,7 @@ def eos_figure(per_potential: dict[str, dict[str, Any]]):
 
     names = sorted(per_potential)
     fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
     for ax, pot in zip(axes, names):
         data = per_potential[pot]
         curves = data["curves"]

@@ -171,7 +171,8 @@ def _level_lines(candidate: Any, references: Any, names: list[str], level: str |
     rows = []
     for name in dict.fromkeys(names):
         try:
-            rows += compare_levels(candidate, references, name, level)
+            rows += [r for r in compare_levels(candidate, references, name, level)
+                     if r.dft is not None]  # without a number at its level: nothing to add
         except (MissingReferenceError, KeyError):
             continue
     if not rows:
@@ -228,7 +229,7 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
     names = [s.name for s, _ in failed]
     if not messages:  # cannot happen: the same comparisons failed above
         messages = [f"{mlpval.potential.name}: {', '.join(names)} outside tolerance"]
-    messages[-1] += "\n".join(_level_lines(metrics, references, names, level)
+    messages[-1] += "\n" + "\n".join(_level_lines(metrics, references, names, level)
                               + ["", f"tolerances from {'; '.join(s.text for s, _ in failed)}"
                                  f" in {item.nodeid}; change them there"])
     return messages
