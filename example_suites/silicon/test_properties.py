@@ -174,7 +174,7 @@ class TestVacancyConvergence(VacancyConvergenceTests):
 
 # --- Stillinger-Weber fails where the GAP passes -------------------------------------------
 
-def test_stillinger_weber_fails_where_the_gap_passes(request):
+def test_stillinger_weber_fails_where_the_gap_passes():
     """SW (Stillinger & Weber 1985) against experiment with the tolerances the bundled
     GAP passes above: its relaxed-ion C44 (56 GPa vs 79.6) and Gamma optical mode
     (17.8 THz vs 15.53) are outside them."""
