@@ -1,0 +1,50 @@
+"""MD-based validation (the tutorial's Figs. 6 and 7): drive the candidate through a
+simulation and judge what happens.
+
+- MD stability (quick): 300 steps of Bussi NVT at 1000 K, then 200 steps of NVE, 64 atoms:
+  energy drift, temperature control, no overlapping atoms, no NaN.
+- Compression (quick: a short ramp that shows the collapse; full tier: the default
+  protocol, melt-quench then 0 -> 20 GPa over 2000 steps of 2 fs at 500 K): amorphous Si
+  should collapse to a dense state and crystallise into simple hexagonal (Deringer et al.,
+  Nature 589, 59 (2021)), not stay low-density amorphous (a false maximum, e.g.
+  Stillinger-Weber) nor collapse into a disordered state of coordination >= 10 (a false
+  minimum). Trajectories are written as extxyz under .pytest_cache/d/mlpval-md.
+"""
+
+import pytest
+
+from pytest_mlpval.compression import run_compression
+from pytest_mlpval.compression_outcome import (assert_crystallizes, assert_no_false_maximum,
+                                               assert_no_false_minimum)
+from pytest_mlpval.compression_settings import CompressionSettings
+from pytest_mlpval.md_stability import StabilitySettings, assert_md_stable, run_md_stability
+
+QUICK = CompressionSettings(melt_steps=250, quench_steps=400, ramp_steps=750, hold_steps=100)
+FULL = CompressionSettings()
+
+
+def compression(mlpval):
+    return mlpval.run(run_compression, FULL if mlpval.tier == "full" else QUICK,
+                      name="compression")
+
+
+@pytest.mark.mlpval_expect(protocol="md_stability", max_unstable=0, max_cut_short=0)
+def test_md_is_stable(mlpval):
+    result = mlpval.run(run_md_stability, StabilitySettings(), name="md_stability")
+    assert_md_stable(result, potential=mlpval.potential.name)
+
+
+def test_compression_has_no_false_minimum(mlpval):
+    # no collapse into a disordered state of coordination >= 10
+    assert_no_false_minimum(compression(mlpval), potential=mlpval.potential.name)
+
+
+def test_compression_collapses(mlpval):
+    # the low-density amorphous state collapses by 15 GPa (Deringer et al. 2021: 10-15)
+    assert_no_false_maximum(compression(mlpval), max_collapse_pressure_GPa=15.0,
+                            potential=mlpval.potential.name)
+
+
+@pytest.mark.slow
+def test_compression_crystallises_into_simple_hexagonal(mlpval):
+    assert_crystallizes(compression(mlpval), phase="sh", potential=mlpval.potential.name)
