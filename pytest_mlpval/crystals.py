@@ -26,7 +26,6 @@ the silicon geometries:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -191,19 +190,6 @@ class RelaxResult:
     fmax_eV_A: float
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """The cell filter's 3x3 linear algebra on one BLAS thread: on a loaded machine
-    OpenBLAS threads spinning over such tiny problems made a relaxation 10x slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
-
-
 def relax(atoms: Any, calc: Any, *, pressure_GPa: float = 0.0, fmax_eV_A: float = 0.01,
           steps: int = 500, cell: bool = True, hydrostatic: bool = False,
           optimizer: str = "FIRE", keep_symmetry: bool = False) -> RelaxResult:
@@ -215,6 +201,8 @@ def relax(atoms: Any, calc: Any, *, pressure_GPa: float = 0.0, fmax_eV_A: float 
     """
     import ase.optimize
     from ase.filters import FrechetCellFilter
+
+    from .threads import one_blas_thread
     from ase.units import GPa
 
     from .units import EV_PER_A3_TO_GPA
@@ -233,7 +221,7 @@ def relax(atoms: Any, calc: Any, *, pressure_GPa: float = 0.0, fmax_eV_A: float 
         raise ValueError(f"unknown ASE optimizer {optimizer!r}")
     opt = opt_class(target, logfile=None)
     try:
-        with warnings.catch_warnings(), _one_blas_thread():
+        with warnings.catch_warnings(), one_blas_thread():
             # scipy's logm accuracy note on near-identity cells
             warnings.filterwarnings("ignore", "logm result may be inaccurate")
             converged = bool(opt.run(fmax=fmax_eV_A, steps=steps))

@@ -319,15 +319,10 @@ def find_duplicates(structures: Any, domain: Any,
 
 
 def _single_threaded_blas():
-    """Many small matrix products: BLAS threads only cost (on a loaded machine a 64x64
-    product took 30 ms with two threads and 0.07 ms with one)."""
-    import contextlib
+    """Many small matrix products: one BLAS thread (:mod:`pytest_mlpval.threads`)."""
+    from .threads import one_blas_thread
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return one_blas_thread()
 
 
 def _find_duplicates(frames: Sequence[Any], per_structure: Sequence[np.ndarray],

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -51,22 +50,11 @@ class _AnalysisError(RuntimeError):
     instability of the potential)."""
 
 
-@contextmanager
 def single_threaded_blas():
-    """One BLAS thread inside the block (threadpoolctl, when installed).
+    """One BLAS thread inside the block: :func:`pytest_mlpval.threads.one_blas_thread`."""
+    from .threads import one_blas_thread
 
-    MD and cell relaxations make many tiny linear-algebra calls (3x3 cell matrices,
-    ``expm``/``logm`` of the cell filters and barostats); a multi-threaded BLAS then
-    spends its time waking threads. Measured on 2 busy cores: relaxing sh with its cell
-    took 23 s with two BLAS threads and 1.6 s with one.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(1, user_api="blas"):
-        yield
+    return one_blas_thread()
 
 
 def min_distance(atoms: Any, cutoff_A: float = 4.0) -> float:

@@ -80,17 +80,10 @@ def _timed_calculator(inner: Any):
 
 
 def _one_blas_thread():
-    """One BLAS thread during a relaxation. The cell filter solves many 3x3 systems
-    (scipy's ``expm_frechet`` and ``logm``); with a multi-threaded OpenBLAS on a loaded
-    machine each tiny solve waits for spinning threads (measured in-process on 2 busy
-    cores: 41 s instead of 3.7 s for one 8-atom relaxation)."""
-    import contextlib
+    """One BLAS thread during a relaxation (:mod:`pytest_mlpval.threads`)."""
+    from .threads import one_blas_thread
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with scikit-learn (dscribe)
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return one_blas_thread()
 
 
 def _min_distance(atoms: Any, floor_A: float) -> float:
