@@ -260,6 +260,30 @@ class CrossValidation:
             mlpval.check(replace(result.pooled, dataset=cv_dataset_name(result)))
         return result
 
+    def learning_curve(self, *, sizes: Any = (0.25, 0.5, 1.0), seeds: Any = (0, 1, 2),
+                       test_fraction: float = 0.2, **overrides: Any) -> Any:
+        """Errors against training-set size (several seeds) with the same recipe and data
+        as :meth:`run`, on a held-out ``test_fraction``; recorded as protocol
+        ``learning-curve`` (metrics: RMSEs at the smallest and largest size, log-log
+        slopes) with its plot for the report."""
+        __tracebackhide__ = True
+        from .fitting import FitSpecError
+        from .learning_curve import learning_curve
+
+        spec = self.spec(**overrides)
+        fit, data = self.fitter(spec), self.data(spec)
+        options = self._mlpval.campaign_options()
+        try:
+            result = learning_curve(data, fit, test_fraction=test_fraction,
+                                    sizes=sizes, seeds=seeds, split_seed=spec.seed,
+                                    model_name=spec.model_name, timeout_s=spec.timeout_s,
+                                    **options)
+        except (FitSpecError, ValueError) as exc:
+            raise pytest.UsageError(f"{self._request.node.nodeid}: learning curve: "
+                                    f"{type(exc).__name__}: {exc}") from None
+        self._mlpval.record_result(result, "learning-curve")
+        return result
+
     def _record(self, result: Any, data: Any) -> None:
         name = cv_dataset_name(result)
         mlpval = self._mlpval

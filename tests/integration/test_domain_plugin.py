@@ -310,3 +310,28 @@ def test_external_set_labelled_by_the_hook_side_by_side(pytester, run, suite):
     pytester.makepyfile(test_external=unknown)
     result = run("--potential=sw")
     result.stdout.fnmatch_lines(["*reference 'nonesuch': no pytest_mlpval_labeller hook*"])
+
+
+def test_learning_curve_is_recorded_with_its_figure(pytester, run, suite):
+    _ini(pytester)
+    pytester.makepyfile(test_lc="""
+        import pytest
+        from pytest_mlpval.domain_tests import mlpval_cv
+
+        def fit_scaled(frames, workdir):
+            return "pytest_mlpval.testing:sw_forces_scaled"
+
+        @pytest.mark.mlpval_cv(k=3, fit=fit_scaled)
+        @pytest.mark.mlpval_expect(protocol="learning-curve", max_n_failed=0)
+        def test_curve(mlpval_cv):
+            result = mlpval_cv.learning_curve(sizes=(0.5, 1.0), seeds=(0, 1))
+            assert result.metrics()["n_points"] == 4
+    """)
+    result = run("--potential=sw", "--mlpval-json=out.json", "--mlpval-report=rep", "-rf")
+    result.assert_outcomes(passed=1)
+    (record,) = [r for r in records_by_nodeid(read_json(pytester.path / "out.json"))[
+        "test_lc.py::test_curve[sw]"] if r["dataset"] == "learning-curve"]
+    # forces scaled by 1.5 against SW labels: the error does not shrink with more data
+    assert record["metrics"]["force_rmse_at_max_size"]["value"] > 0.1
+    page = (pytester.path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "<h3>learning-curve (all)</h3>" in page
