@@ -232,13 +232,10 @@ class CompressionAnalyser:
     def __init__(self, settings: CompressionSettings, crystals: Mapping[str, Mapping]):
         self.settings = settings
         self.crystals = crystals
-        species = [settings.symbol]
-        self.soap = settings.soap.descriptor(species, periodic=True)
-        self._ref: dict[tuple[str, float], np.ndarray | None] = {}
+        from .structure import SoapSpectra
 
-    def _descriptor(self, atoms: Any) -> np.ndarray:
-        p = np.atleast_2d(self.soap.create(atoms))
-        return p / np.linalg.norm(p, axis=1, keepdims=True)
+        self._descriptor = SoapSpectra(settings.soap, [settings.symbol])
+        self._ref: dict[tuple[str, float], np.ndarray | None] = {}
 
     def _reference(self, name: str, pressure: float) -> np.ndarray | None:
         key = (name, pressure)
@@ -248,7 +245,7 @@ class CompressionAnalyser:
         return self._ref[key]
 
     def __call__(self, atoms: Any, values: Mapping[str, Any]):
-        from .structure import coordination_numbers
+        from .structure import coordination_numbers, max_kernel
 
         s = self.settings
         cn = coordination_numbers(atoms, s.coordination_cutoff_A)
@@ -269,7 +266,7 @@ class CompressionAnalyser:
                 if ref is None:
                     sims = np.full(len(atoms), np.nan)
                 else:
-                    sims = np.clip(p @ ref.T, 0.0, 1.0).max(axis=1) ** s.soap.zeta
+                    sims = max_kernel(p, ref, s.soap.zeta)
                 scalars[f"{key}_similarity{suffix}"] = float(sims.mean())
                 scalars[f"{key}_fraction{suffix}"] = float(np.mean(sims > s.similarity_cutoff)
                                                            ) if ref is not None else math.nan

@@ -113,18 +113,15 @@ def _start(settings: MeltQuenchSettings, seed: int) -> Any:
 def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     from .crystals import build_crystal
     from .md import run_md, single_threaded_blas
-    from .structure import SI_SOAP, coordination_numbers
+    from .structure import SI_SOAP, SoapSpectra, coordination_numbers, max_kernel
 
     settings = MeltQuenchSettings.from_dict(item["settings"])
     crystal = build_crystal(settings.crystal_reference, settings.symbol)
-    soap = SI_SOAP.descriptor([settings.symbol], periodic=True)
-    ref = np.atleast_2d(soap.create(crystal))
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    spectra = SoapSpectra(SI_SOAP, [settings.symbol])
+    ref = spectra(crystal)
 
     def analyse(atoms, values):
-        p = np.atleast_2d(soap.create(atoms))
-        p /= np.linalg.norm(p, axis=1, keepdims=True)
-        sims = np.clip(p @ ref.T, 0, 1).max(axis=1) ** SI_SOAP.zeta
+        sims = max_kernel(spectra(atoms), ref, SI_SOAP.zeta)
         cn = coordination_numbers(atoms)
         return ({"crystal_similarity": float(sims.mean()),
                  "crystalline_fraction": float(np.mean(sims > 0.99)),

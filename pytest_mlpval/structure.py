@@ -17,7 +17,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 __all__ = [
-    "SoapSettings", "SI_SOAP", "soap_descriptors", "structure_descriptors", "kernel",
+    "SoapSettings", "SI_SOAP", "soap_descriptors", "SoapSpectra", "max_kernel",
+    "structure_descriptors", "kernel",
     "similarity_to_reference", "fraction_above", "Similarity", "compare_with_crystals",
     "Coordination", "coordination", "coordination_numbers", "SI_BOND_CUTOFF_A",
     "HIGH_COORDINATION",
@@ -126,13 +127,39 @@ def soap_descriptors(frames: Any, settings: SoapSettings = SI_SOAP, species: Seq
             continue
         if periodic is False and any(np.any(frames[i].pbc) for i in group):
             raise ValueError("structures periodic in some directions only are not supported")
-        soap = settings.descriptor(names, periodic)
+        spectra = SoapSpectra(settings, names, periodic)
         for i in group:
             if len(frames[i]) == 0:
                 raise ValueError(f"structure {i} has no atoms")
-            p = np.atleast_2d(soap.create(frames[i], n_jobs=n_jobs))
-            out.append((i, _normalised(p, in_place=True)))
+            out.append((i, spectra(frames[i], n_jobs)))
     return [p for _, p in sorted(out, key=lambda item: item[0])]
+
+
+class SoapSpectra:
+    """Normalised per-atom SOAP spectra of structures of one periodicity, with the dscribe
+    descriptor built once: for protocols that analyse many frames (MD, compression)."""
+
+    def __init__(self, settings: SoapSettings, species: Sequence[str],
+                 periodic: bool = True) -> None:
+        self.settings = settings
+        self._soap = settings.descriptor(species, periodic)
+
+    def __call__(self, atoms: Any, n_jobs: int = 1) -> np.ndarray:
+        """``(n_atoms, n_features)``, each row of unit length."""
+        return _normalised(np.atleast_2d(self._soap.create(atoms, n_jobs=n_jobs)),
+                           in_place=True)
+
+
+def max_kernel(p: np.ndarray, reference: np.ndarray, zeta: float,
+               chunk: int = 20000) -> np.ndarray:
+    """For each row of ``p`` (normalised spectra) the largest kernel to any row of
+    ``reference``: the per-atom similarity to a crystal, over all of its sites. Chunked:
+    bounded memory for 100,000-atom frames."""
+    sims = np.empty(len(p))
+    for start in range(0, len(p), chunk):
+        best = (p[start:start + chunk] @ reference.T).max(axis=1)
+        sims[start:start + chunk] = np.clip(best, 0.0, 1.0) ** zeta
+    return sims
 
 
 def structure_descriptors(frames: Any, settings: SoapSettings = SI_SOAP,
@@ -169,14 +196,8 @@ def similarity_to_reference(frames: Any, reference: Any, settings: SoapSettings 
     frames = _as_list(frames)
     names = _species([*frames, reference], settings)
     ref = soap_descriptors(reference, settings, names)[0]
-    out = []
-    for p in soap_descriptors(frames, settings, names):
-        sims = np.empty(len(p))
-        for start in range(0, len(p), chunk):  # bounded memory for 100,000-atom frames
-            best = (p[start:start + chunk] @ ref.T).max(axis=1)
-            sims[start:start + chunk] = np.clip(best, 0.0, 1.0) ** settings.zeta
-        out.append(sims)
-    return out
+    return [max_kernel(p, ref, settings.zeta, chunk)
+            for p in soap_descriptors(frames, settings, names)]
 
 
 def fraction_above(similarities: np.ndarray, cutoff: float) -> float:
