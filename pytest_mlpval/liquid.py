@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .properties import PropertyError, PropertyResult, single_threaded
+from .structure import cell_widths
 
 __all__ = ["PairCorrelation", "pair_correlation", "liquid_structure", "read_curve",
            "CurveComparison", "compare_curve", "assert_curve"]
@@ -107,12 +108,6 @@ class PairCorrelation(PropertyResult):
                 f"{p}_force_calls": float(self.n_force_calls)}
 
 
-def _width(cell: np.ndarray) -> float:
-    volume = abs(np.linalg.det(cell))
-    return float(min(volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))
-                     for i in range(3)))
-
-
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     width = max(1, int(width) | 1)  # odd
     padded = np.pad(y, width // 2, mode="edge")
@@ -154,7 +149,7 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
     n = len(frames[0])
     if any(len(a) != n for a in frames):
         raise ValueError("all frames must have the same number of atoms")
-    r_max = r_max_A or 0.5 * _width(np.asarray(frames[0].cell))
+    r_max = r_max_A or 0.5 * float(cell_widths(frames[0].cell).min())
     edges = np.arange(0.0, r_max + bin_A / 2, bin_A)
     counts = np.zeros(len(edges) - 1)
     density = 0.0

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .properties import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from .structure import cell_widths
 
 __all__ = ["PhononResult", "phonons", "assert_dynamically_stable", "branch_labels"]
 
@@ -193,11 +194,6 @@ def band_figure(per_potential: dict[str, dict[str, Any]]):
     return fig
 
 
-def _widths(cell: np.ndarray) -> np.ndarray:
-    volume = abs(np.linalg.det(cell))
-    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))
-                     for i in range(3)])
-
 
 def branch_labels(point: str, frequencies: np.ndarray, eigenvectors: np.ndarray,
                   q_cart: np.ndarray, tol_THz: float = 0.05) -> dict[str, float]:
@@ -274,7 +270,7 @@ def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
 
         unit = (build_crystal(crystal, symbol) if atoms is None else atoms).copy()
     if supercell is None:
-        reps = np.ceil(min_length_A / _widths(np.asarray(unit.cell)) - 1e-9).astype(int)
+        reps = np.ceil(min_length_A / cell_widths(np.asarray(unit.cell)) - 1e-9).astype(int)
     else:
         reps = np.broadcast_to(np.asarray(supercell, dtype=int), (3,))
     if (reps < 1).any():
@@ -327,7 +323,8 @@ def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
     return PhononResult(
         crystal, symbol, float(unit.cell.lengths()[0]),
         tuple(tuple(int(x) for x in row) for row in matrix),
-        int(len(unit) * np.prod(reps)), float(_widths(np.asarray(unit.cell) * reps[:, None]).min()),
+        int(len(unit) * np.prod(reps)),
+        float(cell_widths(np.asarray(unit.cell) * reps[:, None]).min()),
         float(displacement_A), len(forces), special, frequencies, branches, path.path,
         tuple(map(float, distances)), tuple(tuple(map(float, f)) for f in band),
         tuple(map(float, dos.frequency_points)), tuple(map(float, dos.dos)),

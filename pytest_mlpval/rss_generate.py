@@ -289,10 +289,9 @@ def _check_optimizer(name: str) -> None:
 def _translations(cell: np.ndarray, d: float) -> np.ndarray:
     """Cartesian lattice translations that can bring the image of an atom of the cell
     within ``d`` of another atom (fractional differences lie in (-1, 1))."""
-    volume = abs(np.linalg.det(cell))
-    heights = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3]))
-               for i in range(3)]
-    reach = [int(math.ceil(d / h)) + 1 for h in heights]
+    from .structure import cell_widths
+
+    reach = [int(math.ceil(d / h)) + 1 for h in cell_widths(cell)]
     grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
                     axis=-1).reshape(-1, 3)
     return grid @ cell

@@ -20,7 +20,7 @@ __all__ = [
     "SoapSettings", "SI_SOAP", "soap_descriptors", "SoapSpectra", "max_kernel",
     "structure_descriptors", "kernel",
     "similarity_to_reference", "fraction_above", "Similarity", "compare_with_crystals",
-    "Coordination", "coordination", "coordination_numbers", "SI_BOND_CUTOFF_A",
+    "Coordination", "coordination", "coordination_numbers", "cell_widths", "SI_BOND_CUTOFF_A",
     "HIGH_COORDINATION",
 ]
 
@@ -277,6 +277,16 @@ class Coordination:
                 "histogram": {str(k): v for k, v in self.histogram.items()},
                 "high_fraction": self.high_fraction, "high": self.high,
                 "unphysical": self.unphysical}
+
+
+def cell_widths(cell: Any) -> np.ndarray:
+    """Perpendicular widths of a cell in Å: the distance between each pair of opposite
+    faces (volume / area of the face spanned by the other two vectors), in the order of
+    the cell vectors. The largest sphere that fits has half the smallest as radius."""
+    from ase.cell import Cell
+
+    c = Cell(np.asarray(cell, dtype=float))
+    return c.volume / c.areas()
 
 
 def coordination_numbers(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A) -> np.ndarray:
