@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .compression_settings import (CompressionAnalyser, CompressionSettings, atom_key,
                                    reference_crystals, start_key)
-from .mdtypes import MDParameterError, MDRecord
+from .mdtypes import MDParameterError, MDRecord, potential_name
 
 __all__ = ["CompressionSettings", "CompressionResult", "CompressionAnalyser", "run_compression",
            "run_compressions", "reference_crystals", "atom_key"]
@@ -207,7 +207,7 @@ def run_compressions(potential: Any, settings: CompressionSettings | None = None
     campaign = run_campaign(PROTOCOL, _compression_task, items, potential,
                             {**parameters, "seeds": seeds}, workers=workers,
                             scheduler=scheduler, cache_dir=cache_dir, progress=progress)
-    name = getattr(getattr(potential, "info", None), "name", type(potential).__name__)
+    name = potential_name(potential)
     results = []
     for seed, item in zip(seeds, campaign.items):
         value = item.value if item.ok else {}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .mdtypes import MDLimits, MDParameterError, MDSegment, MDSettings
+from .mdtypes import MDLimits, MDParameterError, MDSegment, MDSettings, with_overrides
 from .structure import HIGH_COORDINATION, SI_BOND_CUTOFF_A, SoapSettings
 
 __all__ = ["CompressionSettings", "CompressionAnalyser", "reference_crystals", "atom_key",
@@ -178,12 +178,7 @@ class CompressionSettings:
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> "CompressionSettings":
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise MDParameterError(f"unknown compression setting(s) {unknown}; known: "
-                                   f"{', '.join(sorted(known))}")
-        return replace(self, **overrides)
+        return with_overrides(self, "compression", **overrides)
 
 
 # -- references ---------------------------------------------------------------------------

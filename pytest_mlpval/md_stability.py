@@ -27,7 +27,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .assertions import MlpvalAssertionError, format_table
-from .mdtypes import COMPLETED, MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings
+from .mdtypes import (COMPLETED, MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings,
+                      potential_name, with_overrides)
 
 __all__ = ["StabilitySettings", "MDStabilityResult", "run_md_stability", "assert_md_stable",
            "assert_stable"]
@@ -239,12 +240,7 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
     fields of ``settings``, e.g. ``temperature_K=1500, timestep_fs=2``."""
     from .campaign import run_campaign
 
-    settings = settings or StabilitySettings()
-    unknown = sorted(set(overrides) - set(asdict(settings)))
-    if unknown:
-        raise MDParameterError(f"unknown stability setting(s) {unknown}; known: "
-                               f"{', '.join(asdict(settings))}")
-    settings = replace(settings, **overrides)
+    settings = with_overrides(settings or StabilitySettings(), "stability", **overrides)
     if start is not None and len(start) == 0:
         raise MDParameterError("the start structure has no atoms")
     from .compression_settings import start_key as _start_key
@@ -259,8 +255,7 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
     if not done.ok:
         raise MDParameterError(f"the stability run could not be made: {done.error}")
     record = MDRecord.from_dict(done.value)
-    name = getattr(getattr(potential, "info", None), "name", type(potential).__name__)
-    result = analyse_stability(name, settings, int(seed), record, done.seconds,
+    result = analyse_stability(potential_name(potential), settings, int(seed), record, done.seconds,
                                done.from_cache)
     if trajectory_path is not None and record.structures:
         from .md import write_trajectory

@@ -6,12 +6,12 @@ Plain library (no pytest), numpy only at import time.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
+__all__ = ["with_overrides", "potential_name", "COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
            "MDLimits", "MDSegment", "MDSettings", "MDFrame", "MDRecord"]
 
 #: run statuses
@@ -31,6 +31,22 @@ INSTABILITIES = {
 
 class MDParameterError(ValueError):
     """An MD or protocol parameter is invalid; the message names it and its value."""
+
+
+def with_overrides(settings: Any, what: str, **overrides: Any) -> Any:
+    """``settings`` (a frozen dataclass) with some fields replaced; an unknown field is an
+    :class:`MDParameterError` naming it and listing the known ones."""
+    known = [f.name for f in fields(settings)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise MDParameterError(f"unknown {what} setting(s) {unknown}; known: "
+                               f"{', '.join(sorted(known))}")
+    return replace(settings, **overrides)
+
+
+def potential_name(potential: Any) -> str:
+    """The name of a loaded Potential, or the class name of a bare calculator."""
+    return getattr(getattr(potential, "info", None), "name", type(potential).__name__)
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False, integer: bool = False) -> None:

@@ -27,7 +27,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .mdtypes import MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings
+from .mdtypes import (MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings,
+                      potential_name, with_overrides)
 
 __all__ = ["MeltQuenchSettings", "MeltQuenchTrajectory", "run_meltquench",
            "read_meltquench", "relabel"]
@@ -273,8 +274,6 @@ def _label(frames: Sequence[Any], labeller: Any) -> list[Any]:
     return out
 
 
-def _name(potential: Any) -> str:
-    return getattr(getattr(potential, "info", None), "name", type(potential).__name__)
 
 
 def _trajectory(frames: Sequence[Any], name: str, labelled_by: str,
@@ -292,7 +291,7 @@ def _trajectory(frames: Sequence[Any], name: str, labelled_by: str,
 def relabel(trajectory: MeltQuenchTrajectory, labeller: Any) -> MeltQuenchTrajectory:
     """The same snapshots labelled by ``labeller`` (a Potential or an ASE calculator)."""
     frames = _label(trajectory.frames(), labeller)
-    return _trajectory(frames, trajectory.reference.name, _name(labeller),
+    return _trajectory(frames, trajectory.reference.name, potential_name(labeller),
                        trajectory.record, None)
 
 
@@ -311,12 +310,7 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
     from .campaign import run_campaign
     from .compression_settings import start_key as _start_key
 
-    settings = settings or MeltQuenchSettings()
-    unknown = sorted(set(overrides) - set(asdict(settings)))
-    if unknown:
-        raise MDParameterError(f"unknown melt-quench setting(s) {unknown}; known: "
-                               f"{', '.join(asdict(settings))}")
-    settings = replace(settings, **overrides)
+    settings = with_overrides(settings or MeltQuenchSettings(), "melt-quench", **overrides)
     item = {"settings": settings.as_dict(), "seed": int(seed), "start": start}
     campaign = run_campaign(PROTOCOL, _meltquench_task, [item], potential,
                             {"settings": settings.as_dict(), "seed": int(seed),
@@ -332,9 +326,9 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
                                f"{record.n_steps} of {record.n_steps_planned} steps: "
                                f"{record.message}")
     frames = list(record.structures)
-    labelled_by = _name(potential)
+    labelled_by = potential_name(potential)
     if labeller is not None:
-        frames, labelled_by = _label(frames, labeller), _name(labeller)
+        frames, labelled_by = _label(frames, labeller), potential_name(labeller)
     path = None
     if trajectory_path is not None:
         from .md import write_trajectory
@@ -371,7 +365,7 @@ def read_meltquench(path: Any, *, energy_key: str = "energy", forces_key: str = 
     if labeller is not None:
         for atoms in frames:
             atoms.info["phase"] = atoms.info[phase_key]
-        return _trajectory(_label(frames, labeller), name, _name(labeller), None, str(path))
+        return _trajectory(_label(frames, labeller), name, potential_name(labeller), None, str(path))
     spec = DatasetSpec(name, str(path.resolve()), (("config_type", phase_key),
                        ("energy", energy_key), ("forces", forces_key)), index, "extxyz")
     reference = read_dataset(spec)
