@@ -307,21 +307,30 @@ class Progress:
         return self.elapsed_s / computed * remaining
 
 
-def print_progress(every_s: float = 5.0, stream: Any = None) -> Callable[[Progress], None]:
-    """A progress callback that prints a line at most every ``every_s`` seconds (and at
-    the end) to ``stream`` (stderr by default)."""
-    last = [0.0]
+def print_progress(every_s: float = 5.0, stream: Any = None,
+                   write: Callable[[str], None] | None = None,
+                   quiet_below_s: float = 0.0) -> Callable[[Progress], None]:
+    """A progress callback that writes a line at most every ``every_s`` seconds of the
+    campaign (and at the end), with ``write`` or to ``stream`` (stderr by default). A
+    campaign that ends within ``quiet_below_s`` seconds writes nothing."""
+    last = [0.0]  # elapsed seconds of the campaign at the last line
 
     def report(p: Progress) -> None:
-        now = time.monotonic()
-        if p.done < p.total and now - last[0] < every_s:
+        if p.elapsed_s < last[0]:  # the callback serves a new campaign
+            last[0] = 0.0
+        if p.done < p.total and p.elapsed_s - last[0] < every_s:
             return
-        last[0] = now
+        if p.done == p.total and p.elapsed_s < quiet_below_s:
+            return
+        last[0] = p.elapsed_s
         eta = p.eta_s
-        print(f"[{p.protocol}] {p.done}/{p.total} done, {p.failed} failed, "
-              f"{p.from_cache} from cache, {p.elapsed_s:.0f} s"
-              + (f", ~{eta:.0f} s left" if eta is not None and p.done < p.total else ""),
-              file=stream or sys.stderr, flush=True)
+        line = (f"[{p.protocol}] {p.done}/{p.total} done, {p.failed} failed, "
+                f"{p.from_cache} from cache, {p.elapsed_s:.0f} s"
+                + (f", ~{eta:.0f} s left" if eta is not None and p.done < p.total else ""))
+        if write is not None:
+            write(line)
+        else:
+            print(line, file=stream or sys.stderr, flush=True)
 
     return report
 

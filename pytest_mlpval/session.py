@@ -93,28 +93,17 @@ class MlpvalSession:
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             return None
-        import time
+        from .campaign import print_progress
 
-        last = [time.monotonic()]
-
-        def report(p) -> None:
-            now = time.monotonic()
-            if p.done < p.total and now - last[0] < every_s:
-                return
-            if p.done == p.total and p.elapsed_s < every_s:
-                return  # short campaigns stay quiet
-            last[0] = now
-            eta = p.eta_s
-            line = (f"mlpval {p.protocol}: {p.done}/{p.total} done, {p.failed} failed, "
-                    f"{p.from_cache} cached, {p.elapsed_s:.0f} s"
-                    + (f", ~{eta:.0f} s left" if eta is not None and p.done < p.total else ""))
+        def write(line: str) -> None:
             if capture is not None:
                 with capture.global_and_fixture_disabled():
-                    reporter.write_line(line)
+                    reporter.write_line(f"mlpval {line}")
             else:
-                reporter.write_line(line)
+                reporter.write_line(f"mlpval {line}")
 
-        return report
+        # short campaigns stay quiet
+        return print_progress(every_s, write=write, quiet_below_s=every_s)
 
     def predictions(self, potential, reference) -> Any:
         key = (potential.name, reference.spec)

@@ -212,3 +212,17 @@ def test_real_dask_cluster_gives_the_same_results(sw, expected):
     for a, b in zip(rss_remote.minima, local.minima):
         np.testing.assert_allclose(a.final.positions, b.final.positions, atol=1e-6)
     assert dataclasses.asdict(rss_remote.parameters) == dataclasses.asdict(local.parameters)
+
+
+def test_progress_lines_are_throttled_and_short_campaigns_can_stay_quiet():
+    from pytest_mlpval.campaign import Progress
+
+    lines: list[str] = []
+    report = print_progress(every_s=10.0, write=lines.append, quiet_below_s=10.0)
+    for done, elapsed in [(0, 0.0), (1, 3.0), (2, 12.0), (3, 15.0), (4, 16.0)]:
+        report(Progress("long", done, 4, 0, 0, elapsed))
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
+    lines.clear()
+    for done, elapsed in [(0, 0.0), (2, 1.0)]:  # the same callback, a new short campaign
+        report(Progress("short", done, 2, 0, 0, elapsed))
+    assert lines == []
