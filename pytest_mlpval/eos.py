@@ -12,11 +12,18 @@ A transition pressure is where the enthalpies H(P) = E(V) + PV of two phases cro
 H(P) being the minimum over V of the fitted E(V) + PV (equivalent to the common tangent
 of the two E(V) curves). Static lattice: no zero-point or thermal terms. The result says
 when the crossing lies outside a sampled volume range (an extrapolation of a fit).
+
+:func:`assert_physical_eos` refuses what should not be compared with experiment: an E(V)
+whose pressure derivative of the bulk modulus B' lies outside the range of real solids
+(B' between about 3 and 7 for elements; 4.2 for diamond Si), which happens when a
+potential extrapolates into compressions it was not trained on, and a transition whose
+enthalpy minimum lies on the edge of the sampled volumes.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -27,7 +34,11 @@ from .properties import PropertyError, PropertyResult, _Clock, _relaxed, single_
 from .units import EV_PER_A3_TO_GPA
 
 __all__ = ["EosResult", "equation_of_state", "TransitionResult", "transition_pressure",
-           "PolymorphResult", "polymorph_energies", "slug"]
+           "PolymorphResult", "polymorph_energies", "slug", "assert_physical_eos",
+           "PHYSICAL_B_PRIME"]
+
+#: accepted range of B' = dB/dP (solids: about 3-7; outside 1-10 the E(V) is unphysical)
+PHYSICAL_B_PRIME = (1.0, 10.0)
 
 
 def slug(name: str) -> str:
@@ -233,16 +244,21 @@ class TransitionResult(PropertyResult):
         return math.isfinite(self.pressure_GPa)
 
     def metrics(self) -> dict[str, float]:
-        return {f"{slug(self.low)}_{slug(self.high)}_transition_GPa": self.pressure_GPa}
+        name = f"{slug(self.low)}_{slug(self.high)}_transition"
+        return {f"{name}_GPa": self.pressure_GPa,
+                f"{name}_extrapolated": float(self.extrapolated)}
 
 
 def _enthalpy(eos: EosResult, pressure_GPa: float) -> tuple[float, float]:
-    """(H, V) per atom at ``pressure_GPa``: the minimum of E(V) + PV over V."""
+    """(H, V) per atom at ``pressure_GPa``: the minimum of E(V) + PV over the sampled
+    volumes (a Birch–Murnaghan fit is not trusted beyond them: with B' < 0 it turns down
+    under strong compression and would hand the phase a spurious low enthalpy). A volume
+    on the edge of the sampled range means the true minimum lies outside it."""
     from scipy.optimize import minimize_scalar
 
     p = pressure_GPa / EV_PER_A3_TO_GPA
-    v0 = eos.volume_per_atom_A3
-    found = minimize_scalar(lambda v: float(eos.energy(v)) + p * v, bounds=(0.5 * v0, 1.5 * v0),
+    found = minimize_scalar(lambda v: float(eos.energy(v)) + p * v,
+                            bounds=(min(eos.volumes_per_atom_A3), max(eos.volumes_per_atom_A3)),
                             method="bounded", options={"xatol": 1e-8})
     return float(found.fun), float(found.x)
 
@@ -267,7 +283,8 @@ def transition_pressure(low: EosResult, high: EosResult, *, max_pressure_GPa: fl
                                 math.nan, False)
     h, v_low = _enthalpy(low, pressure)
     _, v_high = _enthalpy(high, pressure)
-    outside = any(not min(e.volumes_per_atom_A3) <= v <= max(e.volumes_per_atom_A3)
+    # on (or within 0.1 % of) the edge of a sampled range: the enthalpy minimum was cut off
+    outside = any(not 1.001 * min(e.volumes_per_atom_A3) < v < 0.999 * max(e.volumes_per_atom_A3)
                   for e, v in ((low, v_low), (high, v_high)))
     return TransitionResult(low.crystal, high.crystal, pressure, v_low, v_high, h, outside)
 
@@ -389,3 +406,42 @@ def eos_figure(per_potential: dict[str, dict[str, Any]]):
         ax.legend(fontsize="x-small")
     axes[0].set_ylabel("energy (meV/atom)")
     return fig
+
+
+def assert_physical_eos(result: EosResult | PolymorphResult,
+                        b_prime: tuple[float, float] = PHYSICAL_B_PRIME) -> None:
+    """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when an equation of
+    state of ``result`` has B' outside ``b_prime`` or a transition pressure rests on an
+    enthalpy minimum at the edge of the sampled volumes (an extrapolated fit)."""
+    from .assertions import MlpvalAssertionError, format_table
+
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    curves = result.eos if isinstance(result, PolymorphResult) else (result,)
+    transitions = result.transitions if isinstance(result, PolymorphResult) else ()
+    lo, hi = b_prime
+    bad = [e for e in curves if not lo <= e.bulk_modulus_derivative <= hi]
+    cut = [t for t in transitions if t.found and t.extrapolated]
+    if not bad and not cut:
+        return
+    lines = []
+    if bad:
+        lines += [f"unphysical equation of state: B' outside {lo:g}-{hi:g} for "
+                  f"{', '.join(e.crystal for e in bad)} (real solids: about 3-7). The "
+                  "fitted E(V) softens under compression: the potential extrapolates "
+                  "beyond its training data there, or the structure changed during the "
+                  "volume scan.", ""]
+        lines += format_table(
+            ["crystal", "V0 (Å^3/atom)", "B (GPa)", "B'", "sampled V (Å^3/atom)",
+             "fit RMS (meV/atom)"],
+            [[e.crystal, e.volume_per_atom_A3, e.bulk_modulus_GPa, e.bulk_modulus_derivative,
+              f"{min(e.volumes_per_atom_A3):.2f}-{max(e.volumes_per_atom_A3):.2f}",
+              e.fit_rms_per_atom_meV] for e in curves])
+    if cut:
+        if lines:
+            lines.append("")
+        lines += [f"{t.low} -> {t.high} at {t.pressure_GPa:.2f} GPa: a phase's enthalpy "
+                  f"minimum lies on the edge of its sampled volumes (V = "
+                  f"{t.volume_low_per_atom_A3:.2f} and {t.volume_high_per_atom_A3:.2f} "
+                  "Å^3/atom); widen strain_span, the pressure is an extrapolation"
+                  for t in cut]
+    raise MlpvalAssertionError("\n".join(lines))

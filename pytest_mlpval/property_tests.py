@@ -237,11 +237,14 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
 
 def _stability(result: Any) -> str | None:
     from .elastic import ElasticResult, assert_born_stable
+    from .eos import EosResult, PolymorphResult, assert_physical_eos
     from .phonons import PhononResult, assert_dynamically_stable
 
     try:
         if isinstance(result, ElasticResult):
             assert_born_stable(result)
+        elif isinstance(result, (EosResult, PolymorphResult)):
+            assert_physical_eos(result)
         elif isinstance(result, PhononResult):
             assert_dynamically_stable(result)
     except MlpvalAssertionError as exc:

@@ -49,7 +49,7 @@ UNIT_SUFFIXES: dict[str, str] = {
 }
 #: names (or name endings / beginnings) of dimensionless properties
 DIMENSIONLESS_SUFFIXES = ("_derivative", "coordination", "_calls", "_ratio", "_fraction",
-                          "_stable", "_limit", "_count", "_points")
+                          "_stable", "_extrapolated", "_limit", "_count", "_points")
 DIMENSIONLESS_PREFIXES = ("bulk_modulus_derivative", "n_")
 
 #: spellings accepted in files for each canonical unit

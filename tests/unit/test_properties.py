@@ -184,6 +184,36 @@ def test_transition_pressure_is_a_common_tangent():
     assert not never.found and math.isnan(never.metrics()["diamond_fcc_transition_GPa"])
 
 
+def test_a_fit_with_negative_b_prime_gets_no_enthalpy_outside_its_samples():
+    """B' < 0 turns a Birch-Murnaghan E(V) down under strong compression; minimised over
+    0.5-1.5 V0 such a curve found spurious low enthalpies (a GAP gave 6.0 GPa, 2.6 GPa
+    for another fit). Only the sampled volumes count, and a minimum on their edge is
+    flagged as an extrapolation and refused by assert_physical_eos."""
+    from pytest_mlpval.assertions import MlpvalAssertionError
+    from pytest_mlpval.eos import PolymorphResult, assert_physical_eos
+
+    low = _bm("diamond", -4.3, 20.0, 100.0, 4.0)
+    soft = _bm("beta-Sn", -4.0, 16.0, 80.0, -3.0, span=0.05)
+    result = transition_pressure(low, soft)
+    assert result.found and result.extrapolated
+    sampled = soft.volumes_per_atom_A3
+    assert min(sampled) <= result.volume_high_per_atom_A3 <= max(sampled)
+    assert result.metrics()["diamond_beta_sn_transition_extrapolated"] == 1.0
+    polymorphs = PolymorphResult("Si", "diamond", (low, soft), (result,), 0, 0.0, 0.0)
+    with pytest.raises(MlpvalAssertionError) as info:
+        assert_physical_eos(polymorphs)
+    text = str(info.value)
+    assert "B' outside 1-10 for beta-Sn" in text and "extrapolation" in text
+    assert "-3" in text  # the table shows the offending B'
+    # a physical pair passes: B' in range and the crossing inside both sampled ranges
+    good = _bm("beta-Sn", -4.0, 16.0, 110.0, 4.5)
+    fine = transition_pressure(low, good)
+    assert not fine.extrapolated
+    assert_physical_eos(PolymorphResult("Si", "diamond", (low, good), (fine,), 0, 0.0, 0.0))
+    with pytest.raises(MlpvalAssertionError, match="B' outside 1-10 for diamond"):
+        assert_physical_eos(_bm("diamond", -4.3, 20.0, 100.0, 12.0))
+
+
 def test_polymorphs_of_sw(sw):
     result = polymorph_energies(sw.calculator, ["beta-Sn"], n_points=7)
     metrics = result.metrics()
