@@ -5,7 +5,7 @@ structures (pytest_mlpval.domain_tests).
 - Quick tier: 3-fold stratified cross-validation of a small GAP (2-body + SOAP n_max=4
   l_max=3, 50 sparse points) on 27 of the 214 mlearn training structures (every 8th).
 - Slow tier (``--mlpval-tier=full``): 5-fold cross-validation of the bundled recipe
-  (``potential/fit_gap.py``'s ``GAP_ARGS``, the one that made ``gap_si_mlearn.xml``) on
+  (``potential/fit_gap.py``, the one that made ``gap_si_mlearn.xml``, as a command) on
   the whole training set, random split against leave-one-config_type-out (grouped).
 - Leakage: 3 of the 25 mlearn test structures are SOAP-identical to training structures
   (strained crystals), so the check fails: an expected, visible finding (xfail strict).
@@ -48,7 +48,7 @@ def _bundled_recipe() -> list[str]:
     spec = importlib.util.spec_from_file_location("fit_gap", HERE / "potential" / "fit_gap.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return ["gap_fit", "at_file={train}", *module.GAP_ARGS, "gp_file={model}"]
+    return module.recipe_command()
 
 
 # Limits: 18 training structures per fold give about 0.16 eV/Å pooled (the RMS of the

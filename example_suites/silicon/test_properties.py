@@ -12,8 +12,9 @@ separately, with experiment. Tolerances are physical, not tuned to the candidate
 - against experiment: the DFT level's own error (PBE minus experiment, from the table)
   plus the fit tolerance, or the experimental uncertainty where that is larger.
 
-Where the bundled GAP misses a justified threshold, the test is a strict xfail whose
-reason gives the numbers: a refit that fixes it turns the test red until the mark goes.
+Where the bundled GAP misses a justified threshold, the test is a ``known_failure`` of
+``gap_si`` (a strict xfail for it alone, see conftest.py) whose reason gives the numbers:
+a refit that fixes it turns the test red until the mark goes.
 Stillinger-Weber fails C44 and the Gamma optical phonon against experiment, where the
 GAP passes (test_stillinger_weber_fails_where_the_gap_passes). The liquid and the
 vacancy size convergence are full-tier campaigns (``--mlpval-tier=full``).
@@ -36,6 +37,7 @@ from pytest_mlpval.property_tests import (
 MLPVAL_TRAINING_LEVEL = "PBE"
 
 prop = pytest.mark.mlpval_property
+known_failure = pytest.mark.known_failure
 
 #: tolerances against experiment: |PBE - exp| / exp from the reference table plus the
 #: fit tolerance (C44: PW91's -9.3 % as PBE has no relaxed-ion C44, plus 5 %)
@@ -59,8 +61,6 @@ class TestLatticeVsPBE(LatticeTests):
 
 
 @prop("bulk_modulus_GPa", rel=0.05, against="PBE")
-@pytest.mark.xfail(strict=True, reason="the bundled GAP's B is 98 GPa against PBE's 89.4 "
-                   "(+10 %, tolerance 5 %): C12 is too high (stresses were not fitted)")
 class TestBulkModulusVsPBE(LatticeTests):
     """B (Birch–Murnaghan, +-1 % in a) within 5 % of PBE (89.4 GPa)."""
 
@@ -80,8 +80,6 @@ class TestElasticVsPBE(ElasticTests):
 
 
 @prop("C12_GPa", rel=0.10, against="PBE")
-@pytest.mark.xfail(strict=True, reason="the bundled GAP's C12 is 73.5 GPa against PBE's "
-                   "57.6 (+28 %, tolerance 10 %)")
 class TestC12VsPBE(ElasticTests):
     """C12 within 10 % of PBE (57.6 GPa)."""
 
@@ -113,8 +111,6 @@ class TestPhononsVsPW91(PhononTests):
 
 
 @prop("phonon_L_TA_THz", rel=VS_PW91, against="PW91")
-@pytest.mark.xfail(strict=True, reason="the bundled GAP's TA mode at L is 2.93 THz against "
-                   "PW91's 3.35 (-12 %, tolerance 8 %) and experiment's 3.43")
 class TestLTAPhononVsPW91(PhononTests):
     """The TA mode at L, the softest branch, against PW91."""
 
@@ -128,9 +124,9 @@ class TestOpticalPhononVsExperiment(PhononTests):
 
 @prop("vacancy_formation_eV", rel=VS_PW91, against="PW91")
 @prop("vacancy_formation_eV", abs=0.4)
-@pytest.mark.xfail(strict=True, reason="the bundled GAP's relaxed vacancy is 3.06 eV "
-                   "against PW91's 3.67 (-17 %, tolerance 8 %) and experiment's 3.6 +- 0.2 "
-                   "(tolerance 0.4 eV)")
+@known_failure("gap_si", "the bundled GAP's relaxed vacancy is 3.30 eV "
+                   "against PW91's 3.67 (-10 %, tolerance 8 %; within experiment's 3.6 +- "
+                   "0.4): the mlearn data hold vacancies only as AIMD snapshots, none relaxed")
 class TestVacancy(VacancyTests):
     """Relaxed vacancy (64-atom cell) against PW91 and against experiment (3.6 +- 0.2 eV;
     tolerance its uncertainty plus the GGA's spread)."""
@@ -139,9 +135,6 @@ class TestVacancy(VacancyTests):
 @prop("surface_energy_100_J_m2", rel=VS_PW91, against="PW91")
 @prop("surface_energy_110_J_m2", rel=VS_PW91, against="PW91")
 @prop("surface_energy_111_J_m2", rel=VS_PW91, against="PW91")
-@pytest.mark.xfail(strict=True, reason="the bundled GAP's surface energies are 17-19 % "
-                   "below PW91's (2.17, 1.52, 1.57 J/m^2 for (100), (110), (111); "
-                   "tolerance 8 %)")
 class TestSurfacesVsPW91(SurfaceTests):
     """Relaxed (100) 1x1, (110) and (111) shuffle surfaces against PW91."""
 
@@ -150,9 +143,15 @@ class TestSurfacesVsPW91(SurfaceTests):
 
 @prop("energy_beta_sn_vs_diamond_per_atom_eV", abs=0.03, against="PW91")
 @prop("diamond_beta_sn_transition_GPa", abs=2.0)
+@known_failure("gap_si", (
+    "the bundled GAP's beta-Sn softens under compression (B' = 0.5, PW91 4.8): the mlearn "
+    "data hold nothing denser than diamond, so beta-Sn is an extrapolation; it lies 0.258 "
+    "eV/atom above diamond (PW91 0.322) and the transition comes at 9.3 GPa (experiment "
+    "11.5). Eight fits of the same data gave B' from -8 to 4 (potential/README.md)"))
 class TestPolymorphs(PolymorphTests):
     """beta-Sn above diamond within 30 meV/atom of PW91; the static transition pressure
-    within 2 GPa of experiment (11.5 +- 1 GPa; GGAs give 8-12)."""
+    within 2 GPa of experiment (11.5 +- 1 GPa; GGAs give 8-12); every E(V) physical
+    (B' within 1-10, the transition inside the sampled volumes)."""
 
 
 # --- full tier -----------------------------------------------------------------------------

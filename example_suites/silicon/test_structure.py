@@ -30,33 +30,23 @@ def search(mlpval):
     return mlpval.run(run_rss, FULL if mlpval.tier == "full" else QUICK)
 
 
-def known_failure(request, mlpval, name, reason):
-    """Mark a known, measured failure of a named candidate (strict: a fix turns it red)."""
-    if mlpval.potential.name == name:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 @pytest.mark.mlpval_expect(protocol="rss", max_n_failed=0, max_n_exploded=0)
 def test_every_relaxation_finishes(mlpval):
     result = search(mlpval)
     assert_failures_at_most(result, max_failed=0)
 
 
-def test_no_spurious_low_density_minima(mlpval, request):
-    known_failure(request, mlpval, "gap_si", (
-        "measured: the bundled GAP relaxes random cells into low-density minima "
-        "(~43 Å^3/atom) 0.26 eV/atom below its own diamond; its fit sets the isolated-atom "
-        "energy to the training-set average (e0_method=average), so separated atoms are "
-        "too stable"))
+def test_no_spurious_low_density_minima(mlpval):
+    """The bundled GAP failed this before its refit: with the isolated-atom energy at the
+    training set's mean (e0_method=average) it relaxed random cells into open minima
+    (~43 Å^3/atom) 0.26 eV/atom below its own diamond."""
     result = search(mlpval)
     # nothing more stable than diamond at a volume no silicon phase has (diamond 20.0)
     assert_no_basin(result, volume_per_atom_A3=(26.0, math.inf), energy_window_eV=0.0,
                     relative_to="diamond")
 
 
-def test_diamond_is_the_ground_state_of_the_search(mlpval, request):
-    known_failure(request, mlpval, "gap_si", "as above: the spurious low-density minima "
-                  "lie below diamond")
+def test_diamond_is_the_ground_state_of_the_search(mlpval):
     result = search(mlpval)
     # the lowest minimum is within 10 meV/atom of the candidate's own relaxed diamond
     assert result.metrics()["lowest_minus_diamond_eV"] > -0.010

@@ -53,7 +53,7 @@ def test_bundled_gap_passes_the_test_set(pytester, run, suite):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "*mlpval: potentials: gap_si (ini mlpval_potentials); datasets: test, train*"])
-    result.stdout.re_match_lines([r"^gap_si\s+test\s+all\s+25\s+5\.9\d*\s.*\s3 ok$"])
+    result.stdout.re_match_lines([r"^gap_si\s+test\s+all\s+25\s+4\.1\d*\s.*\s3 ok$"])
     doc = read_json(out)
     gap = doc["potentials"]["gap_si"]
     assert gap["loader"] == "gap"
@@ -64,8 +64,8 @@ def test_bundled_gap_passes_the_test_set(pytester, run, suite):
     assert gap["files"][0] == str(suite / "potential" / "gap_si_mlearn.xml")
     (record,) = doc["tests"][0]["records"]
     metrics = {k: v["value"] for k, v in record["metrics"].items()}
-    assert metrics["energy_offset_removed_rmse"] == pytest.approx(0.0059, abs=0.0002)
-    assert metrics["force_rmse"] == pytest.approx(0.124, abs=0.002)
+    assert metrics["energy_offset_removed_rmse"] == pytest.approx(0.0041, abs=0.0002)
+    assert metrics["force_rmse"] == pytest.approx(0.125, abs=0.002)
     assert [t["passed"] for t in record["thresholds"]] == [True, True, True]
 
 
@@ -130,3 +130,27 @@ def test_suite_baseline_gates_a_worse_refit(pytester, run, suite):
     failed = {line.split()[1] for line in worse.stdout.lines if line.startswith("FAILED")}
     assert failed == {"silicon/test_numerical_errors.py::test_test_set[gap_si-test]",
                       "silicon/test_numerical_errors.py::test_test_set_worst_case[gap_si-test]"}
+
+
+def test_known_failures_apply_to_their_potential_only(pytester, run, suite):
+    """The suite's known_failure(potential, reason) marker (conftest.py): a strict xfail for
+    the named candidate, the plain test for any other, and a fixed candidate turns red."""
+    (suite / "test_known.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.known_failure('gap_si', 'measured: sw-as-gap_si misses this')\n"
+        "def test_fails(mlpval):\n"
+        "    assert mlpval.potential.name == 'nobody'\n\n"
+        "@pytest.mark.known_failure('gap_si', 'fixed since')\n"
+        "def test_passes(mlpval):\n"
+        "    assert mlpval.potential.info.sha256 is not None\n")
+    result = run("silicon/test_known.py", "--potential=gap_si=sw", "--potential=other=sw",
+                 "-rxXf")
+    result.assert_outcomes(failed=2, passed=1, xfailed=1)
+    result.stdout.fnmatch_lines([
+        "*XFAIL silicon/test_known.py::test_fails[[]gap_si[]]*measured: sw-as-gap_si*"],
+        consecutive=False)
+    result.stdout.fnmatch_lines([
+        "*FAILED silicon/test_known.py::test_passes[[]gap_si[]]*XPASS(strict)*fixed since*"],
+        consecutive=False)
+    result.stdout.fnmatch_lines(["*FAILED silicon/test_known.py::test_fails[[]other[]]*"],
+                                consecutive=False)

@@ -1,7 +1,7 @@
 """Cross-validation with the real fitting code: ``gap_fit`` (quippy-ase) on mlearn Si.
 
 The default run fits three small GAPs (2-body + SOAP n_max=4 l_max=3, 50 sparse points) on
-27 structures; the slow tier runs the bundled recipe (``fit_gap.py``'s ``GAP_ARGS``) as a
+27 structures; the slow tier runs the bundled recipe (``fit_gap.py --train --model``) as a
 5-fold cross-validation of the full mlearn training set, with a random and a grouped
 (leave one config_type out) split.
 """
@@ -44,7 +44,7 @@ def _recipe():
                                                   "fit_gap.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.GAP_ARGS
+    return module.recipe_command()
 
 
 @needs_gap_fit
@@ -81,8 +81,7 @@ def random_cv():
 
 
 def _bundled_cv(split, k):
-    command = ["gap_fit", "at_file={train}", *_recipe(), "gp_file={model}"]
-    result = cross_validate(read_dataset(TRAIN), command, k=k, split=split, seed=0)
+    result = cross_validate(read_dataset(TRAIN), _recipe(), k=k, split=split, seed=0)
     print(f"\n{result.describe()}\n" + "\n".join(result.table()))
     for name, report in result.by_config_type.items():
         m = report.metrics()
