@@ -427,9 +427,10 @@ def assert_physical_eos(result: EosResult | PolymorphResult,
     if bad:
         lines += [f"unphysical equation of state: B' outside {lo:g}-{hi:g} for "
                   f"{', '.join(e.crystal for e in bad)} (real solids: about 3-7). The "
-                  "fitted E(V) softens under compression: the potential extrapolates "
-                  "beyond its training data there, or the structure changed during the "
-                  "volume scan.", ""]
+                  "fitted E(V) does not stiffen under compression as a solid's does "
+                  "(B' too low) or does so far too fast (too high): the potential "
+                  "extrapolates beyond its training data there, or the structure "
+                  "changed during the volume scan.", ""]
         lines += format_table(
             ["crystal", "V0 (Å^3/atom)", "B (GPa)", "B'", "sampled V (Å^3/atom)",
              "fit RMS (meV/atom)"],
