@@ -159,6 +159,10 @@ class TestPolymorphs(PolymorphTests):
 @pytest.mark.slow
 @prop("liquid_rdf_first_peak_A", abs=0.05)
 @prop("liquid_coordination", abs=1.0)
+@known_failure("gap_si", (
+    "measured (full tier): the bundled GAP's liquid (64 atoms, 1769 K) has coordination "
+    "7.06 (cutoff at the g(r) minimum, 3.19 Å) against experiment's 6 (tolerance 1); its "
+    "first g(r) peak, 2.45 Å, matches"))
 class TestLiquid(LiquidTests):
     """64-atom liquid at 1800 K and 2.56 g/cm^3: first g(r) peak within 0.05 Å of 2.45 Å
     and coordination within 1 of 6 (definitions of the cutoff differ by ~0.5)."""
