@@ -16,8 +16,8 @@ Claims tested, with thresholds fixed from DFT before looking at the searches:
 - the GAP finds more diamond-like minima (mean SOAP similarity > 0.99 to its ideal
   diamond) than SW (paper: 112 vs 55 out of 10,000).
 
-- no false minimum: no minima far less dense than diamond and lower in energy (the
-  first version of the bundled GAP had them; see the last test).
+- no false minimum: no minima far less dense than diamond and lower in energy. SW has
+  none; both versions of the bundled GAP have them (strict xfail, see there).
 
 Measured with the first version of the bundled GAP (seed 2023, 120 cells of 8 atoms per
 potential, 2 workers on 2 cores shared with other jobs, load average 3.5-5): SW 6
@@ -132,13 +132,20 @@ def test_gap_finds_more_diamond_like_minima(searches):
         f"{N_STRUCTURES} each")
 
 
-def test_no_spurious_low_density_minima_since_the_refit(searches):
-    """The first version of the bundled GAP (isolated-atom energy at the training set's
-    mean, e0_method=average) had minima far less dense than diamond and well below it in
-    energy (measured: 8 of 120 near 54 Å^3/atom, 0.6 eV/atom below diamond), a false
-    minimum this search exposed. The refit sets e0 from the cohesive energy: neither
-    potential may have such minima."""
-    spurious = {"volume_per_atom_A3": (25.0, float("inf")), "energy_window_eV": 0.0,
-                "relative_to": "diamond"}
-    assert_no_basin(searches["sw"], **spurious)
-    assert_no_basin(searches["gap"], **spurious)
+SPURIOUS = {"volume_per_atom_A3": (25.0, float("inf")), "energy_window_eV": 0.0,
+            "relative_to": "diamond"}
+
+
+def test_sw_has_no_spurious_low_density_minima(searches):
+    assert_no_basin(searches["sw"], **SPURIOUS)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured (seed 2023, 120 cells): the refitted bundled GAP has 1 minimum at 52.1 "
+    "Å^3/atom 1.55 eV/atom below its diamond (7 minima above 25 Å^3/atom in all); the "
+    "first version had 8 near 54 Å^3/atom, 0.6 eV/atom below. Setting e0 from the "
+    "cohesive energy did not remove them: the mlearn data hold nothing this open, and the "
+    "fit extrapolates there (the suite's 8-cell quick search misses it)"))
+def test_gap_has_no_spurious_low_density_minima(searches):
+    """No minima far less dense than diamond and lower in energy: a false minimum."""
+    assert_no_basin(searches["gap"], **SPURIOUS)
