@@ -33,6 +33,19 @@ class RunResults:
     def __bool__(self) -> bool:
         return bool(self.tests)
 
+    def order_by_potential(self, names: list[str]) -> None:
+        """Stable-sort the tests by the rank of their potentials in ``names`` (the
+        configured order), so that pages and documents do not depend on the order in
+        which xdist workers finished."""
+        rank = {name: i for i, name in enumerate(names)}
+
+        def key(test: dict[str, Any]) -> int:
+            ranks = [rank.get(r["potential"]["name"], len(rank)) for r in test["records"]
+                     if isinstance(r.get("potential"), dict)]
+            return min(ranks, default=len(rank))
+
+        self.tests.sort(key=key)
+
     def pairs(self):
         """(nodeid, record) for every record of the run."""
         return [(test["nodeid"], rec) for test in self.tests for rec in test["records"]]

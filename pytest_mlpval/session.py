@@ -214,6 +214,7 @@ class MlpvalSession:
         settings = self.settings
         if settings.report_dir is None and settings.json_path is None:
             return
+        self.results.order_by_potential([p.name for p in settings.potentials])
         document = self.results.json_document()  # one document for the report and the file
         self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
         if settings.report_dir is not None:
