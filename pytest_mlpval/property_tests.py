@@ -362,7 +362,9 @@ def test_mlpval_vacancy_convergence(mlpval, mlpval_species, request):
 
 # --- the same, as classes to subclass with markers of their own ---------------------------
 
-def _class(name: str, test: Any, doc: str) -> type:
+def _class(name: str, test: Any, what: str) -> type:
+    doc = f"Subclass (Test...) to give the {what} test markers of its own."
+
     def method(self, mlpval, mlpval_species, request):
         __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
         test(mlpval, mlpval_species, request)
@@ -373,20 +375,12 @@ def _class(name: str, test: Any, doc: str) -> type:
                            "__module__": __name__})
 
 
-LatticeTests = _class("LatticeTests", test_mlpval_lattice, "Subclass (Test...) to give "
-                      "the lattice/EoS test markers of its own.")
-ElasticTests = _class("ElasticTests", test_mlpval_elastic, "Subclass (Test...) to give "
-                      "the elastic test markers of its own.")
-PhononTests = _class("PhononTests", test_mlpval_phonons, "Subclass (Test...) to give the "
-                     "phonon test markers of its own.")
-VacancyTests = _class("VacancyTests", test_mlpval_vacancy, "Subclass (Test...) to give "
-                      "the vacancy test markers of its own.")
-SurfaceTests = _class("SurfaceTests", test_mlpval_surfaces, "Subclass (Test...) to give "
-                      "the surface test markers of its own.")
-PolymorphTests = _class("PolymorphTests", test_mlpval_polymorphs, "Subclass (Test...) to "
-                        "give the polymorph test markers of its own.")
-LiquidTests = _class("LiquidTests", test_mlpval_liquid, "Subclass (Test...) to give the "
-                     "liquid test markers of its own.")
+LatticeTests = _class("LatticeTests", test_mlpval_lattice, "lattice/EoS")
+ElasticTests = _class("ElasticTests", test_mlpval_elastic, "elastic")
+PhononTests = _class("PhononTests", test_mlpval_phonons, "phonon")
+VacancyTests = _class("VacancyTests", test_mlpval_vacancy, "vacancy")
+SurfaceTests = _class("SurfaceTests", test_mlpval_surfaces, "surface")
+PolymorphTests = _class("PolymorphTests", test_mlpval_polymorphs, "polymorph")
+LiquidTests = _class("LiquidTests", test_mlpval_liquid, "liquid")
 VacancyConvergenceTests = _class("VacancyConvergenceTests", test_mlpval_vacancy_convergence,
-                                 "Subclass (Test...) to give the vacancy size test markers "
-                                 "of its own.")
+                                 "vacancy size")
