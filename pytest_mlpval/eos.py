@@ -227,7 +227,8 @@ class TransitionResult(PropertyResult):
         Volumes of the two phases at the transition (the volume change is their difference).
     enthalpy_per_atom_eV : float
     extrapolated : bool
-        True when a volume at the transition lies outside its phase's sampled range.
+        True when a volume at the transition lies on the edge of its phase's sampled
+        range (the enthalpy minimum was cut off there: an extrapolation).
     """
 
     low: str
