@@ -12,8 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "CALL_FAULTS",
     "FAULTS",
     "BrokenCalculator",
+    "FaultyCalculator",
     "PerturbedCalculator",
     "make_reference_file",
     "nan_potential",
@@ -193,9 +195,85 @@ def BrokenCalculator(base: Any, fault: str):
     return _Broken()
 
 
+#: faults of :func:`FaultyCalculator`, each striking from the k-th call on (k = 0: always)
+CALL_FAULTS = {
+    "nan": "energy, forces and stress are NaN",
+    "inf": "energy, forces and stress are +inf",
+    "nan_forces": "one force component is NaN (energy and stress finite)",
+    "raise": "the calculation raises RuntimeError",
+    "die": "the process exits at once (os._exit(3)): a worker or loader that dies hard",
+    "wrong_shape": "forces have shape (n_atoms - 1, 3)",
+    "no_free_energy": "free_energy is not implemented (like many torch calculators)",
+    "float32": "results are rounded to float32 (a single-precision model)",
+}
+
+
+def FaultyCalculator(base: Any, fault: str, at_call: int = 0):
+    """An ASE calculator returning ``base``'s results until its ``at_call``-th calculation
+    (counted from 0 in this process), then failing with ``fault`` of :data:`CALL_FAULTS`
+    on that call and every later one. For fault-injection tests: NaN or inf in a
+    prediction or a protocol, a calculator that raises or kills its process at the k-th
+    call, one without ``free_energy``, a float32 model."""
+    if fault not in CALL_FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; known: {', '.join(CALL_FAULTS)}")
+    Calculator, all_changes = _calculator_base()
+
+    class _Faulty(Calculator):
+        implemented_properties = (["energy", "forces", "stress"] if fault == "no_free_energy"
+                                  else ["energy", "free_energy", "forces", "stress"])
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            import os
+
+            super().calculate(atoms, properties, system_changes)
+            strike = self.calls >= at_call
+            self.calls += 1
+            work = self.atoms.copy()
+            work.calc = base
+            energy = float(work.get_potential_energy())
+            forces = work.get_forces().copy()
+            stress = work.get_stress().copy() if all(work.pbc) else np.zeros(6)
+            if strike:
+                if fault == "die":
+                    os._exit(3)
+                if fault == "raise":
+                    raise RuntimeError(f"injected failure at call {self.calls - 1}")
+                if fault in ("nan", "inf"):
+                    bad = float(fault)
+                    energy, forces[:], stress[:] = bad, bad, bad
+                elif fault == "nan_forces":
+                    forces[0, 0] = float("nan")
+                elif fault == "wrong_shape":
+                    forces = forces[:-1]
+                elif fault == "float32":
+                    energy = float(np.float32(energy))
+                    forces = forces.astype(np.float32).astype(float)
+                    stress = stress.astype(np.float32).astype(float)
+            self.results = {"energy": energy, "forces": forces, "stress": stress}
+            if fault != "no_free_energy":
+                self.results["free_energy"] = energy
+
+    return _Faulty()
+
+
 def __getattr__(name: str):
-    """``broken_<fault>`` factories (``--potential=pytest_mlpval.testing:broken_rotation``):
-    Stillinger-Weber with that fault."""
+    """Factories for ``--potential=pytest_mlpval.testing:NAME``, all Stillinger-Weber with
+    a fault: ``broken_<fault>`` (:data:`FAULTS`) and ``faulty_<fault>_at_<k>``
+    (:data:`CALL_FAULTS`, striking from the k-th call of the process on)."""
+    if name.startswith("faulty_") and "_at_" in name:
+        fault, _, k = name[len("faulty_"):].rpartition("_at_")
+        if fault in CALL_FAULTS and k.isdigit():
+            def faulty():
+                from .potentials import load_potential
+
+                return FaultyCalculator(load_potential("sw").calculator, fault, int(k))
+
+            faulty.__name__ = name
+            return faulty
     if name.startswith("broken_") and name[len("broken_"):] in FAULTS:
         def factory():
             from .potentials import load_potential
