@@ -4,7 +4,8 @@
 raises :class:`MlpvalAssertionError` (an ``AssertionError``) whose message is a table:
 which limit, by how much, per config_type, and the worst structures.
 Limits are upper bounds in the metric's unit (:func:`pytest_mlpval.metrics.metric_unit`);
-``energy_offset`` is compared by absolute value.
+``energy_offset`` is compared by absolute value. A value that is not finite (NaN or inf
+errors in the sample) fails every limit, and the message names the structures.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class ThresholdResult:
     @property
     def passed(self) -> bool:
         value = abs(self.value) if self.metric == "energy_offset" else self.value
-        return value <= self.limit
+        return math.isfinite(value) and value <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "subset": self.subset, "value": self.value,
@@ -79,25 +80,36 @@ def validate_limits(limits: Mapping[str, Any], source: str = "thresholds") -> di
     return clean
 
 
+def _quantity(metric: str) -> str:
+    return "energy" if metric == "energy_offset" else metric.rpartition("_")[0]
+
+
 def evaluate_thresholds(report: ErrorReport, limits: Mapping[str, float]
                         ) -> list[ThresholdResult]:
+    """One :class:`ThresholdResult` per limit. A metric that is NaN because of NaN or inf
+    errors gives a failing result; one with no errors at all raises
+    :class:`MissingMetricError`."""
     metrics = report.metrics()
     results = []
     for name, limit in limits.items():
         value = metrics.get(name, math.nan)
-        if math.isnan(value):
-            quantity = name.rpartition("_")[0] if name != "energy_offset" else "energy"
-            stats = report.stats.get(quantity)
+        quantity = _quantity(name)
+        stats = report.stats.get(quantity)
+        if math.isnan(value) and not (stats is not None and stats.n_nonfinite):
             if stats is not None and quantity == "force_angle":
                 raise MissingMetricError(
                     f"cannot check {name}: no atom of dataset {report.dataset!r} "
                     f"({report.subset}) has a reference force of at least "
                     f"{report.angle_min_force_eV_A} eV/Å, below which angles are not "
                     "counted")
+            label = {"energy": "energy", "force": "forces", "stress": "stress"}[
+                quantity.split("_")[0]]
+            why = getattr(report, "missing_labels", {}).get(label)
             raise MissingMetricError(
                 f"cannot check {name}: no {quantity.split('_')[0]} errors for dataset "
                 f"{report.dataset!r} ({report.subset}): the dataset has no such labels or "
-                "the potential does not implement the property")
+                "the potential does not implement the property"
+                + (f"\n{why}" if why else ""))
         results.append(ThresholdResult(name, report.subset, value, limit, metric_unit(name)))
     return results
 
@@ -124,6 +136,8 @@ def _cell(value: Any) -> str:
 
 def _excess(result: ThresholdResult) -> str:
     value = abs(result.value) if result.metric == "energy_offset" else result.value
+    if not math.isfinite(value):
+        return "not finite"
     if result.limit == 0:
         return "+inf%"
     return f"{100.0 * (value - result.limit) / result.limit:+.0f}%"
@@ -135,15 +149,20 @@ def failure_message(report: ErrorReport, results: Sequence[ThresholdResult],
     who = f"potential {potential!r} on " if potential else ""
     where = "" if report.subset == "all" else f", config_type {report.subset!r}"
     first = failed[0]
+    if math.isfinite(first.value):
+        what = f"{first.metric} {first.value:.4g} {first.unit} > {first.limit:.4g}"
+    else:
+        what = _nonfinite_text(report, first.metric)
     lines = [
         f"{len(failed)} of {len(results)} thresholds exceeded for {who}dataset "
         f"{report.dataset!r}{where} ({len(report)} structures, {int(report.n_atoms.sum())} "
-        f"atoms): {first.metric} {first.value:.4g} {first.unit} > {first.limit:.4g}",
+        f"atoms): {what}",
         "",
     ]
     lines += format_table(
         ["metric", "value", "limit", "excess", "unit", "status"],
-        [(r.metric, r.value, r.limit, _excess(r) if not r.passed else "", r.unit,
+        [(r.metric, r.value if math.isfinite(r.value) else _nonfinite_cell(r.value),
+          r.limit, _excess(r) if not r.passed else "", r.unit,
           "FAIL" if not r.passed else "ok") for r in results])
     groups = report.by_config_type if len(report.config_type_names) > 1 else {}
     if groups:
@@ -152,21 +171,48 @@ def failure_message(report: ErrorReport, results: Sequence[ThresholdResult],
         rows = []
         for ctype, sub in groups.items():
             m = sub.metrics()
-            rows.append([ctype, len(sub)] + [m.get(n, math.nan) for n in names])
+            rows.append([ctype, len(sub)] + [_subset_cell(sub, n, m) for n in names])
         lines += format_table(["config_type", "n"] + names, rows)
     seen = []
     for r in failed:
-        quantity = "energy" if r.metric == "energy_offset" else r.metric.rpartition("_")[0]
+        quantity = _quantity(r.metric)
         if quantity in seen:
             continue
         seen.append(quantity)
         unit = report.stats[quantity].unit
+        bad = set(int(i) for i in report.nonfinite_structures(quantity))
         lines += ["", f"worst structures by {quantity} error ({unit}):"]
         lines += format_table(["index", "config_type", "atoms", f"{quantity} error"],
-                              report.worst(quantity, WORST_ROWS))
+                              [(i, c, n, _nonfinite_cell(v) if i in bad else v)
+                               for i, c, n, v in report.worst(quantity, WORST_ROWS)])
     if hint:
         lines += ["", hint]
     return "\n".join(lines)
+
+
+def _nonfinite_cell(value: float) -> str:
+    return "NaN" if math.isnan(value) else f"{value}"
+
+
+def _subset_cell(report: ErrorReport, metric: str, metrics: Mapping[str, float]) -> Any:
+    value = metrics.get(metric, math.nan)
+    stats = report.stats.get(_quantity(metric))
+    if stats is not None and stats.n_nonfinite:
+        return _nonfinite_cell(value)
+    return value
+
+
+def _nonfinite_text(report: ErrorReport, metric: str) -> str:
+    """``force_rmse is not finite: NaN/inf in 3 of 72 force errors, in structures 2
+    (rattled), ...``"""
+    quantity = _quantity(metric)
+    stats = report.stats[quantity]
+    bad = [int(i) for i in report.nonfinite_structures(quantity)]
+    position = {int(i): k for k, i in enumerate(report.indices)}
+    named = ", ".join(f"{i} ({report.config_types[position[i]]})" for i in bad[:WORST_ROWS])
+    more = f" and {len(bad) - WORST_ROWS} more" if len(bad) > WORST_ROWS else ""
+    return (f"{metric} is not finite: NaN/inf in {stats.n_nonfinite} of {stats.n} "
+            f"{quantity} errors, in structure{'s' if len(bad) != 1 else ''} {named}{more}")
 
 
 def assert_errors_within(report: ErrorReport, *, config_type: str | None = None,

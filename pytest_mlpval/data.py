@@ -125,6 +125,10 @@ class ReferenceSet:
     stress : ndarray, shape (n_structures, 6) in eV/Å³ (Voigt xx yy zz yz xz xy,
         ASE sign), or None. Taken from ``virial`` (eV) as ``-virial/volume`` where
         only a virial is given.
+    file_keys : tuple of (str, tuple of str)
+        The per-structure (``info``) and per-atom (``arrays``) keys found in the file,
+        as ``(("info", keys), ("arrays", keys))``, to name them when a label key is
+        wrong; empty for sets built in memory.
     """
 
     name: str
@@ -136,6 +140,7 @@ class ReferenceSet:
     energy: np.ndarray | None
     forces: tuple[np.ndarray, ...] | None
     stress: np.ndarray | None
+    file_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __len__(self) -> int:
         return len(self.structures)
@@ -155,7 +160,16 @@ class ReferenceSet:
             raise DatasetError(
                 f"dataset {self.name!r} ({self.spec.path}) has no "
                 + ", ".join(f"{k} labels (looked for key {keys[k]!r})" for k in missing)
+                + self.keys_hint()
             )
+
+    def keys_hint(self) -> str:
+        """``"; the file has info keys: ...; arrays keys: ..."`` (empty when unknown),
+        to add to a message about a label key that was not found."""
+        if not self.file_keys:
+            return ""
+        return "; the file has " + "; ".join(
+            f"{where} keys: {', '.join(keys) or 'none'}" for where, keys in self.file_keys)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.spec.as_dict(), "sha256": self.sha256, "n_structures": len(self),
@@ -230,11 +244,15 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
 
     energies = collect("energy", "info")
     forces = collect("forces", "arrays")
-    stresses = collect("stress", "info")
+    stresses, stress_label = collect("stress", "info"), "stress"
     if stresses is None:
-        virials = collect("virial", "info")
+        virials, stress_label = collect("virial", "info"), "virial"
         if virials is not None:
+            _check_labels(spec, frames, "virial", virials)
             stresses = [-_stress_voigt(v) / a.get_volume() for v, a in zip(virials, frames)]
+    for label, values in (("energy", energies), ("forces", forces), ("stress", stresses)):
+        if values is not None and not (label == "stress" and stress_label == "virial"):
+            _check_labels(spec, frames, label, values)
     config = [_label(a, keys["config_type"], "info") for a in frames]
     n_atoms = np.array([len(a) for a in frames], dtype=int)
     n_atoms.flags.writeable = False
@@ -258,4 +276,52 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
         energy=None if energies is None else readonly_array([float(e) for e in energies]),
         forces=force_arrays,
         stress=None if stresses is None else readonly_array([_stress_voigt(s) for s in stresses]),
+        file_keys=_file_keys(frames),
     )
+
+
+def _where(spec: DatasetSpec, frames: Sequence[Any], i: int) -> str:
+    ctype = frames[i].info.get(spec.key_map["config_type"], "default")
+    selection = "" if spec.index == ":" else f" of the selection index={spec.index}"
+    return (f"dataset {spec.name!r} ({spec.path}): structure {i}{selection} (config_type "
+            f"{str(ctype)!r}, {len(frames[i])} atoms)")
+
+
+def _check_labels(spec: DatasetSpec, frames: Sequence[Any], label: str,
+                  values: Sequence[Any]) -> None:
+    """Every label finite; stress and virial only on cells periodic in 3 directions."""
+    key = spec.key_map[label]
+    for i, (atoms, value) in enumerate(zip(frames, values)):
+        try:
+            array = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{_where(spec, frames, i)}: {label} label (key {key!r}) "
+                               f"is not a number: {value!r}") from None
+        if not np.all(np.isfinite(array)):
+            kinds = sorted({"NaN" if np.isnan(x) else "inf"
+                            for x in array.ravel() if not np.isfinite(x)})
+            raise DatasetError(
+                f"{_where(spec, frames, i)}: {label} label (key {key!r}) is not finite "
+                f"({' and '.join(kinds)} in {int(np.sum(~np.isfinite(array)))} of "
+                f"{array.size} values); fix or remove the structure")
+        if label in ("stress", "virial") and not all(atoms.pbc):
+            raise DatasetError(
+                f"{_where(spec, frames, i)}: not periodic in all three directions (pbc "
+                f"{''.join('T' if p else 'F' for p in atoms.pbc)}) but has a {label} label "
+                f"(key {key!r}): a stress needs a periodic cell; drop the label or the "
+                "structure")
+
+
+def _file_keys(frames: Sequence[Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Keys present in the file: per structure (info, and a SinglePointCalculator's
+    energy/stress...) and per atom (arrays, and its forces)."""
+    info: set[str] = set()
+    arrays: set[str] = set()
+    for atoms in frames:
+        info.update(atoms.info)
+        arrays.update(k for k in atoms.arrays if k not in ("numbers", "positions"))
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for key, value in results.items():
+            per_atom = np.ndim(value) == 2 and len(value) == len(atoms) and key != "stress"
+            (arrays if per_atom else info).add(key)
+    return (("info", tuple(sorted(info))), ("arrays", tuple(sorted(arrays))))

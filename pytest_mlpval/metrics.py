@@ -22,12 +22,20 @@ quantity                     unit            definition
 ===========================  ==============  ==================================================
 
 ``energy_offset`` (eV/atom) is the mean signed per-atom energy error, reported on its own.
+
+Nothing is dropped from a sample except by an explicit, counted exclusion: the angles of
+atoms whose reference force is below ``angle_min_force_eV_A`` (or whose predicted force is
+zero) are not defined and are left out of ``force_angle`` (``ErrorStats.n_excluded``). Any
+other NaN or inf error makes every statistic of its quantity NaN
+(``ErrorStats.n_nonfinite`` > 0), which fails every threshold on it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
+
+import math
 
 import numpy as np
 
@@ -70,7 +78,12 @@ def metric_unit(name: str) -> str:
 
 @dataclass(frozen=True)
 class ErrorStats:
-    """Summary of an error sample. ``max``, ``median`` and ``p95`` are of |error|."""
+    """Summary of an error sample. ``max``, ``median`` and ``p95`` are of |error|.
+
+    ``n`` counts the errors summarised, ``n_excluded`` those left out on purpose (the
+    ``excluded`` mask of :meth:`of`), ``n_nonfinite`` the NaN or inf errors among the
+    ``n``: when it is not 0 every statistic is NaN (a sample is never shrunk silently).
+    """
 
     rmse: float
     mae: float
@@ -79,14 +92,25 @@ class ErrorStats:
     p95: float
     n: int
     unit: str
+    n_excluded: int = 0
+    n_nonfinite: int = 0
 
     @classmethod
-    def of(cls, errors: np.ndarray, unit: str) -> "ErrorStats":
+    def of(cls, errors: np.ndarray, unit: str, excluded: np.ndarray | None = None
+           ) -> "ErrorStats":
+        """Statistics of ``errors`` less the entries where ``excluded`` (a boolean mask
+        of the same size) is true."""
         errors = np.asarray(errors, dtype=float).ravel()
-        errors = errors[~np.isnan(errors)]
-        if errors.size == 0:
+        n_excluded = 0
+        if excluded is not None:
+            excluded = np.asarray(excluded, dtype=bool).ravel()
+            n_excluded = int(excluded.sum())
+            errors = errors[~excluded]
+        n_nonfinite = int(np.sum(~np.isfinite(errors)))
+        if errors.size == 0 or n_nonfinite:
             nan = float("nan")
-            return cls(nan, nan, nan, nan, nan, 0, unit)
+            return cls(nan, nan, nan, nan, nan, int(errors.size), unit, n_excluded,
+                       n_nonfinite)
         absolute = np.abs(errors)
         return cls(
             rmse=float(np.sqrt(np.mean(errors**2))),
@@ -96,6 +120,7 @@ class ErrorStats:
             p95=float(np.percentile(absolute, 95)),
             n=int(errors.size),
             unit=unit,
+            n_excluded=n_excluded,
         )
 
 
@@ -118,7 +143,15 @@ class ErrorReport:
         without energies; subsets keep the dataset's offset.
     force_error : tuple of ndarray (n_atoms_i, 3) in eV/Å, or None
     force_magnitude_error, force_angle_deg : tuple of ndarray (n_atoms_i,), or None
+        ``force_angle_deg`` is NaN where the angle is excluded.
     stress_error_GPa : ndarray (n, 6), or None
+    force_angle_excluded : tuple of bool ndarray (n_atoms_i,), or None
+        Atoms left out of ``force_angle``: reference force below
+        ``angle_min_force_eV_A`` or zero predicted force (both finite). Without it, NaN
+        angles are taken as excluded.
+    missing_labels : mapping label -> str
+        Why ``energy``, ``forces`` or ``stress`` errors are absent (no labels under the
+        key looked for, with the keys the file has; or not predicted).
     stats : mapping quantity -> ErrorStats
     """
 
@@ -134,6 +167,8 @@ class ErrorReport:
     force_angle_deg: tuple[np.ndarray, ...] | None
     stress_error_GPa: np.ndarray | None
     angle_min_force_eV_A: float = 0.1
+    force_angle_excluded: tuple[np.ndarray, ...] | None = None
+    missing_labels: Mapping[str, str] = field(default_factory=dict)
     stats: Mapping[str, ErrorStats] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -146,17 +181,34 @@ class ErrorReport:
             e = self.energy_error
             stats["energy"] = ErrorStats.of(e, QUANTITIES["energy"])
             stats["energy_offset_removed"] = ErrorStats.of(
-                e - self.energy_offset, QUANTITIES["energy_offset_removed"])
+                e - self._removed_offset(), QUANTITIES["energy_offset_removed"])
             stats["energy_cell"] = ErrorStats.of(e * self.n_atoms, QUANTITIES["energy_cell"])
             stats["energy_sqrtn"] = ErrorStats.of(
                 e * np.sqrt(self.n_atoms), QUANTITIES["energy_sqrtn"])
         if self.force_error is not None:
             stats["force"] = ErrorStats.of(_cat(self.force_error), "eV/Å")
             stats["force_magnitude"] = ErrorStats.of(_cat(self.force_magnitude_error), "eV/Å")
-            stats["force_angle"] = ErrorStats.of(_cat(self.force_angle_deg), "degree")
+            stats["force_angle"] = ErrorStats.of(_cat(self.force_angle_deg), "degree",
+                                                 _cat(self._angle_excluded()))
         if self.stress_error_GPa is not None:
             stats["stress"] = ErrorStats.of(self.stress_error_GPa, "GPa")
         return stats
+
+    def _angle_excluded(self) -> tuple[np.ndarray, ...] | None:
+        if self.force_angle_deg is None:
+            return None
+        if self.force_angle_excluded is not None:
+            return self.force_angle_excluded
+        return tuple(np.isnan(a) for a in self.force_angle_deg)
+
+    def _removed_offset(self) -> float:
+        """The offset removed by ``energy_offset_removed``: ``energy_offset``, or where
+        that is not finite the mean of the finite errors, so that only the structures
+        with non-finite errors are non-finite there too."""
+        if math.isfinite(self.energy_offset) or self.energy_error is None:
+            return self.energy_offset
+        finite = self.energy_error[np.isfinite(self.energy_error)]
+        return float(np.mean(finite)) if finite.size else float("nan")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -193,6 +245,7 @@ class ErrorReport:
             force_error=pick(self.force_error),
             force_magnitude_error=pick(self.force_magnitude_error),
             force_angle_deg=pick(self.force_angle_deg),
+            force_angle_excluded=pick(self.force_angle_excluded),
             stress_error_GPa=None if self.stress_error_GPa is None
             else self.stress_error_GPa[idx],
             stats={},
@@ -208,31 +261,46 @@ class ErrorReport:
             out["energy_offset"] = self.energy_offset
         return out
 
-    def per_structure(self, quantity: str) -> np.ndarray:
-        """One error per structure for ranking the worst: |per-atom energy error|,
-        force-component RMSE, stress RMSE (GPa) ... in the quantity's unit."""
+    def _per_structure_errors(self, quantity: str) -> list[np.ndarray]:
+        """The errors of each structure that count for ``quantity`` (exclusions removed)."""
         if quantity.startswith("energy"):
-            if self.energy_error is None:
+            if self.energy_error is None or quantity not in QUANTITIES:
                 raise KeyError(quantity)
-            e = self.energy_error
             scale = {"energy": 1.0, "energy_offset_removed": 1.0,
                      "energy_cell": self.n_atoms, "energy_sqrtn": np.sqrt(self.n_atoms)}
-            shift = self.energy_offset if quantity == "energy_offset_removed" else 0.0
-            return np.abs((e - shift) * scale.get(quantity, 1.0))
-        source = {"force": self.force_error, "force_magnitude": self.force_magnitude_error,
-                  "force_angle": self.force_angle_deg}.get(quantity)
+            shift = self._removed_offset() if quantity == "energy_offset_removed" else 0.0
+            values = (self.energy_error - shift) * scale[quantity]
+            return [np.atleast_1d(v) for v in values]
+        if quantity == "force_angle" and self.force_angle_deg is not None:
+            return [a[~x] for a, x in zip(self.force_angle_deg, self._angle_excluded())]
+        source = {"force": self.force_error,
+                  "force_magnitude": self.force_magnitude_error}.get(quantity)
         if source is not None:
-            return np.array([np.sqrt(np.nanmean(np.square(a))) if np.any(~np.isnan(a))
-                             else np.nan for a in source])
+            return list(source)
         if quantity == "stress" and self.stress_error_GPa is not None:
-            return np.sqrt(np.mean(self.stress_error_GPa**2, axis=1))
+            return list(self.stress_error_GPa)
         raise KeyError(quantity)
+
+    def per_structure(self, quantity: str) -> np.ndarray:
+        """One error per structure for ranking the worst: |per-atom energy error|,
+        force-component RMSE, stress RMSE (GPa) ... in the quantity's unit. NaN for a
+        structure with NaN errors, or none counted (all its angles excluded)."""
+        return np.array([np.sqrt(np.mean(np.square(a))) if a.size else np.nan
+                         for a in self._per_structure_errors(quantity)])
+
+    def nonfinite_structures(self, quantity: str) -> np.ndarray:
+        """Dataset indices of the structures with a NaN or inf error of ``quantity``."""
+        bad = [not np.all(np.isfinite(a)) for a in self._per_structure_errors(quantity)]
+        return self.indices[np.asarray(bad, dtype=bool)]
 
     def worst(self, quantity: str, k: int = 5) -> list[tuple[int, str, int, float]]:
         """The ``k`` structures with the largest error: (dataset index, config_type,
-        atoms, error)."""
+        atoms, error); structures with NaN or inf errors first, those with no error
+        counted (NaN, all angles excluded) last."""
         values = self.per_structure(quantity)
-        order = np.argsort(-np.nan_to_num(values, nan=-np.inf))[:k]
+        bad = np.isin(self.indices, self.nonfinite_structures(quantity))
+        rank = np.where(bad, np.inf, np.nan_to_num(values, nan=-np.inf, posinf=np.inf))
+        order = np.lexsort((-rank, ~bad))[:k]
         return [(int(self.indices[i]), self.config_types[i], int(self.n_atoms[i]),
                  float(values[i])) for i in order]
 
@@ -254,27 +322,36 @@ def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float
     if predictions.energy is not None and reference.energy is not None:
         energy_error = readonly_array((predictions.energy - reference.energy) / n_atoms)
         offset = float(np.mean(energy_error))
-    force_error = magnitude = angle = None
+    force_error = magnitude = angle = excluded = None
     if predictions.forces is not None and reference.forces is not None:
-        force_error, magnitude, angle = [], [], []
+        force_error, magnitude, angle, excluded = [], [], [], []
         for pred, ref in zip(predictions.forces, reference.forces):
-            force_error.append(readonly_array(pred - ref))
-            p_norm, r_norm = np.linalg.norm(pred, axis=1), np.linalg.norm(ref, axis=1)
-            magnitude.append(readonly_array(p_norm - r_norm))
-            # atan2(|p x r|, p.r): exact for nearly parallel forces, where arccos of the
-            # cosine is float noise (~1e-6 degree), which baselines would compare
-            deg = np.degrees(np.arctan2(np.linalg.norm(np.cross(pred, ref), axis=1),
-                                        np.einsum("ij,ij->i", pred, ref)))
-            deg[(r_norm < angle_min_force_eV_A) | (p_norm == 0.0)] = np.nan
+            with np.errstate(invalid="ignore"):  # inf forces: NaN errors, counted
+                force_error.append(readonly_array(pred - ref))
+                p_norm, r_norm = np.linalg.norm(pred, axis=1), np.linalg.norm(ref, axis=1)
+                magnitude.append(readonly_array(p_norm - r_norm))
+                # atan2(|p x r|, p.r): exact for nearly parallel forces, where arccos of
+                # the cosine is float noise (~1e-6 degree), which baselines would compare
+                deg = np.degrees(np.arctan2(np.linalg.norm(np.cross(pred, ref), axis=1),
+                                            np.einsum("ij,ij->i", pred, ref)))
+            # undefined angles, excluded and counted; a NaN or inf force never is
+            skip = ((r_norm < angle_min_force_eV_A) | (p_norm == 0.0)) & np.isfinite(
+                p_norm) & np.isfinite(r_norm)
+            deg[skip] = np.nan
+            skip.flags.writeable = False
             angle.append(readonly_array(deg))
+            excluded.append(skip)
         force_error, magnitude, angle = tuple(force_error), tuple(magnitude), tuple(angle)
+        excluded = tuple(excluded)
     stress_error = None
     if predictions.stress is not None and reference.stress is not None:
         stress_error = readonly_array((predictions.stress - reference.stress) * EV_PER_A3_TO_GPA)
+    missing = _missing_labels(reference, predictions)
     if energy_error is None and force_error is None and stress_error is None:
         raise ValueError(
             f"no label of dataset {reference.name!r} ({', '.join(reference.labels) or 'none'}) "
-            "was predicted: nothing to compare")
+            "was predicted: nothing to compare"
+            + "".join(f"\n  {label}: {why}" for label, why in missing.items()))
     indices = np.arange(len(n_atoms))
     indices.flags.writeable = False
     return ErrorReport(
@@ -283,4 +360,22 @@ def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float
         energy_error=energy_error, energy_offset=offset, force_error=force_error,
         force_magnitude_error=magnitude, force_angle_deg=angle,
         stress_error_GPa=stress_error, angle_min_force_eV_A=angle_min_force_eV_A,
+        force_angle_excluded=excluded, missing_labels=missing,
     )
+
+
+def _missing_labels(reference: Any, predictions: Any) -> dict[str, str]:
+    """Why each of energy, forces, stress has no errors (absent labels or predictions)."""
+    spec = getattr(reference, "spec", None)
+    keys = spec.key_map if spec is not None else {}
+    hint = reference.keys_hint() if hasattr(reference, "keys_hint") else ""
+    missing = {}
+    for label in ("energy", "forces", "stress"):
+        if getattr(reference, label, None) is None:
+            where = (f"key {keys[label]!r}" if label != "stress" else
+                     f"keys {keys['stress']!r} and {keys['virial']!r} (virial)") if keys else ""
+            missing[label] = (f"dataset {reference.name!r} has no {label} labels"
+                              + (f" under {where}" if where else "") + hint)
+        elif getattr(predictions, label, None) is None:
+            missing[label] = f"no {label} was predicted (not implemented by the potential?)"
+    return missing

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_mlpval.data import read_dataset
 from pytest_mlpval.evaluate import (
+    CacheWarning,
     NonFiniteError,
     Predictions,
     cache_key,
@@ -292,7 +293,8 @@ def test_cache_corrupt_entry_recomputed(reference, sw, tmp_path, content):
     else:
         path.write_bytes(content)
     counting = CountingCalculator(sw)
-    again = predict_cached(counting(), HASH_A, reference, ALL, tmp_path)
+    with pytest.warns(CacheWarning, match="discarded and recomputed"):
+        again = predict_cached(counting(), HASH_A, reference, ALL, tmp_path)
     assert again.from_cache is False
     assert counting.calls == len(reference)
     _assert_same(first, again)

@@ -95,10 +95,10 @@ REL = 1e-12
 @given(samples)
 def test_error_stats_orderings(errors):
     stats = ErrorStats.of(errors, "eV")
-    clean = errors[~np.isnan(errors)]
-    assert stats.n == clean.size
+    assert stats.n == errors.size  # never a smaller sample
+    assert stats.n_nonfinite == int(np.isnan(errors).sum())
     assert stats.unit == "eV"
-    if clean.size == 0:
+    if errors.size == 0 or stats.n_nonfinite:
         assert all(math.isnan(getattr(stats, s)) for s in STATS)
         return
     assert stats.rmse >= stats.mae * (1 - REL)
@@ -106,8 +106,8 @@ def test_error_stats_orderings(errors):
     assert stats.p95 >= stats.median * (1 - REL)
     assert stats.median >= 0.0
     assert stats.max >= stats.rmse * (1 - REL)
-    assert stats.max == float(np.max(np.abs(clean)))
-    assert stats.mae == pytest.approx(float(np.mean(np.abs(clean))), rel=1e-12)
+    assert stats.max == float(np.max(np.abs(errors)))
+    assert stats.mae == pytest.approx(float(np.mean(np.abs(errors))), rel=1e-12)
 
 
 @given(samples)
@@ -122,28 +122,42 @@ def test_error_stats_sign_and_order_invariant(errors):
 
 @given(hnp.arrays(np.float64, st.integers(1, 30),
                   elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
-       st.integers(0, 10))
-def test_error_stats_ignores_nan(errors, n_nan):
-    padded = np.concatenate([errors, np.full(n_nan, NAN)])
+       st.integers(1, 10), st.sampled_from([NAN, math.inf, -math.inf]))
+def test_error_stats_non_finite_is_never_dropped(errors, n_bad, bad):
+    padded = np.concatenate([errors, np.full(n_bad, bad)])
     np.random.default_rng(0).shuffle(padded)
-    a, b = ErrorStats.of(errors, "x"), ErrorStats.of(padded, "x")
-    assert b.n == errors.size
+    stats = ErrorStats.of(padded, "x")
+    assert (stats.n, stats.n_nonfinite, stats.n_excluded) == (padded.size, n_bad, 0)
+    assert all(math.isnan(getattr(stats, s)) for s in STATS)
+
+
+@given(hnp.arrays(np.float64, st.integers(1, 30),
+                  elements=st.floats(-1e3, 1e3, allow_subnormal=False)),
+       st.integers(0, 10))
+def test_error_stats_excluded_mask(errors, n_excluded):
+    padded = np.concatenate([errors, np.full(n_excluded, NAN)])
+    mask = np.isnan(padded)
+    a, b = ErrorStats.of(errors, "x"), ErrorStats.of(padded, "x", excluded=mask)
+    assert (b.n, b.n_excluded, b.n_nonfinite) == (errors.size, n_excluded, 0)
     assert (a.rmse, a.mae, a.max, a.median, a.p95) == pytest.approx(
         (b.rmse, b.mae, b.max, b.median, b.p95), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("errors", [[], [NAN], [NAN, NAN, NAN], np.empty((0, 3))])
 def test_error_stats_empty_is_nan(errors):
-    stats = ErrorStats.of(np.asarray(errors, dtype=float), "GPa")
+    errors = np.asarray(errors, dtype=float)
+    stats = ErrorStats.of(errors, "GPa", excluded=np.isnan(errors))
     assert stats.n == 0
+    assert stats.n_excluded == errors.size
     assert stats.unit == "GPa"
     for s in STATS:
         assert math.isnan(getattr(stats, s)), s
 
 
 def test_error_stats_hand_computed():
-    stats = ErrorStats.of(np.array([3.0, -4.0, NAN, 0.0, 1.0]), "eV")
-    assert stats.n == 4
+    errors = np.array([3.0, -4.0, NAN, 0.0, 1.0])
+    stats = ErrorStats.of(errors, "eV", excluded=np.isnan(errors))
+    assert stats.n == 4 and stats.n_excluded == 1
     assert stats.rmse == pytest.approx(math.sqrt((9 + 16 + 0 + 1) / 4))
     assert stats.mae == pytest.approx(2.0)
     assert stats.max == 4.0
