@@ -125,7 +125,8 @@ def meltquench_errors(potential: Any, benchmark: Any, *, cache_dir: Any = None,
                          f"{reference.labels}, the candidate implements "
                          f"{getattr(calc, 'implemented_properties', '?')}")
     predictions = predict_cached(calc, getattr(info, "sha256", None), reference, props,
-                                 cache_dir)
+                                 cache_dir, potential=getattr(info, "name", None),
+                                 loader_versions=getattr(info, "loader_versions", None))
     report = compute_errors(reference, predictions)
     nan = np.full(len(reference), math.nan)
     energy = report.energy_error if report.energy_error is not None else nan

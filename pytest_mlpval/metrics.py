@@ -261,6 +261,12 @@ class ErrorReport:
             out["energy_offset"] = self.energy_offset
         return out
 
+    def not_measured(self) -> list[str]:
+        """Metric names that are NaN because no error was counted (every force angle
+        excluded), not because of a NaN or inf error: a gap, not a fault."""
+        return [f"{quantity}_{stat}" for quantity, s in self.stats.items()
+                if s.n == 0 and not s.n_nonfinite for stat in STATS]
+
     def _per_structure_errors(self, quantity: str) -> list[np.ndarray]:
         """The errors of each structure that count for ``quantity`` (exclusions removed)."""
         if quantity.startswith("energy"):

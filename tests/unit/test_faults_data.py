@@ -25,7 +25,7 @@ from pytest_mlpval.evaluate import (
     predict,
     predict_cached,
 )
-from pytest_mlpval.metrics import compute_errors
+from pytest_mlpval.metrics import STATS, compute_errors
 from pytest_mlpval.potentials import load_potential
 from pytest_mlpval.testing import FaultyCalculator, make_reference_file
 
@@ -397,6 +397,12 @@ def test_small_reference_forces_are_an_explicit_exclusion(reference, sw):
     assert angle.n == int(report.n_atoms.sum()) - small
     assert math.isfinite(angle.rmse)
     assert_errors_within(report, force_angle_rmse=180.0)
+    assert report.not_measured() == []
+    none_counted = compute_errors(ref, pred, angle_min_force_eV_A=1e6)
+    assert none_counted.stats["force_angle"].n == 0
+    assert none_counted.not_measured() == [f"force_angle_{s}" for s in STATS]
+    with pytest.raises(MissingMetricError, match="below which angles are not counted"):
+        assert_errors_within(none_counted, force_angle_rmse=180.0)
 
 
 # --- the scenario through the plugin ----------------------------------------------
