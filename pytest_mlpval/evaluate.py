@@ -127,10 +127,11 @@ def predict(calc: Any, reference: ReferenceSet,
 
 
 def _voigt(value: np.ndarray, where: str) -> np.ndarray:
-    """A stress of shape (6,), from (6,) or a symmetric (3, 3)."""
+    """A stress of shape (6,), from (6,) or (3, 3) (symmetrised, as ASE does)."""
     if value.shape == (6,):
         return value
     if value.shape == (3, 3):
+        value = (value + value.T) / 2
         return value[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
     raise PredictionShapeError(f"stress of shape {value.shape} for {where}: expected (6,) "
                                "or (3, 3)")
