@@ -182,11 +182,13 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
             return _read_entry(path, reference, properties)
         except (OSError, KeyError, ValueError, EOFError, TypeError,
                 zipfile.BadZipFile) as exc:
+            # remove first: under filterwarnings=error the warning raises, and the next
+            # run must not meet the same bad entry again
+            path.unlink(missing_ok=True)
             warnings.warn(CacheWarning(
                 f"cached predictions {path.name} for dataset {reference.name!r}"
                 + (f" and potential {potential!r}" if potential else "")
                 + f" discarded and recomputed: {exc}"), stacklevel=2)
-            path.unlink(missing_ok=True)
     result = predict(calc, reference, properties, progress, potential)
     arrays = {}
     if result.energy is not None:
