@@ -133,16 +133,20 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
 # --- the training set ------------------------------------------------------------------
 
 def _training(config: pytest.Config, name: str | None = None) -> Any:
-    """The configured training dataset (a ReferenceSet); skip when there is none."""
+    """The configured training dataset (a ReferenceSet); skip when there is none (fail
+    with --mlpval-require-dataset)."""
     from . import options
 
     session = _session(config)
     name = name or session.settings.training_dataset
     configured = {d.name: d for d in session.settings.datasets}
     if name is None:
-        pytest.skip(f"no training dataset: configure a dataset named 'train' "
-                    f"({options.DATASET_OPTION} / ini {options.DATASETS_INI}) or name one "
-                    f"with {options.TRAINING_OPTION}")
+        message = (f"no training dataset: configure a dataset named 'train' "
+                   f"({options.DATASET_OPTION} / ini {options.DATASETS_INI}) or name one "
+                   f"with {options.TRAINING_OPTION}")
+        if session.settings.require_dataset:
+            pytest.fail(f"{message} ({options.REQUIRE_DATASET_OPTION} is set)", pytrace=False)
+        pytest.skip(message)
     if name not in configured:
         raise pytest.UsageError(f"training dataset {name!r} is not configured (configured: "
                                 f"{', '.join(configured) or 'none'})")

@@ -323,16 +323,19 @@ def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
 
 def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
     """After the test body: compare the test's records with the baseline; a regression
-    (or, with --mlpval-regen-baseline, any change) fails this test with a table."""
+    (or, with --mlpval-regen-baseline, any change) fails this test with a table. A record
+    measured on other data than its baseline entry (dataset sha256, label keys, index,
+    protocol parameters) is not compared: it fails the test, naming what changed."""
     from .baseline import (COMPARED_KINDS, MlpvalRegressionError, compare_metrics,
-                           entry_key, regression_message)
+                           entry_key, identity_changes, identity_message, record_identity,
+                           regression_message)
 
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalRegressionError)
     settings = session.settings
     state = item.stash.get(ITEM_STATE, None)
     if settings.baseline is None or state is None:
         return
-    failing = []
+    failing, other_data = [], []
     for rec in state.records.values():
         kind = rec.get("kind", "errors")
         if kind not in COMPARED_KINDS:
@@ -340,6 +343,12 @@ def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
         entry = settings.baseline["entries"].get(entry_key(
             item.nodeid, rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
             kind))
+        changes = [] if entry is None else identity_changes(entry["identity"],
+                                                            record_identity(rec))
+        if changes:
+            rec["baseline"], rec["comparison"] = "other data", []
+            other_data.append((rec, changes))
+            continue
         comparisons = compare_metrics(rec["metrics"], rec["units"],
                                       None if entry is None else entry["metrics"],
                                       settings.tolerances)
@@ -349,6 +358,12 @@ def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
                or (settings.regen_baseline and c.status != "unchanged")]
         if bad:
             failing.append((rec, bad))
+    messages = []
+    if other_data:
+        messages.append(identity_message(other_data, str(settings.compare),
+                                         settings.regen_baseline))
     if failing:
-        raise MlpvalRegressionError(regression_message(
-            failing, str(settings.compare), settings.regen_baseline))
+        messages.append(regression_message(failing, str(settings.compare),
+                                           settings.regen_baseline))
+    if messages:
+        raise MlpvalRegressionError("\n\n".join(messages))

@@ -20,6 +20,7 @@ DATASET_OPTION = "--mlpval-dataset"
 JSON_OPTION = "--mlpval-json"
 NO_CACHE_OPTION = "--mlpval-no-cache"
 REQUIRE_OPTION = "--mlpval-require-potential"
+REQUIRE_DATASET_OPTION = "--mlpval-require-dataset"
 DETAILS_OPTION = "--mlpval-details"
 SPECIES_OPTION = "--mlpval-species"
 PRECISION_OPTION = "--mlpval-precision"
@@ -41,6 +42,7 @@ POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
 CACHE_INI = "mlpval_cache"
 REQUIRE_INI = "mlpval_require_potential"
+REQUIRE_DATASET_INI = "mlpval_require_dataset"
 SPECIES_INI = "mlpval_species"
 PRECISION_INI = "mlpval_precision"
 COST_DATASET_INI = "mlpval_cost_dataset"
@@ -93,6 +95,13 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         action="store_true", default=None,
         help="Make 'no potential given' a usage error instead of a skip (CI gating).\n"
              f"Ini: {REQUIRE_INI}. Default: False",
+    )
+    addoption(
+        f"--{prefix}require-dataset", dest="mlpval_require_dataset",
+        action="store_true", default=None,
+        help="A validation test that finds no dataset (none configured, no training set)\n"
+             f"fails instead of being skipped (CI gating). Ini: {REQUIRE_DATASET_INI}.\n"
+             "Default: False",
     )
     addoption(
         f"--{prefix}details", dest="mlpval_details", action="store_true", default=False,
@@ -212,6 +221,9 @@ def add_ini(parser: pytest.Parser) -> None:
                   help="Cache predictions of models with a content hash (default true)")
     parser.addini(REQUIRE_INI, type="bool", default=False,
                   help="Fail with a usage error when no potential is given (default false)")
+    parser.addini(REQUIRE_DATASET_INI, type="bool", default=False,
+                  help="Fail a validation test that finds no dataset instead of skipping "
+                       "it (default false)")
     parser.addini(SPECIES_INI, type="args", default=[],
                   help="Chemical symbols for generated structures (physics checks, cost)")
     parser.addini(PRECISION_INI, default="float64",
@@ -269,6 +281,7 @@ class Settings:
     applications: tuple[Path, ...] = ()
     fit_command: str | None = None
     training_dataset: str | None = None
+    require_dataset: bool = False
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -349,6 +362,10 @@ def resolve(config: pytest.Config) -> Settings:
                 raise pytest.UsageError(
                     f"{option}={value!r}: matplotlib is not installed "
                     "(pip install 'pytest-mlpval[plot]')")
+    for option, value, directory in ((JSON_OPTION, json_path, False),
+                                     (PLOTS_OPTION, plots, True), (REPORT_OPTION, report, True)):
+        if value:
+            check_output(option, value, cli_dir / value, directory)
     cost_dataset = config.getoption("mlpval_cost_dataset") or config.getini(COST_DATASET_INI)
     save_baseline, compare, tolerances, baseline = _baseline_settings(config, cli_dir)
     workers, scheduler, tier = _campaign_settings(config)
@@ -376,7 +393,47 @@ def resolve(config: pytest.Config) -> Settings:
         applications=applications,
         fit_command=fit_command,
         training_dataset=training,
+        require_dataset=_flag(config, "mlpval_require_dataset", REQUIRE_DATASET_INI),
     )
+
+
+def _flag(config: pytest.Config, dest: str, ini: str) -> bool:
+    value = config.getoption(dest)
+    return bool(value if value is not None else config.getini(ini))
+
+
+def output_problem(path: Path, directory: bool) -> str | None:
+    """Why a file (or, with ``directory``, a folder) cannot be written at ``path`` at the
+    end of the run; None if it can. Creates nothing but a probe file, removed at once."""
+    import tempfile
+
+    if path.exists():
+        if directory and not path.is_dir():
+            return f"{path} exists and is not a folder"
+        if not directory and path.is_dir():
+            return f"{path} is a folder, not a file"
+        folder = path if directory else path.parent
+    else:
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"cannot create {path}: {folder} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".mlpval-probe-")
+    except OSError as exc:
+        return f"cannot create {path}: cannot write in {folder} ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_output(option: str, value: str, path: Path, directory: bool) -> None:
+    """A usage error now, naming the option and the path, rather than a traceback after
+    the run when the file cannot be written."""
+    problem = output_problem(path, directory)
+    if problem is not None:
+        raise pytest.UsageError(f"{option}={value!r}: {problem}")
 
 
 def _domain_settings(config: pytest.Config, cli_dir: Path, datasets: list[Any]
@@ -429,6 +486,12 @@ def _baseline_settings(config: pytest.Config, cli_dir: Path):
     rootdir = config.rootpath
     save = config.getoption("mlpval_save_baseline")
     save_path = baseline_path(save, cli_dir, rootdir) if save else None
+    if save_path is not None:
+        check_output(SAVE_BASELINE_OPTION, save, save_path, directory=False)
+        if save_path.is_file() and not bl.is_baseline_file(save_path):
+            raise pytest.UsageError(
+                f"{SAVE_BASELINE_OPTION}={save!r}: {save_path} exists and is not a "
+                "pytest-mlpval baseline: not overwritten (choose another path, or delete it)")
     compare, source = config.getoption("mlpval_compare"), COMPARE_OPTION
     base = cli_dir
     if not compare and config.getini(COMPARE_INI):
@@ -455,6 +518,8 @@ def _baseline_settings(config: pytest.Config, cli_dir: Path):
                     not compare_path.exists() or isinstance(exc, bl.BaselineVersionError))):
                 raise pytest.UsageError(f"{source}={compare!r}: {exc}") from None
             document = {"schema": bl.SCHEMA, "entries": {}}
+        if config.getoption("mlpval_regen_baseline"):
+            check_output(source, compare, compare_path, directory=False)
     return save_path, compare_path, tuple(tolerances), document
 
 

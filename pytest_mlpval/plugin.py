@@ -166,10 +166,15 @@ def mlpval_calculator(mlpval_potential: "Potential") -> Any:
 @pytest.fixture(scope="session")
 def mlpval_dataset(request: pytest.FixtureRequest) -> "ReferenceSet":
     """The reference dataset (a frozen ReferenceSet); one per --mlpval-dataset, ini line or
-    ``mlpval_dataset`` marker."""
+    ``mlpval_dataset`` marker. Skipped when there is none (an error with
+    --mlpval-require-dataset)."""
     if request.param == NO_DATASET:
-        pytest.skip(f"no dataset given: use {options.DATASET_OPTION}=NAME=PATH, the ini key "
-                    f"{options.DATASETS_INI} or @pytest.mark.{markers.DATASET}")
+        message = (f"no dataset given: use {options.DATASET_OPTION}=NAME=PATH, the ini key "
+                   f"{options.DATASETS_INI} or @pytest.mark.{markers.DATASET}")
+        if request.config.stash[SESSION].settings.require_dataset:
+            pytest.fail(f"{message} ({options.REQUIRE_DATASET_OPTION} "
+                        f"or ini {options.REQUIRE_DATASET_INI} is set)", pytrace=False)
+        pytest.skip(message)
     return request.config.stash[SESSION].dataset(request.param)
 
 

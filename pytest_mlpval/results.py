@@ -79,8 +79,9 @@ class RunResults:
         for nodeid, rec in self.pairs():
             if "baseline" not in rec:
                 continue
-            counts["compared records" if rec["baseline"] == "compared"
-                   else "records without baseline entry"] += 1
+            what = {"compared": "compared records", "other data": "records on other data "
+                    "(not compared)"}.get(rec["baseline"], "records without baseline entry")
+            counts[what] = counts.get(what, 0) + 1
             for c in rec.get("comparison", []):
                 counts[c["status"]] = counts.get(c["status"], 0) + 1
                 if c["status"] != "new":

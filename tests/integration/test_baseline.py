@@ -96,7 +96,7 @@ def test_save_baseline_writes_every_record(pytester, run, reference_file):
     result.stdout.fnmatch_lines([f"mlpval: wrote {path}"])
     assert "mlpval baseline comparison" not in result.stdout.str()  # nothing compared
     doc = read_json(path)
-    assert doc["schema"] == SCHEMA == "pytest-mlpval-baseline/1"
+    assert doc["schema"] == SCHEMA == "pytest-mlpval-baseline/2"
     assert set(doc) >= {"schema", "version", "datetime", "machine_info", "potentials",
                         "datasets", "entries"}
     assert doc["machine_info"]["packages"]["ase"]
@@ -113,6 +113,8 @@ def test_save_baseline_writes_every_record(pytester, run, reference_file):
     for entry in entries:
         assert entry["potential"] == "sw" and entry["kind"] == "errors"
         assert entry["potential_sha256"] == sha and entry["dataset_sha256"] == digest
+        assert entry["identity"]["dataset"]["sha256"] == digest
+        assert "path" not in entry["identity"]["dataset"]  # differs between machines
         for metric in entry["metrics"].values():
             assert set(metric) == {"value", "unit"}
     whole = next(e for e in entries if e["nodeid"] == WHOLE)
@@ -397,12 +399,13 @@ BENCHMARK_JSON = {"machine_info": {"node": "x"}, "commit_info": {}, "benchmarks"
     (json.dumps(BENCHMARK_JSON), "{path} is not a pytest-mlpval baseline (no 'schema' key)"),
     (json.dumps({"schema": "pytest-mlpval/1", "tests": []}),
      "{path} is not a pytest-mlpval baseline (schema 'pytest-mlpval/1', expected "
-     "'pytest-mlpval-baseline/1')"),
+     "'pytest-mlpval-baseline/2')"),
     (json.dumps({"schema": "pytest-mlpval-baseline/0", "entries": []}),
      "baseline {path} has schema 'pytest-mlpval-baseline/0'; this version reads "
-     "'pytest-mlpval-baseline/1': regenerate it with --mlpval-regen-baseline"),
+     "'pytest-mlpval-baseline/2': regenerate it with --mlpval-regen-baseline"),
     (json.dumps({"schema": SCHEMA, "entries": [{"nodeid": "x"}]}),
-     "baseline {path}: entry 0 is malformed ('potential')"),
+     "baseline {path}: entry 0 (x, potential None, dataset None, subset None) is "
+     "malformed: no 'potential'"),
 ], ids=["missing", "corrupt", "pytest-benchmark", "results-json", "old-version",
         "malformed-entry"])
 def test_bad_baseline_is_a_usage_error(pytester, run, content, message):

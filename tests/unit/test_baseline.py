@@ -30,6 +30,7 @@ from pytest_mlpval.baseline import (
 )
 
 NAN = float("nan")
+INF = float("inf")
 
 
 # --- parse_tolerance ---------------------------------------------------------------------
@@ -178,7 +179,11 @@ def compare(metric, now, baseline, tolerance="*:1%"):
     (NAN, 0.100, "*:1%", "regressed"),  # NaN now, finite before: broken
     (NAN, 0.100, "*:1000%", "regressed"),
     (NAN, NAN, "*:1%", "unchanged"),
-    (0.100, NAN, "*:1%", "unchanged"),  # nothing to compare with
+    (0.100, NAN, "*:1%", "improved"),  # finite now, NaN accepted: better, not "off"
+    (INF, 0.100, "*:1000%", "regressed"),
+    (INF, INF, "*:1%", "unchanged"),
+    (0.100, INF, "*:1%", "improved"),
+    (NAN, INF, "*:1%", "regressed"),
 ])
 def test_status(now, baseline, tolerance, status):
     assert compare("force_rmse", now, baseline, tolerance).status == status
@@ -277,15 +282,70 @@ def test_compare_metrics_against_an_entry():
     assert by_metric["stress_rmse"].status == "regressed"  # NaN now
 
 
-def test_compare_metrics_metric_missing_from_entry_or_null():
-    entry = {"force_rmse": {"value": None, "unit": "eV/Å"}}  # NaN saved as null
+def test_compare_metrics_metric_missing_from_entry_or_nan():
+    entry = {"force_rmse": {"value": NAN, "unit": "eV/Å"}}  # as load_baseline reads NaN
     by_metric = {c.metric: c for c in compare_metrics(
         {"force_rmse": 0.1, "force_mae": 0.1, "energy_rmse": None}, {}, entry, [])}
     assert math.isnan(by_metric["force_rmse"].baseline)
-    assert by_metric["force_rmse"].status == "unchanged"
+    assert by_metric["force_rmse"].status == "improved"
     assert by_metric["force_mae"].status == "new"
     assert math.isnan(by_metric["energy_rmse"].now)  # None now is NaN
     assert by_metric["energy_rmse"].unit == ""
+
+
+@pytest.mark.parametrize("value", [None, "0.1", [0.1], {"value": 0.1}, True])
+def test_compare_metrics_refuses_a_baseline_value_that_is_not_a_number(value):
+    """A null (or any non-number) never switches the gate off."""
+    with pytest.raises(BaselineError, match="baseline value of 'force_rmse' is not a number"):
+        compare_metrics({"force_rmse": 0.5}, {}, {"force_rmse": {"value": value}}, [])
+
+
+# --- identity: what a record was measured on -----------------------------------------------
+
+def test_record_identity_keeps_what_identifies_the_data():
+    rec = {"dataset": {"name": "ref", "path": "/home/me/ref.xyz", "sha256": "cd" * 32,
+                       "keys": {"energy": "dft_energy"}, "index": ":", "n_structures": 6,
+                       "description": "prose"}}
+    assert bl.record_identity(rec) == {"dataset": {
+        "sha256": "cd" * 32, "keys": {"energy": "dft_energy"}, "index": ":",
+        "n_structures": 6}}
+    assert bl.record_identity({**rec, "parameters": {"T_K": 300}})["parameters"] == {
+        "T_K": 300}
+    # a cross-validation: the training data, the split (not its notes) and the fit
+    cv = {"dataset": {"name": "cv-random-k3", "training": "train", "training_sha256": "ef",
+                      "split": {"k": 3, "digest": "12", "notes": ["prose"]},
+                      "fitter": "gap_fit at_file={train}", "description": "prose"}}
+    assert bl.record_identity(cv) == {"dataset": {
+        "training_sha256": "ef", "split": {"k": 3, "digest": "12"},
+        "fitter": "gap_fit at_file={train}"}}
+
+
+def test_identity_changes():
+    old = {"dataset": {"sha256": "a", "keys": {"energy": "e"}, "index": ":"}}
+    assert bl.identity_changes(old, old) == []
+    new = {"dataset": {"sha256": "b", "keys": {"energy": "E"}, "index": ":"}}
+    assert bl.identity_changes(old, new) == [
+        "dataset.keys.energy: 'e' (baseline) -> 'E' (now)",
+        "dataset.sha256: 'a' (baseline) -> 'b' (now)"]
+    assert bl.identity_changes(old, {"dataset": {**old["dataset"], "format": "extxyz"}}) == [
+        "dataset.format: (absent) (baseline) -> 'extxyz' (now)"]
+    # a record made by hand from a report knows nothing of its data: no claim either way
+    assert bl.identity_changes({"dataset": {}}, new) == []
+    assert bl.identity_changes(old, {"dataset": {"format": None}}) == []
+
+
+def test_identity_message():
+    rec = {"potential": {"name": "sw"}, "dataset": {"name": "ref"}, "subset": "bulk"}
+    text = bl.identity_message([(rec, ["dataset.sha256: 'a' (baseline) -> 'b' (now)"])],
+                               "/x/base.json", regenerated=False)
+    assert text.splitlines() == [
+        "baseline /x/base.json was measured on other data than this run for potential "
+        "'sw' on 'ref', bulk: not compared",
+        "  dataset.sha256: 'a' (baseline) -> 'b' (now)",
+        "if the data changed on purpose, accept the new data with --mlpval-regen-baseline "
+        "(rewrites the baseline with this run's values)"]
+    regen = bl.identity_message([(rec, ["x"])], "/x/base.json", regenerated=True)
+    assert "is rewritten with this run's values and data" in regen
 
 
 # --- baseline_entries, write_baseline, load_baseline --------------------------------------
@@ -313,11 +373,11 @@ def test_baseline_entries():
     assert entry == {
         "nodeid": "t.py::test_a[sw-ref]", "potential": "sw", "dataset": "ref",
         "subset": "all", "kind": "errors", "potential_sha256": "ab" * 32,
-        "dataset_sha256": "cd" * 32,
+        "dataset_sha256": "cd" * 32, "identity": {"dataset": {"sha256": "cd" * 32}},
         "metrics": {"force_rmse": {"value": 0.1, "unit": "eV/Å"},
                     "energy_offset": {"value": -0.001, "unit": "eV/atom"}}}
     bulk = entries[entry_key("t.py::test_a[sw-ref]", "sw", "ref", "bulk", "errors")]
-    assert bulk["metrics"]["force_rmse"]["value"] is None  # NaN: strict JSON
+    assert math.isnan(bulk["metrics"]["force_rmse"]["value"])  # written under non_finite
     assert baseline_entries([("t.py::test_cost[sw]", record(kind="cost"))],
                             kinds=("cost",))
 
@@ -345,14 +405,18 @@ def test_write_then_load_round_trip(tmp_path):
     path = write_baseline(tmp_path / "sub" / "base.json", entries, META)
     assert path == tmp_path / "sub" / "base.json"  # the folder is made
     raw = json.loads(path.read_text(encoding="utf-8"))
-    assert raw["schema"] == SCHEMA == "pytest-mlpval-baseline/1"
+    assert raw["schema"] == SCHEMA == "pytest-mlpval-baseline/2"
     assert isinstance(raw["entries"], list) and len(raw["entries"]) == 3
+    # strict JSON: NaN is not a null among the metrics but listed apart
+    bulk = raw["entries"][2]
+    assert "force_rmse" not in bulk["metrics"]
+    assert bulk["non_finite"] == {"force_rmse": {"value": "nan", "unit": "eV/Å"}}
     # sorted by key: stable files, small diffs
     assert [(e["subset"], e["nodeid"]) for e in raw["entries"]] == [
         ("all", "t.py::test_a[sw-ref]"), ("all", "t.py::test_b[sw-ref]"),
         ("bulk", "t.py::test_a[sw-ref]")]
     loaded = load_baseline(path)
-    assert loaded["entries"] == entries
+    assert json.dumps(loaded["entries"], sort_keys=True) == json.dumps(entries, sort_keys=True)
     for key, value in META.items():
         assert loaded[key] == value
     assert loaded["schema"] == SCHEMA
@@ -366,7 +430,7 @@ def test_write_then_load_round_trip(tmp_path):
 def test_load_accepts_a_str_path_and_default_kind(tmp_path):
     path = tmp_path / "b.json"
     entry = {"nodeid": "n", "potential": "p", "dataset": "d", "subset": "all",
-             "metrics": {"force_rmse": {"value": 0.1, "unit": "eV/Å"}}}  # no 'kind'
+             "identity": {}, "metrics": {"force_rmse": {"value": 0.1, "unit": "eV/Å"}}}
     path.write_text(json.dumps({"schema": SCHEMA, "entries": [entry]}))
     loaded = load_baseline(str(path))
     assert list(loaded["entries"]) == [entry_key("n", "p", "d", "all", "errors")]
@@ -378,7 +442,7 @@ def write_json_text(path: Path, document) -> Path:
 
 
 GOOD_ENTRY = {"nodeid": "n", "potential": "p", "dataset": "d", "subset": "all",
-              "kind": "errors", "metrics": {"force_rmse": {"value": 0.1, "unit": "eV/Å"}}}
+              "kind": "errors", "identity": {}, "metrics": {"force_rmse": {"value": 0.1, "unit": "eV/Å"}}}
 
 
 @pytest.mark.parametrize("document, match", [
@@ -386,19 +450,29 @@ GOOD_ENTRY = {"nodeid": "n", "potential": "p", "dataset": "d", "subset": "all",
     ({"schema": SCHEMA}, "'entries' must be a list"),
     ({"schema": SCHEMA, "entries": None}, "'entries' must be a list"),
     ({"schema": SCHEMA, "entries": [GOOD_ENTRY, {**GOOD_ENTRY, "nodeid": None}]},
-     r"entry 1 is malformed"),
+     r"entry 1 \(None, potential 'p', dataset 'd', subset 'all'\) is malformed: "
+     r"'nodeid' must be text, got null"),
     ({"schema": SCHEMA, "entries": [{k: v for k, v in GOOD_ENTRY.items() if k != "nodeid"}]},
-     r"entry 0 is malformed \('nodeid'\)"),
+     r"entry 0 \(None, .*\) is malformed: no 'nodeid'"),
     ({"schema": SCHEMA, "entries": [{k: v for k, v in GOOD_ENTRY.items()
-                                     if k != "metrics"}]}, r"entry 0 is malformed"),
-    ({"schema": SCHEMA, "entries": ["n::p"]}, r"entry 0 is malformed"),
-    ({"schema": SCHEMA, "entries": [None]}, r"entry 0 is malformed"),
+                                     if k != "metrics"}]}, r"entry 0 \(n, .*\) is malformed: no 'metrics'"),
+    ({"schema": SCHEMA, "entries": ["n::p"]},
+     r"entry 0 is malformed: expected an object, got \"n::p\""),
+    ({"schema": SCHEMA, "entries": [None]}, r"entry 0 is malformed: expected an object"),
     ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "metrics": [0.1]}]},
-     r"entry 0 is malformed \(metrics must map names to \{value, unit\}\)"),
+     r"entry 0 \(n, .*\) is malformed: 'metrics' must map metric names to \{value, unit\}"),
     ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "metrics": {"force_rmse": 0.1}}]},
-     r"entry 0 is malformed"),
+     r"is malformed: metric 'force_rmse': expected \{value, unit\}, got 0.1"),
     ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "metrics": {"force_rmse": {"unit": "x"}}}]},
-     r"entry 0 is malformed"),
+     r"is malformed: metric 'force_rmse': no 'value'"),
+    ({"schema": SCHEMA, "entries": [{k: v for k, v in GOOD_ENTRY.items() if k != "identity"}]},
+     r"is malformed: no 'identity'"),
+    ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "non_finite": {"force_rmse": {
+        "value": "nan"}}}]}, r"'force_rmse' is under both 'metrics' and 'non_finite'"),
+    ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "non_finite": {"force_mae": {
+        "value": "NaN"}}}]}, r"non_finite metric 'force_mae': value \"NaN\" is not one of"),
+    ({"schema": SCHEMA, "entries": [{**GOOD_ENTRY, "metrics": {"force_rmse": {
+        "value": None}}}]}, r"metric 'force_rmse': value null is not a finite number"),
 ])
 def test_load_rejects_malformed_entries(tmp_path, document, match):
     path = write_json_text(tmp_path / "b.json", document)
@@ -457,7 +531,8 @@ def test_load_rejects_the_results_json_as_another_schema(tmp_path):
     assert "--mlpval-regen-baseline" not in message
 
 
-@pytest.mark.parametrize("schema", ["pytest-mlpval-baseline/0", "pytest-mlpval-baseline/2"])
+@pytest.mark.parametrize("schema", ["pytest-mlpval-baseline/0", "pytest-mlpval-baseline/1",
+                                    "pytest-mlpval-baseline/3"])
 def test_load_rejects_another_schema_version(tmp_path, schema):
     path = write_json_text(tmp_path / "b.json", {"schema": schema, "entries": []})
     with pytest.raises(BaselineError) as info:
@@ -529,13 +604,13 @@ def test_write_is_atomic_when_writing_fails_midway(tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
-def test_write_rejects_nan_and_leaves_the_old_file(tmp_path):
+def test_failed_write_leaves_the_old_file(tmp_path):
     path = write_baseline(tmp_path / "base.json", sample_entries(), META)
     before = path.read_bytes()
     entries = sample_entries()
     key = next(iter(entries))
-    entries[key] = {**entries[key], "metrics": {"force_rmse": {"value": NAN, "unit": ""}}}
-    with pytest.raises(ValueError):
+    entries[key] = {**entries[key], "identity": {"dataset": {"sha256": object()}}}
+    with pytest.raises(TypeError):
         write_baseline(path, entries, META)
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
