@@ -9,42 +9,49 @@ Plain library (no pytest).
 - **How a worker gets the calculator.** A :class:`CalculatorSource` is sent instead of the
   calculator: it reloads the potential from its spec in the worker (once per process), or
   unpickles the calculator when the potential has no spec a worker can load.
-- **Nothing is lost.** Every finished item is appended to the cache file as it arrives, keyed
-  by the potential's content hash, the protocol and all its parameters; a rerun (or another
-  test, or an interrupted run started again) reads the finished items and computes only
-  the rest. A changed model has another hash, so it never reads stale results. A potential
-  without a content hash (a code-defined factory) is not cached.
+- **Nothing is lost.** Every finished item is appended to the cache file as it finishes,
+  whatever the executor (in this process too), keyed by the potential's content hash and
+  the versions of the libraries that loaded it, the protocol and its ``version`` (which
+  every campaign must declare) and all its parameters; a rerun (or another test, or a run
+  killed or interrupted and started again) reads the finished items and computes only the
+  rest. Ctrl-C stops a campaign within one item; pending items are cancelled. A changed
+  model has another hash, so it never reads stale results. A potential without a content
+  hash (a code-defined factory) is not cached. A damaged cache file is repaired with a
+  :class:`~pytest_mlpval.campaign_cache.CacheWarning` (:mod:`pytest_mlpval.campaign_cache`).
 - **Nothing is dropped.** An item whose task raises is kept as a failed
-  :class:`ItemResult` with the error. A local worker process that dies breaks its pool;
-  the items it took down are run again one by one in fresh processes, so that only the
-  item that kills its worker is marked failed ("worker died").
+  :class:`ItemResult` with the error. A local worker process that dies breaks its pool
+  (one of this campaign's own, or one shared by several campaigns); the items it took
+  down are run again one by one in fresh processes, so that only the item that kills its
+  worker is marked failed ("worker died").
+- **Nothing hangs.** A Dask cluster without workers (at the start, or once all have left)
+  raises :class:`CampaignError` after ``worker_timeout_s``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
 import sys
 import time
 import traceback
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from .campaign_cache import CACHE_FORMAT, Cache, CacheWarning, campaign_key
+from .campaign_cache import canonical_json as _canonical_json  # noqa: F401 - external.py
 
 __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult",
            "CampaignResult", "run_campaign", "make_executor", "campaign_key", "Progress",
-           "print_progress"]
+           "print_progress", "CacheWarning", "CACHE_FORMAT"]
 
-#: bump when the meaning of cached campaign items changes
-CACHE_FORMAT = 1
+#: how often (s) a waiting campaign checks that a Dask cluster still has workers
+_POLL_S = 1.0
 
 
 class CampaignError(RuntimeError):
-    """The campaign could not run (no executor, a scheduler that does not answer, a
-    calculator that cannot reach the workers)."""
+    """The campaign could not run (no executor, a scheduler that does not answer or has
+    no worker, a calculator that cannot reach the workers)."""
 
 
 # -- calculators in workers -------------------------------------------------------------
@@ -177,114 +184,6 @@ class CampaignResult:
         return float(sum(item.seconds for item in self.items if not item.from_cache))
 
 
-# -- cache -----------------------------------------------------------------------------
-
-def _canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
-def campaign_key(protocol: str, potential_sha256: str | None, parameters: Any) -> str | None:
-    """The cache key: a digest of the protocol name, the potential's content hash and
-    every parameter. ``None`` (no caching) for a potential without a content hash."""
-    if potential_sha256 is None:
-        return None
-    text = _canonical_json({"format": CACHE_FORMAT, "protocol": protocol,
-                            "potential": potential_sha256, "parameters": parameters})
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _encode(value: Any) -> Any:
-    if hasattr(value, "get_positions") and hasattr(value, "cell"):
-        import io
-
-        import ase.io
-
-        buffer = io.StringIO()
-        ase.io.write(buffer, value, format="extxyz")
-        return {"__extxyz__": buffer.getvalue()}
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__extxyz__"}:
-            import io
-
-            import ase.io
-
-            return ase.io.read(io.StringIO(value["__extxyz__"]), format="extxyz")
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-class _Cache:
-    """Append-only JSON-lines file of finished items, one per key."""
-
-    def __init__(self, directory: str | os.PathLike[str] | None, key: str | None,
-                 header: dict[str, Any]) -> None:
-        self.path = None if directory is None or key is None \
-            else Path(directory) / f"{key}.jsonl"
-        self.header = header
-
-    def read(self) -> dict[int, ItemResult]:
-        if self.path is None or not self.path.exists():
-            return {}
-        found: dict[int, ItemResult] = {}
-        with open(self.path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a crash: recompute it
-                    continue
-                if number == 0 or "index" not in record:
-                    continue
-                if record.get("ok"):  # failed items are computed again
-                    found[record["index"]] = ItemResult(
-                        record["index"], True, _decode(record["value"]), None,
-                        record.get("seconds", 0.0), from_cache=True)
-        return found
-
-    def append(self, item: ItemResult) -> None:
-        if self.path is None or not item.ok:
-            return
-        line = _canonical_json({"index": item.index, "ok": True, "value": _encode(item.value),
-                                "seconds": item.seconds})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
-        cut_short = False
-        if not new:  # a crash may have cut the last line short: start a fresh line
-            with open(self.path, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                if handle.tell():
-                    handle.seek(-1, os.SEEK_END)
-                    cut_short = handle.read(1) != b"\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            if new:
-                handle.write(_canonical_json(self.header) + "\n")
-            handle.write(("\n" if cut_short else "") + line + "\n")
-            handle.flush()
-
-
 # -- progress --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -338,15 +237,38 @@ def print_progress(every_s: float = 5.0, stream: Any = None,
 # -- executors -------------------------------------------------------------------------
 
 class _LocalExecutor(Executor):
-    """Runs each task at submit time in this process."""
+    """Runs each task at submit time in this process (:func:`run_campaign` runs the
+    items of a local campaign one by one itself, caching each as it finishes)."""
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: B036 - handed to the caller through the future
+        except Exception as exc:  # handed to the caller through the future
             future.set_exception(exc)
         return future
+
+
+class _DaskExecutor(Executor):
+    """A Dask ``Client``'s executor that can tell how many workers the cluster has."""
+
+    def __init__(self, client: Any, address: str) -> None:
+        self.client = client
+        self.address = address
+        self._inner = client.get_executor(pure=False)
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        return self._inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._inner.shutdown(wait=wait and not cancel_futures)
+        self.client.close()
+
+    def n_workers(self) -> int:
+        try:
+            return len(self.client.nthreads())
+        except Exception:  # noqa: BLE001 - a scheduler gone away has no workers
+            return 0
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -365,13 +287,24 @@ def _single_threaded() -> None:
     threadpool_limits(1)
 
 
-def make_executor(workers: int = 0, scheduler: str | None = None,
-                  timeout_s: float = 10.0) -> tuple[Executor, str, Callable[[], None]]:
-    """An executor, its kind, and a function that shuts it down.
+def _process_pool(workers: int) -> Executor:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forkserver: no fork of a process with threads (OpenMP, Dask, pytest-timeout)
+    return ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded,
+                               mp_context=multiprocessing.get_context("forkserver"))
+
+
+def make_executor(workers: int = 0, scheduler: str | None = None, timeout_s: float = 10.0,
+                  worker_timeout_s: float = 60.0
+                  ) -> tuple[Executor, str, Callable[[], None]]:
+    """An executor, its kind, and a function that shuts it down (cancelling what has
+    not started).
 
     ``scheduler`` (a Dask address such as ``tcp://127.0.0.1:8786``) wins over
-    ``workers``; a scheduler that does not answer within ``timeout_s`` raises
-    :class:`CampaignError`.
+    ``workers``; a scheduler that does not answer within ``timeout_s``, or has no worker
+    within ``worker_timeout_s``, raises :class:`CampaignError`.
     """
     if scheduler:
         try:
@@ -385,19 +318,32 @@ def make_executor(workers: int = 0, scheduler: str | None = None,
         except Exception as exc:
             raise CampaignError(f"the Dask scheduler at {scheduler} did not answer within "
                                 f"{timeout_s:g} s ({type(exc).__name__}: {exc})") from exc
-        return client.get_executor(pure=False), "dask", client.close
+        try:
+            client.wait_for_workers(1, timeout=worker_timeout_s)
+        except Exception as exc:
+            client.close()
+            raise CampaignError(
+                f"no Dask worker joined the scheduler at {scheduler} within "
+                f"{worker_timeout_s:g} s (start workers with: dask worker {scheduler}; or "
+                f"give worker_timeout_s more time)") from exc
+        executor = _DaskExecutor(client, scheduler)
+        return executor, "dask", lambda: executor.shutdown(cancel_futures=True)
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if workers == 0:
-        executor = _LocalExecutor()
-        return executor, "local", lambda: None
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # forkserver: no fork of a process with threads (OpenMP, Dask, pytest-timeout)
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded,
-                               mp_context=multiprocessing.get_context("forkserver"))
+        return _LocalExecutor(), "local", lambda: None
+    pool = _process_pool(workers)
     return pool, "processes", lambda: pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kind(executor: Executor) -> str:
+    if isinstance(executor, _LocalExecutor):
+        return "local"
+    if isinstance(executor, _DaskExecutor):
+        return "dask"
+    if type(executor).__name__ == "ProcessPoolExecutor":
+        return "processes"
+    return type(executor).__name__
 
 
 def _run_item(task: Callable[[Any, Any], Any], source: CalculatorSource, index: int,
@@ -412,28 +358,126 @@ def _run_item(task: Callable[[Any, Any], Any], source: CalculatorSource, index: 
         return index, False, None, tail, time.perf_counter() - start
 
 
+Finish = Callable[[int, bool, Any, "str | None", float], None]
+
+
+def _completed(futures: dict[Future, int], executor: Executor, worker_timeout_s: float):
+    """Yield ``futures`` as they complete; on a Dask cluster that has had no worker for
+    ``worker_timeout_s``, raise :class:`CampaignError`."""
+    pending = set(futures)
+    alone_since: float | None = None
+    while pending:
+        done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+        yield from done
+        if done or not isinstance(executor, _DaskExecutor):
+            continue
+        if executor.n_workers():
+            alone_since = None
+        elif alone_since is None:
+            alone_since = time.monotonic()
+        elif time.monotonic() - alone_since > worker_timeout_s:
+            raise CampaignError(
+                f"every Dask worker of the scheduler at {executor.address} left and none "
+                f"joined within {worker_timeout_s:g} s; {len(pending)} items unfinished")
+
+
+def _run_lost(task: Callable[[Any, Any], Any], source: CalculatorSource, lost: list[int],
+              items: list[Any], finish: Finish) -> None:
+    """Run the items a dead worker took down one at a time in a fresh one-process pool
+    (a new one after each death): a death is then that item's fault alone."""
+    pool = None
+    try:
+        for i in sorted(lost):
+            pool = pool or _process_pool(1)
+            try:
+                result = pool.submit(_run_item, task, source, i, items[i]).result()
+            except BrokenExecutor as exc:
+                finish(i, False, None, f"worker died: {type(exc).__name__}: {exc}", 0.0)
+                pool.shutdown(wait=True)
+                pool = None
+            else:
+                finish(*result)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pool(executor: Executor, task: Callable[[Any, Any], Any], source: CalculatorSource,
+              items: list[Any], todo: list[int], finish: Finish, on_interrupt: Callable[[], None],
+              worker_timeout_s: float) -> None:
+    """Run ``todo`` on ``executor``. Items whose worker process died (the pool is broken:
+    this campaign's or a shared one) run again one by one in a fresh process. On Ctrl-C
+    (or any other error) the pending items are cancelled, ``on_interrupt`` runs (our own
+    pool: shut down, waiting for the running items) and what finished is kept."""
+    futures: dict[Future, int] = {}
+    seen: set[int] = set()
+    lost: list[int] = []
+    try:
+        for i in todo:
+            try:
+                futures[executor.submit(_run_item, task, source, i, items[i])] = i
+            except BrokenExecutor:  # a shared pool already broken by another campaign
+                lost.append(i)
+        for future in _completed(futures, executor, worker_timeout_s):
+            i = futures[future]
+            seen.add(i)
+            try:
+                result = future.result()
+            except BrokenExecutor:  # a worker died: maybe not this item's fault
+                lost.append(i)
+                continue
+            except Exception as exc:  # noqa: BLE001 - Dask's KilledWorker, cancelled
+                finish(i, False, None, f"worker died: {type(exc).__name__}: {exc}", 0.0)
+                continue
+            finish(*result)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        try:
+            on_interrupt()
+            for future, i in futures.items():  # keep what finished meanwhile
+                if i not in seen and future.done() and not future.cancelled() \
+                        and future.exception() is None:
+                    finish(*future.result())
+        except Exception:  # noqa: BLE001, S110 - never hide the interruption itself
+            pass
+        raise
+    _run_lost(task, source, lost, items, finish)
+
+
 def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence[Any],
-                 potential: Any, parameters: Any = None, *, workers: int = 0,
-                 scheduler: str | None = None, executor: Executor | None = None,
+                 potential: Any, parameters: Any = None, *, version: int | str,
+                 workers: int = 0, scheduler: str | None = None,
+                 executor: Executor | None = None,
                  cache_dir: str | os.PathLike[str] | None = None,
                  progress: Callable[[Progress], None] | None = None,
-                 timeout_s: float = 10.0) -> CampaignResult:
+                 timeout_s: float = 10.0, worker_timeout_s: float = 60.0,
+                 validate: Callable[[Any], str | None] | None = None) -> CampaignResult:
     """Run ``task(calculator, item)`` for every item and collect the results.
 
-    ``task`` must be a module-level function (it is pickled for workers). ``parameters``
-    (JSON-serialisable, everything that changes the results, including the items' seeds)
-    and the potential's content hash key the cache in ``cache_dir``; ``None`` disables it.
-    ``timeout_s`` bounds the wait for a Dask scheduler to answer.
+    ``task`` must be a module-level function (it is pickled for workers). ``version``
+    (required: bump it when the task's results change meaning), ``parameters``
+    (JSON-serialisable, everything that changes the results, including the items' seeds),
+    the potential's content hash and its loader versions key the cache in ``cache_dir``;
+    ``None`` disables it. ``validate(value)`` says why a cached value is unusable (then
+    it is computed again, with a :class:`CacheWarning`), or returns None.
+    ``timeout_s`` bounds the wait for a Dask scheduler to answer, ``worker_timeout_s``
+    the time a Dask cluster may have no worker.
     """
+    if isinstance(version, bool) or not isinstance(version, (int, str)):
+        raise TypeError(f"version must be an int or a str, got {version!r}")
     items = list(items)
     info = getattr(potential, "info", None)
-    key = campaign_key(protocol, getattr(info, "sha256", None),
-                       parameters) if cache_dir is not None else None
-    header = {"format": CACHE_FORMAT, "protocol": protocol, "parameters": parameters,
+    loaders = getattr(info, "loader_versions", None)
+    key = campaign_key(protocol, getattr(info, "sha256", None), parameters, version=version,
+                       loader_versions=loaders) if cache_dir is not None else None
+    header = {"format": CACHE_FORMAT, "protocol": protocol, "version": version,
+              "parameters": parameters, "loader_versions": dict(loaders or {}),
               "potential": info.as_dict() if info is not None else None,
               "n_items": len(items)}
-    cache = _Cache(cache_dir, key, header)
-    done: dict[int, ItemResult] = {i: r for i, r in cache.read().items() if i < len(items)}
+    cache = Cache(cache_dir, key, header, len(items), validate)
+    done = {i: ItemResult(i, True, value, None, seconds, from_cache=True)
+            for i, (value, seconds) in cache.read().items()}
     start = time.perf_counter()
     n_failed = 0
 
@@ -451,44 +495,29 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
 
     own = executor is None
     if own:
-        executor, kind, shutdown = make_executor(workers, scheduler, timeout_s)
+        executor, kind, shutdown = make_executor(workers, scheduler, timeout_s,
+                                                 worker_timeout_s)
     else:
-        kind, shutdown = type(executor).__name__, (lambda: None)
-    local = kind == "local"
-    source = calculator_source(potential, local=local)
+        kind, shutdown = _kind(executor), (lambda: None)
+    source = calculator_source(potential, local=kind == "local")
+
     def finish(index: int, ok: bool, value: Any, error: str | None, seconds: float) -> None:
         nonlocal n_failed
-        result = ItemResult(index, ok, value, error, seconds)
-        done[index] = result
+        done[index] = ItemResult(index, ok, value, error, seconds)
         n_failed += not ok
-        cache.append(result)
+        if ok:
+            cache.append(index, value, seconds)
         tell()
 
-    lost: list[int] = []
     try:
-        futures = {executor.submit(_run_item, task, source, i, items[i]): i for i in todo}
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                finish(*future.result())
-            except Exception as exc:  # the worker died (it may not be this item's fault)
-                if own and kind == "processes":
-                    lost.append(i)
-                else:
-                    finish(i, False, None, f"worker died: {type(exc).__name__}: {exc}", 0.0)
-        # a dead process breaks the whole pool: run each lost item again, one at a time
-        # in a fresh pool, so that only the item that kills its worker is marked failed
-        for i in sorted(lost):
-            shutdown()
-            executor, kind, shutdown = make_executor(1, None)
-            try:
-                finish(*executor.submit(_run_item, task, source, i, items[i]).result())
-            except Exception as exc:
-                finish(i, False, None, f"worker died: {type(exc).__name__}: {exc}", 0.0)
+        if kind == "local":  # one by one: each is cached as it finishes; Ctrl-C stops here
+            for i in todo:
+                finish(*_run_item(task, source, i, items[i]))
+        else:
+            _run_pool(executor, task, source, items, todo, finish, shutdown, worker_timeout_s)
     finally:
         if own:
             shutdown()
     return CampaignResult(tuple(done[i] for i in range(len(items))),
                           time.perf_counter() - start, workers if kind != "local" else 0,
                           kind, str(cache.path) if cache.path else None)
-

@@ -33,6 +33,8 @@ __all__ = ["CompressionSettings", "CompressionResult", "CompressionAnalyser", "r
            "run_compressions", "reference_crystals", "atom_key"]
 
 PROTOCOL = "mlpval-md-compression"
+#: bump when the task's record changes meaning (part of the cache key)
+TASK_VERSION = 1
 
 
 # -- one run -----------------------------------------------------------------------------
@@ -167,6 +169,16 @@ class CompressionResult:
                 "trajectory_path": self.trajectory_path}
 
 
+def _check_record(value: Any) -> str | None:
+    """Why a cached compression record is unusable (None: it is fine)."""
+    if not isinstance(value, dict):
+        return f"a {type(value).__name__}, not a record"
+    for key in ("preparation", "compression"):
+        if value.get(key) is not None:
+            MDRecord.from_dict(value[key])
+    return None
+
+
 def _summary(record: MDRecord) -> dict[str, Any]:
     return {"status": record.status, "instability": record.instability,
             "message": record.message, "n_steps": record.n_steps,
@@ -205,8 +217,9 @@ def run_compressions(potential: Any, settings: CompressionSettings | None = None
     items = [{"settings": settings.as_dict(), "seed": s, "start": start,
               "crystals": crystals} for s in seeds]
     campaign = run_campaign(PROTOCOL, _compression_task, items, potential,
-                            {**parameters, "seeds": seeds}, workers=workers,
-                            scheduler=scheduler, cache_dir=cache_dir, progress=progress)
+                            {**parameters, "seeds": seeds}, version=TASK_VERSION,
+                            workers=workers, scheduler=scheduler, cache_dir=cache_dir,
+                            progress=progress, validate=_check_record)
     name = potential_name(potential)
     results = []
     for seed, item in zip(seeds, campaign.items):

@@ -20,6 +20,8 @@ __all__ = ["CompressionSettings", "CompressionAnalyser", "reference_crystals", "
            "start_key"]
 
 REFERENCE_PROTOCOL = "mlpval-md-reference-crystals"
+#: bump when the reference task's record changes meaning (part of the cache key)
+REFERENCE_TASK_VERSION = 1
 
 
 def atom_key(name: str) -> str:
@@ -193,6 +195,12 @@ def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
             "volume_per_atom_A3": result.volume_per_atom_A3}
 
 
+def _check_reference(value: Any) -> str | None:
+    if not isinstance(value, dict) or not hasattr(value.get("atoms"), "positions"):
+        return "no relaxed crystal (atoms) in the record"
+    return None
+
+
 def reference_crystals(potential: Any, settings: CompressionSettings, *, workers: int = 0,
                        scheduler: str | None = None, cache_dir: Any = None,
                        progress: Callable[[Any], None] | None = None
@@ -206,8 +214,9 @@ def reference_crystals(potential: Any, settings: CompressionSettings, *, workers
              for n in settings.references for p in settings.pressure_grid()]
     campaign = run_campaign(REFERENCE_PROTOCOL, _reference_task, items, potential,
                             {"items": items, "relax": "relaxed_crystal defaults"},
-                            workers=workers, scheduler=scheduler, cache_dir=cache_dir,
-                            progress=progress)
+                            version=REFERENCE_TASK_VERSION, workers=workers,
+                            scheduler=scheduler, cache_dir=cache_dir, progress=progress,
+                            validate=_check_reference)
     crystals: dict[str, dict[float, Any]] = {n: {} for n in settings.references}
     errors: dict[str, str] = {}
     for item, outcome in zip(items, campaign.items):

@@ -262,10 +262,9 @@ def label_structures(frames: Any, reference: Any, *, workers: int = 0,
                            time.perf_counter() - start)
     source, identity = _label_source(reference)
     campaign = run_campaign(PROTOCOL, label_task, [_bare(a) for a in frames], source,
-                            {"task_version": TASK_VERSION,
-                             "frames_sha256": _frames_sha256(frames)},
-                            workers=workers, scheduler=scheduler, executor=executor,
-                            cache_dir=cache_dir, progress=progress)
+                            {"frames_sha256": _frames_sha256(frames)},
+                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
+                            executor=executor, cache_dir=cache_dir, progress=progress)
     return LabelResult(identity, tuple(item.value if item.ok else None
                                        for item in campaign.items),
                        tuple((item.index, item.error) for item in campaign.failures),

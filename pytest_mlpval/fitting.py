@@ -453,9 +453,9 @@ def run_fits(protocol: str, data: Any, fitter: FitCommand | FitCallable,
               "test": job["test"], "fold": int(job["fold"]), "seed": int(job["seed"]),
               "workdir": None if root is None else str(root / f"fit-{int(job['fold']):03d}"),
               "properties": parameters.get("properties"), "loader": loader} for job in jobs]
-    return run_campaign(protocol, fit_and_predict, items, source, full, workers=workers,
-                        scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-                        progress=progress)
+    return run_campaign(protocol, fit_and_predict, items, source, full,
+                        version=TASK_VERSION, workers=workers, scheduler=scheduler,
+                        executor=executor, cache_dir=cache_dir, progress=progress)
 
 
 def predictions_from(value: Mapping[str, Any], name: str) -> Any:

@@ -34,6 +34,8 @@ __all__ = ["StabilitySettings", "MDStabilityResult", "run_md_stability", "assert
            "assert_stable"]
 
 PROTOCOL = "mlpval-md-stability"
+#: bump when the task's record changes meaning (part of the cache key)
+TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,12 @@ class StabilitySettings:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StabilitySettings":
         return cls(**{**data, "limits": MDLimits(**data["limits"])})
+
+
+def _check_record(value: Any) -> str | None:
+    """Why a cached MD record is unusable (None: it is fine)."""
+    MDRecord.from_dict(value)
+    return None
 
 
 def _stability_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,8 +257,9 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
     campaign = run_campaign(PROTOCOL, _stability_task, [item], potential,
                             {"settings": settings.as_dict(), "seed": int(seed),
                              "start": _start_key(start)},
-                            workers=workers, scheduler=scheduler, cache_dir=cache_dir,
-                            progress=progress)
+                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
+                            cache_dir=cache_dir, progress=progress,
+                            validate=_check_record)
     done = campaign.items[0]
     if not done.ok:
         raise MDParameterError(f"the stability run could not be made: {done.error}")

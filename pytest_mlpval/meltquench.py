@@ -34,6 +34,8 @@ __all__ = ["MeltQuenchSettings", "MeltQuenchTrajectory", "run_meltquench",
            "read_meltquench", "relabel"]
 
 PROTOCOL = "mlpval-md-meltquench"
+#: bump when the task's record changes meaning (part of the cache key)
+TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,12 @@ def _start(settings: MeltQuenchSettings, seed: int) -> Any:
     remove = rng.choice(len(atoms), settings.vacancies, replace=False)
     del atoms[sorted(int(i) for i in remove)]
     return atoms
+
+
+def _check_record(value: Any) -> str | None:
+    """Why a cached MD record is unusable (None: it is fine)."""
+    MDRecord.from_dict(value)
+    return None
 
 
 def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,8 +323,9 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
     campaign = run_campaign(PROTOCOL, _meltquench_task, [item], potential,
                             {"settings": settings.as_dict(), "seed": int(seed),
                              "start": _start_key(start)},
-                            workers=workers, scheduler=scheduler, cache_dir=cache_dir,
-                            progress=progress)
+                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
+                            cache_dir=cache_dir, progress=progress,
+                            validate=_check_record)
     done = campaign.items[0]
     if not done.ok:
         raise MDParameterError(f"the melt-quench could not be run: {done.error}")

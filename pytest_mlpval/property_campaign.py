@@ -48,6 +48,12 @@ def property_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     return function(calc, **{**fixed, **item["kwargs"]}).as_dict()
 
 
+def _check_result(value: Any) -> str | None:
+    """Why a cached protocol result is unusable (None: it is fine)."""
+    result_from_dict(value)
+    return None
+
+
 @dataclass(frozen=True)
 class PropertySet:
     """Results of :func:`compute_properties`.
@@ -105,7 +111,9 @@ def compute_properties(potential: Any, names: Sequence[str] = ("lattice", "eos",
     Each protocol is one campaign item with its own cache key (the potential's hash,
     the protocol and its parameters ``params[name]``), so adding a protocol later does
     not recompute the others. With ``workers`` > 0 or a Dask ``scheduler`` the protocols
-    run concurrently. A protocol that fails is reported in ``errors``, not raised.
+    run concurrently over one pool; a protocol whose worker process dies fails alone
+    (the others' items it took down run again). A protocol that fails is reported in
+    ``errors``, not raised. Ctrl-C cancels what has not started.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -124,13 +132,16 @@ def compute_properties(potential: Any, names: Sequence[str] = ("lattice", "eos",
 
     def one(name: str):
         return run_campaign(f"property:{name}", property_task, [items[name]], potential,
-                            {"version": PROPERTIES_VERSION, **items[name]},
-                            executor=executor, cache_dir=cache_dir, progress=progress)
+                            items[name], version=PROPERTIES_VERSION, executor=executor,
+                            cache_dir=cache_dir, progress=progress, validate=_check_result)
 
     try:
         if parallel:
-            with ThreadPoolExecutor(max_workers=max(1, len(items))) as threads:
+            threads = ThreadPoolExecutor(max_workers=max(1, len(items)))
+            try:
                 campaigns = dict(zip(items, threads.map(one, items)))
+            finally:  # on Ctrl-C: do not wait for the threads, the pool cancels their items
+                threads.shutdown(wait=False, cancel_futures=True)
         else:
             campaigns = {name: one(name) for name in items}
     finally:

@@ -32,10 +32,12 @@ from .structure import similarity_to_reference
 
 __all__ = ["RssParameters", "RssGenerationError", "generate", "RssMinimum", "RssResult",
            "run_rss", "relax_structure", "relax_references", "classify", "STATUSES",
-           "USABLE", "PROTOCOL"]
+           "USABLE", "PROTOCOL", "RelaxationTimeout", "NonFiniteResult"]
 
 #: ``converged``: forces below ``fmax_eV_A``; ``not_converged``: the step limit was hit;
-#: ``failed``: the calculator raised or returned NaN (or the worker died);
+#: ``failed``: the calculator raised or returned a non-finite energy, force or stress (the
+#: relaxation stops at that step), the wall-time limit ``max_seconds_per_structure`` was
+#: reached (error ``RelaxationTimeout: ...``; not cached), or the worker died;
 #: ``exploded``: a relaxed structure outside the sanity bounds (energy below the floor,
 #: volume collapsed or ballooned, atoms closer than the distance floor)
 STATUSES = ("converged", "not_converged", "failed", "exploded")
@@ -45,14 +47,34 @@ USABLE = ("converged", "not_converged")
 PROTOCOL = "rss"
 #: bump when the relaxation record changes meaning (part of the cache key)
 TASK_VERSION = 1
+#: a relaxation whose cell grows past this many times the sane volume stops as exploded
+_BALLOONED = 10.0
+#: what a cached relaxation record must hold
+_RECORD_KEYS = ("status", "n_atoms", "energy_per_atom_eV", "volume_per_atom_A3",
+                "enthalpy_per_atom_eV", "fmax_eV_A", "n_steps", "n_force_calls",
+                "calculator_seconds", "total_seconds", "error", "initial", "final")
+
+
+
+class RelaxationTimeout(RuntimeError):
+    """A relaxation reached its wall-time limit (``max_seconds_per_structure``)."""
+
+
+class NonFiniteResult(FloatingPointError):
+    """The calculator returned a NaN or infinite energy, force or stress."""
 
 
 # -- one relaxation (runs in a worker) ----------------------------------------------------
 
-def _timed_calculator(inner: Any):
+def _timed_calculator(inner: Any, deadline: float | None = None, limit_s: float | None = None,
+                      max_volume_per_atom_A3: float = math.inf):
     """An ASE calculator delegating to ``inner`` that counts its calls and the seconds
     spent in ``inner``; everything else (optimiser, cell filter, this wrapper) is
-    "outside the calculator"."""
+    "outside the calculator". Every call checks that the structure and ``inner``'s
+    energy, forces and stress are finite (:class:`NonFiniteResult`) and the cell not
+    ballooned past ``max_volume_per_atom_A3``, and stops at ``deadline``
+    (``time.monotonic()``; :class:`RelaxationTimeout`), so that an optimiser never steps
+    on NaN (into a neighbour list that never ends)."""
     from ase.calculators.calculator import Calculator, all_changes
 
     class _Timed(Calculator):
@@ -65,18 +87,38 @@ def _timed_calculator(inner: Any):
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
+            if deadline is not None and time.monotonic() > deadline:
+                raise RelaxationTimeout(
+                    f"wall-time limit of {limit_s:g} s per structure "
+                    f"(max_seconds_per_structure) reached after {self.calls} calculator "
+                    "calls")
+            work = self.atoms
+            if not (np.all(np.isfinite(work.positions)) and np.all(np.isfinite(work.cell))):
+                raise NonFiniteResult(f"non-finite positions or cell before calculator "
+                                      f"call {self.calls}")
+            if all(work.pbc) and work.get_volume() > max_volume_per_atom_A3 * len(work):
+                raise _Ballooned(f"the cell ballooned to {work.get_volume() / len(work):.4g} "
+                                 f"Å^3/atom (stopped beyond {max_volume_per_atom_A3:.4g})")
             start = time.perf_counter()
             try:
-                energy = inner.get_potential_energy(self.atoms)
-                forces = inner.get_forces(self.atoms)
-                stress = inner.get_stress(self.atoms)
+                energy = inner.get_potential_energy(work)
+                forces = np.array(inner.get_forces(work), dtype=float)
+                stress = np.array(inner.get_stress(work), dtype=float)
             finally:
                 self.seconds += time.perf_counter() - start
                 self.calls += 1
-            self.results = {"energy": energy, "free_energy": energy,
-                            "forces": np.array(forces), "stress": np.array(stress)}
+            for name, value in (("energy", energy), ("forces", forces), ("stress", stress)):
+                if not np.all(np.isfinite(value)):
+                    raise NonFiniteResult(f"non-finite {name} at calculator call "
+                                          f"{self.calls - 1}")
+            self.results = {"energy": energy, "free_energy": energy, "forces": forces,
+                            "stress": stress}
 
     return _Timed()
+
+
+class _Ballooned(RuntimeError):
+    """The cell grew far beyond the sane volume during the relaxation."""
 
 
 def _one_blas_thread():
@@ -117,8 +159,11 @@ def relax_structure(calc: Any, item: tuple[RssParameters, int]) -> dict[str, Any
 
     params, index = item
     start, cpu = time.perf_counter(), time.process_time()
+    limit = params.max_seconds_per_structure
+    deadline = None if limit is None else time.monotonic() + limit
     initial = generate(params, index)
-    timed = _timed_calculator(calc)
+    timed = _timed_calculator(calc, deadline, limit,
+                              _BALLOONED * params.sane_volume_per_atom_A3[1])
     record: dict[str, Any] = {
         "index": index, "n_atoms": len(initial), "status": "failed", "error": None,
         "energy_per_atom_eV": math.nan, "volume_per_atom_A3": math.nan,
@@ -130,7 +175,11 @@ def relax_structure(calc: Any, item: tuple[RssParameters, int]) -> dict[str, Any
                            fmax_eV_A=params.fmax_eV_A, steps=params.max_steps,
                            optimizer=params.optimizer)
     except RelaxationError as exc:
+        if isinstance(exc.__cause__, RelaxationTimeout):  # a failed item: never cached
+            raise RelaxationTimeout(f"structure {index}: {exc.__cause__}") from None
         record["error"] = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc.__cause__, _Ballooned):
+            record.update(status="exploded", error=str(exc.__cause__))
     else:
         final = result.atoms
         record.update(
@@ -401,6 +450,20 @@ def _check_species(potential: Any, params: RssParameters) -> None:
                 f"{', '.join(species)})")
 
 
+def _check_record(value: Any) -> str | None:
+    """Why a cached relaxation record is unusable (None: it is fine)."""
+    if not isinstance(value, dict):
+        return f"a {type(value).__name__}, not a relaxation record"
+    missing = [key for key in _RECORD_KEYS if key not in value]
+    if missing:
+        return f"the record lacks {', '.join(missing)}"
+    if value["status"] not in STATUSES:
+        return f"status {value['status']!r} is not one of {', '.join(STATUSES)}"
+    if value["status"] in USABLE and not hasattr(value["final"], "positions"):
+        return f"a {value['status']} record without its final structure"
+    return None
+
+
 def _minimum(index: int, item: Any, params: RssParameters) -> RssMinimum:
     if not item.ok:  # the task raised outside the relaxation, or its worker died
         try:
@@ -430,8 +493,9 @@ def relax_references(calc: Any, params: RssParameters
                        for name in params.references}
     for name in params.references:
         try:
-            with _one_blas_thread():
-                ref = relaxed_crystal(name, calc, params.symbols[0], params.pressure_GPa)
+            with _one_blas_thread():  # stops at the first non-finite result
+                ref = relaxed_crystal(name, _timed_calculator(calc), params.symbols[0],
+                                      params.pressure_GPa)
         except Exception as exc:  # noqa: BLE001 - reported in the result, never hidden
             info[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
@@ -495,9 +559,9 @@ def run_rss(potential: Any, params: RssParameters, *, workers: int = 0,
     start = time.perf_counter()
     campaign = run_campaign(
         PROTOCOL, relax_structure, [(params, i) for i in range(params.n_structures)],
-        potential, {"task_version": TASK_VERSION, **params.relaxation_key()},
-        workers=workers, scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-        progress=progress)
+        potential, params.relaxation_key(), version=TASK_VERSION, workers=workers,
+        scheduler=scheduler, executor=executor, cache_dir=cache_dir, progress=progress,
+        validate=_check_record)
     minima = [_minimum(i, item, params) for i, item in enumerate(campaign.items)]
     calc = getattr(potential, "calculator", potential)
     crystals, references = relax_references(calc, params)

@@ -130,6 +130,11 @@ class RssParameters:
         A relaxed structure with two atoms closer (Å) has ``exploded``.
     max_attempts : int
         Cells drawn per structure before :class:`RssGenerationError`.
+    max_seconds_per_structure : float or None
+        Wall-time limit of one structure's generation and relaxation in seconds (checked
+        at every calculator call); a relaxation that reaches it is ``failed`` with a
+        ``RelaxationTimeout`` error and is not cached (a rerun tries again). None: no
+        limit. Not part of the cache key.
     """
 
     composition: Any = "Si"
@@ -152,6 +157,7 @@ class RssParameters:
     sane_volume_per_atom_A3: tuple[float, float] | None = None
     distance_floor_A: float = 0.5
     max_attempts: int = 200
+    max_seconds_per_structure: float | None = 600.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -212,6 +218,12 @@ class RssParameters:
         if not self.distance_floor_A >= 0:
             raise ValueError(f"distance_floor_A must be >= 0, got {self.distance_floor_A!r}")
         _check_optimizer(self.optimizer)
+        limit = self.max_seconds_per_structure
+        if limit is not None and (isinstance(limit, bool)
+                                  or not isinstance(limit, (int, float, np.number))
+                                  or not 0 < limit < math.inf):
+            raise ValueError(f"max_seconds_per_structure must be a number of seconds > 0 "
+                             f"(or None: no limit), got {limit!r}")
 
     # -- derived ------------------------------------------------------------------------
     @property
@@ -262,9 +274,11 @@ class RssParameters:
 
     def relaxation_key(self) -> dict[str, Any]:
         """The parameters that change the relaxed structures (the campaign's cache key):
-        all but ``n_structures`` and the classification settings."""
+        all but ``n_structures``, the classification settings and the wall-time limit
+        (a relaxation stopped by it is not cached)."""
         data = self.as_dict()
-        for key in ("n_structures", "soap", "diamond_cutoff", "references"):
+        for key in ("n_structures", "soap", "diamond_cutoff", "references",
+                    "max_seconds_per_structure"):
             del data[key]
         return data
 

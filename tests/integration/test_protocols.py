@@ -44,7 +44,8 @@ PROTOCOL = """
     def run_energies(potential, sizes=(1, 2, 3), *, workers=0, scheduler=None,
                      cache_dir=None, progress=None):
         result = run_campaign("energies", _energy, list(sizes), potential,
-                              {"sizes": list(sizes)}, workers=workers, scheduler=scheduler,
+                              {"sizes": list(sizes)}, version=1, workers=workers,
+                              scheduler=scheduler,
                               cache_dir=cache_dir, progress=progress)
         return Result(tuple(i.value["energy_per_atom_eV"] for i in result.items),
                       result.n_from_cache, result.workers, result.executor)

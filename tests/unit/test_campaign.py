@@ -67,8 +67,8 @@ def _records(path):
 
 
 def test_in_process_and_two_workers_agree(sw, expected):
-    local = run_campaign("demo", energy_task, range(6), sw, PARAMS)
-    pool = run_campaign("demo", energy_task, range(6), sw, PARAMS, workers=2)
+    local = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1)
+    pool = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1, workers=2)
     assert (local.executor, local.workers, pool.executor, pool.workers) == (
         "local", 0, "processes", 2)
     assert _energies(local) == expected
@@ -79,13 +79,13 @@ def test_in_process_and_two_workers_agree(sw, expected):
 
 
 def test_cache_appends_and_resumes(sw, expected, tmp_path):
-    half = run_campaign("demo", energy_task, range(3), sw, PARAMS, cache_dir=tmp_path)
+    half = run_campaign("demo", energy_task, range(3), sw, PARAMS, version=1, cache_dir=tmp_path)
     assert half.n_from_cache == 0 and len(_records(half.cache_path)) == 3
-    full = run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
+    full = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1, cache_dir=tmp_path)
     assert full.cache_path == half.cache_path
     assert [i.from_cache for i in full.items] == [True] * 3 + [False] * 3
     assert _energies(full) == expected and len(_records(full.cache_path)) == 6
-    again = run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
+    again = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1, cache_dir=tmp_path)
     assert again.n_from_cache == 6 and again.task_seconds == 0.0
     assert again.executor == "cache" and again.seconds == 0.0
     assert _energies(again) == expected
@@ -95,16 +95,18 @@ def test_cache_appends_and_resumes(sw, expected, tmp_path):
     # an interrupted run: the file holds the header and two items
     lines = Path(full.cache_path).read_text("utf-8").splitlines(keepends=True)
     Path(full.cache_path).write_text("".join(lines[:3]), "utf-8")
-    resumed = run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
+    resumed = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1,
+                           cache_dir=tmp_path)
     assert resumed.n_from_cache == 2 and _energies(resumed) == expected
     # other parameters, other key
-    other = run_campaign("demo", energy_task, range(2), sw, {"rattle_A": 0.06},
+    other = run_campaign("demo", energy_task, range(2), sw, {"rattle_A": 0.06}, version=1,
                          cache_dir=tmp_path)
     assert other.n_from_cache == 0 and other.cache_path != full.cache_path
 
 
 def _cut_short(sw, tmp_path):
-    first = run_campaign("demo", energy_task, range(5), sw, PARAMS, cache_dir=tmp_path)
+    first = run_campaign("demo", energy_task, range(5), sw, PARAMS, version=1,
+                         cache_dir=tmp_path)
     with open(first.cache_path, "a", encoding="utf-8") as handle:
         handle.write('{"index": 5, "ok": tr')  # a crash in the middle of a line
     return first
@@ -112,30 +114,34 @@ def _cut_short(sw, tmp_path):
 
 def test_corrupted_last_line_is_tolerated(sw, expected, tmp_path):
     _cut_short(sw, tmp_path)
-    rerun = run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
+    with pytest.warns(campaign.CacheWarning, match="line 7 is not valid JSON"):
+        rerun = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1,
+                             cache_dir=tmp_path)
     assert rerun.n_from_cache == 5 and not rerun.items[5].from_cache
     assert _energies(rerun) == expected
 
 
 def test_record_after_a_corrupted_line_is_kept(sw, tmp_path):
     _cut_short(sw, tmp_path)
-    run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
-    third = run_campaign("demo", energy_task, range(6), sw, PARAMS, cache_dir=tmp_path)
+    with pytest.warns(campaign.CacheWarning):
+        run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1, cache_dir=tmp_path)
+    third = run_campaign("demo", energy_task, range(6), sw, PARAMS, version=1,
+                         cache_dir=tmp_path)
     assert third.n_from_cache == 6
 
 
 def test_failed_items_are_kept_and_not_cached(sw, expected, tmp_path):
-    result = run_campaign("demo", raising_task, range(4), sw, PARAMS, cache_dir=tmp_path)
+    result = run_campaign("demo", raising_task, range(4), sw, PARAMS, version=1, cache_dir=tmp_path)
     assert [item.ok for item in result.items] == [True, False, True, True]
     assert result.failures[0].error == "ValueError: bad item 1"
     assert result.items[1].value is None
     assert sorted(r["index"] for r in _records(result.cache_path)) == [0, 2, 3]
-    again = run_campaign("demo", raising_task, range(4), sw, PARAMS, cache_dir=tmp_path)
+    again = run_campaign("demo", raising_task, range(4), sw, PARAMS, version=1, cache_dir=tmp_path)
     assert [item.from_cache for item in again.items] == [True, False, True, True]
 
 
 def test_worker_death_fails_only_that_item(sw, expected):
-    result = run_campaign("demo", dying_task, range(5), sw, PARAMS, workers=2)
+    result = run_campaign("demo", dying_task, range(5), sw, PARAMS, version=1, workers=2)
     assert [item.ok for item in result.items] == [True, True, False, True, True]
     assert result.items[2].error.startswith("worker died")
     np.testing.assert_allclose([result.items[i].value["energy_eV"] for i in (0, 1, 3, 4)],
@@ -144,12 +150,12 @@ def test_worker_death_fails_only_that_item(sw, expected):
 
 def test_progress_is_reported(sw, tmp_path):
     calls = []
-    run_campaign("demo", raising_task, range(4), sw, PARAMS, progress=calls.append)
+    run_campaign("demo", raising_task, range(4), sw, PARAMS, version=1, progress=calls.append)
     assert [p.done for p in calls] == [0, 1, 2, 3, 4]
     assert calls[0].eta_s is None and calls[-1].total == 4 and calls[-1].failed == 1
     assert all(b.elapsed_s >= a.elapsed_s for a, b in zip(calls, calls[1:]))
     stream = io.StringIO()
-    run_campaign("demo", energy_task, range(2), sw, PARAMS,
+    run_campaign("demo", energy_task, range(2), sw, PARAMS, version=1,
                  progress=print_progress(every_s=0.0, stream=stream))
     lines = stream.getvalue().splitlines()
     assert lines[-1].startswith("[demo] 2/2 done, 0 failed, 0 from cache")
@@ -158,7 +164,7 @@ def test_progress_is_reported(sw, tmp_path):
 def test_potential_without_sha256_is_not_cached(sw, tmp_path):
     factory = Potential(PotentialInfo("made", "pkg:make", "factory"), sw.calculator)
     for _ in range(2):
-        result = run_campaign("demo", energy_task, range(2), factory, PARAMS,
+        result = run_campaign("demo", energy_task, range(2), factory, PARAMS, version=1,
                               cache_dir=tmp_path)
         assert result.cache_path is None and result.n_from_cache == 0
     assert list(tmp_path.iterdir()) == []
@@ -183,8 +189,8 @@ def test_dask_address_that_does_not_answer(sw, monkeypatch):
 
     original = campaign.make_executor
     monkeypatch.setattr(campaign, "make_executor",
-                        lambda workers=0, scheduler=None, timeout_s=10.0:
-                        original(workers, scheduler, 1.0))
+                        lambda workers=0, scheduler=None, timeout_s=10.0,
+                        worker_timeout_s=60.0: original(workers, scheduler, 1.0))
     with pytest.raises(CampaignError, match="did not answer"):
         run_rss(sw, RssParameters(n_structures=1), scheduler=address)
 
@@ -197,7 +203,7 @@ def test_real_dask_cluster_gives_the_same_results(sw, expected):
     params = RssParameters(n_structures=3, atoms_per_cell=(2, 4), seed=4)
     with LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
-        remote = run_campaign("demo", energy_task, range(4), sw, PARAMS,
+        remote = run_campaign("demo", energy_task, range(4), sw, PARAMS, version=1,
                               scheduler=cluster.scheduler_address)
         rss_remote = run_rss(sw, params, scheduler=cluster.scheduler_address)
     assert remote.executor == "dask" and rss_remote.executor == "dask"
