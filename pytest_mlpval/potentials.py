@@ -27,11 +27,11 @@ import importlib
 import importlib.util
 import os
 import re
+import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from xml.etree import ElementTree
 
 __all__ = [
     "BUILTINS",
@@ -86,6 +86,12 @@ class PotentialInfo:
     species : tuple of str
         Chemical symbols the model covers, where the loader can tell (built-ins, GAP
         descriptors); empty when unknown.
+    loader_versions : mapping of str to str
+        Installed distribution -> version of the libraries that load and evaluate the
+        model: ``quippy-ase`` for a GAP, ``matscipy`` for the built-ins; for a factory or
+        entry point the distribution of its module and, once loaded, of the
+        calculator's class and of torch, tensorflow or jax if imported. Part of the
+        prediction and campaign cache keys: a new library version is a new model.
     """
 
     name: str
@@ -95,6 +101,7 @@ class PotentialInfo:
     sha256: str | None = None
     file_sha256: Mapping[str, str] = field(default_factory=dict)
     species: tuple[str, ...] = ()
+    loader_versions: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +112,7 @@ class PotentialInfo:
             "sha256": self.sha256,
             "file_sha256": dict(self.file_sha256),
             "species": list(self.species),
+            "loader_versions": dict(self.loader_versions),
         }
 
 
@@ -181,44 +189,18 @@ def _builtin_digest(name: str) -> str:
 
 # --- GAP ------------------------------------------------------------------------------
 
-def _species_of_descriptors(root: ElementTree.Element) -> tuple[str, ...]:
-    """Chemical symbols named by the descriptors of a GAP XML (``Z=``, ``Z1=``,
-    ``species_Z={...}``)."""
-    from .units import chemical_symbol
-
-    numbers: set[int] = set()
-    for element in root.iter("descriptor"):
-        text = element.text or ""
-        for match in re.finditer(r"\b(?:Z|Z1|Z2|Z_center)\s*=\s*(\d+)", text):
-            numbers.add(int(match.group(1)))
-        for match in re.finditer(r"species_Z\s*=\s*\{([^}]*)\}", text):
-            numbers.update(int(z) for z in match.group(1).split())
-    return tuple(chemical_symbol(z) for z in sorted(numbers))
-
-
 def gap_model(xml_path: Path) -> tuple[list[Path], tuple[str, ...]]:
     """The XML and the sparseX files it refers to, and the species of its descriptors;
-    raises PotentialSpecError if the XML is malformed, not a GAP or misses a file."""
+    raises PotentialSpecError if the XML is malformed, not a GAP, has a non-numeric or
+    inconsistent attribute, or a sparseX file is missing, changed or short (see
+    :func:`pytest_mlpval.gap_xml.check_gap_xml`)."""
+    from .gap_xml import GapModelError, check_gap_xml, species_of_descriptors
+
     try:
-        root = ElementTree.parse(xml_path).getroot()
-    except ElementTree.ParseError as exc:
-        raise PotentialSpecError(f"{xml_path} is not well-formed XML: {exc}") from exc
-    if root.find(".//GAP_params") is None and root.tag != "GAP_params":
-        raise PotentialSpecError(
-            f"{xml_path} is XML but not a GAP model (no <GAP_params> element)"
-        )
-    files = [xml_path]
-    for element in root.iter():
-        sparse = element.get("sparseX_filename")
-        if sparse:
-            sparse_path = xml_path.parent / sparse
-            if not sparse_path.is_file():
-                raise PotentialSpecError(
-                    f"{xml_path} refers to {sparse!r}, which is not beside it "
-                    f"(looked for {sparse_path})"
-                )
-            files.append(sparse_path)
-    return files, _species_of_descriptors(root)
+        files, root = check_gap_xml(xml_path)
+    except GapModelError as exc:
+        raise PotentialSpecError(str(exc)) from exc
+    return files, species_of_descriptors(root)
 
 
 def gap_files(xml_path: Path) -> list[Path]:
@@ -273,11 +255,16 @@ def _split_name(raw: str) -> tuple[str | None, str]:
     return match.group(1), match.group(2).strip()
 
 
-def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = None) -> _Parsed:
-    """Resolve a spec without loading the model; cheap checks only.
+def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = None,
+                         probe: bool = True) -> _Parsed:
+    """Resolve a spec without loading the model in this process.
 
     Raises :class:`PotentialSpecError` for a missing or malformed model file, a GAP
-    without quippy installed, a module or factory that cannot be found.
+    without quippy installed, a module or factory that cannot be found. With ``probe``
+    a GAP is loaded once in a subprocess first (see :mod:`pytest_mlpval.loader_probe`;
+    about 2-3 s for the bundled GAP, once per model content and quippy version): a GAP
+    that quippy cannot load, or that ends the process, is a PotentialSpecError quoting
+    what quippy printed, not a dead pytest.
     """
     name, spec = _split_name(raw)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -286,7 +273,7 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         key = spec.lower()
         form, params_name, _citation = BUILTINS[key]
         info = PotentialInfo(name or key, spec, "builtin", (), _builtin_digest(key),
-                             species=("Si",))
+                             species=("Si",), loader_versions=_versions("builtin"))
         return _Parsed(info, lambda: _matscipy_manybody(form, params_name)[0])
 
     scheme, colon, rest = spec.partition(":")
@@ -294,8 +281,9 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         loaders = _entry_point_loaders()
         if scheme in loaders:
             ep = loaders[scheme]
+            module = getattr(ep, "module", None)
             info = _file_backed_info(name or _stem(rest), spec, f"entry-point:{scheme}",
-                                     base / rest)
+                                     base / rest, _versions(None, module))
             arg = info.files[0] if info.files else rest  # a file: its absolute path
             return _Parsed(info, lambda: ep.load()(arg))
 
@@ -312,9 +300,11 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         digests = {f.name: sha256_file(f) for f in files}
         info = PotentialInfo(
             name or path.stem, spec, "gap", tuple(str(f) for f in files),
-            _combined_digest(digests), digests, species,
+            _combined_digest(digests), digests, species, _versions("gap"),
         )
         resolved = path.resolve()
+        if probe:
+            _probe_gap(info, resolved)
         return _Parsed(info, lambda: _load_gap(resolved))
 
     if colon and "/" not in spec and os.sep not in spec:
@@ -330,7 +320,8 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
             reason = "no such module"
         if module_spec is None:
             raise PotentialSpecError(f"{spec!r}: cannot import {module_name!r} ({reason})")
-        info = PotentialInfo(name or attr.split(".")[-1], spec, "factory")
+        info = PotentialInfo(name or attr.split(".")[-1], spec, "factory",
+                             loader_versions=_versions(None, module_name))
         return _Parsed(info, lambda: _call_factory(module_name, attr, spec))
 
     if path.exists():
@@ -353,14 +344,66 @@ def _stem(text: str) -> str:
     return Path(text).stem or text
 
 
-def _file_backed_info(name: str, spec: str, loader: str, path: Path) -> PotentialInfo:
+def _file_backed_info(name: str, spec: str, loader: str, path: Path,
+                      versions: Mapping[str, str] | None = None) -> PotentialInfo:
     """Identity of a potential whose model may be the file ``path`` (hashed if it is;
     no hash otherwise)."""
+    versions = dict(versions or {})
     if not path.is_file():
-        return PotentialInfo(name, spec, loader)
+        return PotentialInfo(name, spec, loader, loader_versions=versions)
     digests = {path.name: sha256_file(path)}
     return PotentialInfo(name, spec, loader, (str(path.resolve()),),
-                         _combined_digest(digests), digests)
+                         _combined_digest(digests), digests, loader_versions=versions)
+
+
+def _versions(loader: str | None, module: str | None = None) -> dict[str, str]:
+    from .loader_probe import loader_versions
+
+    return loader_versions(loader or "", module)
+
+
+# --- probes: load once in a subprocess, so a loader that ends the process cannot end ours
+
+def _probe_gap(info: PotentialInfo, xml_path: Path) -> None:
+    from .loader_probe import probe
+
+    key = (f"gap:{info.sha256}:{sorted(info.loader_versions.items())}:"
+           f"{sys.executable}:{sys.version}")
+    result = probe(str(xml_path), xml_path.parent, info.species, key=key, disk=True)
+    if result.timed_out:
+        warnings.warn(f"{xml_path}: loading it in a subprocess first (a probe) "
+                      f"{result.describe()}; loading it here without that check",
+                      RuntimeWarning, stacklevel=3)
+    elif not result.ok:
+        raise PotentialSpecError(
+            f"{xml_path}: quippy cannot load this GAP: loading it in a subprocess first "
+            f"(a probe) {result.describe()}")
+
+
+def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> None:
+    """Probe a factory or entry point: load it and compute one energy in a subprocess.
+    A probe that dies is a PotentialLoadError; one whose loader raised is not (loading
+    here raises the same exception, with the usual message)."""
+    from .loader_probe import probe
+
+    info = parsed.info
+    base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
+    key = None
+    if info.loader == "factory":  # the same module file: the same probe, whatever the cwd
+        module_spec = importlib.util.find_spec(info.spec.partition(":")[0])
+        origin = getattr(module_spec, "origin", None)
+        if origin and os.path.isfile(origin):
+            key = f"factory:{info.spec}:{origin}:{os.stat(origin).st_mtime_ns}"
+    result = probe(info.spec, base, info.species, key=key)
+    if result.timed_out:
+        warnings.warn(f"{info.spec!r}: loading it in a subprocess first (a probe) "
+                      f"{result.describe()}; loading it here without that check",
+                      RuntimeWarning, stacklevel=3)
+    elif result.died:
+        raise PotentialLoadError(
+            f"{info.spec!r}: loading it and computing one energy in a subprocess first "
+            f"(a probe) {result.describe()}\n(loaded in this process it would have ended "
+            "the test run)")
 
 
 def _call_factory(module_name: str, attr: str, spec: str):
@@ -386,11 +429,16 @@ def load_potential(
     raw: str,
     base_dir: str | os.PathLike[str] | None = None,
     fallback: Callable[[str], Any] | None = None,
+    probe: bool = True,
 ) -> Potential:
     """Parse ``raw`` and load its calculator.
 
     ``fallback(spec)`` is asked first (e.g. the pytest hook) and may return a
-    calculator or ``None``.
+    calculator or ``None``. With ``probe`` a GAP, factory or entry point is first
+    loaded in a subprocess that also computes one energy (once per process; see
+    :mod:`pytest_mlpval.loader_probe`): one that ends that process (a Fortran
+    ``exit``, a segfault, ``os._exit``) is an error here instead of the end of this
+    process. Built-ins and hook-loaded potentials are not probed.
     """
     name, spec = _split_name(raw)
     if fallback is not None:
@@ -399,20 +447,32 @@ def load_potential(
         calc = fallback(info.files[0] if info.files else spec)  # a file: its absolute path
         if calc is not None:
             return _checked(Potential(info, calc))
-    parsed = parse_potential_spec(raw, base_dir)
+    parsed = parse_potential_spec(raw, base_dir, probe=probe)
     if parsed.make is None:
         raise PotentialLoadError(
             f"{spec!r} exists but no loader accepted it (known: GAP '.xml'; "
             "register one with the pytest_mlpval_load_potential hook or an entry point "
             f"in {ENTRY_POINT_GROUP!r})"
         )
+    code_defined = parsed.info.loader == "factory" or parsed.info.loader.startswith(
+        "entry-point:")
+    if probe and code_defined:
+        _probe_code(parsed, base_dir)
     try:
         calc = parsed.make()
     except PotentialLoadError:
         raise
     except Exception as exc:  # the model's own loader failed: say which spec
         raise PotentialLoadError(f"loading {spec!r} failed: {type(exc).__name__}: {exc}") from exc
-    return _checked(Potential(parsed.info, calc))
+    info = parsed.info
+    if code_defined:  # now the calculator's own package (and torch...) can be named
+        from .loader_probe import loader_versions
+
+        module = parsed.info.spec.partition(":")[0] if info.loader == "factory" else None
+        versions = {**info.loader_versions,
+                    **loader_versions(info.loader, module, calculator=calc)}
+        info = replace(info, loader_versions=dict(sorted(versions.items())))
+    return _checked(Potential(info, calc))
 
 
 def _checked(potential: Potential) -> Potential:
