@@ -233,8 +233,7 @@ def test_ctrl_c_with_workers_cancels_the_rest_and_keeps_what_finished(sw, tmp_pa
     ran = _counted(counter)
     assert len(ran) < n  # the pool was shut down with the pending items cancelled
     counter.unlink()
-    resumed = _run(sw, tmp_path / "cache", [(i, None, None, str(counter)) for i in range(n)],
-                   workers=2)
+    resumed = _run(sw, tmp_path / "cache", [(i, None, None, str(counter)) for i in range(n)])
     cached = {i.index for i in resumed.items if i.from_cache}
     assert sorted(_counted(counter)) == sorted(set(range(n)) - cached)
     assert [v["square"] for v in _plain(resumed)] == [i * i for i in range(n)]
