@@ -310,12 +310,15 @@ def test_malformed_gap_is_a_usage_error_not_a_dead_run(pytester, workers):
         "process reading it)"])
 
 
-def test_factory_that_dies_errors_its_tests_not_the_run(pytester):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_factory_that_dies_errors_its_tests_not_the_run(pytester, workers):
+    if workers and not HAVE_XDIST:
+        pytest.skip("needs pytest-xdist")
     pytester.makepyfile(test_x=PLAIN_TEST + textwrap.dedent("""
         def test_without_potential():
             pass
     """))
-    result = pytester.runpytest_subprocess("-p", "no:benchmark",
+    result = pytester.runpytest_subprocess("-p", "no:benchmark", *workers,
                                            "--potential=pytest_mlpval.testing:faulty_die_at_0")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["E *PotentialLoadError: *'pytest_mlpval.testing:"
