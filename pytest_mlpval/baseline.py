@@ -5,8 +5,9 @@ A baseline file is JSON with ``schema`` :data:`SCHEMA`, the run's identity (date
 machine, package versions, potentials and datasets with their sha256) and ``entries``:
 one per (test node id, potential name, dataset, subset, kind) with its metrics (finite
 numbers; a metric that was NaN or infinite is listed under ``non_finite`` with value
-``"nan"``, ``"inf"`` or ``"-inf"`` instead, never as a null) and its ``identity``: what it was measured on (the dataset's sha256, label
-keys, index, size; for cross-validation the split and the fitting command). Potentials
+``"nan"``, ``"inf"`` or ``"-inf"`` instead, never as a null) and its ``identity``: what
+it was measured on (the dataset's sha256, label keys, index, size; for cross-validation
+the split and the fitting command). Potentials
 are matched by *name*, so a new fit under the same name is compared with the accepted one;
 a record measured on other data than its entry is not compared: its test fails and says
 what changed. Every value is checked when the file is read (:class:`BaselineError`).
