@@ -262,7 +262,7 @@ def _bad_paths(pytester) -> dict[str, str]:
     ("--mlpval-save-baseline", "under a file"), ("--mlpval-save-baseline", "under /proc"),
     ("--mlpval-save-baseline", "a directory"),
     ("--mlpval-report", "under a file"), ("--mlpval-report", "under /proc"),
-    ("--mlpval-report", "a file"),
+    ("--mlpval-report", "a file"), ("--mlpval-plots", "under a file"),
 ])
 def test_unwritable_output_is_a_usage_error_before_the_run(pytester, run, option, where):
     pytester.makepyfile(test_suite=MARKER_SUITE)
