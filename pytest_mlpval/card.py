@@ -4,26 +4,50 @@ run (plain library). Items the run did not measure are listed as missing, not hi
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from typing import Any
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "n/a"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else f"{value}"
     return f"{scale * value:.{digits}g}"
+
+
+def md(value: Any) -> str:
+    """Text safe in a Markdown table cell: HTML escaped (no ``<script>`` gets through),
+    newlines made spaces, and ``|`` (which would end the cell), backslashes, backticks,
+    ``*``, ``[`` and ``]`` (links, emphasis, code) backslash-escaped."""
+    text = html.escape(str(value), quote=True)
+    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    for char in "\\`*[]|":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def _code(value: Any) -> str:
+    """A spec or hash as a code span when that is safe (no markup, backtick, ``|`` or
+    line break in it), else escaped text (:func:`md`)."""
+    text = str(value)
+    if re.search(r"[<>&`|\\\r\n]", text):
+        return md(text)
+    return f"`{text}`"
 
 
 def validation_card(results, document: dict[str, Any]) -> str:
     """Markdown text of the card for the records of ``results``."""
     potentials, datasets = results.identities()
     lines = ["# Validation card", "",
-             f"Made by pytest-mlpval {document.get('version', '?')} on "
-             f"{document.get('datetime', '?')}.", ""]
+             f"Made by pytest-mlpval {md(document.get('version', '?'))} on "
+             f"{md(document.get('datetime', '?'))}.", ""]
     lines += ["## Potentials", "", "| name | loader | spec | sha256 |", "| --- | --- | --- | --- |"]
     for name, info in potentials.items():
-        lines.append(f"| {name} | {info.get('loader')} | `{info.get('spec')}` | "
-                     f"`{info.get('sha256') or 'none (code-defined)'}` |")
+        lines.append(f"| {md(name)} | {md(info.get('loader'))} | {_code(info.get('spec'))} | "
+                     f"{_code(info.get('sha256') or 'none (code-defined)')} |")
     lines += ["", "## Error definitions", "",
               "- Errors are predicted minus reference (the dataset's labels).",
               "- RMSE and MAE over all values; max is the largest |error|; median and 95th "
@@ -36,9 +60,11 @@ def validation_card(results, document: dict[str, Any]) -> str:
     lines += ["## Test sets", "", "| dataset | structures | atoms | config_types | labels | "
               "file sha256 |", "| --- | --- | --- | --- | --- | --- |"]
     for name, info in datasets.items():
-        lines.append(f"| {name} | {info.get('n_structures')} | {info.get('n_atoms')} | "
-                     f"{', '.join(info.get('config_types', []))} | "
-                     f"{', '.join(info.get('labels', []))} | `{str(info.get('sha256'))[:16]}` |")
+        lines.append(f"| {md(name)} | {md(info.get('n_structures'))} | "
+                     f"{md(info.get('n_atoms'))} | "
+                     f"{', '.join(md(c) for c in info.get('config_types', []))} | "
+                     f"{', '.join(md(c) for c in info.get('labels', []))} | "
+                     f"{_code(str(info.get('sha256'))[:16])} |")
     lines += ["", "## Errors", "",
               "| potential | dataset | subset | n | E RMSE (meV/atom) | E MAE (meV/atom) | "
               "E RMSE offset removed (meV/atom) | F RMSE (eV/Å) | F MAE (eV/Å) | "
@@ -46,7 +72,8 @@ def validation_card(results, document: dict[str, Any]) -> str:
     seen = results.error_records()
     for key, rec in seen.items():
         m = rec["metrics"]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {rec['n_structures']} | "
+        lines.append(f"| {md(key[0])} | {md(key[1])} | {md(key[2])} | "
+                     f"{md(rec['n_structures'])} | "
                      f"{_fmt(m.get('energy_rmse'), 1000)} | {_fmt(m.get('energy_mae'), 1000)} | "
                      f"{_fmt(m.get('energy_offset_removed_rmse'), 1000)} | "
                      f"{_fmt(m.get('force_rmse'))} | {_fmt(m.get('force_mae'))} | "
@@ -72,12 +99,12 @@ def validation_card(results, document: dict[str, Any]) -> str:
     if checks:
         lines += ["", "## Physics checks", "", "| " + " | ".join(headers) + " |",
                   "|" + " --- |" * len(headers)]
-        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v)
+        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else md(v)
                                     for v in row) + " |" for row in checks]
     if cost:
         lines += ["", "## Cost", "", "| " + " | ".join(headers_cost) + " |",
                   "|" + " --- |" * len(headers_cost)]
-        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v)
+        lines += ["| " + " | ".join(_fmt(v) if isinstance(v, float) else md(v)
                                     for v in row) + " |" for row in cost]
     lines.append("")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ check them against thresholds (marker and keyword limits)."""
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,9 @@ class MlpvalFixture:
                 "metrics": metrics,
                 "units": {name: metric_unit(name) for name in metrics},
                 "thresholds": [],
+                # NaN because nothing was counted (no reference force reaches the
+                # angle threshold): a gap, not a fault
+                "not_measured": sorted(getattr(report, "not_measured", list)()),
             }
         return state.records[key]
 
@@ -111,10 +115,12 @@ class MlpvalFixture:
                 record["metrics"][name] = value
         record["units"].update(units)
         if reduce == "max":
+            from .results import worse_check
+
             by_metric = {t["metric"]: t for t in record["thresholds"]}
             for t in thresholds:
                 old = by_metric.get(t["metric"])
-                if old is None or _worse(t["value"], old["value"]):
+                if old is None or worse_check(t, old):
                     by_metric[t["metric"]] = dict(t)
             record["thresholds"] = list(by_metric.values())
         else:
@@ -124,13 +130,21 @@ class MlpvalFixture:
 
     def record_check(self, result: Any) -> None:
         """Record an :class:`~pytest_mlpval.invariance.CheckResult`, keeping the worst
-        value over the structures a test tried."""
-        self.record_metrics(
-            "checks", "checks", result.check, {result.check: result.value},
-            {result.check: result.unit},
-            [{"metric": result.check, "subset": result.check, "value": result.value,
-              "limit": result.tolerance, "unit": result.unit, "passed": result.passed}],
-            reduce="max")
+        over the structures a test tried: its value (a judged check), or its status
+        ``ERROR`` (the calculator raised) or ``skipped`` (the check does not apply) with
+        the reason, so that the physics table has a row for every check that ran."""
+        status = getattr(result, "status", None) or ("ok" if result.passed else "FAIL")
+        judged = status in ("ok", "FAIL")
+        threshold = {"metric": result.check, "subset": result.check,
+                     "value": result.value if judged else None, "limit": result.tolerance,
+                     "unit": result.unit,
+                     "passed": None if status == "skipped" else bool(result.passed),
+                     "status": status}
+        if not judged:
+            threshold["reason"] = result.detail
+        self.record_metrics("checks", "checks", result.check,
+                            {result.check: result.value} if judged else {},
+                            {result.check: result.unit}, [threshold], reduce="max")
 
     # --- campaigns and protocol results (RSS, MD, properties) ---------------------------
 
@@ -167,7 +181,9 @@ class MlpvalFixture:
         metrics = {k: float(v) for k, v in result.metrics().items()}
         record = self.record_metrics("protocol", protocol, group, metrics,
                                      dict(result.units()))
-        record["n_structures"] = int(metrics.get("n_structures", record["n_structures"]))
+        record["not_measured"] = sorted(not_measured(result, metrics))
+        n = metrics.get("n_structures", record["n_structures"])
+        record["n_structures"] = int(n) if math.isfinite(n) else record["n_structures"]
         if self._session.settings.report_dir is not None and hasattr(result, "report_data"):
             record["arrays"] = result.report_data()  # small, JSON-able; drawn in the report
         return record
@@ -239,6 +255,54 @@ class MlpvalFixture:
         if messages:
             raise MlpvalAssertionError("\n\n".join(messages))
         return results
+
+
+def not_measured(result: Any, metrics: dict[str, float]) -> set[str]:
+    """Metrics of a protocol result that are NaN because they do not apply (a
+    transition that does not occur, an onset never reached): those its optional
+    ``not_measured()`` method names; without one, every NaN metric of the library's own
+    protocols (``pytest_mlpval.*``, which judge a failing calculator through status
+    metrics such as ``n_failed`` or ``unstable``) and none of anyone else's."""
+    nan = {k for k, v in metrics.items() if v != v}
+    declared = getattr(result, "not_measured", None)
+    if callable(declared):
+        return nan & set(declared())
+    module = type(result).__module__ or ""
+    return nan if module.startswith("pytest_mlpval.") else set()
+
+
+class NonFiniteMetricError(MlpvalAssertionError):
+    """A test recorded a NaN or inf metric: a candidate's fault, never a pass."""
+
+
+def nonfinite_failure(item: pytest.Item) -> NonFiniteMetricError | None:
+    """The failure for the non-finite metrics the test recorded (None if there are
+    none): each named with its potential, kind and protocol or dataset."""
+    from .results import nonfinite_faults
+
+    state = item.stash.get(ITEM_STATE, None)
+    if state is None:
+        return None
+    lines = []
+    for rec in state.records.values():
+        kind = rec.get("kind", "errors")
+        where = {"errors": f"dataset {rec['dataset']['name']!r}",
+                 "protocol": f"protocol {rec['dataset']['name']!r}",
+                 "checks": "physics check"}.get(kind, f"{kind} {rec['dataset']['name']!r}")
+        if rec["subset"] not in ("all", rec["dataset"]["name"]) and kind != "checks":
+            where += f" ({'config_type' if kind == 'errors' else 'group'} {rec['subset']!r})"
+        for name, value in nonfinite_faults(rec):
+            unit = rec["units"].get(name) or ""
+            lines.append(f"  {name} = {value} {unit}".rstrip()
+                         + f" for potential {rec['potential']['name']!r}, {where}")
+    if not lines:
+        return None
+    shown = lines[:12] + ([f"  ... and {len(lines) - 12} more (see the JSON's non_finite)"]
+                          if len(lines) > 12 else [])
+    return NonFiniteMetricError(
+        f"{item.nodeid}: {len(lines)} non-finite metric value(s) recorded (NaN or inf is "
+        "never a pass: the candidate produced it, or the measurement broke down):\n"
+        + "\n".join(shown))
 
 
 def _worse(new: float, old: float) -> bool:

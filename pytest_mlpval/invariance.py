@@ -48,6 +48,7 @@ __all__ = [
     "InvarianceError",
     "Tolerances",
     "assert_check",
+    "not_evaluated",
     "run_check",
 ]
 
@@ -112,7 +113,12 @@ class InvarianceError(AssertionError):
 
 @dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one check on one structure."""
+    """Outcome of one check on one structure.
+
+    ``error`` is set when the check could not be evaluated (the calculator raised:
+    ``value`` is NaN, the check fails), ``skipped`` when it does not apply (the reason);
+    ``status`` is ``ok``, ``FAIL``, ``ERROR`` or ``skipped``.
+    """
 
     check: str
     value: float
@@ -120,10 +126,22 @@ class CheckResult:
     unit: str
     detail: str
     structure: Any = field(default=None, compare=False, repr=False)
+    error: str | None = None
+    skipped: str | None = None
 
     @property
     def passed(self) -> bool:
+        if self.error is not None or self.skipped is not None:
+            return False
         return bool(self.value <= self.tolerance)  # NaN fails
+
+    @property
+    def status(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        if self.error is not None:
+            return "ERROR"
+        return "ok" if self.passed else "FAIL"
 
 
 # --- evaluation helpers ---------------------------------------------------------------
@@ -138,6 +156,9 @@ def _evaluate(calc: Any, atoms: Any, stress: bool = True):
     work.calc = calc
     energy = float(work.get_potential_energy())
     forces = np.array(work.get_forces(), dtype=float)
+    if forces.shape != (len(work), 3):  # an error result, not a broadcast that hides it
+        raise ValueError(f"forces of shape {forces.shape} for {len(work)} atoms "
+                         f"(expected ({len(work)}, 3))")
     sigma = None
     if stress and _has_stress(calc) and work.cell.rank == 3 and all(work.pbc):
         sigma = np.array(work.get_stress(voigt=False), dtype=float) * GPA
@@ -254,9 +275,9 @@ def force_gradient(calc, atoms, tol: Tolerances = FLOAT64, max_atoms: int = 8):
 
 
 def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
-    """Stress against the central-difference strain derivative of the energy (ASE)."""
-    from ase.calculators.fd import calculate_numerical_stress
-
+    """Stress against the central-difference strain derivative of the energy: of the
+    free energy where the calculator has one (smearing DFT), else of the energy (most
+    machine-learned calculators do not implement ``free_energy``)."""
     if not _has_stress(calc):
         raise CheckNotApplicable("the calculator does not implement stress")
     if not all(atoms.pbc):
@@ -264,11 +285,39 @@ def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
     work = atoms.copy()
     work.calc = calc
     stress = np.array(work.get_stress(voigt=True), dtype=float) * GPA
-    numeric = calculate_numerical_stress(work, eps=tol.fd_strain, voigt=True) * GPA
+    numeric, which = _numerical_stress(work, tol.fd_strain)
     return CheckResult(
         "stress_gradient", _max_abs(stress - numeric), tol.fd_stress_GPa, "GPa",
-        f"stress {np.round(stress, 4).tolist()} GPa vs strain derivative "
+        f"stress {np.round(stress, 4).tolist()} GPa vs strain derivative of the {which} "
         f"{np.round(numeric, 4).tolist()} GPa (strain step {tol.fd_strain})", atoms.copy())
+
+
+def _numerical_stress(work, eps: float) -> tuple[np.ndarray, str]:
+    """Central differences of the energy per volume over the six Voigt strains (GPa),
+    as ASE's ``calculate_numerical_stress``; and which energy was differentiated."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    try:
+        work.get_potential_energy(force_consistent=True)
+        consistent = True
+    except PropertyNotImplementedError:
+        consistent = False
+    cell = work.cell.copy()
+    volume = work.get_volume()
+    stress = np.zeros((3, 3))
+    for i, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
+        energies = []
+        for sign in (1.0, -1.0):
+            strain = np.eye(3)
+            if i == j:
+                strain[i, i] += sign * eps
+            else:
+                strain[i, j] = strain[j, i] = sign * 0.5 * eps
+            work.set_cell(cell @ strain, scale_atoms=True)
+            energies.append(float(work.get_potential_energy(force_consistent=consistent)))
+        stress[i, j] = stress[j, i] = (energies[0] - energies[1]) / (2 * eps * volume)
+    work.set_cell(cell, scale_atoms=True)
+    return stress.flat[[0, 4, 8, 5, 2, 1]] * GPA, "free energy" if consistent else "energy"
 
 
 def extensivity(calc, atoms, tol: Tolerances = FLOAT64, repeat=(2, 1, 1)):
@@ -382,12 +431,55 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
 }
 
 
+#: the tolerance (a :class:`Tolerances` field) and unit a check reports when it is not
+#: evaluated (its main part; checks with several parts report the worst)
+NOMINAL = {
+    "translation": ("energy_eV_atom", "eV/atom"),
+    "rotation": ("energy_eV_atom", "eV/atom"),
+    "permutation": ("energy_eV_atom", "eV/atom"),
+    "force_gradient": ("fd_force_eV_A", "eV/Å"),
+    "stress_gradient": ("fd_stress_GPa", "GPa"),
+    "extensivity": ("energy_eV_atom", "eV/atom"),
+    "force_sum": ("force_sum_eV_A", "eV/Å"),
+    "smoothness": ("smoothness_eV", "eV"),
+    "finite": (None, "count"),
+}
+
+
+def not_evaluated(name: str, tol: Tolerances = FLOAT64, *, error: str | None = None,
+                  skipped: str | None = None, atoms: Any = None) -> CheckResult:
+    """The result of a check that did not judge: ``error`` (the calculator raised) or
+    ``skipped`` (the reason it does not apply)."""
+    field_name, unit = NOMINAL[name]
+    tolerance = 0.0 if field_name is None else float(getattr(tol, field_name))
+    why = f"not evaluated: {error}" if error is not None else f"skipped: {skipped}"
+    return CheckResult(name, math.nan, tolerance, unit, why,
+                       None if atoms is None else atoms.copy(), error=error, skipped=skipped)
+
+
 def run_check(name: str, calc: Any, atoms: Any, tol: Tolerances = FLOAT64,
               **kwargs: Any) -> CheckResult:
-    """Run the check ``name`` (a key of :data:`CHECKS`)."""
+    """Run the check ``name`` (a key of :data:`CHECKS`). It judges or says why not: a
+    check that does not apply (no stress, no periodic cell, a property the calculator
+    does not implement) raises :class:`CheckNotApplicable`; one the calculator breaks
+    (it raises, returns arrays of the wrong shape) returns a failed result (status
+    ``ERROR``) whose ``error`` names the exception."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
     if name not in CHECKS:
         raise KeyError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
-    return CHECKS[name](calc, atoms, tol, **kwargs)
+    try:
+        # NaN and inf results are judged (they fail): numpy need not warn about them
+        with np.errstate(all="ignore"):
+            return CHECKS[name](calc, atoms, tol, **kwargs)
+    except CheckNotApplicable:
+        raise
+    except PropertyNotImplementedError as exc:
+        raise CheckNotApplicable(f"the calculator does not implement a property the check "
+                                 f"needs ({exc})") from exc
+    except Exception as exc:  # the candidate broke the check: a failure that says how
+        return not_evaluated(name, tol, error=f"the calculation raised "
+                             f"{type(exc).__name__}: {exc}", atoms=atoms)
 
 
 def structure_text(atoms: Any) -> str:
@@ -404,12 +496,15 @@ def assert_check(result: CheckResult, save_dir: str | Path | None = None,
     tolerance and detail, and the structure as extended XYZ (also written to
     ``save_dir/<check>-<sha256 prefix>.extxyz`` when given)."""
     __tracebackhide__ = True
-    if result.passed:
+    if result.passed or result.skipped is not None:
         return result
     who = f" for potential {potential!r}" if potential else ""
     value = "NaN" if math.isnan(result.value) else f"{result.value:.4g}"
-    lines = [f"{result.check} check failed{who}: {value} {result.unit} > tolerance "
-             f"{result.tolerance:.3g} {result.unit}", f"  {result.detail}"]
+    if result.error is not None:
+        lines = [f"{result.check} check could not be evaluated{who}: {result.error}"]
+    else:
+        lines = [f"{result.check} check failed{who}: {value} {result.unit} > tolerance "
+                 f"{result.tolerance:.3g} {result.unit}", f"  {result.detail}"]
     if result.structure is not None:
         text = structure_text(result.structure)
         if save_dir is not None:

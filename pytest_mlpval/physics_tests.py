@@ -63,11 +63,12 @@ _cheap = settings(deadline=None, suppress_health_check=_QUIET, phases=_PHASES)
 
 def _run(mlpval, name, atoms, tolerances, **kwargs):
     __tracebackhide__ = True
-    from .invariance import CheckNotApplicable, assert_check, run_check
+    from .invariance import CheckNotApplicable, assert_check, not_evaluated, run_check
 
     try:
         result = run_check(name, mlpval.calculator, atoms, tolerances, **kwargs)
-    except CheckNotApplicable as exc:
+    except CheckNotApplicable as exc:  # a row that says so, then the skip with the reason
+        mlpval.record_check(not_evaluated(name, tolerances, skipped=str(exc)))
         pytest.skip(f"{name}: {exc}")
     mlpval.record_check(result)
     save = mlpval.failure_dir() if _final_example() else None

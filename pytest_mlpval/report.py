@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["SECTIONS", "report_arrays", "write_report"]
+__all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report"]
 
 #: id and title of every section of the page, in order (the per-potential sections are
 #: ``potential-<name>``)
@@ -82,13 +82,16 @@ def _img(fig, alt: str) -> str:
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v):
+        if v is None:
+            return "n/a"
         if isinstance(v, float):
             return "n/a" if math.isnan(v) else f"{v:.4g}"
         return html.escape(str(v))
 
     def css(v):
         text = str(v)
-        return ' class="fail"' if text in ("failed", "regressed") or "FAIL" in text else ""
+        bad = text in ("failed", "regressed", "error", "NaN", "inf", "-inf")
+        return ' class="fail"' if bad or "FAIL" in text or "ERROR" in text else ""
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td{css(v)}>{cell(v)}</td>" for v in row) + "</tr>"
@@ -210,6 +213,10 @@ def _error_rows(results, potential: str | None = None) -> list[list[Any]]:
     return rows
 
 
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
                  "E MAE (meV/atom)", "E RMSE offset removed (meV/atom)",
                  "E offset (meV/atom)", "F RMSE (eV/Å)", "F MAE (eV/Å)", "F max (eV/Å)",
@@ -217,107 +224,170 @@ ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
 
 
 def _test_rows(results) -> list[list[Any]]:
+    from .results import check_status
+
     rows = []
     for test in results.tests:
         limits = []
         for rec in test["records"]:
             for t in rec.get("thresholds", []):
-                mark = "ok" if t["passed"] else "FAIL"
+                mark = check_status(t)
                 where = "" if t["subset"] in ("all", t["metric"]) else f"[{t['subset']}]"
+                if mark in ("ERROR", "skipped"):
+                    limits.append(f"{t['metric']}{where} {mark}: {t.get('reason', '')}")
+                    continue
                 value = "NaN" if t["value"] is None or t["value"] != t["value"] \
                     else f"{t['value']:.4g}"
-                limits.append(f"{t['metric']}{where} {value} <= {t['limit']:.4g} "
+                limits.append(f"{t['metric']}{where} {value} <= {_num(t['limit'])} "
                               f"{t['unit']} {mark}")
         rows.append([test["nodeid"], test["outcome"], "; ".join(limits) or "-"])
     return rows
 
 
+class ReportError(Exception):
+    """Parts of the report could not be made; the files were written without them."""
+
+
 def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
                  baseline_path: str | None = None) -> list[Path]:
-    """Write ``index.html``, ``mlpval.json`` and ``validation_card.md`` into ``out_dir``."""
-    from . import plots
+    """Write ``index.html``, ``mlpval.json`` and ``validation_card.md`` into ``out_dir``.
+
+    Each section of the page, the card and each file is made on its own: one that fails
+    is replaced by a line saying why, the others are still written, and
+    :class:`ReportError` (with ``written``, the files that were) is raised at the end."""
     from .card import validation_card
     from .fileio import atomic_write, write_json
 
     out = Path(out_dir)
-    potentials, datasets = results.identities()
-    arrays = _arrays_by_dataset(results)
+    problems: list[str] = []
     body: list[str] = []
-
-    def section(sid: str, title: str, content: list[str]) -> None:
+    for sid, title, build in _sections(results, baseline_path):
+        try:
+            content = build()
+        except Exception as exc:  # the rest of the page is still made
+            problems.append(f"section {title!r}: {type(exc).__name__}: {exc}")
+            content = [f'<p class="fail">[this section could not be made: '
+                       f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}]</p>"]
         body.append(f'<section id="{sid}"><h2>{html.escape(title)}</h2>'
                     + "\n".join(content) + "</section>")
-
-    section("overview", "Overview", [
-        f"<p>{len(results.tests)} tests; potentials: "
-        + ", ".join(f"<b>{html.escape(p)}</b> ({html.escape(i.get('loader', ''))}, "
-                    + (f"sha256 {html.escape(i['sha256'][:12])}" if i.get("sha256")
-                       else "no content hash: code-defined") + ")"
-                    for p, i in potentials.items())
-        + "; datasets: " + (", ".join(
-            f"<b>{html.escape(d)}</b> ({i.get('n_structures', '?')} structures, "
-            f"{i.get('n_atoms', '?')} atoms)" for d, i in datasets.items()) or "none")
-        + ".</p><p>Errors are predicted minus reference; energies per atom; forces as "
-        "Cartesian components; stresses in GPa. Offset removed: minus the mean signed "
-        "energy error of the dataset.</p>"])
-    comparison = [_table(ERROR_HEADERS, [r for r in _error_rows(results) if r[2] == "all"])]
-    for dataset, per_pot in arrays.items():
-        comparison.append(f"<h3>{html.escape(dataset)}</h3>")
-        comparison += _dataset_figures(dataset, per_pot)
-    section("comparison", "Side-by-side comparison", comparison)
-    per_potential = []
-    for pot in potentials:
-        content = [f'<div class="potential" id="potential-{html.escape(pot)}">'
-                   f"<h3>{html.escape(pot)}</h3>",
-                   _table(["key", "value"], [[k, v] for k, v in potentials[pot].items()
-                                             if k != "file_sha256"]),
-                   _table(ERROR_HEADERS, _error_rows(results, pot))]
-        for dataset, per_pot in arrays.items():
-            if pot in per_pot and len(per_pot) > 1:
-                content += _dataset_figures(dataset, {pot: per_pot[pot]})
-        per_potential.append("\n".join(content) + "</div>")
-    section("potentials", "Per potential", per_potential or ["<p>No potential ran.</p>"])
-    headers, rows = results.check_rows()
-    section("checks", "Physics checks",
-            [_table(headers, rows)] if rows else ["<p>No physics checks ran (switch them "
-                                                  "on with pytest_mlpval.physics_tests).</p>"])
-    headers, rows = results.protocol_rows(limit=40)
-    protocols = [_table(headers, rows)] if rows else [
-        "<p>No protocol ran (random structure search, MD, properties: mlpval.run).</p>"]
-    protocols += _protocol_figures(results)
-    section("protocols", "Protocols (structure search, MD, properties)", protocols)
-    headers, rows = results.cost_rows()
-    cost = [_table(headers, rows)] if rows else ["<p>No cost tests ran (they need "
-                                                 "pytest-benchmark without -n).</p>"]
-    if rows:
-        cost.append(_img(plots.cost_scaling_figure(rows), "cost scaling"))
-        points = results.accuracy_cost_points(rows)
-        if points:
-            cost.append(_img(plots.accuracy_cost_figure(points), "accuracy against cost"))
-    section("cost", "Cost", cost)
-    if baseline_path is not None:
-        counts, rows = results.baseline_rows()
-        section("baseline", "Baseline comparison", [
-            f"<p>Baseline {html.escape(baseline_path)}: " + ", ".join(
-                f"{n} {html.escape(k)}" for k, n in counts.items()) + "</p>",
-            _table(["potential", "dataset", "subset", "metric", "baseline", "now", "unit",
-                    "status"], rows) if rows else ""])
-    else:
-        section("baseline", "Baseline comparison",
-                ["<p>No baseline was compared (--mlpval-compare).</p>"])
-    section("tests", "Tests and thresholds",
-            [_table(["test", "outcome", "thresholds"], _test_rows(results))])
-    card = validation_card(results, json_document)
-    section("card", "Validation card", [f"<pre>{html.escape(card)}</pre>"])
-
+    try:
+        card = validation_card(results, json_document)
+    except Exception as exc:
+        problems.append(f"validation card: {type(exc).__name__}: {exc}")
+        card = f"# Validation card\n\n(could not be made: {type(exc).__name__}: {exc})\n"
+    body.append(f'<section id="card"><h2>Validation card</h2>'
+                f"<pre>{html.escape(card)}</pre></section>")
     page = _PAGE.format(title="pytest-mlpval validation report",
                         nav=" · ".join(f'<a href="#{sid}">{html.escape(t)}</a>'
                                        for sid, t in SECTIONS),
                         body="\n".join(body))
-    written = [atomic_write(out / "index.html", lambda h: h.write(page.encode("utf-8"))),
-               write_json(out / "mlpval.json", json_document),
-               atomic_write(out / "validation_card.md", lambda h: h.write(card.encode()))]
+    written = []
+    for name, write in (
+            ("index.html", lambda path: atomic_write(
+                path, lambda h: h.write(page.encode("utf-8")))),
+            ("mlpval.json", lambda path: write_json(path, json_document)),
+            ("validation_card.md", lambda path: atomic_write(
+                path, lambda h: h.write(card.encode("utf-8"))))):
+        try:
+            written.append(write(out / name))
+        except Exception as exc:
+            problems.append(f"{out / name}: {type(exc).__name__}: {exc}")
+    if problems:
+        error = ReportError("; ".join(problems))
+        error.written = written
+        raise error
     return written
+
+
+def _sections(results, baseline_path: str | None):
+    """(id, title, function returning the HTML parts) of every section but the card."""
+    potentials, datasets = results.identities()
+    arrays = _arrays_by_dataset(results)
+
+    def overview():
+        return [
+            f"<p>{len(results.tests)} tests; potentials: "
+            + ", ".join(f"<b>{html.escape(p)}</b> ({html.escape(i.get('loader', ''))}, "
+                        + (f"sha256 {html.escape(i['sha256'][:12])}" if i.get("sha256")
+                           else "no content hash: code-defined") + ")"
+                        for p, i in potentials.items())
+            + "; datasets: " + (", ".join(
+                f"<b>{html.escape(d)}</b> ({i.get('n_structures', '?')} structures, "
+                f"{i.get('n_atoms', '?')} atoms)" for d, i in datasets.items()) or "none")
+            + ".</p><p>Errors are predicted minus reference; energies per atom; forces as "
+            "Cartesian components; stresses in GPa. Offset removed: minus the mean signed "
+            "energy error of the dataset. NaN or inf: a non-finite value was recorded "
+            "(n/a: not measured).</p>"]
+
+    def comparison():
+        parts = [_table(ERROR_HEADERS, [r for r in _error_rows(results) if r[2] == "all"])]
+        for dataset, per_pot in arrays.items():
+            parts.append(f"<h3>{html.escape(dataset)}</h3>")
+            parts += _guarded(_dataset_figures, dataset, per_pot)
+        return parts
+
+    def per_potential():
+        blocks = []
+        for pot in potentials:
+            content = [f'<div class="potential" id="potential-{html.escape(pot)}">'
+                       f"<h3>{html.escape(pot)}</h3>",
+                       _table(["key", "value"], [[k, v] for k, v in potentials[pot].items()
+                                                 if k != "file_sha256"]),
+                       _table(ERROR_HEADERS, _error_rows(results, pot))]
+            for dataset, per_pot in arrays.items():
+                if pot in per_pot and len(per_pot) > 1:
+                    content += _guarded(_dataset_figures, dataset, {pot: per_pot[pot]})
+            blocks.append("\n".join(content) + "</div>")
+        return blocks or ["<p>No potential ran.</p>"]
+
+    def checks():
+        headers, rows = results.check_rows()
+        return [_table(headers, rows)] if rows else [
+            "<p>No physics checks ran (switch them on with pytest_mlpval.physics_tests).</p>"]
+
+    def protocols():
+        headers, rows = results.protocol_rows(limit=40)
+        parts = [_table(headers, rows)] if rows else [
+            "<p>No protocol ran (random structure search, MD, properties: mlpval.run).</p>"]
+        return parts + _protocol_figures(results)
+
+    def cost():
+        from . import plots
+
+        headers, rows = results.cost_rows()
+        if not rows:
+            return ["<p>No cost tests ran (they need pytest-benchmark without -n).</p>"]
+        parts = [_table(headers, rows), _img(plots.cost_scaling_figure(rows), "cost scaling")]
+        points = results.accuracy_cost_points(rows)
+        if points:
+            parts.append(_img(plots.accuracy_cost_figure(points), "accuracy against cost"))
+        return parts
+
+    def baseline():
+        if baseline_path is None:
+            return ["<p>No baseline was compared (--mlpval-compare).</p>"]
+        counts, rows = results.baseline_rows()
+        return [f"<p>Baseline {html.escape(baseline_path)}: " + ", ".join(
+                    f"{n} {html.escape(k)}" for k, n in counts.items()) + "</p>",
+                _table(["potential", "dataset", "subset", "metric", "baseline", "now",
+                        "unit", "status"], rows) if rows else ""]
+
+    def tests():
+        return [_table(["test", "outcome", "thresholds"], _test_rows(results))]
+
+    builders = {"overview": overview, "comparison": comparison,
+                "potentials": per_potential, "checks": checks, "protocols": protocols,
+                "cost": cost, "baseline": baseline, "tests": tests}
+    return [(sid, title, builders[sid]) for sid, title in SECTIONS if sid in builders]
+
+
+def _guarded(draw, *args) -> list[str]:
+    """Figures that fail to draw (e.g. a plot of NaN values) become a line saying so."""
+    try:
+        return draw(*args)
+    except Exception as exc:
+        return [f'<p class="fail">[figures could not be drawn: '
+                f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}]</p>"]
 
 
 _PAGE = """<!DOCTYPE html>
@@ -327,7 +397,7 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
 th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
-td.fail {{ color: #b00; font-weight: bold; }}
+td.fail, p.fail {{ color: #b00; font-weight: bold; }}
 img {{ max-width: 100%; margin: 0.4em 0.4em 0 0; vertical-align: top; }}
 .pair {{ display: flex; flex-wrap: wrap; align-items: flex-start; gap: 1em; }}
 section {{ border-top: 2px solid #ddd; margin-top: 1.5em; }}

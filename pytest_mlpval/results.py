@@ -98,7 +98,8 @@ class RunResults:
                     continue
                 key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
                 entry = combos.setdefault(key, {"metrics": rec["metrics"], "n": rec["n_structures"],
-                                                "passed": 0, "failed": 0})
+                                                "passed": 0, "failed": 0,
+                                                "unmeasured": rec.get("not_measured", ())})
                 for t in rec["thresholds"]:
                     entry["passed" if t["passed"] else "failed"] += 1
         headers = ["potential", "dataset", "subset", "n", "E RMSE", "E-offset RMSE",
@@ -111,13 +112,12 @@ class RunResults:
                 continue
             m = entry["metrics"]
 
-            def meV(name):
-                value = m.get(name)
-                return math.nan if value is None else 1000.0 * value
-
             def raw(name):
-                value = m.get(name)
-                return math.nan if value is None else value
+                return shown(m.get(name), name in entry["unmeasured"])
+
+            def meV(name):
+                value = raw(name)
+                return 1000.0 * value if isinstance(value, (int, float)) else value
 
             limits = "-"
             if entry["passed"] or entry["failed"]:
@@ -134,20 +134,21 @@ class RunResults:
                 if rec.get("kind", "errors") == kind]
 
     def check_rows(self) -> tuple[list[str], list[list[Any]]]:
-        """Worst value of each physics check per potential."""
+        """Worst value of each physics check per potential. A check that could not be
+        evaluated (the calculator raised: ``ERROR``) or did not apply (``skipped``) has
+        its row too; a recorded NaN or inf shows as such, not as n/a."""
         worst: dict[tuple[str, str], dict[str, Any]] = {}
         for rec in self.records_of("checks"):
             for t in rec["thresholds"]:
                 key = (rec["potential"]["name"], t["metric"])
                 old = worst.get(key)
                 n = rec["n_structures"] + (old or {}).get("n", 0)
-                if old is None or _worse_check(t, old):
+                if old is None or worse_check(t, old):
                     worst[key] = {**t, "n": n}
                 else:
                     old["n"] = n  # every record's structures count, not only the worst's
-        rows = [[pot, check, t["n"], t["value"], t["limit"], t["unit"],
-                 "ok" if t["passed"] else "FAIL"]
-                for (pot, check), t in sorted(worst.items())]
+        rows = [[pot, check, t["n"], shown(t["value"]), t["limit"], t["unit"],
+                 check_status(t)] for (pot, check), t in sorted(worst.items())]
         return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
 
     def protocol_rows(self, limit: int = 12) -> tuple[list[str], list[list[Any]]]:
@@ -164,15 +165,18 @@ class RunResults:
         rows = []
         for (pot, protocol, group, _), entry in merged.items():
             rec, bounds = entry["rec"], entry["bounds"]
+            unmeasured = set(rec.get("not_measured", ()))
             for (metric, kind, bound), t in bounds.items():
-                rows.append([pot, protocol, group, metric, _nan(rec["metrics"].get(metric)),
+                rows.append([pot, protocol, group, metric, shown(rec["metrics"].get(metric),
+                                                                 metric in unmeasured),
                              rec["units"].get(metric) or "-",
                              f"{'>=' if kind == 'min' else '<='} {bound:.4g}",
                              "ok" if t["passed"] else "FAIL"])
             bounded = {metric for metric, _, _ in bounds}
             others = [m for m in rec["metrics"] if m not in bounded]
             for metric in others[:max(0, limit - len(bounded))]:
-                rows.append([pot, protocol, group, metric, _nan(rec["metrics"][metric]),
+                rows.append([pot, protocol, group, metric,
+                             shown(rec["metrics"][metric], metric in unmeasured),
                              rec["units"].get(metric) or "-", "-", "-"])
         return ["potential", "protocol", "group", "metric", "value", "unit", "bound",
                 "status"], rows
@@ -229,26 +233,41 @@ class RunResults:
     # --- JSON ----------------------------------------------------------------------------
 
     def json_document(self) -> dict[str, Any]:
-        tests = []
+        """The run as strict JSON (no NaN or Infinity tokens): a non-finite metric or
+        threshold value is written as ``"value": null`` with ``"finite": false`` and
+        ``"non_finite": "nan"`` (or ``"inf"``, ``"-inf"``), and listed in the document's
+        ``non_finite`` list (nodeid, kind, potential, dataset, subset, metric, value,
+        not_measured: true for a value that does not apply, not a fault)."""
+        tests, nonfinite = [], []
         for test in self.tests:
             entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
             for rec in test["records"]:
+                where = {"nodeid": test["nodeid"], "kind": rec.get("kind", "errors"),
+                         "potential": rec["potential"]["name"],
+                         "dataset": rec["dataset"]["name"], "subset": rec["subset"]}
+                unmeasured = set(rec.get("not_measured", ()))
+                for name, value in rec["metrics"].items():
+                    if not _finite(value):
+                        nonfinite.append({**where, "metric": name, "value": _name(value),
+                                          "not_measured": _is_nan(value)
+                                          and name in unmeasured})
                 entry["records"].append({
-                    "kind": rec.get("kind", "errors"),
-                    "potential": rec["potential"]["name"],
-                    "dataset": rec["dataset"]["name"],
+                    "kind": where["kind"],
+                    "potential": where["potential"],
+                    "dataset": where["dataset"],
                     "subset": rec["subset"],
                     "n_structures": rec["n_structures"],
                     "n_atoms": rec["n_atoms"],
-                    "metrics": {name: {"value": finite_or_none(value), "unit": rec["units"][name]}
+                    "metrics": {name: _json_value({"unit": rec["units"].get(name, "")}, value)
                                 for name, value in rec["metrics"].items()},
-                    "thresholds": [{**t, "value": finite_or_none(t["value"])}
+                    "thresholds": [_json_value(dict(t), t["value"])
                                    for t in rec["thresholds"]],
+                    **({"not_measured": sorted(unmeasured)} if unmeasured else {}),
                     **({"baseline": rec["baseline"], "comparison": rec["comparison"]}
                        if "baseline" in rec else {}),
                 })
             tests.append(entry)
-        return {"schema": SCHEMA, **self.run_info(), "tests": tests}
+        return {"schema": SCHEMA, **self.run_info(), "tests": tests, "non_finite": nonfinite}
 
     def run_info(self) -> dict[str, Any]:
         """Who ran what: package version, UTC time, machine, potentials and datasets
@@ -272,6 +291,65 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
+def strict_document(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` made strict JSON: any non-finite number left in it (e.g. added by a
+    ``pytest_mlpval_update_json`` hook) becomes null and is listed in its ``non_finite``
+    list by JSON-pointer ``path``."""
+    from .fileio import strict_json
+
+    clean, found = strict_json(document)
+    if found:
+        clean.setdefault("non_finite", []).extend(found)
+    return clean
+
+
+def nonfinite_faults(rec: dict[str, Any]) -> list[tuple[str, float]]:
+    """(metric, value) of a record's non-finite metrics that are faults: every inf, and
+    NaN unless the record lists the metric as ``not_measured`` (a quantity that does not
+    apply, e.g. force angles where no reference force reaches the angle threshold)."""
+    unmeasured = set(rec.get("not_measured", ()))
+    return [(name, value) for name, value in rec["metrics"].items()
+            if not _finite(value) and not (_is_nan(value) and name in unmeasured)]
+
+
+def shown(value: Any, not_measured: bool = False) -> Any:
+    """A value for a table: NaN (n/a) when missing or not measured, the strings ``NaN``,
+    ``inf`` or ``-inf`` for a non-finite value that was recorded (a fault to see, not a
+    gap), the value otherwise."""
+    if value is None or (not_measured and _is_nan(value)):
+        return math.nan
+    if not _finite(value):
+        return {"nan": "NaN"}.get(_name(value), _name(value))
+    return value
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:  # None, strings: not a number, nothing to flag
+        return True
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _name(value: float) -> str:
+    from .fileio import nonfinite_name
+
+    return nonfinite_name(float(value))
+
+
+def _json_value(entry: dict[str, Any], value: Any) -> dict[str, Any]:
+    """``entry`` with ``"value": value``, or for a non-finite value ``"value": null``,
+    ``"finite": false`` and ``"non_finite": "nan"`` (``"inf"``, ``"-inf"``)."""
+    out = {"value": value if _finite(value) else None,
+           **{k: v for k, v in entry.items() if k != "value"}}
+    if not _finite(value):
+        out.update(finite=False, non_finite=_name(value))
+    return out
+
+
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -290,11 +368,22 @@ def _nan(value: Any) -> float:
     return math.nan if value is None else value
 
 
-def _worse_check(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    """``new`` (a check threshold) is worse than ``old``: failed where old passed, else a
-    larger value (NaN or None, from JSON, worst of all)."""
-    if new["passed"] != old["passed"]:
-        return not new["passed"]
+#: statuses of a check threshold, best first (``skipped``: the check did not apply)
+CHECK_STATUSES = ("skipped", "ok", "FAIL", "ERROR")
+
+
+def check_status(t: dict[str, Any]) -> str:
+    """``ok``, ``FAIL``, ``ERROR`` (not evaluated: the calculator raised) or ``skipped``."""
+    return t.get("status") or ("ok" if t["passed"] else "FAIL")
+
+
+def worse_check(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """``new`` (a check threshold) is worse than ``old``: a worse status (ERROR, FAIL,
+    ok, skipped), else a larger value (NaN or None, from JSON, worst of all)."""
+    rank_new = CHECK_STATUSES.index(check_status(new))
+    rank_old = CHECK_STATUSES.index(check_status(old))
+    if rank_new != rank_old:
+        return rank_new > rank_old
     value, before = _nan(new["value"]), _nan(old["value"])
     if math.isnan(value):
         return not math.isnan(before)

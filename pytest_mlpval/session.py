@@ -33,6 +33,7 @@ class MlpvalSession:
         self._errors: dict[tuple[str, Any], Any] = {}
         self.results = RunResults()  # controller: the records of every test
         self.written: list[Any] = []  # files written at the end (baselines, report)
+        self.end_errors: list[str] = []  # writers that failed at the end (each reported)
         self._shipped: set[Any] = set()  # (potential, dataset) whose report arrays were sent
 
     # --- expensive objects, computed once per process -----------------------------------
@@ -113,7 +114,8 @@ class MlpvalSession:
             properties = properties_for(potential.calculator, reference)
             self._predictions[key] = predict_cached(
                 potential.calculator, potential.info.sha256, reference, properties,
-                self._cache_dir())
+                self._cache_dir(), potential=potential.name,
+                loader_versions=getattr(potential.info, "loader_versions", None))
         return self._predictions[key]
 
     def errors(self, potential, reference) -> Any:
@@ -145,6 +147,22 @@ class MlpvalSession:
 
         return report_arrays(reference, self.predictions(potential, reference))
 
+    # --- non-finite metrics fail the test that recorded them ----------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        """After a test body that passed (its limits and baseline comparison included):
+        fail it if it recorded a NaN or inf metric (a test that failed already keeps its
+        own failure)."""
+        __tracebackhide__ = True
+        result = yield
+        from .fixture import nonfinite_failure
+
+        failure = nonfinite_failure(item)
+        if failure is not None:
+            raise failure
+        return result
+
     # --- collection of records (controller) ----------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -157,8 +175,21 @@ class MlpvalSession:
         self.results.add(report.nodeid, report.outcome, report.when, flat)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if is_xdist_worker(self.config) or not self.results:
+        if is_xdist_worker(self.config):
             return
+        if self.results:
+            for name, section in (("summary table", self._tables),
+                                  ("baseline table", self._baseline_section)):
+                try:
+                    section(terminalreporter)
+                except Exception as exc:  # the other tables and files still appear
+                    self._end_error(f"the {name}", exc)
+        for path in self.written:
+            terminalreporter.write_line(f"mlpval: wrote {path}")
+        for line in self.end_errors:
+            terminalreporter.write_line(f"mlpval: ERROR {line}", red=True, bold=True)
+
+    def _tables(self, terminalreporter) -> None:
         from .assertions import format_table
 
         headers, rows = self.results.summary_rows(self.settings.details)
@@ -166,32 +197,42 @@ class MlpvalSession:
             terminalreporter.write_sep("=", "mlpval summary")
             terminalreporter.write_line("energies in meV/atom, forces in eV/Å (Cartesian "
                                         "components), stresses in GPa; E-offset: mean "
-                                        "energy offset removed")
+                                        "energy offset removed; NaN or inf: a non-finite "
+                                        "value was recorded (n/a: not measured)")
             for line in format_table(headers, rows):
                 terminalreporter.write_line(line)
-        for title, note, (headers, rows) in (
-            ("mlpval physics checks", "worst value over the structures tried",
-             self.results.check_rows()),
+        for title, note, table in (
+            ("mlpval physics checks", "worst value over the structures tried (ERROR: the "
+             "calculator raised; skipped: the check does not apply)", self.results.check_rows),
             ("mlpval protocols", "metrics of campaigns and protocols (RSS, MD, properties); "
-             "bounds from mlpval_expect / mlpval.expect", self.results.protocol_rows()),
+             "bounds from mlpval_expect / mlpval.expect", self.results.protocol_rows),
             ("mlpval cost", "median wall time of an energy+forces call; exponent of "
-             "time ~ N^x (1 = linear)", self.results.cost_rows()),
+             "time ~ N^x (1 = linear)", self.results.cost_rows),
         ):
+            try:
+                headers, rows = table()
+            except Exception as exc:  # one broken table does not hide the others
+                self._end_error(f"the {title!r} table", exc)
+                continue
             if rows:
                 terminalreporter.write_sep("=", title)
                 terminalreporter.write_line(note)
                 for line in format_table(headers, rows):
                     terminalreporter.write_line(line)
+
+    def _baseline_section(self, terminalreporter) -> None:
         if self.settings.baseline is not None:
+            from .assertions import format_table
+
             self._baseline_summary(terminalreporter, format_table)
-        if self.settings.plots_dir is not None:
-            for path in self.results.write_plots(self.settings.plots_dir,
-                                                 self.settings.cost_dataset):
-                terminalreporter.write_line(f"mlpval: wrote {path}")
-        for path in self.written:
-            terminalreporter.write_line(f"mlpval: wrote {path}")
-        if self.settings.json_path is not None:
-            terminalreporter.write_line(f"mlpval: wrote {self.settings.json_path}")
+
+    def _end_error(self, what: str, exc: BaseException) -> None:
+        """A writer or table that failed: reported in the summary, exit status non-zero."""
+        self.end_errors.append(f"could not write {what}: {type(exc).__name__}: {exc}")
+        session = getattr(self, "_session", None)
+        if session is not None and session.exitstatus in (pytest.ExitCode.OK,
+                                                          pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _baseline_summary(self, terminalreporter, format_table) -> None:
         counts, rows = self.results.baseline_rows()
@@ -208,25 +249,52 @@ class MlpvalSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Write the end-of-run files, each on its own: one that fails (a full disk, a
+        plotting error) is reported in the summary and makes the exit status non-zero
+        (1 where it was 0), and the others are still written."""
         if is_xdist_worker(self.config):
             return
-        self.write_baselines()
+        self._session = session
+        try:
+            self.write_baselines()
+        except Exception as exc:
+            self._end_error("the baseline", exc)
         settings = self.settings
+        if settings.plots_dir is not None and self.results:
+            try:
+                self.written += self.results.write_plots(settings.plots_dir,
+                                                         settings.cost_dataset)
+            except Exception as exc:
+                self._end_error(f"the plots in {settings.plots_dir}", exc)
         if settings.report_dir is None and settings.json_path is None:
             return
-        self.results.order_by_potential([p.name for p in settings.potentials])
-        document = self.results.json_document()  # one document for the report and the file
-        self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
+        try:
+            from .results import strict_document
+
+            self.results.order_by_potential([p.name for p in settings.potentials])
+            document = self.results.json_document()  # one document for report and file
+            self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
+            document = strict_document(document)  # e.g. NaN a hook added: null, listed
+        except Exception as exc:
+            self._end_error("the JSON document", exc)
+            return
         if settings.report_dir is not None:
             from .report import write_report
 
-            self.written += write_report(
-                self.results, settings.report_dir, document,
-                None if settings.compare is None else str(settings.compare))
+            try:
+                self.written += write_report(
+                    self.results, settings.report_dir, document,
+                    None if settings.compare is None else str(settings.compare))
+            except Exception as exc:  # ReportError: the files it could write, written
+                self.written += getattr(exc, "written", [])
+                self._end_error(f"(all of) the report in {settings.report_dir}", exc)
         if settings.json_path is not None:
             from .fileio import write_json
 
-            write_json(settings.json_path, document)
+            try:
+                self.written.append(write_json(settings.json_path, document))
+            except Exception as exc:
+                self._end_error(f"the JSON file {settings.json_path}", exc)
 
     def write_baselines(self) -> None:
         """--mlpval-save-baseline: this run's metrics; --mlpval-regen-baseline: the

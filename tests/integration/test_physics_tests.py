@@ -107,7 +107,8 @@ def test_sw_passes_every_physics_test(suite, plugin_args):
         assert float(row[3]) <= float(row[4]), row
         assert int(row[2]) == (2 if row[1] == "smoothness" else 5), row
     result.stdout.fnmatch_lines(["*= mlpval physics checks =*",
-                                 "worst value over the structures tried",
+                                 "worst value over the structures tried (ERROR: the "
+                                 "calculator raised; skipped: the check does not apply)",
                                  "potential * check * structures * worst * tolerance * unit"
                                  " * status"])
     document = json.loads((suite.path / "out.json").read_text())
@@ -328,14 +329,16 @@ def test_nan(mlpval, value):
 def test_check_table_counts_every_structure_and_keeps_the_worst(suite):
     suite.makepyfile(test_records=RECORDS)
     result = run(suite, "--potential=sw", "test_records.py")
-    result.assert_outcomes(passed=10)
+    # a NaN recorded (and not judged by the test) fails the test that recorded it
+    result.assert_outcomes(passed=9, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_records.py::test_nan[[]sw-nan[]] - *"])
     rows = {row[1]: row[2:] for row in table(result, "mlpval physics checks")}
     # worst of the failures (not the last one), counted over all 4 tests x 2 structures
     assert rows["rotation"] == ["8", "0.5", "0.1", "eV/atom", "FAIL"]
     # all passing: the largest, and every structure counted (not only the largest's)
     assert rows["force_sum"] == ["3", "0.004", "0.01", "eV/Å", "ok"]
-    # NaN is the worst value of all
-    assert rows["smoothness"][0] == "3" and rows["smoothness"][1] == "n/a"
+    # NaN is the worst value of all (shown as NaN: recorded, not missing)
+    assert rows["smoothness"][0] == "3" and rows["smoothness"][1] == "NaN"
     assert rows["smoothness"][-1] == "FAIL"
 
 

@@ -460,7 +460,9 @@ def test_write_report_files(written):
     assert len(doc["tests"]) == 10
     bulk = doc["tests"][1]["records"][1]
     assert bulk["subset"] == "bulk"
-    assert bulk["metrics"]["force_angle_max"] == {"value": None, "unit": "degree"}
+    # no reference force reaches the angle threshold in bulk: NaN, written as flagged null
+    assert bulk["metrics"]["force_angle_max"] == {"value": None, "unit": "degree",
+                                                  "finite": False, "non_finite": "nan"}
     assert "force_ref" not in (out / "mlpval.json").read_text()  # arrays stay out
     card = (out / "validation_card.md").read_text(encoding="utf-8")
     assert card == validation_card(written.results, written.document)
