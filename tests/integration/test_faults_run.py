@@ -142,7 +142,7 @@ def suite(pytester, monkeypatch):
 
 @needs_mpl
 @pytest.mark.parametrize("fault, plugin_args", [
-    ("nan", []), ("inf", []),
+    pytest.param("nan", [], id="nan"), pytest.param("inf", [], id="inf"),
     pytest.param("nan", ["-n", "2"], id="nan-xdist-2",
                  marks=pytest.mark.skipif(not HAVE_XDIST, reason="needs pytest-xdist"))])
 def test_several_candidates_one_faulty_end_with_summary_json_report(suite, run, plugin_args,
@@ -196,10 +196,9 @@ def test_several_candidates_one_faulty_end_with_summary_json_report(suite, run, 
         == document["non_finite"]
     page = (report / "index.html").read_text(encoding="utf-8")
     assert "could not be made" not in page and "could not be drawn" not in page
-    for line in (f"mlpval: wrote {report / 'index.html'}", f"mlpval: wrote {report / 'mlpval.json'}",
-                 f"mlpval: wrote {report / 'validation_card.md'}",
-                 f"mlpval: wrote {suite.path / 'out.json'}"):
-        assert line in result.outlines, line
+    for path in (report / "index.html", report / "mlpval.json",
+                 report / "validation_card.md", suite.path / "out.json"):
+        assert f"mlpval: wrote {path}" in result.outlines, path
 
 
 def test_a_sound_run_flags_only_what_was_not_measured(pytester, run, dataset_arg):
