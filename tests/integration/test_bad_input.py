@@ -131,8 +131,8 @@ def test_nan_prediction_is_an_error_naming_the_structure(pytester, run, plugin_a
                  f"--mlpval-dataset={dataset_arg}")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([
-        "E *NonFiniteError: energy of structure 1 (rattled, 16 atoms) of dataset 'ref' is "
-        "not finite: nan"])
+        "E *NonFiniteError: energy of structure 1 (rattled, 16 atoms) of dataset 'ref' "
+        "from potential 'nan_potential' is not finite: nan"])
 
 
 def test_missing_stress_labels_with_a_stress_threshold_fail(pytester, run, tmp_path):
