@@ -15,6 +15,7 @@ DATASET = "mlpval_dataset"
 EXPECT = "mlpval_expect"
 PROPERTY = "mlpval_property"
 CV = "mlpval_cv"
+KNOWN_FAILURE = "mlpval_known_failure"
 
 MARKER_LINES = (
     f"{AUTO}: added automatically to every test that uses an mlpval fixture "
@@ -41,6 +42,12 @@ MARKER_LINES = (
     f"{CV}(k=5, split='random', seed=0): k-fold cross-validation of the fitting command "
     "(--mlpval-fit-command) on the training dataset; split random, stratified, grouped or "
     "cluster. Thresholds on its pooled out-of-fold errors with mlpval_thresholds.",
+    f"{KNOWN_FAILURE}(potential=None, sha256=None, reason=...): a measured failure of one "
+    "candidate: a strict xfail for it (a fix turns the test red until the mark goes), the "
+    "plain test for every other candidate. Name the candidate by its content hash, "
+    "sha256='<64 hex digits, or a prefix of >= 12>' (the model under any --potential "
+    "name; see the JSON's potentials.<name>.sha256), or by its --potential name. Stack "
+    "markers for several candidates.",
 )
 
 
@@ -355,3 +362,93 @@ def training_level_of(item: pytest.Item, specs: list[PropertySpec],
     if isinstance(value, str) and value.strip():
         return normalise_kind(value)
     return normalise_kind(default) if default else None
+
+
+# --- mlpval_known_failure: a measured failure of one candidate ---------------------------
+
+#: keyword arguments of the mlpval_known_failure marker
+KNOWN_FAILURE_KWARGS = ("potential", "sha256", "reason")
+#: the shortest sha256 prefix a known failure may name a model by
+MIN_SHA256_PREFIX = 12
+
+
+@dataclass(frozen=True)
+class KnownFailure:
+    """A validated ``mlpval_known_failure`` marker: the candidate by name (``potential``)
+    or by content hash (``sha256``, lower-case hex, full or a prefix), and the reason."""
+
+    potential: str | None
+    sha256: str | None
+    reason: str
+    text: str
+
+    def matches(self, name: str | None, sha256: str | None) -> bool:
+        """Whether a candidate of this name and content hash is the one meant."""
+        if self.potential is not None:
+            return name == self.potential
+        return (sha256 is not None and self.sha256 is not None
+                and sha256.lower().startswith(self.sha256))
+
+    @property
+    def subject(self) -> str:
+        return (f"potential {self.potential!r}" if self.potential is not None
+                else f"sha256 {self.sha256}")
+
+
+def parse_known_failure(args: tuple, kwargs: dict[str, Any], where: str) -> KnownFailure:
+    """A :class:`KnownFailure` from a marker's arguments; ``pytest.UsageError`` naming
+    the fault (positional or unknown arguments, no reason, no or two subjects, a hash
+    that is not hex or shorter than :data:`MIN_SHA256_PREFIX`)."""
+    text = f"@pytest.mark.{KNOWN_FAILURE}(" + ", ".join(
+        [repr(a) for a in args] + [f"{k}={v!r:.80}" for k, v in kwargs.items()]) + ")"
+    where = f"{where}: {text}"
+    if args:
+        raise pytest.UsageError(f"{where} takes keyword arguments only: potential= or "
+                                "sha256=, and reason=")
+    unknown = sorted(set(kwargs) - set(KNOWN_FAILURE_KWARGS))
+    if unknown:
+        raise pytest.UsageError(f"{where}: unknown keyword argument(s) {', '.join(unknown)}; "
+                                f"accepted: {', '.join(KNOWN_FAILURE_KWARGS)}")
+    reason = kwargs.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise pytest.UsageError(f"{where}: give reason='...' (what was measured, and "
+                                "against what)")
+    potential, sha256 = kwargs.get("potential"), kwargs.get("sha256")
+    if (potential is None) == (sha256 is None):
+        raise pytest.UsageError(f"{where}: give one of potential='NAME' (the --potential "
+                                "name) or sha256='HEX' (the model's content hash)")
+    if potential is not None and not (isinstance(potential, str) and potential):
+        raise pytest.UsageError(f"{where}: potential={potential!r} must be a potential name")
+    if sha256 is not None:
+        digits = sha256.lower() if isinstance(sha256, str) else ""
+        if not (MIN_SHA256_PREFIX <= len(digits) <= 64
+                and all(c in "0123456789abcdef" for c in digits)):
+            raise pytest.UsageError(f"{where}: sha256={sha256!r} must be the model's "
+                                    f"sha256: hex digits, all 64 or a prefix of at least "
+                                    f"{MIN_SHA256_PREFIX}")
+        sha256 = digits
+    return KnownFailure(potential, sha256, reason.strip(), text)
+
+
+def known_failures_of(item: pytest.Item) -> list[KnownFailure]:
+    """Validated ``mlpval_known_failure`` markers of ``item``, closest first."""
+    return [parse_known_failure(mark.args, dict(mark.kwargs), item.nodeid)
+            for mark in item.iter_markers(KNOWN_FAILURE)]
+
+
+def apply_known_failures(items: list[pytest.Item]) -> None:
+    """At collection: a strict xfail on each item whose candidate (the
+    ``mlpval_potential`` parameter, by name or content hash) a known failure names.
+    Every marker is validated, matching or not."""
+    for item in items:
+        failures = known_failures_of(item)
+        if not failures:
+            continue
+        callspec = getattr(item, "callspec", None)
+        entry = callspec.params.get("mlpval_potential") if callspec is not None else None
+        name, sha256 = getattr(entry, "name", None), getattr(entry, "sha256", None)
+        matched = [f for f in failures if f.matches(name, sha256)]
+        if matched:
+            reason = "; ".join(f"known failure of {name} ({f.subject}): {f.reason}"
+                               for f in matched)
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -255,6 +255,7 @@ class PotentialEntry:
     base_dir: str
     source: str  # e.g. "--potential" or "ini mlpval_potentials"
     name: str
+    sha256: str | None = None  # the model's content hash where the spec tells (known failures)
 
 
 @dataclass(frozen=True)
@@ -305,12 +306,13 @@ def resolve(config: pytest.Config) -> Settings:
     entries = []
     for raw in pot_values:
         try:
-            name = pot.parse_potential_spec(raw, pot_base).info.name
+            info = pot.parse_potential_spec(raw, pot_base).info
+            name, sha256 = info.name, info.sha256
         except pot.PotentialSpecError as exc:
             if not hook_loaders or not exc.unknown:
                 raise pytest.UsageError(f"{pot_source}={raw!r}: {exc}") from None
-            name = pot.default_name(raw)
-        entries.append(PotentialEntry(raw, str(pot_base), pot_source, name))
+            name, sha256 = pot.default_name(raw), None
+        entries.append(PotentialEntry(raw, str(pot_base), pot_source, name, sha256))
     _no_duplicates([e.name for e in entries], pot_source, "potential")
 
     raw_data = config.getoption("mlpval_datasets")
