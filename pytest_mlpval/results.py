@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .subjects import subject_label, subject_of
+
 SCHEMA = "pytest-mlpval/1"
 
 
@@ -25,18 +27,56 @@ class RunResults:
 
     def __init__(self, tests: list[dict[str, Any]] | None = None) -> None:
         self.tests: list[dict[str, Any]] = list(tests or [])
+        #: nodeid -> {"nodeid", "outcome", "subject", "regression"} of every test whose
+        #: phases were reported (:meth:`add_phase`), records or not: the verdict's input
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.candidates: list[str] = []  # the configured potentials, in order
 
     def add(self, nodeid: str, outcome: str, when: str, records: list[dict[str, Any]]) -> None:
         self.tests.append({"nodeid": nodeid, "outcome": outcome, "when": when,
                            "records": records})
 
+    def add_phase(self, nodeid: str, when: str, outcome: str, wasxfail: bool = False,
+                  subject: dict[str, Any] | None = None, regression: bool = False) -> str:
+        """One phase report (setup, call, teardown) of a test; returns the test's
+        outcome so far (``xfailed``/``xpassed`` for expected failures, ``error`` for a
+        failed setup or teardown; see :func:`~pytest_mlpval.verdict.combine_outcome`).
+        ``regression``: the call failed with a baseline regression only."""
+        from .verdict import combine_outcome
+
+        entry = self.outcomes.setdefault(nodeid, {"nodeid": nodeid, "outcome": None})
+        entry["outcome"] = combine_outcome(entry["outcome"], when, outcome, wasxfail)
+        if subject:
+            entry["subject"] = subject
+        if regression:
+            entry["regression"] = True
+        return entry["outcome"]
+
     def __bool__(self) -> bool:
         return bool(self.tests)
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict matrix (:func:`~pytest_mlpval.verdict.build_verdict`) of every
+        test whose phases were reported, and of every test with records."""
+        from .verdict import build_verdict
+
+        by_id = {t["nodeid"]: t for t in self.tests}
+        tests = [{**entry, "records": by_id[nodeid]["records"] if nodeid in by_id else []}
+                 for nodeid, entry in self.outcomes.items() if entry["outcome"]]
+        tests += [t for t in self.tests if t["nodeid"] not in self.outcomes]
+        seen = [name for name in self.identities()[0] if name not in self.candidates]
+        return build_verdict(tests, [*self.candidates, *seen])
+
+    def outcome_of(self, test: dict[str, Any]) -> str:
+        """A test's outcome, its setup and teardown included where they were reported."""
+        entry = self.outcomes.get(test["nodeid"])
+        return (entry or {}).get("outcome") or test["outcome"]
 
     def order_by_potential(self, names: list[str]) -> None:
         """Stable-sort the tests by the rank of their potentials in ``names`` (the
         configured order), so that pages and documents do not depend on the order in
         which xdist workers finished."""
+        self.candidates = list(names)
         rank = {name: i for i, name in enumerate(names)}
 
         def key(test: dict[str, Any]) -> int:
@@ -56,7 +96,7 @@ class RunResults:
         out: dict[tuple[str, str, str], dict[str, Any]] = {}
         for _, rec in self.pairs():
             if rec.get("kind", "errors") == "errors":
-                out.setdefault((rec["potential"]["name"], rec["dataset"]["name"],
+                out.setdefault((subject_label(rec), rec["dataset"]["name"],
                                 rec["subset"]), rec)
         return out
 
@@ -65,7 +105,8 @@ class RunResults:
         potentials: dict[str, Any] = {}
         datasets: dict[str, Any] = {}
         for _, rec in self.pairs():
-            potentials.setdefault(rec["potential"]["name"], rec["potential"])
+            if isinstance(rec.get("potential"), dict):  # a dataset's, a recipe's: None
+                potentials.setdefault(rec["potential"]["name"], rec["potential"])
             if rec.get("kind", "errors") == "errors":
                 datasets.setdefault(rec["dataset"]["name"], rec["dataset"])
         return potentials, datasets
@@ -85,7 +126,7 @@ class RunResults:
             for c in rec.get("comparison", []):
                 counts[c["status"]] = counts.get(c["status"], 0) + 1
                 if c["status"] != "new":
-                    rows.append([rec["potential"]["name"], rec["dataset"]["name"],
+                    rows.append([subject_label(rec), rec["dataset"]["name"],
                                  rec["subset"], c["metric"], _nan(c["baseline"]),
                                  _nan(c["now"]), c["unit"], c["status"]])
         return counts, rows
@@ -93,15 +134,16 @@ class RunResults:
     def summary_rows(self, details: bool = False) -> tuple[list[str], list[list[Any]]]:
         combos: dict[tuple[str, str, str], dict[str, Any]] = {}
         for test in self.tests:
+            expected = self.outcome_of(test) == "xfailed"
             for rec in test["records"]:
                 if rec.get("kind", "errors") != "errors":
                     continue
-                key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"])
+                key = (subject_label(rec), rec["dataset"]["name"], rec["subset"])
                 entry = combos.setdefault(key, {"metrics": rec["metrics"], "n": rec["n_structures"],
-                                                "passed": 0, "failed": 0,
+                                                "passed": 0, "failed": 0, "xfail": 0,
                                                 "unmeasured": rec.get("not_measured", ())})
                 for t in rec["thresholds"]:
-                    entry["passed" if t["passed"] else "failed"] += 1
+                    entry["passed" if t["passed"] else "xfail" if expected else "failed"] += 1
         headers = ["potential", "dataset", "subset", "n", "E RMSE", "E-offset RMSE",
                    "E MAE", "F RMSE", "F MAE", "F max", "S RMSE", "limits"]
         rows = []
@@ -120,9 +162,10 @@ class RunResults:
                 return 1000.0 * value if isinstance(value, (int, float)) else value
 
             limits = "-"
-            if entry["passed"] or entry["failed"]:
+            if entry["passed"] or entry["failed"] or entry["xfail"]:
                 limits = f"{entry['passed']} ok" + (f", {entry['failed']} FAIL"
-                                                    if entry["failed"] else "")
+                                                    if entry["failed"] else "") + (
+                    f", {entry['xfail']} xfail" if entry["xfail"] else "")
             rows.append([pot, data, subset, entry["n"], meV("energy_rmse"),
                          meV("energy_offset_removed_rmse"), meV("energy_mae"),
                          raw("force_rmse"), raw("force_mae"), raw("force_max"),
@@ -133,14 +176,21 @@ class RunResults:
         return [rec for test in self.tests for rec in test["records"]
                 if rec.get("kind", "errors") == kind]
 
+    def _records_with_outcome(self, kind: str):
+        """(record, the test's outcome) of every record of ``kind``."""
+        return [(rec, self.outcome_of(test)) for test in self.tests
+                for rec in test["records"] if rec.get("kind", "errors") == kind]
+
     def check_rows(self) -> tuple[list[str], list[list[Any]]]:
         """Worst value of each physics check per potential. A check that could not be
         evaluated (the calculator raised: ``ERROR``) or did not apply (``skipped``) has
-        its row too; a recorded NaN or inf shows as such, not as n/a."""
+        its row too; a recorded NaN or inf shows as such, not as n/a; a failure in an
+        expected failure (xfail) shows as ``xfail``."""
         worst: dict[tuple[str, str], dict[str, Any]] = {}
-        for rec in self.records_of("checks"):
+        for rec, outcome in self._records_with_outcome("checks"):
             for t in rec["thresholds"]:
-                key = (rec["potential"]["name"], t["metric"])
+                t = expected_status(t, outcome)
+                key = (subject_name(rec), t["metric"])
                 old = worst.get(key)
                 n = rec["n_structures"] + (old or {}).get("n", 0)
                 if old is None or worse_check(t, old):
@@ -151,35 +201,55 @@ class RunResults:
                  check_status(t)] for (pot, check), t in sorted(worst.items())]
         return ["potential", "check", "structures", "worst", "tolerance", "unit", "status"], rows
 
-    def protocol_rows(self, limit: int = 12) -> tuple[list[str], list[list[Any]]]:
-        """Metrics of protocol results (RSS, MD, properties). Records of the same result
-        (same potential, protocol, group and values) from several tests are merged: every
-        bound any test put on it is listed, then other metrics up to ``limit``."""
-        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for rec in self.records_of("protocol"):
-            key = (rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
-                   tuple(sorted((k, repr(v)) for k, v in rec["metrics"].items())))
-            entry = merged.setdefault(key, {"rec": rec, "bounds": {}})
-            for t in rec["thresholds"]:
-                entry["bounds"].setdefault((t["metric"], t.get("bound"), t["limit"]), t)
-        rows = []
-        for (pot, protocol, group, _), entry in merged.items():
-            rec, bounds = entry["rec"], entry["bounds"]
+    def protocol_rows(self, limit: int | None = None, bounded_only: bool = False
+                      ) -> tuple[list[str], list[list[Any]]]:
+        """Metrics of protocol results (RSS, MD, properties), each metric once per
+        subject, protocol and group however many tests recorded it: its value, every
+        bound any test put on it and one status (``FAIL`` if any bound failed, ``xfail``
+        if only in expected failures). ``bounded_only``: only bounded metrics, and up to
+        ``limit`` metrics of a result without any bound (``limit`` None: all)."""
+        merged: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+        for rec, outcome in self._records_with_outcome("protocol"):
+            key = (subject_name(rec), rec["dataset"]["name"], rec["subset"])
+            metrics = merged.setdefault(key, {})
             unmeasured = set(rec.get("not_measured", ()))
-            for (metric, kind, bound), t in bounds.items():
-                rows.append([pot, protocol, group, metric, shown(rec["metrics"].get(metric),
-                                                                 metric in unmeasured),
-                             rec["units"].get(metric) or "-",
-                             f"{'>=' if kind == 'min' else '<='} {bound:.4g}",
-                             "ok" if t["passed"] else "FAIL"])
-            bounded = {metric for metric, _, _ in bounds}
-            others = [m for m in rec["metrics"] if m not in bounded]
-            for metric in others[:max(0, limit - len(bounded))]:
-                rows.append([pot, protocol, group, metric,
-                             shown(rec["metrics"][metric], metric in unmeasured),
-                             rec["units"].get(metric) or "-", "-", "-"])
+            for name, value in rec["metrics"].items():
+                metrics.setdefault(name, {"value": shown(value, name in unmeasured),
+                                          "unit": rec["units"].get(name) or "-",
+                                          "bounds": [], "statuses": set()})
+            for t in rec["thresholds"]:
+                entry = metrics.setdefault(t["metric"], {
+                    "value": shown(t["value"]), "unit": t.get("unit") or "-",
+                    "bounds": [], "statuses": set()})
+                bound = f"{'>=' if t.get('bound') == 'min' else '<='} {t['limit']:.4g}"
+                status = check_status(expected_status(t, outcome))
+                if (bound, status) not in entry["bounds"]:
+                    entry["bounds"].append((bound, status))
+                entry["statuses"].add(status)
+        rows = []
+        for (pot, protocol, group), metrics in merged.items():
+            bounded = [m for m, e in metrics.items() if e["bounds"]]
+            others = [m for m in metrics if m not in bounded]
+            if bounded_only:
+                others = [] if bounded else others[:limit]
+            elif limit is not None:
+                others = others[:max(0, limit - len(bounded))]
+            for metric in bounded + others:
+                e = metrics[metric]
+                status = next((s for s in ("ERROR", "FAIL", "xfail", "ok", "skipped")
+                               if s in e["statuses"]), "-")
+                # each bound once; with its own status where the statuses differ
+                bounds = list(dict.fromkeys(
+                    b if len(e["statuses"]) == 1 else f"{b} {s}" for b, s in e["bounds"]))
+                rows.append([pot, protocol, group, metric, e["value"], e["unit"],
+                             "; ".join(bounds) or "-", status])
         return ["potential", "protocol", "group", "metric", "value", "unit", "bound",
                 "status"], rows
+
+    def protocol_metric_count(self) -> int:
+        """Distinct metrics of protocol results (per subject, protocol and group)."""
+        return len({(subject_name(rec), rec["dataset"]["name"], rec["subset"], name)
+                    for rec in self.records_of("protocol") for name in rec["metrics"]})
 
     def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
         from .cost import scaling_exponent
@@ -213,22 +283,13 @@ class RunResults:
 
     def accuracy_cost_points(self, cost_rows, wanted: str | None = None
                              ) -> list[tuple[str, float, float, str]]:
-        """(potential, µs/atom/call at the largest size, force RMSE, dataset) per potential
-        that has both; the dataset is --mlpval-cost-dataset or the first with forces."""
-        largest: dict[str, tuple[int, float]] = {}
-        for pot, n, _, per_atom, _ in cost_rows:
-            if pot not in largest or n > largest[pot][0]:
-                largest[pot] = (n, per_atom)
-        points = []
-        for pot, (_, per_atom) in sorted(largest.items()):
-            for rec in self.records_of("errors"):
-                if (rec["potential"]["name"] == pot and rec["subset"] == "all"
-                        and rec["metrics"].get("force_rmse") is not None
-                        and (wanted is None or rec["dataset"]["name"] == wanted)):
-                    points.append((pot, per_atom, rec["metrics"]["force_rmse"],
-                                   rec["dataset"]["name"]))
-                    break
-        return points
+        """(potential, µs/atom/call at the largest size, force RMSE, dataset) per candidate
+        with a cost and its own errors (:func:`pytest_mlpval.cost.accuracy_cost_points`:
+        never a recipe's cross-validation errors); the dataset is --mlpval-cost-dataset
+        or the first that every plotted candidate has force errors on."""
+        from .cost import accuracy_cost_points
+
+        return accuracy_cost_points(self.records_of("errors"), cost_rows, wanted)
 
     # --- JSON ----------------------------------------------------------------------------
 
@@ -237,13 +298,17 @@ class RunResults:
         threshold value is written as ``"value": null`` with ``"finite": false`` and
         ``"non_finite": "nan"`` (or ``"inf"``, ``"-inf"``), and listed in the document's
         ``non_finite`` list (nodeid, kind, potential, dataset, subset, metric, value,
-        not_measured: true for a value that does not apply, not a fault)."""
+        not_measured: true for a value that does not apply, not a fault). Its
+        ``verdict`` is the verdict matrix (:meth:`verdict`); a test's ``outcome`` is
+        ``passed``, ``failed``, ``error``, ``skipped``, ``xfailed`` or ``xpassed``."""
         tests, nonfinite = [], []
         for test in self.tests:
-            entry = {"nodeid": test["nodeid"], "outcome": test["outcome"], "records": []}
+            entry = {"nodeid": test["nodeid"], "outcome": self.outcome_of(test),
+                     "records": []}
             for rec in test["records"]:
                 where = {"nodeid": test["nodeid"], "kind": rec.get("kind", "errors"),
-                         "potential": rec["potential"]["name"],
+                         "potential": rec["potential"]["name"]
+                         if isinstance(rec.get("potential"), dict) else None,
                          "dataset": rec["dataset"]["name"], "subset": rec["subset"]}
                 unmeasured = set(rec.get("not_measured", ()))
                 for name, value in rec["metrics"].items():
@@ -254,6 +319,7 @@ class RunResults:
                 entry["records"].append({
                     "kind": where["kind"],
                     "potential": where["potential"],
+                    "subject": subject_of(rec),
                     "dataset": where["dataset"],
                     "subset": rec["subset"],
                     "n_structures": rec["n_structures"],
@@ -267,7 +333,8 @@ class RunResults:
                        if "baseline" in rec else {}),
                 })
             tests.append(entry)
-        return {"schema": SCHEMA, **self.run_info(), "tests": tests, "non_finite": nonfinite}
+        return {"schema": SCHEMA, **self.run_info(), "verdict": self.verdict(),
+                "tests": tests, "non_finite": nonfinite}
 
     def run_info(self) -> dict[str, Any]:
         """Who ran what: package version, UTC time, machine, potentials and datasets
@@ -368,8 +435,26 @@ def _nan(value: Any) -> float:
     return math.nan if value is None else value
 
 
-#: statuses of a check threshold, best first (``skipped``: the check did not apply)
-CHECK_STATUSES = ("skipped", "ok", "FAIL", "ERROR")
+#: statuses of a check threshold, best first (``skipped``: the check did not apply;
+#: ``xfail``: failed in a test expected to fail)
+CHECK_STATUSES = ("skipped", "ok", "xfail", "FAIL", "ERROR")
+
+
+def expected_status(t: dict[str, Any], outcome: str) -> dict[str, Any]:
+    """A threshold of a test with ``outcome``: a failure in an expected failure
+    (``xfailed``) gets status ``xfail``, not a bare FAIL in a green run."""
+    if outcome == "xfailed" and check_status(t) in ("FAIL", "ERROR"):
+        return {**t, "status": "xfail"}
+    return t
+
+
+def subject_name(rec: dict[str, Any]) -> str:
+    """The name of what a record judges: its ``subject`` (a candidate, dataset or
+    recipe) where it has one, else its potential."""
+    subject = rec.get("subject")
+    if isinstance(subject, dict) and subject.get("name") is not None:
+        return str(subject["name"])
+    return rec["potential"]["name"]
 
 
 def check_status(t: dict[str, Any]) -> str:

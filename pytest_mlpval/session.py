@@ -15,6 +15,9 @@ from .options import Settings
 from .results import RunResults
 
 PROPERTY = "mlpval"
+#: user property naming what a test judges: {"kind": "candidate" | "dataset" | "recipe",
+#: "name", "identity"}
+SUBJECT_PROPERTY = "mlpval_subject"
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -166,17 +169,30 @@ class MlpvalSession:
     # --- collection of records (controller) ----------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Every phase of every test goes into the verdict (outcome, expected failure,
+        subject); a call report's records into the tables, JSON and report."""
         if is_xdist_worker(self.config):
             return
+        subject = next((v for k, v in report.user_properties if k == SUBJECT_PROPERTY
+                        and isinstance(v, dict)), None)
+        crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+        regression = (report.when == "call" and report.failed
+                      and "MlpvalRegressionError" in str(getattr(crash, "message", "")))
+        outcome = self.results.add_phase(report.nodeid, report.when, report.outcome,
+                                         hasattr(report, "wasxfail"), subject, regression)
         records = [v for k, v in report.user_properties if k == PROPERTY]
         if not records or report.when != "call":  # records ride on every later report too
             return
         flat = [r for group in records for r in group]
-        self.results.add(report.nodeid, report.outcome, report.when, flat)
+        self.results.add(report.nodeid, outcome, report.when, flat)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if is_xdist_worker(self.config):
             return
+        try:
+            self._verdict_section(terminalreporter)
+        except Exception as exc:  # the tables and files still appear
+            self._end_error("the verdict matrix", exc)
         if self.results:
             for name, section in (("summary table", self._tables),
                                   ("baseline table", self._baseline_section)):
@@ -188,6 +204,29 @@ class MlpvalSession:
             terminalreporter.write_line(f"mlpval: wrote {path}")
         for line in self.end_errors:
             terminalreporter.write_line(f"mlpval: ERROR {line}", red=True, bold=True)
+
+    def _verdict_section(self, terminalreporter) -> None:
+        from .assertions import format_table
+        from .verdict import failure_lines, verdict_rows
+
+        self.results.candidates = [p.name for p in self.settings.potentials]
+        verdict = self.results.verdict()
+        if not verdict["subjects"]:
+            return
+        terminalreporter.write_sep("=", "mlpval verdict")
+        terminalreporter.write_line(
+            "tests per subject and group: ok, FAIL with the worst excess over a limit, "
+            "xfail (expected failure), XPASS, ERROR, skip; baseline: tests compared with "
+            "--mlpval-compare (FAIL: worse than the baseline)")
+        headers, rows = verdict_rows(verdict)
+        table = format_table(headers, rows)
+        for line in table[:2]:
+            terminalreporter.write_line(line)
+        for line, row in zip(table[2:], rows):
+            markup = {"FAIL": {"red": True, "bold": True}, "PASS": {"green": True}}
+            terminalreporter.write_line(line, **markup.get(row[-1], {}))
+        for line in failure_lines(verdict):
+            terminalreporter.write_line(line, red=True)
 
     def _tables(self, terminalreporter) -> None:
         from .assertions import format_table
@@ -204,8 +243,10 @@ class MlpvalSession:
         for title, note, table in (
             ("mlpval physics checks", "worst value over the structures tried (ERROR: the "
              "calculator raised; skipped: the check does not apply)", self.results.check_rows),
-            ("mlpval protocols", "metrics of campaigns and protocols (RSS, MD, properties); "
-             "bounds from mlpval_expect / mlpval.expect", self.results.protocol_rows),
+            ("mlpval protocols", "metrics of campaigns and protocols (RSS, MD, properties), "
+             "each once per subject with its bounds (mlpval_expect / mlpval.expect) and "
+             "status; every metric is in --mlpval-json and --mlpval-report",
+             lambda: self.results.protocol_rows(limit=3, bounded_only=True)),
             ("mlpval cost", "median wall time of an energy+forces call; exponent of "
              "time ~ N^x (1 = linear)", self.results.cost_rows),
         ):
@@ -219,6 +260,12 @@ class MlpvalSession:
                 terminalreporter.write_line(note)
                 for line in format_table(headers, rows):
                     terminalreporter.write_line(line)
+                if title == "mlpval protocols":
+                    hidden = self.results.protocol_metric_count() - len(rows)
+                    if hidden > 0:
+                        terminalreporter.write_line(
+                            f"... and {hidden} metrics without bounds (see --mlpval-json "
+                            "or --mlpval-report)")
 
     def _baseline_section(self, terminalreporter) -> None:
         if self.settings.baseline is not None:

@@ -1,0 +1,225 @@
+"""The verdict matrix as a library: outcomes of test phases, groups, subjects, cells with
+the worst excess, the PASS/FAIL line per subject."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pytest_mlpval.results import RunResults
+from pytest_mlpval.verdict import (
+    build_verdict,
+    combine_outcome,
+    failure_lines,
+    group_of,
+    threshold_excess,
+    verdict_rows,
+)
+
+
+def _phases(*phases):
+    outcome = None
+    for when, result, wasxfail in phases:
+        outcome = combine_outcome(outcome, when, result, wasxfail)
+    return outcome
+
+
+@pytest.mark.parametrize("phases, expected", [
+    ([("setup", "passed", False), ("call", "passed", False), ("teardown", "passed", False)],
+     "passed"),
+    ([("setup", "passed", False), ("call", "failed", False), ("teardown", "passed", False)],
+     "failed"),
+    ([("setup", "failed", False), ("teardown", "passed", False)], "error"),
+    ([("setup", "passed", False), ("call", "passed", False), ("teardown", "failed", False)],
+     "error"),
+    ([("setup", "passed", False), ("call", "failed", False), ("teardown", "failed", False)],
+     "failed"),
+    ([("setup", "skipped", False), ("teardown", "passed", False)], "skipped"),
+    ([("setup", "passed", False), ("call", "skipped", False)], "skipped"),
+    ([("setup", "passed", False), ("call", "skipped", True), ("teardown", "passed", False)],
+     "xfailed"),
+    ([("setup", "skipped", True)], "xfailed"),  # xfail(run=False)
+    ([("setup", "passed", False), ("call", "passed", True)], "xpassed"),
+], ids=["pass", "fail", "setup-error", "teardown-error", "fail-and-teardown", "skip-marker",
+        "skip-in-body", "xfail", "xfail-not-run", "xpass"])
+def test_combine_outcome(phases, expected):
+    assert _phases(*phases) == expected
+
+
+def _rec(kind="errors", potential="sw", dataset="ref", subset="all", thresholds=(),
+         **extra):
+    return {"kind": kind, "potential": {"name": potential, "sha256": "ab" * 32},
+            "dataset": {"name": dataset}, "subset": subset, "n_structures": 1,
+            "n_atoms": 8, "metrics": {}, "units": {}, "thresholds": list(thresholds),
+            **extra}
+
+
+def _t(metric, value, limit, passed="auto", **extra):
+    if passed == "auto":
+        passed = value <= limit if extra.get("bound") != "min" else value >= limit
+    return {"metric": metric, "subset": "all", "value": value, "limit": limit, "unit": "u",
+            "passed": passed, **extra}
+
+
+@pytest.mark.parametrize("records, nodeid, group", [
+    ([_rec()], "t.py::test_forces[sw-ref]", "errors"),
+    ([_rec("checks", dataset="checks")], "t.py::test_x[sw]", "physics"),
+    ([_rec("cost", dataset="cost")], "t.py::test_x[sw]", "cost"),
+    ([_rec(), _rec("protocol", dataset="rss")], "t.py::test_x[sw]", "structures"),
+    ([_rec("protocol", dataset="md_stability")], "t.py::test_x[sw]", "MD"),
+    ([_rec("protocol", dataset="compression")], "t.py::test_x[sw]", "MD"),
+    ([_rec("protocol", dataset="melt_quench")], "t.py::test_x[sw]", "MD"),
+    ([_rec("protocol", dataset="elastic")], "t.py::test_x[sw]", "properties"),
+    ([_rec("protocol", dataset="surface_100")], "t.py::test_x[sw]", "properties"),
+    ([_rec("protocol", dataset="leakage")], "t.py::test_x[sw]", "data"),
+    ([_rec("protocol", dataset="learning-curve")], "t.py::test_x[sw]", "errors"),
+    ([_rec("protocol", dataset="my_thing")], "test_structure.py::test_y[sw]", "structures"),
+    # no records: by function name, then module
+    ([], "test_md.py::test_compression[sw]", "MD"),
+    ([], "suite/test_md.py::test_a[sw]", "MD"),
+    ([], "test_physics.py::test_a[sw]", "physics"),
+    ([], "test_numerical_errors.py::test_a[sw]", "errors"),
+    ([], "test_properties.py::test_a[sw]", "properties"),
+    ([], "test_misc.py::test_a[sw]", "other"),
+])
+def test_group_of(records, nodeid, group):
+    assert group_of(records, nodeid) == group
+
+
+def test_threshold_excess():
+    assert threshold_excess(_t("force_rmse", 0.85, 0.2)) == pytest.approx(3.25)
+    assert math.isnan(threshold_excess(_t("force_rmse", 0.1, 0.2)))
+    assert threshold_excess(_t("fraction", 0.05, 0.1, bound="min")) == pytest.approx(0.5)
+    assert threshold_excess(_t("energy_offset", -0.3, 0.1, passed=False)) == pytest.approx(2.0)
+    assert threshold_excess(_t("n_failed", 2.0, 0.0)) == math.inf
+    assert threshold_excess(_t("force_rmse", math.nan, 0.2, passed=False)) == math.inf
+    assert math.isnan(threshold_excess(_t("x", None, 1e-5, passed=None, status="skipped")))
+
+
+def _test(nodeid, outcome, *records, **extra):
+    return {"nodeid": nodeid, "outcome": outcome, "records": list(records), **extra}
+
+
+def test_build_verdict_two_candidates():
+    tests = [
+        _test("t.py::test_forces[sw-ref]", "passed", _rec(thresholds=[_t("force_rmse", 0.1, 0.2)])),
+        _test("t.py::test_forces[scaled-ref]", "failed",
+              _rec(potential="scaled", thresholds=[_t("force_rmse", 0.85, 0.2)])),
+        _test("t.py::test_energy[scaled-ref]", "failed",
+              _rec(potential="scaled", thresholds=[_t("energy_rmse", 0.02, 0.01),
+                                                   _t("force_rmse", 0.85, 0.8)])),
+        _test("t.py::test_rss[scaled]", "failed", _rec(
+            "protocol", potential="scaled", dataset="rss",
+            thresholds=[_t("n_failed", 2.0, 0.0, bound="max")])),
+        _test("t.py::test_md[sw]", "xfailed", _rec(
+            "protocol", dataset="md_stability", thresholds=[_t("unstable", 1.0, 0.0)])),
+        _test("t.py::test_md[scaled]", "xpassed"),
+        _test("t.py::test_phonons[sw]", "skipped"),  # no records: subject from the id
+        _test("t.py::test_phonons[scaled]", "error"),
+        _test("t.py::test_plain", "passed"),  # no subject: not in the matrix
+        _test("t.py::test_leakage[ref]", "passed", subject={
+            "kind": "dataset", "name": "ref", "identity": "cd" * 32}),
+    ]
+    verdict = build_verdict(tests, ["sw", "scaled"])
+    assert json.loads(json.dumps(verdict, allow_nan=False)) == verdict  # strict JSON
+    assert verdict["groups"] == ["errors", "physics", "structures", "MD", "properties",
+                                 "data", "baseline"]
+    names = [(r["kind"], r["name"]) for r in verdict["subjects"]]
+    assert names == [("candidate", "sw"), ("candidate", "scaled"), ("dataset", "ref")]
+    sw, scaled, ref = verdict["subjects"]
+    assert sw["verdict"] == "PASS" and scaled["verdict"] == "FAIL"
+    assert ref["verdict"] == "PASS" and ref["identity"] == "cd" * 32
+    assert verdict["verdict"] == "FAIL"
+    assert sw["cells"]["errors"]["text"] == "1 ok"
+    assert sw["cells"]["MD"]["text"] == "1 xfail"
+    assert sw["cells"]["properties"]["text"] == "1 skip"
+    assert sw["counts"] == {"passed": 1, "xfailed": 1, "skipped": 1}
+    errors = scaled["cells"]["errors"]
+    assert errors["text"] == "2 FAIL +325%" and errors["status"] == "FAIL"
+    assert errors["worst"]["metric"] == "force_rmse"
+    assert errors["worst"]["test"] == "t.py::test_forces[scaled-ref]"
+    assert scaled["cells"]["structures"]["text"] == "1 FAIL 2 > 0"
+    assert scaled["cells"]["MD"]["text"] == "1 XPASS"
+    assert scaled["cells"]["properties"]["text"] == "1 ERROR"
+    # ref's test is grouped by its name
+    assert ref["cells"]["data"]["text"] == "1 ok"
+    headers, rows = verdict_rows(verdict)
+    assert headers == ["subject", "kind", "errors", "physics", "structures", "MD",
+                       "properties", "data", "baseline", "verdict"]
+    assert rows[0] == ["sw", "candidate", "1 ok", "-", "-", "1 xfail", "1 skip", "-", "-",
+                       "PASS"]
+    assert rows[1][-1] == "FAIL"
+    lines = failure_lines(verdict)
+    assert lines == [
+        "scaled FAIL errors: force_rmse on ref 0.85 u not <= 0.2 (+325%) in "
+        "t.py::test_forces[scaled-ref]",
+        "scaled FAIL structures: n_failed on rss 2 u not <= 0 (past a limit of 0) in "
+        "t.py::test_rss[scaled]",
+        "scaled FAIL properties: 1 test(s) failed or errored without a failed limit"]
+
+
+def test_data_column_appears_only_when_used():
+    verdict = build_verdict([_test("t.py::test_a[sw]", "passed", _rec())], ["sw"])
+    assert "data" not in verdict["groups"] and "cost" not in verdict["groups"]
+
+
+def test_baseline_column():
+    regressed = _rec(baseline="compared", comparison=[
+        {"metric": "force_rmse", "now": 0.3, "baseline": 0.2, "change": 0.1, "unit": "eV/Å",
+         "status": "regressed"},
+        {"metric": "energy_rmse", "now": 0.02, "baseline": 0.01, "change": 0.01,
+         "unit": "eV/atom", "status": "regressed"}])
+    same = _rec(baseline="compared", comparison=[])
+    new = _rec(baseline="missing", comparison=[])
+    tests = [
+        # limits held, the failure is the regression: errors ok, baseline FAIL
+        _test("t.py::test_a[sw-ref]", "failed", regressed, regression=True),
+        _test("t.py::test_b[sw-ref]", "passed", same),
+        _test("t.py::test_c[sw-ref]", "passed", new),
+        _test("t.py::test_d[sw-ref]", "passed", _rec(baseline="other data", comparison=[])),
+    ]
+    verdict = build_verdict(tests, ["sw"])
+    (sw,) = verdict["subjects"]
+    assert sw["cells"]["errors"]["text"] == "4 ok"
+    assert sw["cells"]["baseline"]["text"] == "2 FAIL +100%, 1 ok, 1 new"
+    assert sw["cells"]["baseline"]["worst"]["metric"] == "energy_rmse"
+    assert sw["verdict"] == "FAIL"
+    (line,) = failure_lines(verdict)
+    assert line == ("sw FAIL baseline: energy_rmse on ref 0.01 -> 0.02 eV/atom (+100% "
+                    "against the baseline) in t.py::test_a[sw-ref]")
+
+
+def test_subject_of_records_and_all_skipped():
+    recipe = _rec(subject={"kind": "recipe", "name": "fit_gap.py", "identity": "x"})
+    verdict = build_verdict([_test("t.py::test_cv[gap]", "passed", recipe),
+                             _test("t.py::test_x[gap]", "skipped")], ["gap"])
+    assert [(r["kind"], r["name"], r["verdict"]) for r in verdict["subjects"]] == [
+        ("candidate", "gap", "SKIP"), ("recipe", "fit_gap.py", "PASS")]
+
+
+def test_candidate_names_with_dashes_in_ids():
+    verdict = build_verdict([_test("t.py::test_x[my-gap-ref]", "passed"),
+                             _test("t.py::test_x[gap-ref]", "passed")], ["gap", "my-gap"])
+    assert [r["name"] for r in verdict["subjects"]] == ["gap", "my-gap"]
+
+
+def test_run_results_phases_and_json_document():
+    results = RunResults()
+    for when, outcome, wasxfail in (("setup", "passed", False), ("call", "skipped", True),
+                                    ("teardown", "passed", False)):
+        got = results.add_phase("t.py::test_md[sw]", when, outcome, wasxfail)
+    assert got == "xfailed"
+    rec = _rec("protocol", dataset="md", thresholds=[_t("unstable", 1.0, 0.0)])
+    rec["metrics"] = {"unstable": 1.0, "failed": 0.0}
+    results.add("t.py::test_md[sw]", "xfailed", "call", [rec])
+    results.add_phase("t.py::test_skip[sw]", "setup", "skipped")
+    document = results.json_document()
+    assert document["tests"][0]["outcome"] == "xfailed"
+    assert document["verdict"]["subjects"][0]["cells"]["MD"]["text"] == "1 xfail"
+    assert document["verdict"]["subjects"][0]["cells"]["other"]["text"] == "1 skip"
+    # the protocol table: the failed bound of an expected failure is no bare FAIL
+    _, rows = results.protocol_rows()
+    assert [r[3] for r in rows] == ["unstable", "failed"]
+    assert rows[0][-2:] == ["<= 0", "xfail"] and rows[1][-2:] == ["-", "-"]
