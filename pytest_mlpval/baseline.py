@@ -3,11 +3,13 @@
 
 A baseline file is JSON with ``schema`` :data:`SCHEMA`, the run's identity (datetime,
 machine, package versions, potentials and datasets with their sha256) and ``entries``:
-one per (test node id, potential name, dataset, subset, kind) with its metrics (finite
+one per (test node id, subject, dataset, subset, kind) with its metrics (finite
 numbers; a metric that was NaN or infinite is listed under ``non_finite`` with value
 ``"nan"``, ``"inf"`` or ``"-inf"`` instead, never as a null) and its ``identity``: what
 it was measured on (the dataset's sha256, label keys, index, size; for cross-validation
-the split and the fitting command). Potentials
+the split and the fitting command). The subject is a candidate potential
+(``potential``: its name) or, with ``potential`` null, a dataset or fitting recipe
+(``subject``: kind and name; keyed as ``dataset:NAME``, ``recipe:NAME``). Potentials
 are matched by *name*, so a new fit under the same name is compared with the accepted one;
 a record measured on other data than its entry is not compared: its test fails and says
 what changed. Every value is checked when the file is read (:class:`BaselineError`).
@@ -24,12 +26,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .results import finite_or_none
+from .tolerance import DEFAULT_TOLERANCE, Tolerance, parse_tolerance, resolve_tolerance
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -55,8 +57,6 @@ __all__ = [
 
 #: 2: entries carry ``identity`` and ``non_finite`` (1 had neither, and NaN as null)
 SCHEMA = "pytest-mlpval-baseline/2"
-#: used for metrics that no tolerance names
-DEFAULT_TOLERANCE = "*:1%"
 #: changes smaller than this (in the metric's unit) are never a regression or improvement
 NOISE_FLOOR = 1e-12
 #: kinds of record saved in a baseline
@@ -78,112 +78,6 @@ class BaselineVersionError(BaselineError):
 
 class MlpvalRegressionError(AssertionError):
     """A metric is worse than its baseline by more than its tolerance."""
-
-
-# --- tolerances ------------------------------------------------------------------------
-
-_UNIT_SCALE = {
-    # energy per atom or per cell, force, stress; the number is converted to the metric's
-    # own unit (eV/..., GPa)
-    "mev": 1e-3, "ev": 1.0, "mev/atom": 1e-3, "ev/atom": 1.0,
-    "ev/å": 1.0, "ev/a": 1.0, "mev/å": 1e-3, "mev/a": 1e-3,
-    "gpa": 1.0, "mpa": 1e-3, "kbar": 0.1,
-    "deg": 1.0, "degree": 1.0,
-}
-_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%|[A-Za-zÅ/]+)?\s*$")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How much a metric may grow: ``relative`` (fraction) or ``absolute`` (metric unit)."""
-
-    metric: str
-    relative: float | None = None
-    absolute: float | None = None
-    text: str = ""
-
-    def allowed(self, baseline: float) -> float:
-        if self.relative is not None:
-            return abs(baseline) * self.relative
-        return float(self.absolute or 0.0)
-
-
-def parse_tolerance(text: str) -> Tolerance:
-    """Parse ``METRIC:AMOUNT``; raises ``ValueError`` with the grammar on bad input."""
-    from .metrics import metric_unit
-
-    metric, sep, amount = text.strip().partition(":")
-    metric = metric.strip()
-    match = _AMOUNT.match(amount)
-    if not sep or not metric or match is None:
-        raise ValueError(
-            f"{text!r}: expected METRIC:AMOUNT, e.g. force_rmse:5%, energy_rmse:0.5meV, "
-            "stress_rmse:0.1GPa, *:2%")
-    if metric != "*" and not _known_metric(metric, metric_unit):
-        raise ValueError(f"{text!r}: unknown metric {metric!r}")
-    number, unit = float(match.group(1)), (match.group(2) or "")
-    if unit == "%":
-        return Tolerance(metric, relative=number / 100.0, text=text.strip())
-    if unit:
-        scale = _UNIT_SCALE.get(unit.lower())
-        if scale is None:
-            raise ValueError(f"{text!r}: unknown unit {unit!r}; use %, "
-                             + ", ".join(sorted({'meV', 'eV', 'GPa', 'MPa', 'kbar'})))
-        expected = _dimension_of_metric(metric, metric_unit)
-        if metric == "*" or (expected is not None and expected != _UNIT_DIMENSION[unit.lower()]):
-            raise ValueError(
-                f"{text!r}: {_article(_UNIT_DIMENSION[unit.lower()])} unit does not fit "
-                + ("every metric ('*' takes % or a plain number)" if metric == "*"
-                   else f"{metric} ({expected}, {metric_unit(metric)})"))
-        number *= scale
-    return Tolerance(metric, absolute=number, text=text.strip())
-
-
-_UNIT_DIMENSION = {
-    **dict.fromkeys(("mev", "ev", "mev/atom", "ev/atom"), "energy"),
-    **dict.fromkeys(("ev/å", "ev/a", "mev/å", "mev/a"), "force"),
-    **dict.fromkeys(("gpa", "mpa", "kbar"), "stress"),
-    **dict.fromkeys(("deg", "degree"), "angle"),
-}
-
-
-def _article(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
-
-
-def _dimension_of_metric(metric: str, metric_unit) -> str | None:
-    """energy / force / stress / angle for error metrics; None where the unit varies
-    (physics checks) or is not one of these (cost)."""
-    try:
-        unit = metric_unit(metric)
-    except KeyError:
-        return None
-    if unit.startswith("eV/Å"):
-        return "force"
-    if unit.startswith("eV"):
-        return "energy"
-    return {"GPa": "stress", "degree": "angle"}.get(unit)
-
-
-def _known_metric(name: str, metric_unit) -> bool:
-    try:
-        metric_unit(name)
-    except KeyError:
-        from .invariance import CHECKS
-
-        return name in CHECKS or name in ("time_per_atom_us", "time_per_call_s")
-    return True
-
-
-def resolve_tolerance(metric: str, tolerances: Sequence[Tolerance]) -> Tolerance:
-    """The last tolerance naming ``metric``, else the last ``*`` one, else the default."""
-    for tol in reversed(tolerances):
-        if tol.metric == metric:
-            return tol
-    for tol in reversed(tolerances):
-        if tol.metric == "*":
-            return tol
-    return parse_tolerance(DEFAULT_TOLERANCE)
 
 
 # --- comparison ------------------------------------------------------------------------
@@ -325,7 +219,7 @@ def identity_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
     for rec, changes in groups:
         where = "" if rec["subset"] == "all" else f", {rec['subset']}"
         lines.append(f"baseline {baseline_path} was measured on other data than this run "
-                     f"for potential {rec['potential']['name']!r} on "
+                     f"for {_who(rec)} on "
                      f"{rec['dataset']['name']!r}{where}: not compared")
         lines += [f"  {change}" for change in changes[:MAX_ROWS]]
         if len(changes) > MAX_ROWS:
@@ -342,7 +236,23 @@ def identity_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
 # --- files -----------------------------------------------------------------------------
 
 def entry_key(nodeid: str, potential: str, dataset: str, subset: str, kind: str) -> str:
+    """``potential``: the subject's label (a candidate's name, ``recipe:NAME``)."""
     return "::".join((kind, potential, dataset, subset, nodeid))
+
+
+def _who(rec: Mapping[str, Any]) -> str:
+    from .subjects import subject_of
+
+    subject = subject_of(rec)
+    kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
+    return f"{kind} {subject['name']!r}"
+
+
+def _entry_subject(entry: Mapping[str, Any]) -> str:
+    """An entry's subject label: its potential's name, else its subject's kind:name."""
+    if entry.get("potential") is not None:
+        return entry["potential"]
+    return f"{entry['subject']['kind']}:{entry['subject']['name']}"
 
 
 def is_baseline_file(path: str | os.PathLike[str]) -> bool:
@@ -393,7 +303,7 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise BaselineError(f"baseline {path}: {_describe_entry(i, entry)} is "
                                 f"malformed: {exc}") from None
-        keyed[entry_key(entry["nodeid"], entry["potential"], entry["dataset"],
+        keyed[entry_key(entry["nodeid"], _entry_subject(entry), entry["dataset"],
                         entry["subset"], entry["kind"])] = entry
     return {**document, "entries": keyed}
 
@@ -425,7 +335,15 @@ def _read_entry(entry: Any) -> dict[str, Any]:
     """A validated entry (ValueError says what is wrong), non-finite values merged."""
     if not isinstance(entry, dict):
         raise ValueError(f"expected an object, got {_json(entry)}")
+    subject = entry.get("subject")
+    if entry.get("potential", "") is None and not (
+            isinstance(subject, dict) and subject.get("kind") in ("dataset", "recipe")
+            and isinstance(subject.get("name"), str)):
+        raise ValueError("'potential' is null but 'subject' is not a dataset or recipe "
+                         f"with a name: {_json(subject)}")
     for key in ("nodeid", "potential", "dataset", "subset"):
+        if key == "potential" and entry.get(key, "") is None:
+            continue
         if not isinstance(entry.get(key), str):
             raise ValueError(f"no {key!r}" if key not in entry else
                              f"{key!r} must be text, got {_json(entry[key])}")
@@ -478,16 +396,20 @@ def _read_metric(name: str, metric: Any, finite: bool) -> dict[str, Any]:
 def baseline_entries(records: Iterable[tuple[str, Mapping[str, Any]]],
                      kinds: Sequence[str] = SAVED_KINDS) -> dict[str, dict[str, Any]]:
     """Baseline entries from (nodeid, record) pairs of a run."""
+    from .subjects import subject_label, subject_of
+
     entries = {}
     for nodeid, rec in records:
         kind = rec.get("kind", "errors")
         if kind not in kinds:
             continue
-        potential, dataset = rec["potential"]["name"], rec["dataset"]["name"]
-        entries[entry_key(nodeid, potential, dataset, rec["subset"], kind)] = {
-            "nodeid": nodeid, "potential": potential, "dataset": dataset,
-            "subset": rec["subset"], "kind": kind,
-            "potential_sha256": rec["potential"].get("sha256"),
+        subject, dataset = subject_of(rec), rec["dataset"]["name"]
+        candidate = subject["kind"] == "candidate"
+        entries[entry_key(nodeid, subject_label(subject), dataset, rec["subset"], kind)] = {
+            "nodeid": nodeid, "potential": subject["name"] if candidate else None,
+            **({} if candidate else {"subject": subject}),
+            "dataset": dataset, "subset": rec["subset"], "kind": kind,
+            "potential_sha256": subject["identity"].get("sha256") if candidate else None,
             "dataset_sha256": rec["dataset"].get("sha256"),
             "identity": record_identity(rec),
             "metrics": {name: {"value": math.nan if value is None else float(value),
@@ -540,7 +462,7 @@ def regression_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[Compar
         where = "" if rec["subset"] == "all" else f", {rec['subset']}"
         verb = "changed or are new" if regenerated else "regressed"
         lines.append(f"{len(comparisons)} metrics {verb} against baseline {baseline_path} "
-                     f"for potential {rec['potential']['name']!r} on "
+                     f"for {_who(rec)} on "
                      f"{rec['dataset']['name']!r}{where}")
         ranked = sorted(comparisons, key=lambda c: -_relative(c))[:MAX_ROWS]
         rows = [(c.metric, _num(c.baseline), _num(c.now), _num(c.change), _pct(c),

@@ -7,13 +7,21 @@ Switch them on in a suite by importing them into a test module::
 or import only the fixtures (``mlpval_cv``, ``mlpval_domain``, ``mlpval_external``) and
 write your own tests with them.
 
+The fixtures judge subjects other than a candidate potential
+(:mod:`pytest_mlpval.subjects`): ``mlpval_cv`` a fitting *recipe*, ``mlpval_domain`` the
+training *dataset*. Tests using only them are not parametrised over ``--potential``: they
+run once per run, and their records carry the recipe's or the dataset's identity, with
+``potential`` None.
+
 - ``mlpval_cv``: k-fold cross-validation of your fitting recipe, configured by the test's
   ``@pytest.mark.mlpval_cv(k=5, split="stratified", seed=0)`` marker
   (:func:`~pytest_mlpval.markers.parse_cv_marker`). ``mlpval_cv.run()`` fits one model
   per fold on the training dataset (``--mlpval-training-dataset``, default the dataset
   named ``train``) with the fitter of the marker's ``fit=``, else of an ``mlpval_fit``
   fixture you define, else of ``--mlpval-fit-command`` / ini ``mlpval_fit_command``;
-  without any the test is skipped (``required=True``: a usage error). The pooled
+  without any the test is skipped (``required=True``: a usage error). The recipe's name
+  is the marker's ``recipe=`` (default: the command's script or program, the callable's
+  name); ini ``mlpval_fitted_by = CANDIDATE=RECIPE`` links a candidate to it. The pooled
   out-of-fold errors are recorded as dataset ``cv-<split>-k<k>`` and checked against the
   test's ``mlpval_thresholds`` exactly like test-set errors; a failed fold fails the test
   with the tail of the fit's stderr.
@@ -33,13 +41,13 @@ Tests: ``test_mlpval_leakage`` (every configured dataset except the training one
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .external_tests import ExternalSets, mlpval_external
 
 __all__ = ["mlpval_cv", "mlpval_domain", "mlpval_external", "test_mlpval_leakage",
            "test_mlpval_applicability", "test_mlpval_cross_validation", "LEAKAGE_BOUNDS",
@@ -58,6 +66,26 @@ def _session(config: pytest.Config) -> Any:
     from .plugin import SESSION
 
     return config.stash[SESSION]
+
+
+def _recorder(request: pytest.FixtureRequest, subject: dict[str, Any]) -> Any:
+    """An ``mlpval`` fixture object recording under ``subject`` (no candidate)."""
+    from .fixture import MlpvalFixture
+
+    return MlpvalFixture(request.node, _session(request.config), None, subject)
+
+
+def _recipe(config: pytest.Config, fit: Any, spec: Any) -> dict[str, Any]:
+    """The recipe subject of ``fit`` under ``spec`` (its name, model file name, time
+    limit), with the candidates linked to it; FitSpecError for a bad fitter."""
+    from .fitting import as_fitter
+    from .plugin import LINKS
+    from .subjects import default_recipe_name, recipe_subject
+
+    fitter = as_fitter(fit, spec.model_name, spec.timeout_s)
+    name = spec.recipe or default_recipe_name(fitter)
+    fits = sorted(c for c, r in config.stash.get(LINKS, {}).items() if r == name)
+    return recipe_subject(fitter, name, fits)
 
 
 def cv_dataset_name(result: Any) -> str:
@@ -166,9 +194,34 @@ def _domain_of(reference: Any) -> Any:
 class CrossValidation:
     """What the ``mlpval_cv`` fixture returns; :meth:`run` does the work."""
 
-    def __init__(self, request: pytest.FixtureRequest, mlpval: Any) -> None:
+    def __init__(self, request: pytest.FixtureRequest) -> None:
         self._request = request
-        self._mlpval = mlpval
+        self._mlpval = _recorder(request, self._provisional())
+
+    def _provisional(self) -> dict[str, Any]:
+        """The recipe as the marker and configuration name it, before :meth:`run`
+        (which may be given another ``fit``); ``no-recipe`` where there is none yet."""
+        from .fitting import FitSpecError
+
+        try:
+            spec = self.spec()
+            return _recipe(self._request.config, self.fitter(spec, skip=False), spec)
+        except (pytest.UsageError, FitSpecError, TypeError, ValueError):
+            return {"kind": "recipe", "name": "no-recipe", "identity": {}}
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        """The recipe this fixture's records judge (:mod:`pytest_mlpval.subjects`)."""
+        return self._mlpval.subject
+
+    def _use(self, fit: Any, spec: Any) -> None:
+        from .fitting import FitSpecError
+
+        try:
+            self._mlpval.subject = _recipe(self._request.config, fit, spec)
+        except FitSpecError as exc:
+            raise pytest.UsageError(f"{self._request.node.nodeid}: {spec.text}: "
+                                    f"{type(exc).__name__}: {exc}") from None
 
     def spec(self, **overrides: Any) -> Any:
         """The test's ``mlpval_cv`` marker (defaults without one) with ``overrides``."""
@@ -179,9 +232,10 @@ class CrossValidation:
         kwargs = {**(dict(mark.kwargs) if mark else {}), **overrides}
         return parse_cv_marker(mark.args if mark else (), kwargs, item.nodeid)
 
-    def fitter(self, spec: Any) -> Any:
+    def fitter(self, spec: Any, skip: bool = True) -> Any:
         """The marker's ``fit``, else the ``mlpval_fit`` fixture's value, else the
-        configured fit command; skip (or UsageError with ``required=True``) without."""
+        configured fit command; skip (or UsageError with ``required=True``) without
+        (``skip=False``: None)."""
         from . import options
 
         if spec.fit is not None:
@@ -191,6 +245,8 @@ class CrossValidation:
         except pytest.FixtureLookupError:
             fit = None
         fit = fit if fit is not None else _session(self._request.config).settings.fit_command
+        if fit is None and not skip:
+            return None
         if fit is None:
             message = (f"no fitting recipe for cross-validation: give "
                        f"{options.FIT_COMMAND_OPTION}=TEMPLATE, the ini key {options.FIT_COMMAND_INI}, a fit= argument "
@@ -232,6 +288,7 @@ class CrossValidation:
 
         spec = self.spec(**overrides)
         fit = self.fitter(spec)
+        self._use(fit, spec)
         data = self.data(spec)
         mlpval, config = self._mlpval, self._request.config
         options = mlpval.campaign_options()
@@ -275,7 +332,9 @@ class CrossValidation:
         from .learning_curve import learning_curve
 
         spec = self.spec(**overrides)
-        fit, data = self.fitter(spec), self.data(spec)
+        fit = self.fitter(spec)
+        self._use(fit, spec)
+        data = self.data(spec)
         options = self._mlpval.campaign_options()
         try:
             result = learning_curve(data, fit, test_fraction=test_fraction,
@@ -312,10 +371,11 @@ class CrossValidation:
 
 
 @pytest.fixture
-def mlpval_cv(request: pytest.FixtureRequest, mlpval: Any) -> CrossValidation:
+def mlpval_cv(request: pytest.FixtureRequest) -> CrossValidation:
     """k-fold cross-validation of your fitting recipe: ``mlpval_cv.run()`` (see
-    :class:`CrossValidation`); configured by ``@pytest.mark.mlpval_cv``."""
-    return CrossValidation(request, mlpval)
+    :class:`CrossValidation`); configured by ``@pytest.mark.mlpval_cv``. Judges the
+    recipe, not a candidate: a test using it runs once, not once per ``--potential``."""
+    return CrossValidation(request)
 
 
 # --- leakage and applicability -----------------------------------------------------------
@@ -323,16 +383,29 @@ def mlpval_cv(request: pytest.FixtureRequest, mlpval: Any) -> CrossValidation:
 class DomainChecks:
     """What the ``mlpval_domain`` fixture returns."""
 
-    def __init__(self, request: pytest.FixtureRequest, mlpval: Any) -> None:
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        from .subjects import dataset_subject
+
         self._request = request
-        self._mlpval = mlpval
+        self._mlpval = _recorder(request, dataset_subject(
+            name=self.training_name or "no-training-dataset"))
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        """The training dataset this fixture's records judge."""
+        return self._mlpval.subject
 
     @property
     def training_name(self) -> str | None:
         return _session(self._request.config).settings.training_dataset
 
     def training(self) -> Any:
-        return _training(self._request.config)
+        """The training dataset (a ReferenceSet): the subject of the checks."""
+        from .subjects import dataset_subject
+
+        reference = _training(self._request.config)
+        self._mlpval.subject = dataset_subject(reference)
+        return reference
 
     def leakage(self, test: Any, **bounds: float) -> Any:
         """Check that ``test`` (a ReferenceSet) does not leak into the training set:
@@ -401,104 +474,11 @@ class DomainChecks:
 
 
 @pytest.fixture
-def mlpval_domain(request: pytest.FixtureRequest, mlpval: Any) -> DomainChecks:
+def mlpval_domain(request: pytest.FixtureRequest) -> DomainChecks:
     """Leakage and applicability checks against the training dataset (see
-    :class:`DomainChecks`)."""
-    return DomainChecks(request, mlpval)
-
-
-# --- external test sets ------------------------------------------------------------------
-
-class ExternalSets:
-    """What the ``mlpval_external`` fixture returns."""
-
-    def __init__(self, request: pytest.FixtureRequest, mlpval: Any) -> None:
-        self._request = request
-        self._mlpval = mlpval
-
-    def reference(self, reference: Any) -> Any:
-        """A labelling reference: a name is first offered to the
-        ``pytest_mlpval_labeller`` hook, then loaded as a potential spec (paths relative
-        to the rootdir); anything else (Potential, calculator, callable,
-        labels_from_file) is used as it is."""
-        if not isinstance(reference, str):
-            return reference
-        config = self._request.config
-        labeller = config.hook.pytest_mlpval_labeller(config=config, name=reference)
-        if labeller is not None:
-            return labeller
-        from .potentials import PotentialLoadError, PotentialSpecError, load_potential
-
-        def hook(spec: str) -> Any:
-            return config.hook.pytest_mlpval_load_potential(config=config, spec=spec)
-
-        try:
-            return load_potential(reference, str(config.rootpath), hook)
-        except (PotentialLoadError, PotentialSpecError) as exc:
-            raise pytest.UsageError(
-                f"{self._request.node.nodeid}: reference {reference!r}: no "
-                f"pytest_mlpval_labeller hook returned a labeller for it, and it is not a "
-                f"potential spec ({exc})") from None
-
-    def _folder(self) -> Path:
-        cache = getattr(self._request.config, "cache", None)
-        if cache is not None:
-            return Path(cache.mkdir("mlpval-external"))
-        return self._request.getfixturevalue("tmp_path_factory").mktemp("mlpval-external")
-
-    def build(self, frames: Any, reference: Any, *, name: str, protocol: str,
-              parameters: dict[str, Any] | None = None, skip_failed: bool = False) -> Any:
-        """Label a protocol's ``frames`` (ASE Atoms, or a result with ``structures``)
-        with ``reference`` and save them under pytest's cache
-        (``mlpval-external/<name>-<digest>.xyz`` and its ``.json`` provenance sidecar).
-        The provenance holds the protocol, its ``parameters``, the candidate that made
-        the structures and the reference's identity. Returns the ExternalSet."""
-        from .external import _frames_sha256, _structures, build_external_set
-
-        structures = _structures(frames)
-        labeller = self.reference(reference)
-        potential = self._mlpval.potential
-        params = {**(parameters or {}), "made_by": potential.info.name,
-                  "made_by_sha256": potential.info.sha256}
-        key = json.dumps({"frames": _frames_sha256(structures), "reference": repr(reference)
-                          if not isinstance(reference, str) else reference,
-                          "protocol": protocol, "parameters": params},
-                         sort_keys=True, default=str)
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        options = self._mlpval.campaign_options()
-        if callable(labeller) and not hasattr(labeller, "get_potential_energy") \
-                and not hasattr(labeller, "calculator"):
-            options.update(workers=0, scheduler=None)  # the user's function, here
-        return build_external_set(structures, self._folder() / f"{name}-{digest}.xyz",
-                                  labeller, protocol=protocol, parameters=params, name=name,
-                                  skip_failed=skip_failed, **options)
-
-    def evaluate(self, external: Any, **limits: float) -> Any:
-        """The candidate's errors on an ExternalSet (recorded under its name, beside the
-        internal test sets); checked against ``limits`` and the test's
-        ``mlpval_thresholds`` markers when there are any."""
-        __tracebackhide__ = True
-        from .markers import thresholds_of
-
-        report = self._mlpval.errors(external.read())
-        if limits or thresholds_of(self._request.node):
-            self._mlpval.check(report, **limits)
-        return report
-
-    def test(self, frames: Any, reference: Any, *, name: str, protocol: str,
-             parameters: dict[str, Any] | None = None, skip_failed: bool = False,
-             **limits: float) -> Any:
-        """:meth:`build` then :meth:`evaluate`; returns the ErrorReport."""
-        __tracebackhide__ = True
-        external = self.build(frames, reference, name=name, protocol=protocol,
-                              parameters=parameters, skip_failed=skip_failed)
-        return self.evaluate(external, **limits)
-
-
-@pytest.fixture
-def mlpval_external(request: pytest.FixtureRequest, mlpval: Any) -> ExternalSets:
-    """Build, label, save and test external test sets (see :class:`ExternalSets`)."""
-    return ExternalSets(request, mlpval)
+    :class:`DomainChecks`). Judges the data, not a candidate: a test using it runs once,
+    not once per ``--potential``."""
+    return DomainChecks(request)
 
 
 # --- ready-made tests --------------------------------------------------------------------
@@ -536,13 +516,14 @@ def test_mlpval_applicability(mlpval_domain, request):
         raise MlpvalAssertionError("\n\n".join(failures))
 
 
-def test_mlpval_cross_validation(mlpval_cv, mlpval, request):
+def test_mlpval_cross_validation(mlpval_cv, request):
     """k-fold cross-validation of the fitting recipe (--mlpval-fit-command) on the
     training dataset (marker mlpval_cv, default 5-fold random split, seed 0); runs with
-    --mlpval-tier=full or when the test carries an mlpval_cv marker."""
+    --mlpval-tier=full or when the test carries an mlpval_cv marker. Once per run."""
     from .markers import CV
 
-    if mlpval.tier != "full" and request.node.get_closest_marker(CV) is None:
+    tier = _session(request.config).settings.tier
+    if tier != "full" and request.node.get_closest_marker(CV) is None:
         pytest.skip("cross-validation refits the model k times: run with "
                     "--mlpval-tier=full, or write a test marked mlpval_cv")
     mlpval_cv.run()

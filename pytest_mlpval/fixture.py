@@ -22,6 +22,7 @@ class ItemState:
     records: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     checked: bool = False
     expected: bool = False  # mlpval.expect was called: markers were applied there
+    subject: dict[str, Any] | None = None  # who the test judges (pytest_mlpval.subjects)
 
 
 ITEM_STATE = pytest.StashKey[ItemState]()
@@ -33,11 +34,70 @@ def item_state(item: pytest.Item) -> ItemState:
     return item.stash[ITEM_STATE]
 
 
+#: the user property naming a test's subject: ``{"kind", "name"}``
+SUBJECT_PROPERTY = "mlpval_subject"
+#: a test that judges several subjects is shown under the last of these it uses
+_RANK = {"candidate": 0, "dataset": 1, "recipe": 2}
+
+
+def set_subject(item: pytest.Item, subject: dict[str, Any]) -> None:
+    """Make ``subject`` the test's subject, unless it already has one of a later kind
+    (a test using a recipe fixture and ``mlpval`` is the recipe's)."""
+    state = item_state(item)
+    old = state.subject
+    if old is None or _RANK[subject["kind"]] >= _RANK[old["kind"]]:
+        state.subject = subject
+
+
+def item_subject(item: pytest.Item) -> dict[str, Any] | None:
+    """Who a test judges: what its mlpval fixtures said, else (a fixture that failed
+    or never ran) what its fixtures and parameters tell; None for other tests."""
+    state = item.stash.get(ITEM_STATE, None)
+    if state is not None and state.subject is not None:
+        return state.subject
+    names = getattr(item, "fixturenames", ())
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "mlpval_cv" in names:
+        mark = item.get_closest_marker("mlpval_cv")
+        name = mark.kwargs.get("recipe") if mark is not None else None
+        return {"kind": "recipe", "name": name if isinstance(name, str) else "no-recipe",
+                "identity": {}}
+    if "mlpval_domain" in names:
+        from .plugin import SESSION
+
+        training = item.config.stash[SESSION].settings.training_dataset
+        return {"kind": "dataset", "name": training or "no-training-dataset",
+                "identity": {}}
+    if "mlpval_potential" in params:
+        entry = params["mlpval_potential"]
+        return {"kind": "candidate", "name": getattr(entry, "name", entry),
+                "identity": {"sha256": getattr(entry, "sha256", None)}}
+    if "mlpval_dataset" in params:
+        spec = params["mlpval_dataset"]
+        return {"kind": "dataset", "name": getattr(spec, "name", spec), "identity": {}}
+    return None
+
+
+def attach_subject(item: pytest.Item) -> None:
+    """Put ``("mlpval_subject", {"kind", "name"})`` on ``user_properties`` (replacing an
+    earlier one: a recipe is known by name once its test ran)."""
+    from .subjects import subject_brief
+
+    subject = item_subject(item)
+    if subject is None:
+        return
+    item.user_properties[:] = [p for p in item.user_properties
+                               if not (isinstance(p, tuple) and p[:1] == (SUBJECT_PROPERTY,))]
+    item.user_properties.append((SUBJECT_PROPERTY, subject_brief(subject)))
+
+
 def attach_records(item: pytest.Item) -> None:
-    """Put the test's records on ``user_properties`` (done once, before the call report)."""
+    """Put the test's records and subject on ``user_properties`` (done once, before the
+    call report)."""
     state = item.stash.get(ITEM_STATE, None)
     if state is not None and state.records:
         item.user_properties.append((PROPERTY, list(state.records.values())))
+    attach_subject(item)
 
 
 class MlpvalFixture:
@@ -47,12 +107,40 @@ class MlpvalFixture:
     potential on a :class:`~pytest_mlpval.data.ReferenceSet`; ``mlpval.check(report,
     force_rmse=0.15)`` checks limits (plus the test's ``mlpval_thresholds`` markers) and
     records every metric for the summary and the JSON file.
+
+    Records carry the ``subject`` they judge (:mod:`pytest_mlpval.subjects`): the
+    candidate ``potential``, or for the dataset and recipe fixtures
+    (``pytest_mlpval.domain_tests``) a ``subject`` given here, with ``potential`` None.
     """
 
-    def __init__(self, item: pytest.Item, session: MlpvalSession, potential: Any) -> None:
+    def __init__(self, item: pytest.Item, session: MlpvalSession, potential: Any,
+                 subject: dict[str, Any] | None = None) -> None:
         self._item = item
         self._session = session
         self.potential = potential
+        if subject is None:
+            from .subjects import candidate_subject
+
+            subject = candidate_subject(potential.info, fitted_by(item.config, potential))
+        self.subject = subject
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        """Who this fixture's records judge; setting it updates the test's subject."""
+        return self._subject
+
+    @subject.setter
+    def subject(self, subject: dict[str, Any]) -> None:
+        self._subject = subject
+        set_subject(self._item, subject)
+
+    def _key(self) -> str:
+        from .subjects import subject_label
+
+        return subject_label(self.subject)
+
+    def _potential_info(self) -> dict[str, Any] | None:
+        return None if self.potential is None else self.potential.info.as_dict()
 
     @property
     def calculator(self) -> Any:
@@ -73,13 +161,14 @@ class MlpvalFixture:
     def _record(self, report: Any, reference: Any = None) -> dict[str, Any]:
         from .metrics import metric_unit
 
-        key = (self.potential.name, report.dataset, report.subset)
+        key = (self._key(), report.dataset, report.subset)
         state = item_state(self._item)
         if key not in state.records:
             metrics = report.metrics()
             state.records[key] = {
                 "kind": "errors",
-                "potential": self.potential.info.as_dict(),
+                "potential": self._potential_info(),
+                "subject": self.subject,
                 "dataset": reference.as_dict() if reference is not None
                 else self._session.dataset_info(report.dataset),
                 "subset": report.subset,
@@ -100,12 +189,12 @@ class MlpvalFixture:
         """Record metrics other than errors (``kind`` e.g. ``"cost"``, ``"checks"``) for
         the summary and JSON. ``reduce="max"`` keeps the largest value of each metric
         over repeated calls (Hypothesis examples)."""
-        key = (self.potential.name, f"{kind}:{group}", subset)
+        key = (self._key(), f"{kind}:{group}", subset)
         state = item_state(self._item)
         record = state.records.get(key)
         if record is None:
             record = state.records[key] = {
-                "kind": kind, "potential": self.potential.info.as_dict(),
+                "kind": kind, "potential": self._potential_info(), "subject": self.subject,
                 "dataset": {"name": group}, "subset": subset, "n_structures": 0,
                 "n_atoms": 0, "metrics": {}, "units": {}, "thresholds": [],
             }
@@ -205,7 +294,7 @@ class MlpvalFixture:
             raise pytest.UsageError(f"{self._item.nodeid}: mlpval.expect() without bounds, "
                                     f"and the test has no @pytest.mark.{EXPECT} marker")
         return _apply_bounds(result.metrics(), result.units(), groups, label,
-                             self.potential.name, record)
+                             _of(self.subject), record)
 
     def failure_dir(self) -> Any:
         """Where failing structures are written: ``mlpval-failures`` in pytest's cache
@@ -251,7 +340,8 @@ class MlpvalFixture:
             if not all(r.passed for r in checked):
                 hint = (f"limits from {'; '.join(sources[ctype])} in {self._item.nodeid}; "
                         "change them there")
-                messages.append(failure_message(target, checked, self.potential.name, hint))
+                messages.append(failure_message(
+                    target, checked, self.potential.name if self.potential else None, hint))
         if messages:
             raise MlpvalAssertionError("\n\n".join(messages))
         return results
@@ -259,16 +349,14 @@ class MlpvalFixture:
 
 def not_measured(result: Any, metrics: dict[str, float]) -> set[str]:
     """Metrics of a protocol result that are NaN because they do not apply (a
-    transition that does not occur, an onset never reached): those its optional
-    ``not_measured()`` method names; without one, every NaN metric of the library's own
-    protocols (``pytest_mlpval.*``, which judge a failing calculator through status
-    metrics such as ``n_failed`` or ``unstable``) and none of anyone else's."""
+    transition that does not occur in the sampled range, an onset never reached, a
+    class with nothing in it): those its optional ``not_measured()`` method names, the
+    library's results and anyone else's alike. Every other NaN metric is a fault that
+    fails the test: one the calculator produced, a fit that broke down, a run that
+    stopped (unstable, cut short) or a fold that did not run."""
     nan = {k for k, v in metrics.items() if v != v}
     declared = getattr(result, "not_measured", None)
-    if callable(declared):
-        return nan & set(declared())
-    module = type(result).__module__ or ""
-    return nan if module.startswith("pytest_mlpval.") else set()
+    return nan & set(declared()) if callable(declared) and nan else set()
 
 
 class NonFiniteMetricError(MlpvalAssertionError):
@@ -294,7 +382,7 @@ def nonfinite_failure(item: pytest.Item) -> NonFiniteMetricError | None:
         for name, value in nonfinite_faults(rec):
             unit = rec["units"].get(name) or ""
             lines.append(f"  {name} = {value} {unit}".rstrip()
-                         + f" for potential {rec['potential']['name']!r}, {where}")
+                         + f" for {_who(rec)}, {where}")
     if not lines:
         return None
     shown = lines[:12] + ([f"  ... and {len(lines) - 12} more (see the JSON's non_finite)"]
@@ -303,6 +391,32 @@ def nonfinite_failure(item: pytest.Item) -> NonFiniteMetricError | None:
         f"{item.nodeid}: {len(lines)} non-finite metric value(s) recorded (NaN or inf is "
         "never a pass: the candidate produced it, or the measurement broke down):\n"
         + "\n".join(shown))
+
+
+def _who(rec: dict[str, Any]) -> str:
+    """A record's subject in messages: ``potential 'sw'``, ``recipe 'fit_gap.py'``."""
+    from .subjects import subject_of
+
+    subject = subject_of(rec)
+    kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
+    return f"{kind} {subject['name']!r}"
+
+
+def _of(subject: dict[str, Any]) -> str:
+    """A subject after "of" in messages: a candidate's name (``rss of sw``), others
+    with their kind (``cv-random-k5 of recipe 'fit_gap.py'``)."""
+    if subject["kind"] == "candidate":
+        return str(subject["name"])
+    return f"{subject['kind']} {subject['name']!r}"
+
+
+def fitted_by(config: pytest.Config, potential: Any) -> str | None:
+    """The recipe a candidate is linked to (ini ``mlpval_fitted_by``, by the candidate's
+    name or sha256), None if it is not."""
+    from .plugin import LINKS
+
+    links = config.stash.get(LINKS, {})
+    return links.get(potential.name) or links.get(getattr(potential.info, "sha256", None))
 
 
 def _worse(new: float, old: float) -> bool:
@@ -360,6 +474,8 @@ def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
     state = item.stash.get(ITEM_STATE, None)
     if not specs or (state is not None and state.expected):
         return
+    from .subjects import subject_of
+
     records = [] if state is None else [r for r in state.records.values()
                                         if r["kind"] == "protocol"]
     if not records:
@@ -378,7 +494,7 @@ def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
         for rec in targets:
             try:
                 _apply_bounds(rec["metrics"], rec["units"], [(spec.bounds, spec.text)],
-                              rec["dataset"]["name"], rec["potential"]["name"], rec)
+                              rec["dataset"]["name"], _of(subject_of(rec)), rec)
             except MlpvalAssertionError as exc:
                 failures.append(str(exc))
     if failures:
@@ -393,6 +509,7 @@ def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
     from .baseline import (COMPARED_KINDS, MlpvalRegressionError, compare_metrics,
                            entry_key, identity_changes, identity_message, record_identity,
                            regression_message)
+    from .subjects import subject_label
 
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalRegressionError)
     settings = session.settings
@@ -405,8 +522,7 @@ def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
         if kind not in COMPARED_KINDS:
             continue
         entry = settings.baseline["entries"].get(entry_key(
-            item.nodeid, rec["potential"]["name"], rec["dataset"]["name"], rec["subset"],
-            kind))
+            item.nodeid, subject_label(rec), rec["dataset"]["name"], rec["subset"], kind))
         changes = [] if entry is None else identity_changes(entry["identity"],
                                                             record_identity(rec))
         if changes:

@@ -152,7 +152,7 @@ def dataset_specs(definition: Any, configured: tuple[Any, ...]) -> list[Any] | N
 
 #: keyword arguments of the mlpval_cv marker (besides k, split, seed)
 CV_OPTIONS = ("fit", "dataset", "max_structures", "model_name", "timeout_s",
-              "max_failed_folds", "required")
+              "max_failed_folds", "required", "recipe")
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,9 @@ class CvSpec:
     fixture or ``--mlpval-fit-command``); ``dataset`` a configured dataset name (None:
     the training dataset); ``max_structures`` evenly spaced structures of it (None: all);
     ``model_name``/``timeout_s`` for a fit command; ``max_failed_folds``; ``required``:
-    a missing fit command is a usage error instead of a skip."""
+    a missing fit command is a usage error instead of a skip; ``recipe`` the recipe's
+    name in the summary and in ``mlpval_fitted_by`` links (None: its script or program,
+    or the callable's name)."""
 
     k: int | None = 5
     split: str = "random"
@@ -176,6 +178,7 @@ class CvSpec:
     timeout_s: float | None = None
     max_failed_folds: int = 0
     required: bool = False
+    recipe: str | None = None
     text: str = f"@pytest.mark.{CV}()"
 
 
@@ -239,8 +242,13 @@ def parse_cv_marker(args: tuple, kwargs: dict[str, Any], where: str) -> CvSpec:
     if not isinstance(required, bool):
         raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(required={required!r}): "
                                 "expected True or False")
+    recipe = kwargs.get("recipe")
+    if recipe is not None and not (isinstance(recipe, str) and recipe.strip()):
+        raise pytest.UsageError(f"{where}: @pytest.mark.{CV}(recipe={recipe!r}): expected "
+                                "the recipe's name")
     return CvSpec(k, split, seed, fit, dataset, most, model_name,
-                  None if timeout is None else float(timeout), failed, required, text)
+                  None if timeout is None else float(timeout), failed, required,
+                  recipe=recipe, text=text)
 
 
 def cv_spec_of(item: pytest.Item) -> CvSpec | None:

@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from .session import MlpvalSession
 
 SESSION = pytest.StashKey["MlpvalSession"]()
+#: candidate -> recipe: the links of ini mlpval_fitted_by and --mlpval-fitted-by
+LINKS = pytest.StashKey[dict]()
 FIXTURES = ("mlpval", "mlpval_potential", "mlpval_calculator", "mlpval_dataset",
-            "mlpval_predictions", "mlpval_errors", "mlpval_species", "mlpval_tolerances")
+            "mlpval_predictions", "mlpval_errors", "mlpval_species", "mlpval_tolerances",
+            # dataset and recipe subjects (pytest_mlpval.domain_tests): not per candidate
+            "mlpval_cv", "mlpval_domain")
+FITTED_BY_OPTION = "--mlpval-fitted-by"
+FITTED_BY_INI = "mlpval_fitted_by"
 NO_POTENTIAL = "no-potential"
 NO_DATASET = "no-dataset"
 
@@ -37,6 +43,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlpval", "validation of machine-learned interatomic potentials")
     options.add_options(group.addoption)
     options.add_ini(parser)
+    link = ("CANDIDATE=RECIPE: the candidate (its --potential name or sha256) was fitted "
+            "by the recipe of that name (a cross-validation's mlpval_cv(recipe=...), else "
+            "its script or program, e.g. fit_gap.py); only linked, the summary and report "
+            "put the candidate's errors beside the recipe's")
+    group.addoption(FITTED_BY_OPTION, action="append", dest="mlpval_fitted_by", default=[],
+                    metavar="CANDIDATE=RECIPE", help=f"{link}. Repeatable. Ini: "
+                    f"{FITTED_BY_INI} (one per line)")
+    parser.addini(FITTED_BY_INI, type="linelist", default=[], help=link)
 
 
 @pytest.hookimpl(trylast=True)
@@ -47,7 +61,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
     session = session_module.MlpvalSession(config, options.resolve(config))
     config.stash[SESSION] = session
+    config.stash[LINKS] = _links(config)
     config.pluginmanager.register(session, "mlpval-session")
+
+
+def _links(config: pytest.Config) -> dict[str, str]:
+    from .subjects import parse_links
+
+    try:
+        links = parse_links(config.getini(FITTED_BY_INI), f"ini {FITTED_BY_INI}")
+        given = parse_links(config.getoption("mlpval_fitted_by", None) or [],
+                            FITTED_BY_OPTION)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return {**links, **given}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -138,7 +165,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         from .fixture import attach_records
 
         attach_records(item)
+    elif call.when == "setup" and markers.AUTO in item.keywords:
+        from .fixture import attach_subject
+
+        attach_subject(item)  # also on a test that skips or errors in its setup
     return (yield)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """A candidate beside the recipe that fitted it, where the user linked them."""
+    from .session import is_xdist_worker
+
+    session = config.stash.get(SESSION, None)
+    if session is None or is_xdist_worker(config) or not session.results:
+        return
+    from .assertions import format_table
+    from .subjects import LINK_HEADERS, side_by_side_rows
+
+    try:
+        rows = side_by_side_rows(rec for _, rec in session.results.pairs())
+    except Exception as exc:  # the other tables and files still appear
+        session._end_error("the 'mlpval fitted by' table", exc)
+        return
+    if rows:
+        terminalreporter.write_sep("=", "mlpval fitted by")
+        terminalreporter.write_line(
+            f"candidates beside the recipes that fitted them ({FITTED_BY_INI}): test-set "
+            "errors of the candidate, cross-validation errors of the recipe; energies in "
+            "meV/atom, forces in eV/Å, stresses in GPa")
+        for line in format_table(LINK_HEADERS, rows):
+            terminalreporter.write_line(line)
+
+
+def pytest_mlpval_update_json(config: pytest.Config, output: dict) -> None:
+    """The run's subjects and the candidate-recipe links, beside the records."""
+    session = config.stash[SESSION]
+    from .subjects import subject_of
+
+    subjects: dict[str, Any] = {}
+    for _, rec in session.results.pairs():
+        subject = subject_of(rec)
+        key = f"{subject['kind']}:{subject['name']}"
+        subjects.setdefault(key, subject)
+    output["subjects"] = list(subjects.values())
+    output["links"] = [{"candidate": c, "recipe": r}
+                       for c, r in sorted(config.stash.get(LINKS, {}).items())]
 
 
 # --- fixtures ------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .subjects import subject_label
+
 __all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report"]
 
 #: id and title of every section of the page, in order (the per-potential sections are
@@ -69,7 +71,7 @@ def _arrays_by_dataset(results) -> dict[str, dict[str, dict[str, Any]]]:
     for _, rec in results.pairs():
         if rec.get("kind", "errors") == "errors" and "arrays" in rec:
             out.setdefault(rec["dataset"]["name"], {}).setdefault(
-                rec["potential"]["name"], rec["arrays"])
+                subject_label(rec), rec["arrays"])
     return out
 
 
@@ -155,7 +157,7 @@ def _protocol_figures(results) -> list[str]:
         if not data or "figure" not in data:
             continue
         key = (data["figure"], rec["dataset"]["name"], rec["subset"])
-        grouped.setdefault(key, {}).setdefault(rec["potential"]["name"], data)
+        grouped.setdefault(key, {}).setdefault(subject_label(rec), data)
     out = []
     for (figure, protocol, group), per_pot in grouped.items():
         module, _, name = figure.partition(":")

@@ -97,9 +97,10 @@ def test_cv_marker_thresholds_pass_or_fail_and_are_recorded(pytester, run, plugi
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*force_rmse*FAIL*", "*mlpval_thresholds(force_rmse=0.01)*",
                                  "*mlpval summary*"])
-    result.stdout.fnmatch_lines(["*sw*cv-stratified-k3*all*"])
+    # the recipe's errors, once (not per candidate), under the recipe's name
+    result.stdout.fnmatch_lines(["*recipe:test_cv.fit_sw*cv-stratified-k3*all*"])
     records = records_by_nodeid(read_json(suite / "out.json"))
-    exact = records["test_cv.py::test_cv_exact[sw]"]
+    exact = records["test_cv.py::test_cv_exact"]
     errors = [r for r in exact if r["kind"] == "errors"]
     assert {r["dataset"] for r in errors} == {"cv-stratified-k3"}
     pooled = next(r for r in errors if r["subset"] == "all")
@@ -109,7 +110,7 @@ def test_cv_marker_thresholds_pass_or_fail_and_are_recorded(pytester, run, plugi
     folds = [r for r in exact if r["kind"] == "protocol" and r["subset"].startswith("fold")]
     assert [r["subset"] for r in folds] == ["fold 0", "fold 1", "fold 2"]
     assert sum(r["metrics"]["n_structures"]["value"] for r in folds) == 6
-    strict = records["test_cv.py::test_cv_too_strict[sw]"]
+    strict = records["test_cv.py::test_cv_too_strict"]
     worse = next(r for r in strict if r["kind"] == "errors" and r["subset"] == "all")
     assert worse["dataset"] == "cv-random-k2"
     assert worse["metrics"]["force_rmse"]["value"] > 0.01
@@ -220,7 +221,7 @@ def test_leakage_flags_training_frames_not_a_held_out_set(pytester, run, plugin_
         "*'train' is the training dataset*",
     ], consecutive=False)
     records = records_by_nodeid(read_json(suite / "out.json"))
-    held = records["test_domain.py::test_mlpval_leakage[sw-test]"]
+    held = records["test_domain.py::test_mlpval_leakage[test]"]
     assert held[0]["dataset"] == "leakage" and held[0]["subset"] == "test"
     assert held[0]["metrics"]["duplicate_fraction"]["value"] == 0
     assert all(t["passed"] for t in held[0]["thresholds"])
@@ -330,7 +331,7 @@ def test_learning_curve_is_recorded_with_its_figure(pytester, run, suite):
     result = run("--potential=sw", "--mlpval-json=out.json", "--mlpval-report=rep", "-rf")
     result.assert_outcomes(passed=1)
     (record,) = [r for r in records_by_nodeid(read_json(pytester.path / "out.json"))[
-        "test_lc.py::test_curve[sw]"] if r["dataset"] == "learning-curve"]
+        "test_lc.py::test_curve"] if r["dataset"] == "learning-curve"]
     # forces scaled by 1.5 against SW labels: the error does not shrink with more data
     assert record["metrics"]["force_rmse_at_max_size"]["value"] > 0.1
     page = (pytester.path / "rep" / "index.html").read_text(encoding="utf-8")
