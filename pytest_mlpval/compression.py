@@ -154,6 +154,10 @@ class CompressionResult:
     def metrics(self) -> dict[str, float]:
         return self.outcome.metrics()
 
+    def not_measured(self) -> set[str]:
+        """The outcome's gaps (:meth:`CompressionOutcome.not_measured`)."""
+        return self.outcome.not_measured()
+
     def units(self) -> dict[str, str]:
         return self.outcome.units()
 

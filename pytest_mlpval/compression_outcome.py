@@ -164,6 +164,16 @@ class CompressionOutcome:
         out.update({f"{k}_fraction": v for k, v in self.fractions.items()})
         return out
 
+    def not_measured(self) -> set[str]:
+        """The onset and collapse pressures of a run that completed without reaching
+        them (no onset of the expected phase, no collapse: what the outcome says). Every
+        metric of an unstable or incomplete run, and a fraction that could not be
+        measured (a reference the candidate could not relax), is a fault, not a gap."""
+        if self.outcome in ("unstable", "incomplete") or self.status != COMPLETED:
+            return set()
+        return {name for name in ("onset_pressure_GPa", "collapse_pressure_GPa")
+                if math.isnan(getattr(self, name))}
+
     def units(self) -> dict[str, str]:
         return {k: "GPa" if k.endswith("_GPa") else "Å^3/atom" if k.endswith("_A3") else ""
                 for k in self.metrics()}

@@ -86,6 +86,15 @@ class FoldResult:
                 out[f"{q}_{stat}"] = float(values.get(f"{q}_{stat}", math.nan))
         return out
 
+    def not_measured(self) -> set[str]:
+        """The errors of a quantity the held-out structures have no label for; none of
+        a fold that failed (its NaN is a fault)."""
+        if not self.ok or self.errors is None:
+            return set()
+        have = self.errors.metrics()
+        return {f"{q}_{stat}" for q in _FOLD_QUANTITIES for stat in ("rmse", "mae")
+                if f"{q}_rmse" not in have}
+
 
 @dataclass(frozen=True)
 class CrossValidationResult:
@@ -267,6 +276,21 @@ class CrossValidationResult:
             "task_seconds": self.task_seconds, "workers": self.workers,
             "executor": self.executor, "cache_path": self.cache_path,
         }
+
+    def not_measured(self) -> set[str]:
+        """Metrics of a quantity the dataset has no label for (no stress, say): its
+        pooled statistics and fold mean and spread. NaN because a fold failed, or every
+        fold did (no pooled errors), or a prediction was not finite, is a fault."""
+        if self.pooled is None:
+            return set()
+        have = self.pooled.metrics()
+        gaps = set()
+        for q in QUANTITY_UNITS:
+            if f"{q}_rmse" not in have:
+                gaps |= {f"{q}_{stat}" for stat in _POOLED_STATS}
+                if q in _FOLD_QUANTITIES:
+                    gaps |= {f"{q}_rmse_fold_mean", f"{q}_rmse_fold_std"}
+        return gaps
 
 
 def _pm(mean: float, std: float) -> str:

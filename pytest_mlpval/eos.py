@@ -249,6 +249,11 @@ class TransitionResult(PropertyResult):
         return {f"{name}_GPa": self.pressure_GPa,
                 f"{name}_extrapolated": float(self.extrapolated)}
 
+    def not_measured(self) -> set[str]:
+        """The transition pressure when the enthalpies do not cross in the pressure range
+        searched (the search itself refuses a non-finite enthalpy difference)."""
+        return set() if self.found else {f"{slug(self.low)}_{slug(self.high)}_transition_GPa"}
+
 
 def _enthalpy(eos: EosResult, pressure_GPa: float) -> tuple[float, float]:
     """(H, V) per atom at ``pressure_GPa``: the minimum of E(V) + PV over the sampled
@@ -274,6 +279,12 @@ def transition_pressure(low: EosResult, high: EosResult, *, max_pressure_GPa: fl
 
     grid = np.linspace(-10.0, max_pressure_GPa, int(max_pressure_GPa + 10) * 2 + 1)
     values = [delta(p) for p in grid]
+    broken = [float(p) for p, d in zip(grid, values) if not math.isfinite(d)]
+    if broken:  # a NaN compares as no crossing: never report it as "none found"
+        raise PropertyError(
+            f"the enthalpy difference {high.crystal} - {low.crystal} is not finite at "
+            f"{len(broken)} of {len(grid)} pressures (first at {broken[0]:g} GPa): the "
+            "Birch–Murnaghan fits cannot be compared")
     pressure = math.nan
     for p0, p1, d0, d1 in zip(grid, grid[1:], values, values[1:]):
         if d0 > 0 >= d1:
@@ -339,6 +350,10 @@ class PolymorphResult(PropertyResult):
             out.update(t.metrics())
         out.update(self.cost_metrics())
         return out
+
+    def not_measured(self) -> set[str]:
+        """The transition pressures of the transitions not found in the range searched."""
+        return set().union(*(t.not_measured() for t in self.transitions))
 
     def report_data(self) -> dict[str, Any]:
         """For the HTML report: E(V) of every polymorph, drawn by :func:`eos_figure`."""

@@ -158,6 +158,22 @@ class LearningCurveResult:
                             "fit_seconds": p.fit_seconds} for p in self.points],
                 "seconds": self.seconds, "task_seconds": self.task_seconds}
 
+    def not_measured(self) -> set[str]:
+        """Metrics of a quantity the held-out set has no label for (no fit that ran
+        reports it), and a slope with fewer than two sizes of nonzero error to fit (a
+        single size asked for, or exact predictions) while every size has its mean. NaN
+        because the fits of a size failed, or a prediction was not finite, is a fault."""
+        ran = [p for p in self.points if p.ok]
+        gaps = set()
+        for q in ("energy", "force", "stress"):
+            if ran and not any(f"{q}_rmse" in p.metrics for p in ran):
+                gaps |= {f"{q}_rmse_at_max_size", f"{q}_rmse_at_min_size", f"{q}_rmse_slope"}
+                continue
+            means = self.curve(f"{q}_rmse")[1]
+            if np.all(np.isfinite(means)) and np.sum(means > 0) < 2:
+                gaps.add(f"{q}_rmse_slope")
+        return gaps
+
 
 def _sizes(sizes: Sequence[float | int], n_pool: int) -> list[int]:
     out = []

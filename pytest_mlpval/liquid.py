@@ -107,6 +107,12 @@ class PairCorrelation(PropertyResult):
                 f"{p}_msd_A2": self.msd_A2,
                 f"{p}_force_calls": float(self.n_force_calls)}
 
+    def not_measured(self) -> set[str]:
+        """Temperature and mean-square displacement of given frames (no run of this
+        protocol made them, ``md_status`` empty): there is nothing to take them from."""
+        return set() if self.md_status else {f"{self.label}_temperature_K",
+                                             f"{self.label}_msd_A2"}
+
 
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     width = max(1, int(width) | 1)  # odd

@@ -203,6 +203,12 @@ class MDStabilityResult:
                  "nvt_conserved_drift_per_atom_eV_ps": "eV/atom/ps", "min_distance_A": "Å"}
         return {k: units.get(k, "K" if k.endswith("_K") else "") for k in self.metrics()}
 
+    def not_measured(self) -> set[str]:
+        """None: a completed run measures every metric, and a NaN left by a run that
+        stopped (unstable: NaN, overlapping atoms, exploding energies, a calculator
+        error; or cut short by the wall-time limit) is a fault of the run, not a gap."""
+        return set()
+
     def as_dict(self) -> dict[str, Any]:
         return {"potential": self.potential, "settings": self.settings.as_dict(),
                 "seed": self.seed, "status": self.record.status,

@@ -209,6 +209,13 @@ class PropertyResult:
     def cost_metrics(self) -> dict[str, float]:
         return {f"{self.protocol}_force_calls": float(getattr(self, "n_force_calls", 0))}
 
+    def not_measured(self) -> set[str]:
+        """Metric names that are NaN because they do not apply to this result (none
+        here: a non-finite calculator result raises, and any NaN metric of a property
+        is a fault). Results with a legitimate gap, such as a transition that does not
+        occur in the sampled range, override this."""
+        return set()
+
     def as_dict(self) -> dict[str, Any]:
         out = {"type": type(self).__name__}
         out.update({f.name: _plain(getattr(self, f.name)) for f in fields(self)})

@@ -88,6 +88,10 @@ class PropertySet:
         out["n_failed_protocols"] = float(len(self.errors))
         return out
 
+    def not_measured(self) -> set[str]:
+        """The gaps of the protocols that ran (a failed one is in ``errors``)."""
+        return set().union(*(r.not_measured() for r in self.results.values()))
+
     def units(self) -> dict[str, str]:
         out: dict[str, str] = {}
         for result in self.results.values():

@@ -401,6 +401,12 @@ class RssResult:
             "seconds_outside_calculator_per_step": "s"})
         return units
 
+    def not_measured(self) -> set[str]:
+        """Metrics NaN with nothing to count (:func:`~pytest_mlpval.rss_analysis.gaps`)."""
+        from .rss_analysis import gaps
+
+        return gaps(self)
+
     def report_data(self) -> dict[str, Any]:
         """Energies (relative to the candidate's diamond where it relaxed, else to the
         lowest minimum) and volumes of the usable minima, for the report's figure."""

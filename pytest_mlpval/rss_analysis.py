@@ -29,7 +29,8 @@ from .assertions import MlpvalAssertionError, format_table
 
 __all__ = ["energy_volume", "Basin", "find_basin", "assert_basin", "assert_no_basin",
            "assert_diamond_like_fraction", "DistributionDistance", "distribution_distance",
-           "assert_distributions_close", "assert_failures_at_most", "energy_volume_figure"]
+           "assert_distributions_close", "assert_failures_at_most", "energy_volume_figure",
+           "gaps"]
 
 #: rows of the minima tables in failure messages
 ROWS = 8
@@ -47,6 +48,25 @@ def energy_volume(result: Any, relative_to: str = "lowest"
     v = np.array([m.volume_per_atom_A3 for m in usable], dtype=float)
     index = np.array([m.index for m in usable], dtype=int)
     return h - _zero(result, relative_to, h), v, index
+
+
+def gaps(result: Any) -> set[str]:
+    """Metrics of an :class:`~pytest_mlpval.rss.RssResult` that are NaN with nothing to
+    count: ``diamond_like_fraction`` and ``lowest_minus_diamond_eV`` when no diamond
+    reference was asked for, the timings when no relaxation recorded its time (or took
+    a step). NaN because no minimum is usable (every structure failed or exploded) or
+    because the candidate could not relax the diamond reference is a fault, not a gap."""
+    out = set()
+    if "diamond" not in result.references:
+        out |= {"diamond_like_fraction", "lowest_minus_diamond_eV"}
+    timed = [m for m in result.minima if m.total_seconds > 0]
+    if not timed:
+        out |= {"seconds_per_structure", "calculator_fraction"}
+    if not any(math.isfinite(m.cpu_seconds) for m in timed):
+        out.add("cpu_share")
+    if not sum(m.n_steps or 0 for m in timed):
+        out.add("seconds_outside_calculator_per_step")
+    return out
 
 
 def _zero(result: Any, relative_to: str, h: np.ndarray) -> float:
