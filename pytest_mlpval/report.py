@@ -22,6 +22,7 @@ __all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report"]
 #: id and title of every section of the page, in order (the per-potential sections are
 #: ``potential-<name>``)
 SECTIONS = (
+    ("verdict", "Verdict"),
     ("overview", "Overview"),
     ("comparison", "Side-by-side comparison"),
     ("potentials", "Per potential"),
@@ -82,6 +83,10 @@ def _img(fig, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+#: columns whose text is a status (a metric named ``failed`` elsewhere is no failure)
+STATUS_COLUMNS = ("status", "outcome", "thresholds", "limits", "verdict")
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     def cell(v):
         if v is None:
@@ -90,13 +95,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
             return "n/a" if math.isnan(v) else f"{v:.4g}"
         return html.escape(str(v))
 
-    def css(v):
+    def css(v, header):
         text = str(v)
-        bad = text in ("failed", "regressed", "error", "NaN", "inf", "-inf")
+        if text in ("NaN", "inf", "-inf"):  # a non-finite value recorded: a fault
+            return ' class="fail"'
+        if header not in STATUS_COLUMNS:
+            return ""
+        if text in ("xfailed", "xpassed", "xfail") or text.endswith(" xfail"):
+            return ' class="xfail"'
+        bad = text in ("failed", "regressed", "error")
         return ' class="fail"' if bad or "FAIL" in text or "ERROR" in text else ""
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td{css(v)}>{cell(v)}</td>" for v in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{css(v, h)}>{cell(v)}</td>"
+                                    for v, h in zip(row, headers)) + "</tr>"
                    for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -226,14 +238,15 @@ ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
 
 
 def _test_rows(results) -> list[list[Any]]:
-    from .results import check_status
+    from .results import check_status, expected_status
 
     rows = []
     for test in results.tests:
         limits = []
+        outcome = results.outcome_of(test)
         for rec in test["records"]:
             for t in rec.get("thresholds", []):
-                mark = check_status(t)
+                mark = check_status(expected_status(t, outcome))
                 where = "" if t["subset"] in ("all", t["metric"]) else f"[{t['subset']}]"
                 if mark in ("ERROR", "skipped"):
                     limits.append(f"{t['metric']}{where} {mark}: {t.get('reason', '')}")
@@ -242,7 +255,7 @@ def _test_rows(results) -> list[list[Any]]:
                     else f"{t['value']:.4g}"
                 limits.append(f"{t['metric']}{where} {value} <= {_num(t['limit'])} "
                               f"{t['unit']} {mark}")
-        rows.append([test["nodeid"], test["outcome"], "; ".join(limits) or "-"])
+        rows.append([test["nodeid"], outcome, "; ".join(limits) or "-"])
     return rows
 
 
@@ -305,6 +318,11 @@ def _sections(results, baseline_path: str | None):
     """(id, title, function returning the HTML parts) of every section but the card."""
     potentials, datasets = results.identities()
     arrays = _arrays_by_dataset(results)
+
+    def verdict():
+        from .verdict import verdict_html
+
+        return [verdict_html(results.verdict())]
 
     def overview():
         return [
@@ -377,7 +395,7 @@ def _sections(results, baseline_path: str | None):
     def tests():
         return [_table(["test", "outcome", "thresholds"], _test_rows(results))]
 
-    builders = {"overview": overview, "comparison": comparison,
+    builders = {"verdict": verdict, "overview": overview, "comparison": comparison,
                 "potentials": per_potential, "checks": checks, "protocols": protocols,
                 "cost": cost, "baseline": baseline, "tests": tests}
     return [(sid, title, builders[sid]) for sid, title in SECTIONS if sid in builders]
@@ -400,6 +418,20 @@ table {{ border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }}
 th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
 td.fail, p.fail {{ color: #b00; font-weight: bold; }}
+td.xfail {{ color: #8a5a00; }}
+table.verdict {{ font-size: 1em; }}
+table.verdict th, table.verdict td {{ text-align: center; padding: 0.3em 0.8em;
+  white-space: nowrap; }}
+table.verdict td.subject {{ text-align: left; font-weight: bold; }}
+table.verdict td.ok {{ background: #e3f4e6; color: #14532d; }}
+table.verdict td.fail {{ background: #fde2e1; }}
+table.verdict td.xfail {{ background: #fff3d6; }}
+table.verdict td.skip, table.verdict td.none {{ color: #888; }}
+table.verdict td.verdict {{ font-weight: bold; }}
+p.banner {{ font-size: 1.4em; font-weight: bold; padding: 0.3em 0.6em; }}
+p.banner.ok {{ background: #e3f4e6; color: #14532d; }}
+p.banner.fail {{ background: #fde2e1; color: #b00; }}
+ul.failures {{ color: #b00; }}
 img {{ max-width: 100%; margin: 0.4em 0.4em 0 0; vertical-align: top; }}
 .pair {{ display: flex; flex-wrap: wrap; align-items: flex-start; gap: 1em; }}
 section {{ border-top: 2px solid #ddd; margin-top: 1.5em; }}

@@ -190,7 +190,7 @@ class RunResults:
         for rec, outcome in self._records_with_outcome("checks"):
             for t in rec["thresholds"]:
                 t = expected_status(t, outcome)
-                key = (subject_name(rec), t["metric"])
+                key = (subject_label(rec), t["metric"])
                 old = worst.get(key)
                 n = rec["n_structures"] + (old or {}).get("n", 0)
                 if old is None or worse_check(t, old):
@@ -210,7 +210,7 @@ class RunResults:
         ``limit`` metrics of a result without any bound (``limit`` None: all)."""
         merged: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         for rec, outcome in self._records_with_outcome("protocol"):
-            key = (subject_name(rec), rec["dataset"]["name"], rec["subset"])
+            key = (subject_label(rec), rec["dataset"]["name"], rec["subset"])
             metrics = merged.setdefault(key, {})
             unmeasured = set(rec.get("not_measured", ()))
             for name, value in rec["metrics"].items():
@@ -248,7 +248,7 @@ class RunResults:
 
     def protocol_metric_count(self) -> int:
         """Distinct metrics of protocol results (per subject, protocol and group)."""
-        return len({(subject_name(rec), rec["dataset"]["name"], rec["subset"], name)
+        return len({(subject_label(rec), rec["dataset"]["name"], rec["subset"], name)
                     for rec in self.records_of("protocol") for name in rec["metrics"]})
 
     def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
@@ -446,15 +446,6 @@ def expected_status(t: dict[str, Any], outcome: str) -> dict[str, Any]:
     if outcome == "xfailed" and check_status(t) in ("FAIL", "ERROR"):
         return {**t, "status": "xfail"}
     return t
-
-
-def subject_name(rec: dict[str, Any]) -> str:
-    """The name of what a record judges: its ``subject`` (a candidate, dataset or
-    recipe) where it has one, else its potential."""
-    subject = rec.get("subject")
-    if isinstance(subject, dict) and subject.get("name") is not None:
-        return str(subject["name"])
-    return rec["potential"]["name"]
 
 
 def check_status(t: dict[str, Any]) -> str:

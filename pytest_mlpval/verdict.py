@@ -108,10 +108,12 @@ def _subject_from_id(nodeid: str, candidates: Sequence[str]) -> str | None:
 def _subject(test: Mapping[str, Any], candidates: Sequence[str]) -> dict[str, Any] | None:
     """``{"kind", "name", "identity"}`` of a test: the ``mlpval_subject`` its report
     carried, else its records' ``subject`` or ``potential``, else the candidate in its id."""
-    subject = test.get("subject")
-    if not subject:
-        subject = next((r["subject"] for r in test.get("records", ())
-                        if isinstance(r.get("subject"), Mapping)), None)
+    own = [r["subject"] for r in test.get("records", ())
+           if isinstance(r.get("subject"), Mapping)]
+    subject = test.get("subject") or next(iter(own), None)
+    if subject and subject.get("identity") is None:  # the report's brief subject
+        subject = next((s for s in own if (s.get("kind"), s.get("name"))
+                        == (subject.get("kind"), subject.get("name"))), subject)
     if not subject:
         pot = next((r["potential"] for r in test.get("records", ())
                     if isinstance(r.get("potential"), Mapping)), None)
@@ -146,8 +148,11 @@ def threshold_excess(t: Mapping[str, Any]) -> float:
 
 
 def _excess_text(excess: float) -> str:
+    """``+326%``; from 10 times the limit on, the factor: ``×300``."""
     if math.isinf(excess):
         return "+inf%"
+    if excess >= 9.995:
+        return f"×{1.0 + excess:.3g}"
     return f"+{100.0 * excess:.0f}%"
 
 
@@ -374,3 +379,50 @@ def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+#: CSS class of a cell by its status (the report's stylesheet colours them)
+CELL_CLASS = {"FAIL": "fail", "ERROR": "fail", "XPASS": "xfail", "xfail": "xfail",
+              "ok": "ok", "skip": "skip", "-": "none", "PASS": "ok", "SKIP": "skip"}
+
+
+def verdict_html(verdict: Mapping[str, Any]) -> str:
+    """The matrix as an HTML fragment for the top of the report: a banner with the
+    run's verdict, the table (cells coloured by status) and the failing groups' worst
+    excesses."""
+    import html
+
+    esc = html.escape
+    subjects = verdict["subjects"]
+    if not subjects:
+        return "<p>No test judged a candidate, dataset or recipe.</p>"
+    failing = [r["name"] for r in subjects if r["verdict"] == "FAIL"]
+    banner = (f"FAIL: {', '.join(failing)}" if failing else "PASS: every subject passed")
+    cls = "fail" if failing else "ok"
+    head = "".join(f"<th>{esc(h)}</th>" for h in ("subject", "kind", *verdict["groups"],
+                                                  "verdict"))
+    body = []
+    for row in subjects:
+        cells = [f'<td class="subject">{esc(row["name"])}</td>',
+                 f"<td>{esc(row['kind'])}</td>"]
+        for group in verdict["groups"]:
+            cell = row["cells"].get(group)
+            status = cell["status"] if cell else "-"
+            title = ""
+            if cell and cell.get("worst"):
+                title = f' title="{esc(_describe(cell["worst"]))}"'
+            cells.append(f'<td class="{CELL_CLASS.get(status, "none")}"{title}>'
+                         f"{esc(cell['text'] if cell else '-')}</td>")
+        cells.append(f'<td class="{CELL_CLASS[row["verdict"]]} verdict">'
+                     f"{esc(row['verdict'])}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    failures = "".join(f"<li>{esc(line)}</li>" for line in failure_lines(verdict))
+    return (f'<p class="banner {cls}">{esc(banner)}</p>'
+            f'<table class="verdict"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>"
+            + (f'<ul class="failures">{failures}</ul>' if failures else "")
+            + "<p>Cells: tests per group, worst first: ok, FAIL with the worst excess over "
+            "a limit (hover for the metric and test), xfail (expected failure), XPASS "
+            "(expected failure that passed), ERROR (setup or teardown), skip. Baseline: "
+            "tests compared with --mlpval-compare; FAIL there is worse than the "
+            "baseline.</p>")

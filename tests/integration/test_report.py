@@ -25,8 +25,8 @@ if HAVE_MPL:
 needs_mpl = pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib (plot extra)")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SECTION_IDS = ["overview", "comparison", "potentials", "checks", "protocols", "cost", "baseline",
-               "tests", "card"]
+SECTION_IDS = ["verdict", "overview", "comparison", "potentials", "checks", "protocols",
+               "cost", "baseline", "tests", "card"]
 PLOTS = ("ref energy error violins", "ref energy parity",
          "ref energy error against cell size", "ref force error violins",
          "ref force parity")
