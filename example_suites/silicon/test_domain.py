@@ -11,6 +11,13 @@ structures (pytest_mlpval.domain_tests).
   (strained crystals), so the check fails: an expected, visible finding (xfail strict).
 - Applicability: liquid Si (three 3374 K vacancy snapshots of the mlearn test set, in
   ``data/mlearn_Si_liquid_application.xyz``) against the training set.
+
+None of these judges a candidate potential: cross-validation judges a fitting recipe
+(``small-gap``, ``fit_gap.py``), leakage and applicability the training set. They run once
+per run, whatever ``--potential`` says, and their numbers appear under the recipe's or the
+dataset's name, never under a candidate's. ``pytest.ini`` links the bundled GAP to the
+recipe that made it (``mlpval_fitted_by = gap_si=fit_gap.py``), so the summary puts
+``gap_si``'s test-set errors beside ``fit_gap.py``'s cross-validation errors.
 """
 
 from __future__ import annotations
@@ -54,7 +61,8 @@ def _bundled_recipe() -> list[str]:
 # Limits: 18 training structures per fold give about 0.16 eV/Å pooled (the RMS of the
 # force components of these structures is 0.84 eV/Å: a model that learned nothing fails).
 @needs_gap_fit
-@pytest.mark.mlpval_cv(k=3, split="stratified", seed=1, max_structures=27, fit=SMALL_GAP)
+@pytest.mark.mlpval_cv(k=3, split="stratified", seed=1, max_structures=27, fit=SMALL_GAP,
+                       recipe="small-gap")
 @pytest.mark.mlpval_thresholds(force_rmse=0.3, energy_rmse=0.03)
 def test_small_gap_cross_validation(mlpval_cv):
     """3-fold out-of-fold errors of a small GAP recipe on 27 training structures."""
@@ -68,10 +76,12 @@ def test_small_gap_cross_validation(mlpval_cv):
 @pytest.mark.slow
 @needs_gap_fit
 @pytest.mark.parametrize("split", [
-    pytest.param("random", marks=[pytest.mark.mlpval_cv(k=5, split="random"),
+    pytest.param("random", marks=[pytest.mark.mlpval_cv(k=5, split="random",
+                                                        recipe="fit_gap.py"),
                                   pytest.mark.mlpval_thresholds(force_rmse=0.2,
                                                                 energy_rmse=0.02)]),
-    pytest.param("grouped", marks=[pytest.mark.mlpval_cv(k=None, split="grouped"),
+    pytest.param("grouped", marks=[pytest.mark.mlpval_cv(k=None, split="grouped",
+                                                         recipe="fit_gap.py"),
                                    pytest.mark.mlpval_thresholds(force_rmse=0.25,
                                                                  energy_rmse=0.05)]),
 ])
