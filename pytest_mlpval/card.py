@@ -1,6 +1,8 @@
 """The validation card: what the best-practice section of Morrow, Gardner and Deringer,
 J. Chem. Phys. 158, 121501 (2023), Sec. VI, asks a publication to report, filled from a
-run (plain library). Items the run did not measure are listed as missing, not hidden."""
+run (plain library). It opens with the run's verdict; its checklist is ticked from what
+the run did (cross-validation and comparisons with experiment included, naming what was
+done), and items the run did not measure are listed as missing, not hidden."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import html
 import math
 import re
 from typing import Any
+
+from .subjects import subject_label, subject_of
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
@@ -41,9 +45,11 @@ def _code(value: Any) -> str:
 def validation_card(results, document: dict[str, Any]) -> str:
     """Markdown text of the card for the records of ``results``."""
     potentials, datasets = results.identities()
+    datasets = {k: v for k, v in datasets.items() if not _is_cv(k)}
     lines = ["# Validation card", "",
              f"Made by pytest-mlpval {md(document.get('version', '?'))} on "
              f"{md(document.get('datetime', '?'))}.", ""]
+    lines += _verdict(results)
     lines += ["## Potentials", "", "| name | loader | spec | sha256 |", "| --- | --- | --- | --- |"]
     for name, info in potentials.items():
         lines.append(f"| {md(name)} | {md(info.get('loader'))} | {_code(info.get('spec'))} | "
@@ -80,22 +86,35 @@ def validation_card(results, document: dict[str, Any]) -> str:
                      f"{_fmt(m.get('stress_rmse'))} |")
     headers, checks = results.check_rows()
     headers_cost, cost = results.cost_rows()
+    cv = sorted({f"{subject_label(rec)} {key[1]}" for key, rec in seen.items()
+                 if _is_cv(key[1]) and key[2] == "all"})
+    candidates = {key[0] for key, rec in seen.items()
+                  if subject_of(rec)["kind"] == "candidate" and not _is_cv(key[1])}
+    experiment = _experiment_comparisons(results)
     checklist = [
         ("Errors with their definitions (RMSE and MAE, components)", bool(seen)),
         ("Errors per configuration type", any(k[2] != "all" for k in seen)),
-        ("Internal k-fold cross-validation errors", False),
+        ("Internal k-fold cross-validation errors", ", ".join(cv)),
         ("Errors on held-out test data (a dataset not named as training data; whether "
          "it is external, i.e. from another distribution, is for the author to state)",
          any(not _looks_like_training(d) for d in datasets)),
-        ("Comparison of several potentials on the same data",
-         len({k[0] for k in seen}) > 1),
+        ("Comparison of several potentials on the same data", len(candidates) > 1),
         ("Physical invariances and consistency of forces and stress", bool(checks)),
         ("Cost (time per atom per force call)", bool(cost)),
         ("Comparison with experiment (lattice, elastic, phonons, liquid/amorphous "
-         "structure)", False),
+         "structure)", ", ".join(sorted({c["property"] for c in experiment}))),
     ]
     lines += ["", "## Checklist (Morrow, Gardner, Deringer 2023, Sec. VI)", ""]
-    lines += [f"- [{'x' if done else ' '}] {what}" for what, done in checklist]
+    lines += [f"- [{'x' if done else ' '}] {what}"
+              + (f": {md(done)}" if isinstance(done, str) and done else "")
+              for what, done in checklist]
+    if experiment:
+        lines += ["", "## Comparison with experiment", "",
+                  "| subject | property | candidate | experiment | unit | source | status |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {md(c['subject'])} | {md(c['property'])} | {_fmt(c['candidate'])} | "
+                  f"{_fmt(c['reference'])} | {md(c['unit'])} | {md(c['source'])} | "
+                  f"{md(c['status'])} |" for c in experiment]
     if checks:
         lines += ["", "## Physics checks", "", "| " + " | ".join(headers) + " |",
                   "|" + " --- |" * len(headers)]
@@ -108,6 +127,49 @@ def validation_card(results, document: dict[str, Any]) -> str:
                                     for v in row) + " |" for row in cost]
     lines.append("")
     return "\n".join(lines)
+
+
+def _verdict(results) -> list[str]:
+    """The run's verdict matrix as a Markdown table, with the failing groups' worst
+    excesses."""
+    from .verdict import failure_lines, verdict_rows
+
+    verdict = results.verdict()
+    if not verdict["subjects"]:
+        return []
+    headers, rows = verdict_rows(verdict)
+    lines = ["## Verdict", "", "| " + " | ".join(headers) + " |",
+             "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in rows]
+    failures = failure_lines(verdict)
+    if failures:
+        lines += [""] + [f"- {md(line)}" for line in failures]
+    return lines + [""]
+
+
+def _experiment_comparisons(results) -> list[dict[str, Any]]:
+    """Property comparisons against experiment the run recorded (one per subject and
+    property; a failure in an expected failure is ``xfail``)."""
+    from .results import check_status, expected_status
+
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for test in results.tests:
+        outcome = results.outcome_of(test)
+        for rec in test["records"]:
+            for t in rec.get("thresholds", ()):
+                if not str(t.get("against", "")).lower().startswith("experiment"):
+                    continue
+                out.setdefault((subject_label(rec), t.get("property", t["metric"])), {
+                    "subject": subject_label(rec), "property": t.get("property", t["metric"]),
+                    "candidate": t.get("candidate"), "reference": t.get("reference"),
+                    "unit": t.get("unit", ""), "source": t.get("source", ""),
+                    "status": check_status(expected_status(t, outcome))})
+    return list(out.values())
+
+
+def _is_cv(dataset: str) -> bool:
+    """The pooled errors of a cross-validation (dataset ``cv-<split>-k<k>``)."""
+    return dataset.startswith("cv-")
 
 
 def _looks_like_training(name: str) -> bool:

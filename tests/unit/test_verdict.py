@@ -223,3 +223,47 @@ def test_run_results_phases_and_json_document():
     _, rows = results.protocol_rows()
     assert [r[3] for r in rows] == ["unstable", "failed"]
     assert rows[0][-2:] == ["<= 0", "xfail"] and rows[1][-2:] == ["-", "-"]
+
+
+# --- the validation card is written from what the run did -------------------------------
+
+def test_card_ticks_cross_validation_and_experiment_when_they_ran():
+    from pytest_mlpval.card import validation_card
+
+    recipe = {"kind": "recipe", "name": "fit_gap.py", "identity": {"sha256": "ef" * 32}}
+    cv = _rec(dataset="cv-random-k5", subject=recipe, potential=None)
+    cv["potential"] = None
+    cv["metrics"] = {"force_rmse": 0.17}
+    elastic = _rec("protocol", dataset="elastic", thresholds=[{
+        "metric": "|C11_GPa - experiment|", "subset": "max", "bound": "max", "value": 10.0,
+        "limit": 20.0, "unit": "GPa", "passed": True, "property": "C11_GPa",
+        "candidate": 161.0, "against": "experiment", "reference": 167.5,
+        "source": "Hall 1967"}])
+    results = RunResults()
+    results.add("t.py::test_cv[fit_gap.py]", "passed", "call", [cv])
+    results.add("t.py::test_errors[sw-test]", "passed", "call", [_rec(dataset="test")])
+    results.add("t.py::test_elastic[sw]", "passed", "call", [elastic])
+    lines = validation_card(results, {"version": "9", "datetime": "now"}).splitlines()
+    assert ("- [x] Internal k-fold cross-validation errors: recipe:fit_gap.py "
+            "cv-random-k5") in lines
+    assert any(line.startswith("- [x] Comparison with experiment") and
+               line.endswith(": C11_GPa") for line in lines)
+    assert "| sw | C11_GPa | 161 | 167.5 | GPa | Hall 1967 | ok |" in lines
+    # the recipe is no second potential, its CV no held-out test set of its own
+    assert "- [ ] Comparison of several potentials on the same data" in lines
+    assert not any(line.startswith("| cv-random-k5 |") for line in lines)  # test sets
+
+
+def test_card_opens_with_the_verdict():
+    from pytest_mlpval.card import validation_card
+
+    results = RunResults()
+    results.add("t.py::test_f[sw-ref]", "passed", "call", [_rec()])
+    results.add("t.py::test_f[scaled-ref]", "failed", "call", [
+        _rec(potential="scaled", thresholds=[_t("force_rmse", 0.85, 0.2)])])
+    text = validation_card(results, {"version": "9", "datetime": "now"})
+    assert text.index("## Verdict") < text.index("## Potentials")
+    lines = text.splitlines()
+    assert "| sw | candidate | 1 ok | - | - | - | - | - | PASS |" in lines
+    assert "| scaled | candidate | 1 FAIL +325% | - | - | - | - | - | FAIL |" in lines
+    assert any(line.startswith("- scaled FAIL errors: force_rmse on ref 0.85") for line in lines)
