@@ -16,7 +16,13 @@ Plain library (no pytest).
   killed or interrupted and started again) reads the finished items and computes only the
   rest. Ctrl-C stops a campaign within one item; pending items are cancelled. A changed
   model has another hash, so it never reads stale results. A potential without a content
-  hash (a code-defined factory) is not cached. A damaged cache file is repaired with a
+  hash (a code-defined factory) is not cached on disk.
+- **Computed once per process.** Finished items are also kept in memory
+  (:data:`~pytest_mlpval.campaign_cache.RESULT_MEMO`, whenever a ``cache_dir`` is given):
+  a second call for the same campaign in this process, e.g. a second test of a pytest
+  run, gets copies of them without reading the file, and a potential without a content
+  hash is recognised by its calculator object (do not change a calculator's settings
+  between calls). A damaged cache file is repaired with a
   :class:`~pytest_mlpval.campaign_cache.CacheWarning` (:mod:`pytest_mlpval.campaign_cache`).
 - **Nothing is dropped.** An item whose task raises is kept as a failed
   :class:`ItemResult` with the error. A local worker process that dies breaks its pool
@@ -38,7 +44,7 @@ from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .campaign_cache import CACHE_FORMAT, Cache, CacheWarning, campaign_key
+from .campaign_cache import CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning, campaign_key, memo_key
 from .campaign_cache import canonical_json as _canonical_json  # noqa: F401 - external.py
 
 __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult",
@@ -476,8 +482,15 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
               "potential": info.as_dict() if info is not None else None,
               "n_items": len(items)}
     cache = Cache(cache_dir, key, header, len(items), validate)
+    # finished items: from this process's memo (also for a potential without a content
+    # hash, by its calculator's identity), then from the cache file
+    memo = memo_key(protocol, potential, parameters, version=version, cache_dir=cache_dir)
+    found = {i: kept for i, kept in RESULT_MEMO.get(memo, cache.stamp()).items()
+             if i < len(items)}
+    if len(found) < len(items):
+        found = {**cache.read(), **found}
     done = {i: ItemResult(i, True, value, None, seconds, from_cache=True)
-            for i, (value, seconds) in cache.read().items()}
+            for i, (value, seconds) in found.items()}
     start = time.perf_counter()
     n_failed = 0
 
@@ -487,9 +500,14 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
                               sum(r.from_cache for r in done.values()),
                               time.perf_counter() - start))
 
+    def remember() -> None:
+        RESULT_MEMO.put(memo, {i: (r.value, r.seconds) for i, r in done.items() if r.ok},
+                        cache.stamp())
+
     todo = [i for i in range(len(items)) if i not in done]
     tell()
     if not todo:
+        remember()
         return CampaignResult(tuple(done[i] for i in range(len(items))), 0.0,
                               0, "cache", str(cache.path) if cache.path else None)
 
@@ -518,6 +536,7 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
     finally:
         if own:
             shutdown()
+    remember()
     return CampaignResult(tuple(done[i] for i in range(len(items))),
                           time.perf_counter() - start, workers if kind != "local" else 0,
                           kind, str(cache.path) if cache.path else None)

@@ -21,10 +21,12 @@ import json
 import math
 import os
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["CACHE_FORMAT", "CacheWarning", "campaign_key"]
+__all__ = ["CACHE_FORMAT", "CacheWarning", "campaign_key", "memo_key", "ResultMemo",
+           "RESULT_MEMO"]
 
 #: bump when the meaning of cached campaign items changes (part of every key)
 CACHE_FORMAT = 2  # 2: protocol version and loader versions in the key; checked records
@@ -148,6 +150,14 @@ class Cache:
         self.n_items = n_items
         self.validate = validate
 
+    def stamp(self) -> tuple[int, int] | None:
+        """The file's modification time (ns) and size (None without a file)."""
+        try:
+            found = os.stat(self.path) if self.path is not None else None
+        except OSError:
+            return None
+        return None if found is None else (found.st_mtime_ns, found.st_size)
+
     def _header_problem(self, line: str) -> str | None:
         try:
             found = json.loads(line)
@@ -250,3 +260,71 @@ class Cache:
                 handle.write(canonical_json(self.header) + "\n")
             handle.write(("\n" if cut_short else "") + line + "\n")
             handle.flush()
+
+
+# -- the in-memory memo: a finished campaign is computed once per process ---------------
+
+def memo_key(protocol: str, potential: Any, parameters: Any, *, version: int | str,
+             cache_dir: Any) -> tuple[str, Any] | None:
+    """The memo's key of a campaign: the disk cache's key with, for a potential without a
+    content hash (a factory, a bare calculator), its calculator's identity in this
+    process in place of the hash; and the cache folder (``None``: no memo, as no cache),
+    so that runs with different cache folders never share. Returns ``(key, calculator)``,
+    the calculator (None for a hashed model) being kept with the entry and compared on
+    reading, so that its identity cannot be reused by another object."""
+    if cache_dir is None:
+        return None
+    info = getattr(potential, "info", None)
+    calc = getattr(potential, "calculator", potential)
+    sha256 = getattr(info, "sha256", None)
+    identity = sha256 if sha256 is not None else f"in-process:{type(calc).__name__}:{id(calc)}"
+    key = campaign_key(protocol, identity, parameters, version=version,
+                       loader_versions=getattr(info, "loader_versions", None))
+    return f"{os.path.abspath(os.fspath(cache_dir))}:{key}", None if sha256 else calc
+
+
+class ResultMemo:
+    """Finished items of campaigns, kept in memory for the life of the process (the last
+    ``max_campaigns`` campaigns): a second test of a run that asks for the same campaign
+    (same protocol, version, parameters, potential and cache folder) gets copies of the
+    items instead of recomputing them (or decoding them from the cache file); for a
+    potential without a content hash, which has no disk cache, this is the only reuse.
+    Only finished (ok) items are kept; failed ones are computed again, as with the disk
+    cache."""
+
+    def __init__(self, max_campaigns: int = 32) -> None:
+        self.max_campaigns = max_campaigns
+        self._entries: OrderedDict[str, tuple[Any, dict[int, tuple[Any, float]]]] = OrderedDict()
+
+    def get(self, key: tuple[str, Any] | None, stamp: Any = None
+            ) -> dict[int, tuple[Any, float]]:
+        """``{index: (value, seconds)}`` (deep copies) of what is kept for ``key``, if
+        the cache file still has the ``stamp`` it had then (:meth:`Cache.stamp`: a file
+        changed since, e.g. repaired or edited, is read instead)."""
+        import copy
+
+        if key is None or key[0] not in self._entries:
+            return {}
+        calc, kept_stamp, items = self._entries[key[0]]
+        if calc is not key[1] or kept_stamp != stamp:
+            return {}
+        self._entries.move_to_end(key[0])
+        return copy.deepcopy(items)
+
+    def put(self, key: tuple[str, Any] | None, items: dict[int, tuple[Any, float]],
+            stamp: Any = None) -> None:
+        import copy
+
+        if key is None or not items:
+            return
+        self._entries[key[0]] = (key[1], stamp, copy.deepcopy(items))
+        self._entries.move_to_end(key[0])
+        while len(self._entries) > self.max_campaigns:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+#: the process's memo, used by :func:`~pytest_mlpval.campaign.run_campaign`
+RESULT_MEMO = ResultMemo()

@@ -486,29 +486,42 @@ def _minimum(index: int, item: Any, params: RssParameters) -> RssMinimum:
         r["error"], r["initial"], r["final"], item.from_cache)
 
 
-def relax_references(calc: Any, params: RssParameters
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The crystals of ``params.references`` relaxed with ``calc`` at the search pressure
-    (symmetry kept): ``({name: Atoms}, {name: {energy_per_atom_eV, enthalpy_per_atom_eV,
-    volume_per_atom_A3} or {error}})``. A crystal that cannot be relaxed is reported, not raised."""
+def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     from .crystals import relaxed_crystal
 
-    atoms, info = {}, {}
+    with _one_blas_thread():  # stops at the first non-finite result
+        ref = relaxed_crystal(item["name"], _timed_calculator(calc), item["symbol"],
+                              item["pressure_GPa"])
+    return {"atoms": ref.atoms, "energy_per_atom_eV": float(ref.energy_per_atom_eV),
+            "enthalpy_per_atom_eV": float(ref.enthalpy_per_atom_eV),
+            "volume_per_atom_A3": float(ref.volume_per_atom_A3)}
+
+
+def relax_references(potential: Any, params: RssParameters, *, cache_dir: Any = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The crystals of ``params.references`` relaxed with ``potential`` (a Potential or a
+    calculator) at the search pressure (symmetry kept), in this process, cached in
+    ``cache_dir`` like a campaign: ``({name: Atoms}, {name: {energy_per_atom_eV,
+    enthalpy_per_atom_eV, volume_per_atom_A3} or {error}})``. A crystal that cannot be
+    relaxed is reported, not raised."""
+    from .campaign import run_campaign
+
     if len(params.symbols) != 1:  # the named crystals are elemental
-        return atoms, {name: {"error": f"not defined for the compound {params.formula}"}
-                       for name in params.references}
-    for name in params.references:
-        try:
-            with _one_blas_thread():  # stops at the first non-finite result
-                ref = relaxed_crystal(name, _timed_calculator(calc), params.symbols[0],
-                                      params.pressure_GPa)
-        except Exception as exc:  # noqa: BLE001 - reported in the result, never hidden
-            info[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        return {}, {name: {"error": f"not defined for the compound {params.formula}"}
+                    for name in params.references}
+    items = [{"name": n, "symbol": params.symbols[0], "pressure_GPa": params.pressure_GPa}
+             for n in params.references]
+    campaign = run_campaign(f"{PROTOCOL}-references", _reference_task, items, potential,
+                            {"items": items}, version=1, cache_dir=cache_dir,
+                            validate=lambda v: None if isinstance(v, dict) and {
+                                "atoms", "volume_per_atom_A3"} <= set(v) else "incomplete")
+    atoms, info = {}, {}
+    for item, done in zip(items, campaign.items):
+        if not done.ok:  # reported in the result, never hidden
+            info[item["name"]] = {"error": done.error}
             continue
-        atoms[name] = ref.atoms
-        info[name] = {"energy_per_atom_eV": float(ref.energy_per_atom_eV),
-                      "enthalpy_per_atom_eV": float(ref.enthalpy_per_atom_eV),
-                      "volume_per_atom_A3": float(ref.volume_per_atom_A3)}
+        atoms[item["name"]] = done.value["atoms"]
+        info[item["name"]] = {k: v for k, v in done.value.items() if k != "atoms"}
     return atoms, info
 
 
@@ -570,7 +583,7 @@ def run_rss(potential: Any, params: RssParameters, *, workers: int = 0,
         validate=_check_record)
     minima = [_minimum(i, item, params) for i, item in enumerate(campaign.items)]
     calc = getattr(potential, "calculator", potential)
-    crystals, references = relax_references(calc, params)
+    crystals, references = relax_references(potential, params, cache_dir=cache_dir)
     minima = classify(minima, crystals, params)
     info = getattr(potential, "info", None)
     return RssResult(

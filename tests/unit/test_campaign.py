@@ -162,11 +162,19 @@ def test_progress_is_reported(sw, tmp_path):
 
 
 def test_potential_without_sha256_is_not_cached(sw, tmp_path):
+    """Not on disk; in this process its calculator object is remembered (the memo, see
+    tests/unit/test_run_once.py): another object of the same spec is computed again."""
+    from pytest_mlpval.potentials import load_potential
+
     factory = Potential(PotentialInfo("made", "pkg:make", "factory"), sw.calculator)
-    for _ in range(2):
+    for k in range(2):
         result = run_campaign("demo", energy_task, range(2), factory, PARAMS, version=1,
                               cache_dir=tmp_path)
-        assert result.cache_path is None and result.n_from_cache == 0
+        assert result.cache_path is None and result.n_from_cache == 2 * k
+    other = Potential(factory.info, load_potential("sw").calculator)
+    result = run_campaign("demo", energy_task, range(2), other, PARAMS, version=1,
+                          cache_dir=tmp_path)
+    assert result.n_from_cache == 0
     assert list(tmp_path.iterdir()) == []
 
 
