@@ -74,6 +74,13 @@ class BinnedErrors:
                 "n_atoms_outside": float(n_fo), "n_structures_outside": float(n_eo),
                 "cutoff": self.cutoff}
 
+    def not_measured(self) -> set[str]:
+        """An RMSE inside or outside with no atom (structure) there, or no such label."""
+        counts = {"force": self.force_inside_outside[2:],
+                  "energy": self.energy_inside_outside[2:]}
+        return {f"{q}_rmse_{side}" for q, (n_in, n_out) in counts.items()
+                for side, n in (("inside", n_in), ("outside", n_out)) if n == 0}
+
     def units(self) -> dict[str, str]:
         return {"force_rmse_inside": "eV/Å", "force_rmse_outside": "eV/Å",
                 "energy_rmse_inside": "eV/atom", "energy_rmse_outside": "eV/atom",

@@ -75,6 +75,12 @@ class MeltQuenchErrors:
             out.update({prefix + k: float(m.get(k, math.nan)) for k in PHASE_METRICS})
         return out
 
+    def not_measured(self) -> set[str]:
+        """The metrics of a label the snapshots do not have (no energy or no forces)."""
+        parts = [("", self.report)] + [(f"{p}_", r) for p, r in self.per_phase().items()]
+        return {prefix + k for prefix, report in parts for k in PHASE_METRICS
+                if k not in report.metrics()}
+
     def units(self) -> dict[str, str]:
         return {k: "eV/Å" if "force" in k else "eV/atom" for k in self.metrics()}
 

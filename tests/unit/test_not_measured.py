@@ -231,3 +231,33 @@ def test_learning_curve_gaps_are_missing_labels_and_exact_fits_not_failed_sizes(
     faults = _nan(lost) - lost.not_measured()
     assert faults == {"energy_rmse_at_max_size", "energy_rmse_slope",
                       "force_rmse_at_max_size", "force_rmse_slope"}
+
+
+# -- errors of a candidate on its own snapshots or by similarity ------------------------------
+
+def test_binned_errors_gap_is_an_empty_side_or_a_missing_label():
+    from pytest_mlpval.domain_errors import BinnedErrors
+
+    empty = np.zeros(1)
+    # forces: 10 atoms inside, none outside; no energy labels
+    binned = BinnedErrors(np.array([0.0, 1.0]), empty, empty, empty, empty, 0.9,
+                          (0.1, NAN, 10, 0))
+    assert binned.not_measured() == _nan(binned) == {
+        "force_rmse_outside", "energy_rmse_inside", "energy_rmse_outside"}
+    # atoms outside whose RMSE is NaN: a fault
+    broken = BinnedErrors(np.array([0.0, 1.0]), empty, empty, empty, empty, 0.9,
+                          (0.1, NAN, 10, 2), (0.01, 0.02, 3, 1))
+    assert _nan(broken) - broken.not_measured() == {"force_rmse_outside"}
+
+
+def test_meltquench_errors_gap_is_a_missing_label():
+    from pytest_mlpval.meltquench_errors import MeltQuenchErrors
+
+    forces_only = dict(force_rmse=0.1, force_mae=0.1, force_max=0.3)
+    report = SimpleNamespace(metrics=lambda: dict(forces_only),
+                             subset_by_config_type=lambda phase: SimpleNamespace(
+                                 metrics=lambda: dict(forces_only, force_max=NAN)))
+    errors = MeltQuenchErrors("x", "sw", report, ("melt",), ("melt",), *[np.zeros(1)] * 5)
+    energy = {"energy_rmse", "energy_mae", "energy_offset_removed_rmse"}
+    assert errors.not_measured() == energy | {f"melt_{k}" for k in energy}
+    assert _nan(errors) - errors.not_measured() == {"melt_force_max"}
