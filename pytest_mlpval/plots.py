@@ -62,7 +62,9 @@ def cost_scaling_figure(rows: Sequence[Sequence]):
 def accuracy_cost_figure(points: Sequence[tuple[str, float, float, str]]):
     """Force RMSE against time per atom per call for each potential (the accuracy-cost
     front of Zuo et al., J. Phys. Chem. A 124, 731 (2020)); ``points``: (potential,
-    µs/atom/call, force RMSE in eV/Å, dataset)."""
+    µs/atom/call, force RMSE in eV/Å, dataset), each candidate's own errors on the
+    dataset named (:func:`pytest_mlpval.cost.accuracy_cost_points`), never a fitting
+    recipe's cross-validation errors."""
     fig = _figure()
     ax = fig.add_subplot()
     for pot, per_atom_us, force_rmse, _dataset in points:
@@ -89,37 +91,40 @@ def accuracy_cost(points: Sequence[tuple[str, float, float, str]], path: Path) -
 
 def error_violins_figure(groups: Mapping[str, Mapping[str, np.ndarray]], ylabel: str,
                          title: str):
-    """Violins of signed errors per config_type, potentials side by side within each
-    config_type. ``groups``: potential -> config_type -> errors."""
-    potentials = list(groups)
+    """Violins of signed errors per config_type, one panel per potential, each on its own
+    y scale: on a shared axis a good candidate's violins flatten to a line next to a
+    bad one's (the stats table beside the figure compares the numbers). ``groups``:
+    potential -> config_type -> errors."""
+    potentials = list(groups) or [""]
     config_types = sorted({c for per in groups.values() for c in per})
-    width = 0.8 / max(len(potentials), 1)
-    fig = _figure(max(5.0, 1.2 * len(config_types) * max(1, len(potentials)) ** 0.5 + 2), 3.8)
-    ax = fig.add_subplot()
-    colors = [f"C{i}" for i in range(len(potentials))]
-    for j, pot in enumerate(potentials):
+    panel = max(3.2, 0.9 * len(config_types) + 1.6)
+    fig = _figure(max(5.0, panel * len(potentials)), 3.8)
+    axes = np.atleast_1d(fig.subplots(1, len(potentials), squeeze=False)[0])
+    for j, (pot, ax) in enumerate(zip(potentials, axes)):
         data, positions = [], []
         for i, ctype in enumerate(config_types):
-            values = np.asarray(groups[pot].get(ctype, []), dtype=float)
+            values = np.asarray(groups.get(pot, {}).get(ctype, []), dtype=float)
             values = values[np.isfinite(values)]
             if values.size >= 2:
                 data.append(values)
-                positions.append(i + (j - (len(potentials) - 1) / 2) * width)
-        # the legend entry even without a violin (fewer than 2 values per config_type)
-        ax.plot([], [], color=colors[j], lw=6, alpha=0.5, label=pot)
-        if not data:
-            continue
-        parts = ax.violinplot(data, positions=positions, widths=width * 0.9,
-                              showmedians=True, showextrema=True)
-        for body in parts["bodies"]:
-            body.set_facecolor(colors[j])
-            body.set_alpha(0.5)
-    ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set_xticks(range(len(config_types)), config_types, rotation=20)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if len(potentials) > 1:
-        ax.legend(fontsize="small")
+                positions.append(i)
+        if data:
+            parts = ax.violinplot(data, positions=positions, widths=0.8,
+                                  showmedians=True, showextrema=True)
+            for body in parts["bodies"]:
+                body.set_facecolor(f"C{j}")
+                body.set_alpha(0.5)
+            for lines in ("cbars", "cmins", "cmaxes", "cmedians"):
+                if lines in parts:
+                    parts[lines].set_color(f"C{j}")
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xticks(range(len(config_types)), config_types, rotation=20)
+        ax.set_xlim(-0.6, max(len(config_types), 1) - 0.4)
+        if len(potentials) > 1:
+            ax.set_title(pot, color=f"C{j}", fontsize="medium")
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title + (" (each potential on its own scale)" if len(potentials) > 1
+                          else ""), fontsize="medium")
     return fig
 
 

@@ -308,13 +308,33 @@ def test_error_violins_figure():
               "b": {"bulk": rng.normal(size=20), "rattled": np.array([1.0]),  # too few
                     "surface": np.array([0.1, np.nan, 0.3])}}
     fig = plots.error_violins_figure(groups, "error (meV/atom)", "violins")
-    (ax,) = fig.axes
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["bulk", "rattled", "surface"]
-    bodies = [c for c in ax.collections if isinstance(c, PolyCollection)]
-    assert len(bodies) == 4  # a: bulk, rattled; b: bulk, surface
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    # one panel per potential, each with every config_type
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["bulk", "rattled", "surface"]
+    bodies = [[c for c in ax.collections if isinstance(c, PolyCollection)]
+              for ax in fig.axes]
+    assert [len(b) for b in bodies] == [2, 2]  # a: bulk, rattled; b: bulk, surface
+    assert fig.axes[0].get_ylabel() == "error (meV/atom)"
+    assert "violins" in fig.get_suptitle()
     one = plots.error_violins_figure({"a": groups["a"]}, "y", "t")
-    assert one.axes[0].get_legend() is None  # one potential: no legend
+    assert len(one.axes) == 1 and one.axes[0].get_title() == ""
+
+
+@needs_mpl
+def test_error_violins_scale_each_potential():
+    """A good candidate next to a bad one keeps its shape: each panel has its own y
+    range (on a shared axis errors 1000 times smaller are a flat line)."""
+    from pytest_mlpval import plots
+
+    rng = np.random.default_rng(1)
+    good = {"bulk": 0.001 * rng.normal(size=50), "rattled": 0.002 * rng.normal(size=50)}
+    bad = {"bulk": rng.normal(size=50), "rattled": 2.0 * rng.normal(size=50)}
+    fig = plots.error_violins_figure({"good": good, "bad": bad}, "y", "t")
+    spans = [np.subtract(*ax.get_ylim()[::-1]) for ax in fig.axes]
+    assert len(spans) == 2
+    assert spans[0] < 0.05 < 2.0 < spans[1]
+    assert plots.png(fig).startswith(PNG_MAGIC)
 
 
 @needs_mpl
@@ -331,7 +351,7 @@ def test_figures_of_one_structure_do_not_warn():
                                              "y", "t")
         for fig in (size, violins):
             assert plots.png(fig).startswith(PNG_MAGIC)
-    assert [t.get_text() for t in violins.axes[0].get_legend().get_texts()] == ["a", "b"]
+    assert [ax.get_title() for ax in violins.axes] == ["a", "b"]
 
 
 @needs_mpl
