@@ -279,6 +279,12 @@ class LevelComparison:
                 f"{self.property}_ground_truth_error": self.ground_truth_error,
                 f"{self.property}_total_error": self.total_error}
 
+    def not_measured(self) -> set[str]:
+        """The errors that need a reference the table does not have (DFT, experiment)."""
+        missing = {"fit_error": self.dft is None, "total_error": self.experiment is None,
+                   "ground_truth_error": self.dft is None or self.experiment is None}
+        return {f"{self.property}_{k}" for k, gone in missing.items() if gone}
+
     def units(self) -> dict[str, str]:
         return {k: self.unit for k in self.metrics()}
 

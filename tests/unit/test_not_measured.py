@@ -261,3 +261,15 @@ def test_meltquench_errors_gap_is_a_missing_label():
     energy = {"energy_rmse", "energy_mae", "energy_offset_removed_rmse"}
     assert errors.not_measured() == energy | {f"melt_{k}" for k in energy}
     assert _nan(errors) - errors.not_measured() == {"melt_force_max"}
+
+
+def test_level_comparison_gap_is_a_reference_the_table_lacks():
+    from pytest_mlpval.comparison import LevelComparison
+
+    exp = SimpleNamespace(value=79.6)  # an experimental ReferenceValue
+    only_exp = LevelComparison("C44_GPa", "GPa", 56.0, None, exp, NAN, NAN, 56.0 - 79.6)
+    assert only_exp.not_measured() == _nan(only_exp) == {"C44_GPa_fit_error",
+                                                         "C44_GPa_ground_truth_error"}
+    # the candidate's own value is NaN: a fault
+    broken = LevelComparison("C44_GPa", "GPa", NAN, None, exp, NAN, NAN, NAN)
+    assert _nan(broken) - broken.not_measured() == {"C44_GPa_total_error"}
