@@ -449,7 +449,7 @@ def test_card_escapes_markup_and_table_breaking_text():
         elif current:
             tables.append(current)
             current = []
-    assert len(tables) == 3  # potentials, test sets, errors
+    assert len(tables) == 4  # verdict, potentials, test sets, errors
     for table in tables:
         widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table}
         assert len(widths) == 1, table
