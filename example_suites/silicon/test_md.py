@@ -1,5 +1,5 @@
-"""MD-based validation (the tutorial's Figs. 6 and 7): drive the candidate through a
-simulation and judge what happens.
+"""MD-based validation (the tutorial's Fig. 7): drive the candidate through a simulation
+and judge what happens. The melt-quench benchmark of Fig. 6 is test_meltquench.py.
 
 - MD stability (quick): 300 steps of Bussi NVT at 1000 K, then 200 steps of NVE, 64 atoms:
   energy drift, temperature control, no overlapping atoms, no NaN.

@@ -150,3 +150,18 @@ def test_known_failures_follow_the_bundled_gap_under_any_name(pytester, run, sui
                                 consecutive=False)
     result.stdout.fnmatch_lines(["*FAILED silicon/test_known.py::test_fails[[]gap_si[]]*"],
                                 consecutive=False)
+
+
+def test_meltquench_benchmark_fails_a_potential_wrong_on_the_melt(pytester, run, suite):
+    """The suite's melt-quench benchmark (test_meltquench.py, DFT snapshots of the test
+    set tagged crystal / melt), selected by keyword: Stillinger-Weber fails it, worst on
+    the melt, and the message shows every phase."""
+    result = run("silicon", "-k", "melt or quench", "--potential=sw")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*thresholds exceeded for potential 'sw' on dataset 'mlearn-test-aimd', config_type "
+        "'crystal' (8 structures, * atoms): force_rmse 0.37* eV/Å > 0.15*",
+        "*thresholds exceeded for potential 'sw' on dataset 'mlearn-test-aimd', config_type "
+        "'melt' (9 structures, * atoms): force_rmse 2.47* eV/Å > 0.3*",
+    ], consecutive=False)
+    result.stdout.fnmatch_lines(["*sw * melt * 9 * 2.47*"], consecutive=False)
