@@ -340,8 +340,10 @@ class MlpvalFixture:
             if not all(r.passed for r in checked):
                 hint = (f"limits from {'; '.join(sources[ctype])} in {self._item.nodeid}; "
                         "change them there")
-                messages.append(failure_message(
-                    target, checked, self.potential.name if self.potential else None, hint))
+                candidate = self.subject["kind"] == "candidate"
+                message = failure_message(target, checked,
+                                          self.potential.name if candidate else None, hint)
+                messages.append(message if candidate else f"{_of(self.subject)}: {message}")
         if messages:
             raise MlpvalAssertionError("\n\n".join(messages))
         return results

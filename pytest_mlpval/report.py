@@ -227,6 +227,20 @@ def _error_rows(results, potential: str | None = None) -> list[list[Any]]:
     return rows
 
 
+def _fitted_by(results) -> list[str]:
+    """Linked candidates (ini ``mlpval_fitted_by``) beside the recipes that fitted them:
+    the candidate's test-set errors, the recipe's cross-validation errors; nothing when
+    no candidate is linked to a recipe that ran."""
+    from .subjects import LINK_HEADERS, side_by_side_rows
+
+    rows = side_by_side_rows(rec for _, rec in results.pairs())
+    if not rows:
+        return []
+    return ["<h3>Candidates beside the recipes that fitted them (mlpval_fitted_by)</h3>"
+            "<p>Energies in meV/atom, forces in eV/Å, stresses in GPa.</p>",
+            _table(LINK_HEADERS, rows)]
+
+
 def _num(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -341,6 +355,7 @@ def _sections(results, baseline_path: str | None):
 
     def comparison():
         parts = [_table(ERROR_HEADERS, [r for r in _error_rows(results) if r[2] == "all"])]
+        parts += _fitted_by(results)
         for dataset, per_pot in arrays.items():
             parts.append(f"<h3>{html.escape(dataset)}</h3>")
             parts += _guarded(_dataset_figures, dataset, per_pot)

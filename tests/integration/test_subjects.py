@@ -110,6 +110,11 @@ def test_a_recipes_cv_runs_once_and_never_under_a_candidate(pytester, run, plugi
     assert cv_entries and all(e["potential"] is None for e in cv_entries)
     assert {e["subject"]["name"] for e in cv_entries} == {"scaled-recipe"}
     assert {e["potential"] for e in entries} == {None, "sw", "scaled"}
+    if not plugin_args:  # read back and compared under the recipe's name
+        again = run(*POTENTIALS, "--mlpval-compare=base.json")
+        again.assert_outcomes(passed=3)
+        again.stdout.fnmatch_lines(["*base.json: 0 regressed, 0 improved, 0 new, "
+                                    "3 compared records, 0 records without baseline*"])
 
 
 def test_leakage_and_applicability_run_once_under_the_training_set(pytester, run, data):
@@ -163,13 +168,15 @@ def test_a_candidate_is_beside_its_recipe_only_when_linked(pytester, run, data):
     pytester.makepyfile(test_cv=CV_TEST.format(recipe="scaled-recipe"),
                         test_errors=ERRORS_TEST)
     _ini(pytester)
-    alone = run(*POTENTIALS, "--mlpval-json=out.json")
+    alone = run(*POTENTIALS, "--mlpval-json=out.json", "--mlpval-report=alone")
     alone.assert_outcomes(passed=3)
     assert "mlpval fitted by" not in alone.stdout.str()
     assert read_json(data / "out.json")["links"] == []
+    side_by_side = "Candidates beside the recipes that fitted them"
+    assert side_by_side not in (data / "alone" / "index.html").read_text(encoding="utf-8")
 
     _ini(pytester, "mlpval_fitted_by = scaled=scaled-recipe")
-    linked = run(*POTENTIALS, "--mlpval-json=out.json")
+    linked = run(*POTENTIALS, "--mlpval-json=out.json", "--mlpval-report=linked")
     linked.assert_outcomes(passed=3)
     linked.stdout.fnmatch_lines([
         "*= mlpval fitted by =*", "*candidate*fitted by*subject*dataset*",
@@ -183,6 +190,10 @@ def test_a_candidate_is_beside_its_recipe_only_when_linked(pytester, run, data):
     assert subjects[("candidate", "scaled")]["fitted_by"] == "scaled-recipe"
     assert "fitted_by" not in subjects[("candidate", "sw")]
     assert subjects[("recipe", "scaled-recipe")]["fits"] == ["scaled"]
+    page = (data / "linked" / "index.html").read_text(encoding="utf-8")
+    assert side_by_side in page
+    table = page.split(side_by_side)[1].split("</table>")[0]
+    assert "recipe:scaled-recipe" in table and ">sw<" not in table
 
     bad = run(*POTENTIALS, "--mlpval-fitted-by=scaled")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
