@@ -30,20 +30,15 @@ relative to the crystal). Select with ``-k "melt or quench"``.
 
 import pytest
 
-from pytest_mlpval.assertions import MlpvalAssertionError, assert_errors_within
 from pytest_mlpval.meltquench import read_meltquench
-from pytest_mlpval.meltquench_errors import assert_phase_errors, meltquench_errors
+from pytest_mlpval.meltquench_errors import meltquench_errors, meltquench_table
 
-#: upper limits per phase (force components, eV/Å)
-PHASE_LIMITS = {"crystal": {"force_rmse": 0.15}, "melt": {"force_rmse": 0.30}}
-#: over all snapshots, offset removed (eV/atom): the melt's energy relative to the crystal
-ENERGY_LIMIT = {"energy_offset_removed_rmse": 0.010}
 #: mean SOAP similarity to diamond above which a frame is crystalline
 CRYSTAL_SIMILARITY = 0.95
 
 
 @pytest.fixture(scope="module")
-def dft_snapshots(request, tmp_path_factory):
+def dft_snapshots(tmp_path_factory):
     """The AIMD frames of the mlearn test set, tagged crystal / melt by their structure,
     crystal first, as a melt-quench trajectory labelled by DFT."""
     from pathlib import Path
@@ -77,23 +72,13 @@ def test_meltquench_snapshots_are_crystal_then_melt(dft_snapshots):
     assert list(ref.config_types).count("crystal") == 8 and len(ref) == 17
 
 
+@pytest.mark.mlpval_thresholds(config_type="crystal", force_rmse=0.15)
+@pytest.mark.mlpval_thresholds(config_type="melt", force_rmse=0.30)
+@pytest.mark.mlpval_thresholds(energy_offset_removed_rmse=0.010)  # melt vs crystal
 def test_meltquench_errors_per_phase(mlpval, dft_snapshots):
-    """Energy and force errors against DFT on the crystal and the molten snapshots; every
-    limit is checked, and the message shows every phase."""
-    __tracebackhide__ = True
+    """Energy and force errors against DFT on the crystal and the molten snapshots (every
+    limit is checked; run with -s for the table of every phase)."""
     errors = meltquench_errors(mlpval.potential, dft_snapshots,
                                cache_dir=mlpval.campaign_options()["cache_dir"])
-    mlpval.record_result(errors, "meltquench")
-    name = mlpval.potential.name
-    failures = []
-    for phase, limits in PHASE_LIMITS.items():
-        try:
-            assert_phase_errors(errors, phase=phase, potential=name, **limits)
-        except MlpvalAssertionError as exc:
-            failures.append(str(exc))
-    try:
-        assert_errors_within(errors.report, potential=name, **ENERGY_LIMIT)
-    except MlpvalAssertionError as exc:
-        failures.append(str(exc))
-    if failures:
-        raise MlpvalAssertionError("\n\n".join(failures))
+    print("\n".join(["", *meltquench_table([errors])]))
+    mlpval.check(errors.report)
