@@ -13,7 +13,8 @@ import pytest
 
 from pytest_mlpval.compression_outcome import classify_frames
 from pytest_mlpval.crossval import CrossValidationResult, FoldResult
-from pytest_mlpval.eos import EosResult, PolymorphResult, TransitionResult, transition_pressure
+from pytest_mlpval.eos import (EosResult, PolymorphResult, TransitionResult,
+                               transition_pressure)
 from pytest_mlpval.fixture import not_measured
 from pytest_mlpval.learning_curve import LearningCurveResult, LearningPoint
 from pytest_mlpval.liquid import PairCorrelation
@@ -30,7 +31,7 @@ def _nan(result) -> set[str]:
     return {k for k, v in result.metrics().items() if v != v}
 
 
-# -- the plugin's rule ----------------------------------------------------------------------
+# -- the plugin's rule -------------------------------------------------------------------
 
 class _Undeclared:
     """A library-looking result without ``not_measured()``."""
@@ -54,7 +55,7 @@ def test_no_module_is_exempt_only_a_declared_nan_is_a_gap():
     assert not_measured(_Declared(), {"a": 1.0, "c": math.inf}) == set()
 
 
-# -- property protocols -------------------------------------------------------------------
+# -- property protocols ------------------------------------------------------------------
 
 def _eos(crystal, v0, e0, b_prime=4.2):
     volumes = tuple(v0 * (1 + s) for s in np.linspace(-0.05, 0.05, 7))
@@ -97,7 +98,7 @@ def test_given_frames_have_no_temperature_a_run_always_has():
     assert _pair("completed").not_measured() == set() == _nan(_pair("completed"))
 
 
-# -- structure search -----------------------------------------------------------------------
+# -- structure search --------------------------------------------------------------------
 
 def _search(statuses, references):
     params = RssParameters(n_structures=len(statuses), atoms_per_cell=(2, 2))
@@ -132,7 +133,7 @@ def test_rss_gaps_and_faults():
                                                      "lowest_minus_diamond_eV"}
 
 
-# -- MD -------------------------------------------------------------------------------------
+# -- MD ----------------------------------------------------------------------------------
 
 def test_md_stability_has_no_gaps_a_stopped_run_is_a_fault():
     from pytest_mlpval.md_stability import run_md_stability
@@ -180,7 +181,7 @@ def test_compression_onset_and_collapse_not_reached_are_gaps_a_stopped_run_is_no
     assert result.not_measured() == amorphous.not_measured()
 
 
-# -- fitting recipes --------------------------------------------------------------------------
+# -- fitting recipes ---------------------------------------------------------------------
 
 class _Errors(SimpleNamespace):
     """An ErrorReport's metrics() and len() (2 structures)."""
@@ -233,7 +234,7 @@ def test_learning_curve_gaps_are_missing_labels_and_exact_fits_not_failed_sizes(
                       "force_rmse_at_max_size", "force_rmse_slope"}
 
 
-# -- errors of a candidate on its own snapshots or by similarity ------------------------------
+# -- errors of a candidate on its own snapshots or by similarity -------------------------
 
 def test_binned_errors_gap_is_an_empty_side_or_a_missing_label():
     from pytest_mlpval.domain_errors import BinnedErrors
