@@ -267,3 +267,18 @@ def test_card_opens_with_the_verdict():
     assert "| sw | candidate | 1 ok | - | - | - | - | - | PASS |" in lines
     assert "| scaled | candidate | 1 FAIL +325% | - | - | - | - | - | FAIL |" in lines
     assert any(line.startswith("- scaled FAIL errors: force_rmse on ref 0.85") for line in lines)
+
+
+def test_report_tables_draw_only_statuses_and_faults_in_red():
+    from pytest_mlpval.report import _table
+
+    page = _table(["potential", "protocol", "metric", "value", "status"], [
+        ["sw", "cv-random-k3", "failed", 0.0, "ok"],
+        ["sw", "md", "n_failed", 1.0, "xfail"],
+        ["sw", "rss", "n_failed", "NaN", "FAIL"]])
+    assert "<td>failed</td>" in page  # a metric's name, value 0: no failure
+    assert '<td class="xfail">xfail</td>' in page
+    assert '<td class="fail">NaN</td>' in page and '<td class="fail">FAIL</td>' in page
+    assert page.count('class="fail"') == 2
+    tests = _table(["test", "outcome"], [["t[sw]", "xfailed"], ["t[gap]", "failed"]])
+    assert '<td class="xfail">xfailed</td>' in tests and '<td class="fail">failed</td>' in tests
