@@ -416,9 +416,10 @@ def fitted_by(config: pytest.Config, potential: Any) -> str | None:
     """The recipe a candidate is linked to (ini ``mlpval_fitted_by``, by the candidate's
     name or sha256), None if it is not."""
     from .plugin import LINKS
+    from .subjects import linked_recipe
 
-    links = config.stash.get(LINKS, {})
-    return links.get(potential.name) or links.get(getattr(potential.info, "sha256", None))
+    return linked_recipe(config.stash.get(LINKS, {}), potential.name,
+                         getattr(potential.info, "sha256", None))
 
 
 def _worse(new: float, old: float) -> bool:

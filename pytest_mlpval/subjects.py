@@ -30,7 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["KINDS", "candidate_subject", "dataset_subject", "recipe_subject",
            "default_recipe_name", "subject_of", "subject_label", "subject_brief",
-           "is_candidate", "parse_links", "side_by_side_rows", "LINK_HEADERS"]
+           "is_candidate", "parse_links", "linked_recipe", "side_by_side_rows",
+           "LINK_HEADERS"]
 
 #: the kinds of subject, in the order a summary lists them
 KINDS = ("candidate", "dataset", "recipe")
@@ -126,8 +127,8 @@ def is_candidate(rec: Mapping[str, Any]) -> bool:
 
 def parse_links(lines: Iterable[str], where: str) -> dict[str, str]:
     """``{candidate: recipe}`` from ``CANDIDATE=RECIPE`` lines (a candidate's
-    ``--potential`` name, or its sha256, and a recipe's name); ValueError naming the
-    line at fault."""
+    ``--potential`` name, or its sha256 or a prefix of at least 12 hex digits, and a
+    recipe's name); ValueError naming the line at fault."""
     links: dict[str, str] = {}
     for line in lines:
         text = line.strip()
@@ -143,6 +144,26 @@ def parse_links(lines: Iterable[str], where: str) -> dict[str, str]:
                              f"{links[candidate]!r} and {recipe!r}")
         links[candidate] = recipe
     return links
+
+
+#: the shortest sha256 prefix a link may name a candidate by
+MIN_SHA256_PREFIX = 12
+
+
+def linked_recipe(links: Mapping[str, str], name: str, sha256: str | None) -> str | None:
+    """The recipe a candidate is linked to: by its ``--potential`` name, else by its
+    content hash (a link's key of at least 12 hex digits that starts the candidate's
+    sha256: the model under any name); None if it is not linked."""
+    if name in links:
+        return links[name]
+    if sha256:
+        for key, recipe in links.items():
+            digits = key.lower()
+            hexadecimal = all(c in "0123456789abcdef" for c in digits)
+            if (hexadecimal and len(digits) >= MIN_SHA256_PREFIX
+                    and sha256.lower().startswith(digits)):
+                return recipe
+    return None
 
 
 #: columns of the side-by-side table of a candidate and the recipe that fitted it

@@ -228,3 +228,18 @@ def test_every_mlpval_report_names_its_subject(pytester, data, monkeypatch):
         "test_cv.py::test_nothing_recorded[scaled]"]
     assert ("call", "dataset", "train") in subjects[
         "test_domain.py::test_mlpval_leakage[test]"]
+
+
+def test_links_name_a_candidate_by_name_or_content_hash():
+    from pytest_mlpval.subjects import linked_recipe, parse_links
+
+    links = parse_links(["gap_si=fit_gap.py", "06535ff0f7d12452 = fit_gap.py",
+                         "# a comment", ""], "ini mlpval_fitted_by")
+    gap = "06535ff0f7d124525cda462cb5d70e2dcd57c641dd6e24f19a41e191ce89dce2"
+    assert linked_recipe(links, "gap_si", None) == "fit_gap.py"
+    assert linked_recipe(links, "gap", gap) == "fit_gap.py"  # the model under any name
+    assert linked_recipe(links, "gap", "0" * 64) is None
+    assert linked_recipe(links, "sw", None) is None
+    assert linked_recipe({"0653": "fit_gap.py"}, "gap", gap) is None  # prefix too short
+    with pytest.raises(ValueError, match="linked to two recipes"):
+        parse_links(["gap_si=a", "gap_si=b"], "ini mlpval_fitted_by")
