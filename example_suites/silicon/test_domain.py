@@ -15,9 +15,10 @@ structures (pytest_mlpval.domain_tests).
 None of these judges a candidate potential: cross-validation judges a fitting recipe
 (``small-gap``, ``fit_gap.py``), leakage and applicability the training set. They run once
 per run, whatever ``--potential`` says, and their numbers appear under the recipe's or the
-dataset's name, never under a candidate's. ``pytest.ini`` links the bundled GAP to the
-recipe that made it (``mlpval_fitted_by = gap_si=fit_gap.py``), so the summary puts
-``gap_si``'s test-set errors beside ``fit_gap.py``'s cross-validation errors.
+dataset's name, never under a candidate's. ``pytest.ini`` links the bundled GAP (by its
+sha256, under any name) to the recipe that made it (``mlpval_fitted_by =
+06535ff0f7d12452=fit_gap.py``), so with ``--mlpval-tier=full`` the summary puts the GAP's
+test-set errors beside ``fit_gap.py``'s cross-validation errors.
 """
 
 from __future__ import annotations
