@@ -77,15 +77,17 @@ class Command:
 
 
 def read_blocks(path: Path) -> list[Block]:
-    blocks, language, start, body = [], None, 0, []
+    blocks, language, start, body, indent = [], None, 0, [], 0
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if language is None and line.startswith("```"):
-            language, start, body = line[3:].strip(), number + 1, []
-        elif language is not None and line.startswith("```"):
+        fence = line.lstrip().startswith("```")
+        if language is None and fence:  # also an indented fence (inside a list item)
+            indent = len(line) - len(line.lstrip())
+            language, start, body = line.strip()[3:].strip(), number + 1, []
+        elif language is not None and fence:
             blocks.append(Block(path, start, language, "\n".join(body) + "\n"))
             language = None
         elif language is not None:
-            body.append(line)
+            body.append(line[indent:])
     assert language is None, f"{path}: a code block is not closed"
     return blocks
 
