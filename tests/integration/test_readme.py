@@ -9,6 +9,7 @@ The fenced code blocks of the README and of every page under docs/ are read:
   environment of tox.ini, ``python3 -m venv`` is left to the shell, and ``mkdocs build
   --strict`` is what tests/test_docs.py runs.
   Any other command fails :func:`test_every_command_is_checked`: teach this file to check it.
+- ``text`` blocks are output (the verdict matrix), shown and not run; no other language.
 - ``python`` blocks are compiled; test modules (a ``def test_``, ``class Test`` or a
   star import of ready-made tests) are collected against the silicon suite's data, and
   scripts are run.
@@ -41,6 +42,8 @@ SHELL_PLACEHOLDERS = {"path/to/model.xml": GAP_XML, "accepted.xml": GAP_XML,
 PYTHON_PLACEHOLDERS = {'"model.xml"': repr(str(GAP_XML)),
                        "=test.xyz,": f"={TEST_XYZ},"}
 LANGUAGES = ("bash", "python")
+#: blocks that show output (the verdict matrix, a failure table): shown, not run
+OUTPUT_LANGUAGES = ("text",)
 #: cheap pytest commands, run fully rather than only collected: a part of the command
 #: line -> the exit status expected (Stillinger-Weber fails the suite's error limits)
 RUN_FULLY = {"-k test_test_set --potential=sw": 1}
@@ -243,8 +246,9 @@ def test_the_pages_hold_commands_and_examples():
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.where)
 def test_every_block_names_a_checked_language(block):
-    assert block.language in LANGUAGES, (
-        f"{block.where}: a ```{block.language} block is not checked; use one of {LANGUAGES}")
+    assert block.language in LANGUAGES + OUTPUT_LANGUAGES, (
+        f"{block.where}: a ```{block.language} block is not checked; use one of {LANGUAGES} "
+        f"for what a reader runs, or {OUTPUT_LANGUAGES} for output")
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=_id)
