@@ -104,7 +104,8 @@ def _test(nodeid, outcome, *records, **extra):
 
 def test_build_verdict_two_candidates():
     tests = [
-        _test("t.py::test_forces[sw-ref]", "passed", _rec(thresholds=[_t("force_rmse", 0.1, 0.2)])),
+        _test("t.py::test_forces[sw-ref]", "passed",
+              _rec(thresholds=[_t("force_rmse", 0.1, 0.2)])),
         _test("t.py::test_forces[scaled-ref]", "failed",
               _rec(potential="scaled", thresholds=[_t("force_rmse", 0.85, 0.2)])),
         _test("t.py::test_energy[scaled-ref]", "failed",
@@ -180,10 +181,11 @@ def test_baseline_column():
         _test("t.py::test_c[sw-ref]", "passed", new),
         _test("t.py::test_d[sw-ref]", "passed", _rec(baseline="other data", comparison=[])),
     ]
-    verdict = build_verdict(tests, ["sw"])
+    verdict = build_verdict(tests + [_test("t.py::test_e[sw-ref]", "xfailed", regressed)],
+                            ["sw"])
     (sw,) = verdict["subjects"]
-    assert sw["cells"]["errors"]["text"] == "4 ok"
-    assert sw["cells"]["baseline"]["text"] == "2 FAIL +100%, 1 ok, 1 new"
+    assert sw["cells"]["errors"]["text"] == "1 xfail, 4 ok"
+    assert sw["cells"]["baseline"]["text"] == "2 FAIL +100%, 1 xfail, 1 ok, 1 new"
     assert sw["cells"]["baseline"]["worst"]["metric"] == "energy_rmse"
     assert sw["verdict"] == "FAIL"
     (line,) = failure_lines(verdict)
