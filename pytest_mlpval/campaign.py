@@ -40,6 +40,7 @@ import pickle
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -489,6 +490,7 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
              if i < len(items)}
     if len(found) < len(items):
         found = {**cache.read(), **found}
+    read_stamp = cache.stamp()
     done = {i: ItemResult(i, True, value, None, seconds, from_cache=True)
             for i, (value, seconds) in found.items()}
     start = time.perf_counter()
@@ -504,39 +506,45 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
         RESULT_MEMO.put(memo, {i: (r.value, r.seconds) for i, r in done.items() if r.ok},
                         cache.stamp())
 
-    todo = [i for i in range(len(items)) if i not in done]
-    tell()
-    if not todo:
-        remember()
-        return CampaignResult(tuple(done[i] for i in range(len(items))), 0.0,
-                              0, "cache", str(cache.path) if cache.path else None)
-
-    own = executor is None
-    if own:
-        executor, kind, shutdown = make_executor(workers, scheduler, timeout_s,
-                                                 worker_timeout_s)
-    else:
-        kind, shutdown = _kind(executor), (lambda: None)
-    source = calculator_source(potential, local=kind == "local")
-
-    def finish(index: int, ok: bool, value: Any, error: str | None, seconds: float) -> None:
-        nonlocal n_failed
-        done[index] = ItemResult(index, ok, value, error, seconds)
-        n_failed += not ok
-        if ok:
-            cache.append(index, value, seconds)
+    # another process (an xdist worker) computing this campaign now: wait for it, then
+    # take what it finished from the file
+    with cache.locked() if len(done) < len(items) else nullcontext():
+        if len(done) < len(items) and cache.stamp() != read_stamp:
+            for i, (value, seconds) in cache.read().items():
+                done.setdefault(i, ItemResult(i, True, value, None, seconds, from_cache=True))
+        todo = [i for i in range(len(items)) if i not in done]
         tell()
+        if not todo:
+            remember()
+            return CampaignResult(tuple(done[i] for i in range(len(items))), 0.0,
+                                  0, "cache", str(cache.path) if cache.path else None)
 
-    try:
-        if kind == "local":  # one by one: each is cached as it finishes; Ctrl-C stops here
-            for i in todo:
-                finish(*_run_item(task, source, i, items[i]))
-        else:
-            _run_pool(executor, task, source, items, todo, finish, shutdown, worker_timeout_s)
-    finally:
+        own = executor is None
         if own:
-            shutdown()
-    remember()
-    return CampaignResult(tuple(done[i] for i in range(len(items))),
-                          time.perf_counter() - start, workers if kind != "local" else 0,
-                          kind, str(cache.path) if cache.path else None)
+            executor, kind, shutdown = make_executor(workers, scheduler, timeout_s,
+                                                     worker_timeout_s)
+        else:
+            kind, shutdown = _kind(executor), (lambda: None)
+        source = calculator_source(potential, local=kind == "local")
+
+        def finish(index: int, ok: bool, value: Any, error: str | None, seconds: float) -> None:
+            nonlocal n_failed
+            done[index] = ItemResult(index, ok, value, error, seconds)
+            n_failed += not ok
+            if ok:
+                cache.append(index, value, seconds)
+            tell()
+
+        try:
+            if kind == "local":  # one by one: each is cached as it finishes; Ctrl-C stops here
+                for i in todo:
+                    finish(*_run_item(task, source, i, items[i]))
+            else:
+                _run_pool(executor, task, source, items, todo, finish, shutdown, worker_timeout_s)
+        finally:
+            if own:
+                shutdown()
+        remember()
+        return CampaignResult(tuple(done[i] for i in range(len(items))),
+                              time.perf_counter() - start, workers if kind != "local" else 0,
+                              kind, str(cache.path) if cache.path else None)

@@ -22,8 +22,9 @@ import math
 import os
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 __all__ = ["CACHE_FORMAT", "CacheWarning", "campaign_key", "memo_key", "ResultMemo",
            "RESULT_MEMO"]
@@ -149,6 +150,33 @@ class Cache:
         self.header = header
         self.n_items = n_items
         self.validate = validate
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``<key>.jsonl.lock`` beside the file (waiting while
+        another process holds it): two processes (xdist workers) that need the same
+        campaign compute it once. No lock without a file, without ``fcntl`` (Windows) or
+        in a read-only folder; the system releases it when its process dies."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: both compute, as before
+            fcntl = None
+        handle = None
+        if fcntl is not None and self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(self.path.with_name(f"{self.path.name}.lock"), "a")
+            except OSError:
+                handle = None
+        if handle is None:
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def stamp(self) -> tuple[int, int] | None:
         """The file's modification time (ns) and size (None without a file)."""

@@ -149,3 +149,50 @@ def test_two_tests_of_a_run_share_the_search_of_a_factory(pytester):
     pytester.makepyfile(counting_calls="CALLS = [0]\n", test_two=TWO_TESTS)
     result = pytester.runpytest("-p", "no:benchmark", "--potential=counting")
     result.assert_outcomes(passed=2)
+
+
+LOCKING = """
+import os
+import sys
+import time
+
+from pytest_mlpval.campaign import run_campaign
+from pytest_mlpval.potentials import Potential, PotentialInfo
+
+LOG = sys.argv[1]
+
+
+def task(calc, item):
+    with open(LOG, "a") as handle:
+        handle.write(f"{os.getpid()} {item}\\n")
+    time.sleep(1.0)
+    return {"item": item}
+
+
+if __name__ == "__main__":
+    model = Potential(PotentialInfo("m", "m", "builtin", sha256="ab" * 32), object())
+    result = run_campaign("demo-lock", task, range(3), model, None, version=1,
+                          cache_dir=sys.argv[2])
+    print("FROM_CACHE", result.n_from_cache, all(i.ok for i in result.items))
+"""
+
+
+def test_two_processes_compute_a_campaign_once(tmp_path):
+    """Two xdist workers that need the same campaign at the same time: the second waits
+    for the first (a lock beside the cache file) and reads what it computed."""
+    import subprocess
+    import sys
+    import time
+
+    script, log, cache = tmp_path / "locking.py", tmp_path / "log.txt", tmp_path / "cache"
+    script.write_text(LOCKING)
+    command = [sys.executable, str(script), str(log), str(cache)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first is computing its first item
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=120)[0] for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0]
+    assert len(log.read_text().splitlines()) == 3  # each item once, by the first
+    assert "FROM_CACHE 0 True" in outputs[0] and "FROM_CACHE 3 True" in outputs[1]
