@@ -4,15 +4,16 @@ The fenced code blocks of the README and of every page under docs/ are read:
 
 - ``bash`` blocks: each line (``\\`` continuations joined, ``&&`` split) is a command.
   ``pytest ...`` is collected (``--collect-only``) in a scratch copy of the silicon suite,
-  which validates its options, potentials and datasets; the ``slow`` tests run each one
-  fully. ``pip install`` must name extras that pyproject.toml defines, ``tox -e ENV`` an
+  which validates its options, potentials and datasets (all in one process, to pay the
+  imports once); the cheap ones (:data:`RUN_FULLY`) run fully there, and the ``slow``
+  tests run every one fully. ``pip install`` must name extras that pyproject.toml defines, ``tox -e ENV`` an
   environment of tox.ini, ``python3 -m venv`` is left to the shell, and ``mkdocs build
   --strict`` is what tests/test_docs.py runs.
   Any other command fails :func:`test_every_command_is_checked`: teach this file to check it.
 - ``text`` blocks are output (the verdict matrix), shown and not run; no other language.
 - ``python`` blocks are compiled; test modules (a ``def test_``, ``class Test`` or a
-  star import of ready-made tests) are collected against the silicon suite's data, and
-  scripts are run.
+  star import of ready-made tests) are collected against the silicon suite's data; the
+  names they import from pytest_mlpval must exist; scripts are run (``slow``).
 
 Placeholders the pages use for the reader's own files are replaced here:
 ``path/to/model.xml``, ``model.xml``, ``accepted.xml`` and ``candidate.xml`` by the bundled
