@@ -140,7 +140,8 @@ def scratch_suite(tmp_path: Path) -> Path:
         if item.name in ("data", "potential"):
             (suite / item.name).symlink_to(item)
         elif item.is_dir():
-            if item.name not in ("__pycache__", ".pytest_cache", "mlpval-report"):
+            # the accepted baselines, not caches (.pytest_cache, .hypothesis, .benchmarks)
+            if item.name == ".mlpval" or not item.name.startswith((".", "__")):
                 shutil.copytree(item, suite / item.name)
         else:
             shutil.copy(item, suite / item.name)
