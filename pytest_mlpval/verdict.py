@@ -282,9 +282,12 @@ def build_verdict(tests: Sequence[Mapping[str, Any]], candidates: Sequence[str] 
 
 def _count(row: dict[str, Any], group: str, outcome: str, worst: Any, nodeid: str,
            new: bool = False) -> None:
-    cell = row["cells"].setdefault(group, {"counts": {}, "worst": None, "new": 0})
+    cell = row["cells"].setdefault(group, {"counts": {}, "worst": None, "new": 0,
+                                           "failed_tests": []})
     cell["counts"][outcome] = cell["counts"].get(outcome, 0) + 1
     cell["new"] += int(new)
+    if outcome in ("failed", "error"):
+        cell["failed_tests"].append(nodeid)
     if worst is not None and (cell["worst"] is None
                               or worst["excess"] > cell["worst"]["excess"]):
         cell["worst"] = {**worst, "test": nodeid,
@@ -351,8 +354,9 @@ def failure_lines(verdict: Mapping[str, Any]) -> list[str]:
                 continue
             worst = cell["worst"]
             if worst is None:
-                n = cell["counts"].get("failed", 0) + cell["counts"].get("error", 0)
-                what = f"{n} test(s) failed or errored without a failed limit"
+                tests = cell.get("failed_tests", [])
+                what = (f"{len(tests)} test(s) failed or errored without a failed limit: "
+                        + ", ".join(tests[:2]) + (", ..." if len(tests) > 2 else ""))
             else:
                 what = f"{_describe(worst)} in {worst['test']}"
             lines.append(f"{row['name']} FAIL {group}: {what}")

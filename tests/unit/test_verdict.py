@@ -158,7 +158,8 @@ def test_build_verdict_two_candidates():
         "t.py::test_forces[scaled-ref]",
         "scaled FAIL structures: n_failed on rss 2 u not <= 0 (past a limit of 0) in "
         "t.py::test_rss[scaled]",
-        "scaled FAIL properties: 1 test(s) failed or errored without a failed limit"]
+        "scaled FAIL properties: 1 test(s) failed or errored without a failed limit: "
+        "t.py::test_phonons[scaled]"]
 
 
 def test_data_column_appears_only_when_used():
