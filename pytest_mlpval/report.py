@@ -435,7 +435,7 @@ th {{ background: #f0f0f0; }} td:first-child {{ text-align: left; }}
 td.fail, p.fail {{ color: #b00; font-weight: bold; }}
 td.xfail {{ color: #8a5a00; }}
 table.verdict {{ font-size: 1em; }}
-table.verdict th, table.verdict td {{ text-align: center; padding: 0.3em 0.8em;
+table.verdict th, table.verdict td {{ text-align: center; padding: 0.3em 0.6em;
   white-space: nowrap; }}
 table.verdict td.subject {{ text-align: left; font-weight: bold; }}
 table.verdict td.ok {{ background: #e3f4e6; color: #14532d; }}
