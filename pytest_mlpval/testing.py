@@ -13,10 +13,13 @@ import numpy as np
 
 __all__ = [
     "CALL_FAULTS",
+    "CHROMIUM",
     "FAULTS",
     "BrokenCalculator",
     "FaultyCalculator",
     "PerturbedCalculator",
+    "have_chromium",
+    "headless_chromium",
     "make_reference_file",
     "nan_potential",
     "not_a_calculator",
@@ -283,3 +286,40 @@ def __getattr__(name: str):
         factory.__name__ = name
         return factory
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: where Debian's chromium package puts the browser (``apt-get install chromium``)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def have_chromium(path: str = CHROMIUM) -> bool:
+    """Whether a headless browser for :func:`headless_chromium` is installed."""
+    import os
+
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def headless_chromium(page: str | Path, *args: str, workdir: str | Path,
+                      timeout_s: float = 60.0, path: str = CHROMIUM):
+    """Open ``page`` (a local HTML file) in headless Chromium with ``args`` (such as
+    ``--dump-dom`` or ``--screenshot=FILE``) and a fresh profile under ``workdir``, with
+    no network traffic of its own; returns the ``subprocess.CompletedProcess`` and
+    raises ``AssertionError`` with the end of stderr when the browser fails."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=workdir))
+    command = [path, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
+               Path(page).resolve().as_uri()]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "HOME": str(workdir)})
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

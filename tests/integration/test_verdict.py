@@ -14,16 +14,15 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from pytest_mlpval.testing import CHROMIUM, have_chromium, headless_chromium
+
 from .conftest import LABELS, SCALED, read_json
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 SCREENSHOT_ENV = "MLPVAL_VERDICT_SCREENSHOT"
 
@@ -186,25 +185,9 @@ def test_verdict_matrix_in_summary_and_json(pytester, run, reference_file):
     assert read_json(pytester.path / "parallel.json")["verdict"] == verdict
 
 
-HAVE_CHROMIUM = os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)
+HAVE_CHROMIUM = have_chromium()
 
 
-def _screenshot(tmp_path: Path, page: Path, shot: Path, size: str) -> None:
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-               f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-               f"--screenshot={shot}", f"--window-size={size}", page.resolve().as_uri()]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "HOME": str(tmp_path)})
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
-@pytest.mark.skipif(not HAVE_MPL, reason="the report needs matplotlib (plot extra)")
 def test_report_top_is_the_verdict_screenshot(pytester, run, reference_file, tmp_path):
     """The report of a two-candidate run compared with a baseline opens with the
     verdict; a test whose limits held but whose errors got worse than the baseline is
@@ -247,7 +230,8 @@ def test_report_top_is_the_verdict_screenshot(pytester, run, reference_file, tmp
     from matplotlib.image import imread
 
     shot = tmp_path / "verdict-report.png"
-    _screenshot(tmp_path, pytester.path / "report" / "index.html", shot, "1100,640")
+    headless_chromium(pytester.path / "report" / "index.html", "--hide-scrollbars",
+                      f"--screenshot={shot}", "--window-size=1100,640", workdir=tmp_path)
     image = imread(shot)[..., :3]
     assert image.shape[:2] == (640, 1100)
     rgb = (image * 255).round().astype(int)

@@ -9,10 +9,7 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import stat
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,12 +20,12 @@ import pytest
 from pytest_mlpval.card import validation_card
 from pytest_mlpval.report import MAX_COMPONENTS, SECTIONS, report_arrays, write_report
 from pytest_mlpval.results import RunResults
+from pytest_mlpval.testing import CHROMIUM, have_chromium, headless_chromium
 
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
 needs_mpl = pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib (plot extra)")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = "energy=dft_energy,forces=dft_forces,stress=dft_stress"
-CHROMIUM = "/usr/bin/chromium"
 IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"')
 #: what the page's script inserts after an image that did not load
 MISSING = r'<b>\[image missing: [^"]*\]</b>'
@@ -628,25 +625,13 @@ def test_write_report_of_one_structure(tmp_path, reference_file):
 # --- the page in a real browser ---------------------------------------------------------
 
 needs_chromium = pytest.mark.skipif(
-    not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)),
+    not have_chromium(),
     reason=f"no headless browser: Debian's chromium is not installed at {CHROMIUM} "
            "(apt-get install chromium; .ci/run installs it)")
 
 
-def _chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess:
-    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path))
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--virtual-time-budget=5000", *args,
-               page.resolve().as_uri()]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "HOME": str(tmp_path)})
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+def _chromium(tmp_path: Path, page: Path, *args: str):
+    return headless_chromium(page, *args, workdir=tmp_path)
 
 
 def _broken(dom: str) -> str:
