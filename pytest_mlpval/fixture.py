@@ -12,7 +12,7 @@ import pytest
 
 from .assertions import MlpvalAssertionError
 from .markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
-from .session import PROPERTY, MlpvalSession
+from .session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
 
 
 @dataclass
@@ -35,7 +35,6 @@ def item_state(item: pytest.Item) -> ItemState:
 
 
 #: the user property naming a test's subject: ``{"kind", "name"}``
-SUBJECT_PROPERTY = "mlpval_subject"
 #: a test that judges several subjects is shown under the last of these it uses
 _RANK = {"candidate": 0, "dataset": 1, "recipe": 2}
 

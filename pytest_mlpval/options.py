@@ -156,7 +156,7 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
     addoption(
         f"--{prefix}cost-dataset", dest="mlpval_cost_dataset", default=None, metavar="NAME",
         help="Dataset whose force RMSE is the accuracy of the accuracy-cost plot.\n"
-             f"Ini: {COST_DATASET_INI}. Default: the first dataset with force errors",
+             f"Ini: {COST_DATASET_INI}. Default: the first dataset\nthat every plotted candidate has force errors on",
     )
     addoption(
         f"--{prefix}workers", dest="mlpval_workers", default=None, type=_workers,
