@@ -34,7 +34,6 @@ def item_state(item: pytest.Item) -> ItemState:
     return item.stash[ITEM_STATE]
 
 
-#: the user property naming a test's subject: ``{"kind", "name"}``
 #: a test that judges several subjects is shown under the last of these it uses
 _RANK = {"candidate": 0, "dataset": 1, "recipe": 2}
 
