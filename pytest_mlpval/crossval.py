@@ -154,10 +154,10 @@ class CrossValidationResult:
 
     def fold_statistic(self, metric: str) -> tuple[float, float]:
         """Mean and sample standard deviation (ddof=1; 0 for one fold) of a per-fold
-        metric (``force_rmse``...) over the successful folds; NaN without any."""
+        metric (``force_rmse``...) over the successful folds; NaN without any, and NaN
+        when any of them is not finite (never the mean of fewer folds)."""
         values = np.array([f.metrics()[metric] for f in self.folds if f.ok], dtype=float)
-        values = values[~np.isnan(values)]
-        if values.size == 0:
+        if values.size == 0 or not np.all(np.isfinite(values)):
             return math.nan, math.nan
         return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0
 

@@ -437,3 +437,30 @@ def test_fitted_model_in_a_format_only_the_users_loader_reads(ref, fake_fit):
     assert unread.n_failed_folds == 2
     assert "loading the fitted model" in unread.folds[0].error
     assert "no loader accepted it" in unread.folds[0].error
+
+
+def test_a_fold_with_a_non_finite_error_makes_the_fold_mean_non_finite(ref):
+    """Never a smaller denominator: one successful fold whose errors are NaN (or inf)
+    makes the fold mean and spread NaN, not the mean of the other folds."""
+    from dataclasses import replace
+
+    result = cross_validate(ref, fit_scaled_forces, k=3, seed=0)
+    mean, _ = result.fold_statistic("force_rmse")
+    assert np.isfinite(mean)
+
+    class _Errors:
+        def __init__(self, bad):
+            self.bad = bad
+
+        def metrics(self):
+            return {"force_rmse": self.bad, "force_mae": self.bad}
+
+    for bad in (float("nan"), float("inf")):
+        folds = list(result.folds)
+        folds[1] = replace(folds[1], errors=_Errors(bad))
+        damaged = replace(result, folds=tuple(folds))
+        assert all(f.ok for f in damaged.folds)
+        mean, std = damaged.fold_statistic("force_rmse")
+        assert np.isnan(mean) and np.isnan(std)
+        assert np.isnan(damaged.metrics()["force_rmse_fold_mean"])
+        assert "force_rmse_fold_mean" not in damaged.not_measured()
