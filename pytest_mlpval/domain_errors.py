@@ -26,7 +26,7 @@ DEFAULT_BINS = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 
 
 def _rmse(values: np.ndarray) -> float:
-    values = values[~np.isnan(values)]
+    """RMSE of every value (a NaN or inf one makes it non-finite); NaN for none."""
     return float(np.sqrt(np.mean(values**2))) if values.size else math.nan
 
 

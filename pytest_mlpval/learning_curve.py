@@ -99,12 +99,14 @@ class LearningCurveResult:
 
     def curve(self, metric: str = "force_rmse") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sizes, mean and sample standard deviation (ddof=1; 0 for one seed) over seeds
-        of ``metric`` (NaN where every fit of a size failed)."""
+        of ``metric`` (NaN where every fit of a size failed, and where any successful
+        fit's value is not finite: never the mean of fewer seeds)."""
         means, stds = [], []
         for n in self.sizes:
             values = np.array([p.metrics.get(metric, math.nan) for p in self.points
                                if p.n_train == n and p.ok], dtype=float)
-            values = values[~np.isnan(values)]
+            if not np.all(np.isfinite(values)):
+                values = np.zeros(0)
             means.append(values.mean() if values.size else math.nan)
             stds.append(values.std(ddof=1) if values.size > 1 else 0.0 if values.size
                         else math.nan)

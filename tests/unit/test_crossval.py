@@ -464,3 +464,17 @@ def test_a_fold_with_a_non_finite_error_makes_the_fold_mean_non_finite(ref):
         assert np.isnan(mean) and np.isnan(std)
         assert np.isnan(damaged.metrics()["force_rmse_fold_mean"])
         assert "force_rmse_fold_mean" not in damaged.not_measured()
+
+
+def test_a_non_finite_learning_point_makes_its_size_non_finite(ref):
+    """Never a smaller denominator: a successful fit whose held-out error is NaN makes
+    the mean at its size NaN, not the mean of the other seeds."""
+    from dataclasses import replace
+
+    result = learning_curve(ref, fit_improving, sizes=(2, 0.5, 1.0), seeds=(0, 1),
+                            test_fraction=0.25, split_seed=0)
+    points = list(result.points)
+    at = next(i for i, p in enumerate(points) if p.n_train == 4)
+    points[at] = replace(points[at], metrics={**points[at].metrics, "force_rmse": math.nan})
+    _, mean, _ = replace(result, points=tuple(points)).curve("force_rmse")
+    assert np.isfinite(mean[0]) and np.isnan(mean[1]) and np.isfinite(mean[2])
