@@ -217,10 +217,8 @@ def identity_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
     """Failure text for records measured on other data than their baseline entries."""
     lines = []
     for rec, changes in groups:
-        where = "" if rec["subset"] == "all" else f", {rec['subset']}"
         lines.append(f"baseline {baseline_path} was measured on other data than this run "
-                     f"for {_who(rec)} on "
-                     f"{rec['dataset']['name']!r}{where}: not compared")
+                     f"for {_measured(rec)}: not compared")
         lines += [f"  {change}" for change in changes[:MAX_ROWS]]
         if len(changes) > MAX_ROWS:
             lines.append(f"  ... and {len(changes) - MAX_ROWS} more")
@@ -246,6 +244,12 @@ def _who(rec: Mapping[str, Any]) -> str:
     subject = subject_of(rec)
     kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
     return f"{kind} {subject['name']!r}"
+
+
+def _measured(rec: Mapping[str, Any]) -> str:
+    """``potential 'sw' on 'test', Elastic``: who a record judges, on what data."""
+    where = "" if rec["subset"] == "all" else f", {rec['subset']}"
+    return f"{_who(rec)} on {rec['dataset']['name']!r}{where}"
 
 
 def _entry_subject(entry: Mapping[str, Any]) -> str:
@@ -459,11 +463,9 @@ def regression_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[Compar
 
     lines = []
     for rec, comparisons in groups:
-        where = "" if rec["subset"] == "all" else f", {rec['subset']}"
         verb = "changed or are new" if regenerated else "regressed"
         lines.append(f"{len(comparisons)} metrics {verb} against baseline {baseline_path} "
-                     f"for {_who(rec)} on "
-                     f"{rec['dataset']['name']!r}{where}")
+                     f"for {_measured(rec)}")
         ranked = sorted(comparisons, key=lambda c: -_relative(c))[:MAX_ROWS]
         rows = [(c.metric, _num(c.baseline), _num(c.now), _num(c.change), _pct(c),
                  c.tolerance.text or DEFAULT_TOLERANCE, c.unit, c.status) for c in ranked]
