@@ -289,9 +289,15 @@ def _count(row: dict[str, Any], group: str, outcome: str, worst: Any, nodeid: st
     if outcome in ("failed", "error"):
         cell["failed_tests"].append(nodeid)
     if worst is not None and (cell["worst"] is None
-                              or worst["excess"] > cell["worst"]["excess"]):
+                              or worst["excess"] > _stored_excess(cell["worst"])):
         cell["worst"] = {**worst, "test": nodeid,
                          "excess": None if math.isinf(worst["excess"]) else worst["excess"]}
+
+
+def _stored_excess(worst: Mapping[str, Any]) -> float:
+    """A cell's worst excess as a number again: an infinite one is stored as None (the
+    JSON has no infinity)."""
+    return math.inf if worst["excess"] is None else worst["excess"]
 
 
 def _cell_text(cell: Mapping[str, Any]) -> str:

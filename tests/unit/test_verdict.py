@@ -285,3 +285,23 @@ def test_report_tables_draw_only_statuses_and_faults_in_red():
     assert page.count('class="fail"') == 2
     tests = _table(["test", "outcome"], [["t[sw]", "xfailed"], ["t[gap]", "failed"]])
     assert '<td class="xfail">xfailed</td>' in tests and '<td class="fail">failed</td>' in tests
+
+
+@pytest.mark.parametrize("order", ["inf-first", "inf-last"])
+def test_a_cell_with_an_infinite_and_a_finite_excess(order):
+    """Two failing tests of one cell, one past a limit by a NaN value (excess inf, stored
+    as None) and one by 300%: the matrix is built (it raised TypeError comparing None),
+    and the cell's worst is the non-finite one, whatever the order."""
+    nan_test = _test("test_physics.py::test_a[nan]", "failed",
+                     _rec("checks", potential="nan", dataset="checks",
+                          thresholds=[_t("translation", math.nan, 1e-6, passed=False)]))
+    big_test = _test("test_physics.py::test_b[nan]", "failed",
+                     _rec("checks", potential="nan", dataset="checks",
+                          thresholds=[_t("stress_gradient", 0.04, 0.01)]))
+    tests = [nan_test, big_test] if order == "inf-first" else [big_test, nan_test]
+    verdict = build_verdict(tests, ["nan"])
+    (row,) = verdict["subjects"]
+    cell = row["cells"]["physics"]
+    assert cell["counts"] == {"failed": 2}
+    assert cell["worst"]["metric"] == "translation" and cell["worst"]["excess"] is None
+    assert row["verdict"] == "FAIL"
