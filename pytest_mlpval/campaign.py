@@ -23,7 +23,8 @@ Plain library (no pytest).
   run, gets copies of them without reading the file, and a potential without a content
   hash is recognised by its calculator object (do not change a calculator's settings
   between calls). Two processes (xdist workers) that need the same cached campaign at
-  once compute it once: the second waits on a lock beside the cache file, then reads it. A damaged cache file is repaired with a
+  once compute it once: the second waits on a lock beside the cache file, then reads it.
+  A damaged cache file is repaired with a
   :class:`~pytest_mlpval.campaign_cache.CacheWarning` (:mod:`pytest_mlpval.campaign_cache`).
 - **Nothing is dropped.** An item whose task raises is kept as a failed
   :class:`ItemResult` with the error. A local worker process that dies breaks its pool
