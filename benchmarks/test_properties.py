@@ -49,7 +49,11 @@ def _candidates():
 
 
 def _protocols():
-    from pytest_mlpval import defects, elastic, eos, phonons, properties
+    from pytest_mlpval.protocols.properties import defects
+    from pytest_mlpval.protocols.properties import elastic
+    from pytest_mlpval.protocols.properties import eos
+    from pytest_mlpval.protocols.properties import phonons
+    from pytest_mlpval.protocols.properties import lattice as properties
 
     return {
         "lattice": (properties.relaxed_lattice, {}),

@@ -28,7 +28,7 @@ ATOMS = 8
 
 
 def _params():
-    from pytest_mlpval.rss import RssParameters
+    from pytest_mlpval.protocols.rss.search import RssParameters
 
     return RssParameters(n_structures=N_STRUCTURES, atoms_per_cell=(ATOMS, ATOMS), seed=2024,
                          references=())
@@ -36,7 +36,7 @@ def _params():
 
 def test_rss_worker_scaling(benchmark):
     from pytest_mlpval.potentials import load_potential
-    from pytest_mlpval.rss import relax_structure, run_rss
+    from pytest_mlpval.protocols.rss.search import relax_structure, run_rss
 
     sw = load_potential("sw")
     params = _params()

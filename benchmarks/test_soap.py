@@ -45,14 +45,14 @@ def _bare(frame, reference, settings):
 
 
 def _ours(frame, reference, settings):
-    from pytest_mlpval.structure import similarity_to_reference
+    from pytest_mlpval.descriptors import similarity_to_reference
 
     return similarity_to_reference(frame, reference, settings)[0]
 
 
 def test_soap_similarity_throughput(benchmark, frame):
     from pytest_mlpval.crystals import build_crystal
-    from pytest_mlpval.structure import SI_SOAP
+    from pytest_mlpval.descriptors import SI_SOAP
 
     reference = build_crystal("diamond")
     small = frame[:64]

@@ -15,7 +15,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .metrics import STATS, ErrorReport, metric_unit
+from pytest_mlpval.metrics import STATS, ErrorReport, metric_unit
 
 __all__ = [
     "MlpvalAssertionError",

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .results import finite_or_none
-from .tolerance import DEFAULT_TOLERANCE, Tolerance, parse_tolerance, resolve_tolerance
+from pytest_mlpval.results import finite_or_none
+from pytest_mlpval.tolerance import DEFAULT_TOLERANCE, Tolerance, parse_tolerance, resolve_tolerance
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -239,7 +239,7 @@ def entry_key(nodeid: str, potential: str, dataset: str, subset: str, kind: str)
 
 
 def _who(rec: Mapping[str, Any]) -> str:
-    from .subjects import subject_of
+    from pytest_mlpval.subjects import subject_of
 
     subject = subject_of(rec)
     kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
@@ -400,7 +400,7 @@ def _read_metric(name: str, metric: Any, finite: bool) -> dict[str, Any]:
 def baseline_entries(records: Iterable[tuple[str, Mapping[str, Any]]],
                      kinds: Sequence[str] = SAVED_KINDS) -> dict[str, dict[str, Any]]:
     """Baseline entries from (nodeid, record) pairs of a run."""
-    from .subjects import subject_label, subject_of
+    from pytest_mlpval.subjects import subject_label, subject_of
 
     entries = {}
     for nodeid, rec in records:
@@ -445,7 +445,7 @@ def write_baseline(path: str | os.PathLike[str], entries: Mapping[str, Mapping[s
                    meta: Mapping[str, Any]) -> Path:
     """Write atomically (temporary file + rename): never a half-written baseline.
     ``entries`` as :func:`baseline_entries` or :func:`load_baseline` give them."""
-    from .fileio import write_json
+    from pytest_mlpval.fileio import write_json
 
     document = {"schema": SCHEMA, **meta,
                 "entries": [_encode(entries[k]) for k in sorted(entries)]}
@@ -459,7 +459,7 @@ MAX_ROWS = 25
 def regression_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[Comparison]]],
                        baseline_path: str, regenerated: bool) -> str:
     """Failure text: one table (baseline, now, change, tolerance) per record."""
-    from .assertions import format_table
+    from pytest_mlpval.assertions import format_table
 
     lines = []
     for rec, comparisons in groups:

@@ -47,8 +47,9 @@ from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .campaign_cache import CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning, campaign_key, memo_key
-from .campaign_cache import canonical_json as _canonical_json  # noqa: F401 - external.py
+from pytest_mlpval.threads import single_threaded_worker
+from pytest_mlpval.campaign_cache import CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning, campaign_key, memo_key
+from pytest_mlpval.campaign_cache import canonical_json as _canonical_json  # noqa: F401 - external.py
 
 __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult",
            "CampaignResult", "run_campaign", "make_executor", "campaign_key", "Progress",
@@ -90,7 +91,7 @@ class CalculatorSource:
                 if entry not in sys.path:
                     sys.path.append(entry)
             if self.spec is not None:
-                from .potentials import load_potential
+                from pytest_mlpval.potentials import load_potential
                 calc = load_potential(self.spec, self.base_dir).calculator
             else:
                 calc = pickle.loads(self.pickled)
@@ -280,28 +281,12 @@ class _DaskExecutor(Executor):
             return 0
 
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _single_threaded() -> None:
-    """Worker initializer: one BLAS/OpenMP thread per worker process. Without it two
-    workers on two cores each start a BLAS thread pool whose threads spin against each
-    other (measured: a 64-atom relaxation took 30 s instead of 0.8 s)."""
-    for name in _THREAD_VARIABLES:
-        os.environ[name] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # numpy is not loaded yet in a fresh worker: the variables suffice
-        return
-    threadpool_limits(1)
-
-
 def _process_pool(workers: int) -> Executor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # forkserver: no fork of a process with threads (OpenMP, Dask, pytest-timeout)
-    return ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded,
+    return ProcessPoolExecutor(max_workers=workers, initializer=single_threaded_worker,
                                mp_context=multiprocessing.get_context("forkserver"))
 
 

@@ -24,8 +24,8 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .assertions import MlpvalAssertionError, format_table
-from .references import (
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.references import (
     MissingReferenceError,
     ReferenceTable,
     ReferenceValue,

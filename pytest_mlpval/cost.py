@@ -111,7 +111,7 @@ def accuracy_cost_points(records: Iterable[Mapping[str, Any]], cost_rows: Sequen
     exponent). The dataset is ``wanted`` (--mlpval-cost-dataset), else the first dataset
     (in run order) on which every plotted candidate has force errors, so that the points
     compare like with like; else each candidate's first dataset with force errors."""
-    from .subjects import subject_of
+    from pytest_mlpval.subjects import subject_of
 
     largest: dict[str, tuple[int, float]] = {}
     for pot, n, _, per_atom, _ in cost_rows:

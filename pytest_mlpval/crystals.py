@@ -150,7 +150,7 @@ def build_crystal(name: str, symbol: str = "Si") -> Any:
     """
     from ase.data import atomic_numbers, covalent_radii
 
-    from .units import is_chemical_symbol
+    from pytest_mlpval.units import is_chemical_symbol
 
     canonical = _canonical(name)
     if not is_chemical_symbol(symbol):
@@ -202,10 +202,10 @@ def relax(atoms: Any, calc: Any, *, pressure_GPa: float = 0.0, fmax_eV_A: float 
     import ase.optimize
     from ase.filters import FrechetCellFilter
 
-    from .threads import one_blas_thread
+    from pytest_mlpval.threads import one_blas_thread
     from ase.units import GPa
 
-    from .units import EV_PER_A3_TO_GPA
+    from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
     atoms = atoms.copy()
     atoms.calc = calc

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .potentials import sha256_file
+from pytest_mlpval.potentials import sha256_file
 
 __all__ = [
     "DatasetError",

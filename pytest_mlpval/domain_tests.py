@@ -26,7 +26,7 @@ run once per run, and their records carry the recipe's or the dataset's identity
   test's ``mlpval_thresholds`` exactly like test-set errors; a failed fold fails the test
   with the tail of the fit's stderr.
 - ``mlpval_domain``: leakage of a test set into the training set and applicability of
-  your structures (SOAP similarity, :mod:`pytest_mlpval.domain`). Default limits
+  your structures (SOAP similarity, :mod:`pytest_mlpval.protocols.domain.coverage`). Default limits
   (:data:`LEAKAGE_BOUNDS`, :data:`APPLICABILITY_BOUNDS`) give way to ``mlpval_expect``
   bounds of the same metric.
 - ``mlpval_external``: an external test set from a protocol's structures, labelled by a
@@ -47,30 +47,30 @@ from typing import Any
 
 import pytest
 
-from .external_tests import ExternalSets, mlpval_external
+from pytest_mlpval.external_tests import ExternalSets, mlpval_external
 
 __all__ = ["mlpval_cv", "mlpval_domain", "mlpval_external", "test_mlpval_leakage",
            "test_mlpval_applicability", "test_mlpval_cross_validation", "LEAKAGE_BOUNDS",
            "APPLICABILITY_BOUNDS", "CrossValidation", "DomainChecks", "ExternalSets",
            "cv_dataset_name"]
 
-#: default limits of the leakage check (pytest_mlpval.domain.assert_no_leakage)
+#: default limits of the leakage check (pytest_mlpval.protocols.domain.coverage.assert_no_leakage)
 LEAKAGE_BOUNDS = {"max_duplicate_fraction": 0.05, "max_median_min_similarity": 0.9999}
-#: default limit of the applicability check (pytest_mlpval.domain.assert_applicable)
+#: default limit of the applicability check (pytest_mlpval.protocols.domain.coverage.assert_applicable)
 APPLICABILITY_BOUNDS = {"max_outside_fraction": 0.05}
 
 _DOMAINS: dict[str, Any] = {}  # training-set sha256 -> TrainingDomain (per process)
 
 
 def _session(config: pytest.Config) -> Any:
-    from .plugin import SESSION
+    from pytest_mlpval.plugin import SESSION
 
     return config.stash[SESSION]
 
 
 def _recorder(request: pytest.FixtureRequest, subject: dict[str, Any]) -> Any:
     """An ``mlpval`` fixture object recording under ``subject`` (no candidate)."""
-    from .fixture import MlpvalFixture
+    from pytest_mlpval.fixture import MlpvalFixture
 
     return MlpvalFixture(request.node, _session(request.config), None, subject)
 
@@ -78,9 +78,9 @@ def _recorder(request: pytest.FixtureRequest, subject: dict[str, Any]) -> Any:
 def _recipe(config: pytest.Config, fit: Any, spec: Any) -> dict[str, Any]:
     """The recipe subject of ``fit`` under ``spec`` (its name, model file name, time
     limit), with the candidates linked to it; FitSpecError for a bad fitter."""
-    from .fitting import as_fitter
-    from .plugin import LINKS
-    from .subjects import default_recipe_name, recipe_subject
+    from pytest_mlpval.protocols.fitting.fit import as_fitter
+    from pytest_mlpval.plugin import LINKS
+    from pytest_mlpval.subjects import default_recipe_name, recipe_subject
 
     fitter = as_fitter(fit, spec.model_name, spec.timeout_s)
     name = spec.recipe or default_recipe_name(fitter)
@@ -126,10 +126,10 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
     ``protocol`` or without one), ``defaults`` where no marker bounds the same metric,
     and ``explicit``. On failure the message ends with ``details()`` lines."""
     __tracebackhide__ = True
-    from .assertions import MissingMetricError, MlpvalAssertionError, bounds_message, \
+    from pytest_mlpval.assertions import MissingMetricError, MlpvalAssertionError, bounds_message, \
         check_bounds
-    from .fixture import item_state
-    from .markers import expectations_of
+    from pytest_mlpval.fixture import item_state
+    from pytest_mlpval.markers import expectations_of
 
     metrics, units = result.metrics(), result.units()
     specs = [s for s in expectations_of(item)
@@ -163,7 +163,7 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
 def _training(config: pytest.Config, name: str | None = None) -> Any:
     """The configured training dataset (a ReferenceSet); skip when there is none (fail
     with --mlpval-require-dataset)."""
-    from . import options
+    from pytest_mlpval import options
 
     session = _session(config)
     name = name or session.settings.training_dataset
@@ -182,7 +182,7 @@ def _training(config: pytest.Config, name: str | None = None) -> Any:
 
 
 def _domain_of(reference: Any) -> Any:
-    from .domain import training_domain
+    from pytest_mlpval.protocols.domain.coverage import training_domain
 
     if reference.sha256 not in _DOMAINS:
         _DOMAINS[reference.sha256] = training_domain(reference)
@@ -201,7 +201,7 @@ class CrossValidation:
     def _provisional(self) -> dict[str, Any]:
         """The recipe as the marker and configuration name it, before :meth:`run`
         (which may be given another ``fit``); ``no-recipe`` where there is none yet."""
-        from .fitting import FitSpecError
+        from pytest_mlpval.protocols.fitting.fit import FitSpecError
 
         try:
             spec = self.spec()
@@ -215,7 +215,7 @@ class CrossValidation:
         return self._mlpval.subject
 
     def _use(self, fit: Any, spec: Any) -> None:
-        from .fitting import FitSpecError
+        from pytest_mlpval.protocols.fitting.fit import FitSpecError
 
         try:
             self._mlpval.subject = _recipe(self._request.config, fit, spec)
@@ -225,7 +225,7 @@ class CrossValidation:
 
     def spec(self, **overrides: Any) -> Any:
         """The test's ``mlpval_cv`` marker (defaults without one) with ``overrides``."""
-        from .markers import CV, parse_cv_marker
+        from pytest_mlpval.markers import CV, parse_cv_marker
 
         item = self._request.node
         mark = item.get_closest_marker(CV)
@@ -236,7 +236,7 @@ class CrossValidation:
         """The marker's ``fit``, else the ``mlpval_fit`` fixture's value, else the
         configured fit command; skip (or UsageError with ``required=True``) without
         (``skip=False``: None)."""
-        from . import options
+        from pytest_mlpval import options
 
         if spec.fit is not None:
             return spec.fit
@@ -261,7 +261,7 @@ class CrossValidation:
         order)."""
         import numpy as np
 
-        from .splits import subset
+        from pytest_mlpval.protocols.fitting.splits import subset
 
         reference = _training(self._request.config, spec.dataset)
         n = len(reference)
@@ -282,9 +282,9 @@ class CrossValidation:
         __tracebackhide__ = True
         import pickle
 
-        from .crossval import assert_cv_errors, cross_validate
-        from .fitting import FitSpecError
-        from .markers import thresholds_of
+        from pytest_mlpval.protocols.fitting.crossval import assert_cv_errors, cross_validate
+        from pytest_mlpval.protocols.fitting.fit import FitSpecError
+        from pytest_mlpval.markers import thresholds_of
 
         spec = self.spec(**overrides)
         fit = self.fitter(spec)
@@ -314,7 +314,7 @@ class CrossValidation:
         assert_cv_errors(result, max_failed_folds=spec.max_failed_folds)
         if thresholds_of(self._request.node):
             if result.pooled is None:
-                from .assertions import MlpvalAssertionError
+                from pytest_mlpval.assertions import MlpvalAssertionError
 
                 raise MlpvalAssertionError(f"cross-validation of {data.name!r}: no fold "
                                            "succeeded, no errors to check")
@@ -328,8 +328,8 @@ class CrossValidation:
         ``learning-curve`` (metrics: RMSEs at the smallest and largest size, log-log
         slopes) with its plot for the report."""
         __tracebackhide__ = True
-        from .fitting import FitSpecError
-        from .learning_curve import learning_curve
+        from pytest_mlpval.protocols.fitting.fit import FitSpecError
+        from pytest_mlpval.protocols.fitting.learning_curve import learning_curve
 
         spec = self.spec(**overrides)
         fit = self.fitter(spec)
@@ -384,7 +384,7 @@ class DomainChecks:
     """What the ``mlpval_domain`` fixture returns."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
-        from .subjects import dataset_subject
+        from pytest_mlpval.subjects import dataset_subject
 
         self._request = request
         self._mlpval = _recorder(request, dataset_subject(
@@ -401,7 +401,7 @@ class DomainChecks:
 
     def training(self) -> Any:
         """The training dataset (a ReferenceSet): the subject of the checks."""
-        from .subjects import dataset_subject
+        from pytest_mlpval.subjects import dataset_subject
 
         reference = _training(self._request.config)
         self._mlpval.subject = dataset_subject(reference)
@@ -414,7 +414,7 @@ class DomainChecks:
         ``mlpval_expect`` markers or ``bounds`` say otherwise. Recorded as protocol
         ``leakage``, group = the test set's name. Returns the LeakageResult."""
         __tracebackhide__ = True
-        from .domain import _duplicate_table, check_leakage
+        from pytest_mlpval.protocols.domain.coverage import _duplicate_table, check_leakage
 
         result = check_leakage(_domain_of(self.training()), test, test_name=test.name)
 
@@ -437,12 +437,12 @@ class DomainChecks:
                       cutoff: float | None = None, **bounds: float) -> Any:
         """Check that at most 5% of the atoms of ``structures`` (a file path, ASE Atoms
         or a ReferenceSet) have a per-atom SOAP similarity to the training set below
-        ``cutoff`` (default 0.95, :data:`~pytest_mlpval.domain.OUTSIDE_CUTOFF`), unless
+        ``cutoff`` (default 0.95, :data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`), unless
         ``mlpval_expect`` markers or ``bounds`` say otherwise; a failure names the least
         covered structures. Recorded as protocol ``applicability``, group ``name``."""
         __tracebackhide__ = True
-        from .assertions import format_table
-        from .domain import OUTSIDE_CUTOFF, check_applicability
+        from pytest_mlpval.assertions import format_table
+        from pytest_mlpval.protocols.domain.coverage import OUTSIDE_CUTOFF, check_applicability
 
         names = None
         if isinstance(structures, (str, Path)):
@@ -498,7 +498,7 @@ def test_mlpval_applicability(mlpval_domain, request):
     similarity to the training set below 0.95 (mlpval_expect max_outside_fraction
     overrides); a failure names the least covered structures."""
     __tracebackhide__ = True
-    from . import options
+    from pytest_mlpval import options
 
     files = _session(request.config).settings.applications
     if not files:
@@ -511,7 +511,7 @@ def test_mlpval_applicability(mlpval_domain, request):
         except AssertionError as exc:
             failures.append(str(exc))
     if failures:
-        from .assertions import MlpvalAssertionError
+        from pytest_mlpval.assertions import MlpvalAssertionError
 
         raise MlpvalAssertionError("\n\n".join(failures))
 
@@ -520,7 +520,7 @@ def test_mlpval_cross_validation(mlpval_cv, request):
     """k-fold cross-validation of the fitting recipe (--mlpval-fit-command) on the
     training dataset (marker mlpval_cv, default 5-fold random split, seed 0); runs with
     --mlpval-tier=full or when the test carries an mlpval_cv marker. Once per run."""
-    from .markers import CV
+    from pytest_mlpval.markers import CV
 
     tier = _session(request.config).settings.tier
     if tier != "full" and request.node.get_closest_marker(CV) is None:

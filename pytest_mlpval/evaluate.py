@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .data import ReferenceSet, readonly_array
-from .fileio import atomic_write
+from pytest_mlpval.data import ReferenceSet, readonly_array
+from pytest_mlpval.fileio import atomic_write
 
 __all__ = ["CacheWarning", "NonFiniteError", "PredictionShapeError", "Predictions",
            "predict", "predict_cached", "cache_key"]

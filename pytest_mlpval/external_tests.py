@@ -35,7 +35,7 @@ class ExternalSets:
         labeller = config.hook.pytest_mlpval_labeller(config=config, name=reference)
         if labeller is not None:
             return labeller
-        from .potentials import PotentialLoadError, PotentialSpecError, load_potential
+        from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError, load_potential
 
         def hook(spec: str) -> Any:
             return config.hook.pytest_mlpval_load_potential(config=config, spec=spec)
@@ -61,7 +61,7 @@ class ExternalSets:
         (``mlpval-external/<name>-<digest>.xyz`` and its ``.json`` provenance sidecar).
         The provenance holds the protocol, its ``parameters``, the candidate that made
         the structures and the reference's identity. Returns the ExternalSet."""
-        from .external import _frames_sha256, _structures, build_external_set
+        from pytest_mlpval.protocols.domain.external import _frames_sha256, _structures, build_external_set
 
         structures = _structures(frames)
         labeller = self.reference(reference)
@@ -86,7 +86,7 @@ class ExternalSets:
         internal test sets); checked against ``limits`` and the test's
         ``mlpval_thresholds`` markers when there are any."""
         __tracebackhide__ = True
-        from .markers import thresholds_of
+        from pytest_mlpval.markers import thresholds_of
 
         report = self._mlpval.errors(external.read())
         if limits or thresholds_of(self._request.node):

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from .assertions import MlpvalAssertionError
-from .markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
-from .session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
+from pytest_mlpval.assertions import MlpvalAssertionError
+from pytest_mlpval.markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
+from pytest_mlpval.session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
 
 
 @dataclass
@@ -61,7 +61,7 @@ def item_subject(item: pytest.Item) -> dict[str, Any] | None:
         return {"kind": "recipe", "name": name if isinstance(name, str) else "no-recipe",
                 "identity": {}}
     if "mlpval_domain" in names:
-        from .plugin import SESSION
+        from pytest_mlpval.plugin import SESSION
 
         training = item.config.stash[SESSION].settings.training_dataset
         return {"kind": "dataset", "name": training or "no-training-dataset",
@@ -79,7 +79,7 @@ def item_subject(item: pytest.Item) -> dict[str, Any] | None:
 def attach_subject(item: pytest.Item) -> None:
     """Put ``("mlpval_subject", {"kind", "name"})`` on ``user_properties`` (replacing an
     earlier one: a recipe is known by name once its test ran)."""
-    from .subjects import subject_brief
+    from pytest_mlpval.subjects import subject_brief
 
     subject = item_subject(item)
     if subject is None:
@@ -117,7 +117,7 @@ class MlpvalFixture:
         self._session = session
         self.potential = potential
         if subject is None:
-            from .subjects import candidate_subject
+            from pytest_mlpval.subjects import candidate_subject
 
             subject = candidate_subject(potential.info, fitted_by(item.config, potential))
         self.subject = subject
@@ -133,7 +133,7 @@ class MlpvalFixture:
         set_subject(self._item, subject)
 
     def _key(self) -> str:
-        from .subjects import subject_label
+        from pytest_mlpval.subjects import subject_label
 
         return subject_label(self.subject)
 
@@ -157,7 +157,7 @@ class MlpvalFixture:
         self._record(report, reference)
 
     def _record(self, report: Any, reference: Any = None) -> dict[str, Any]:
-        from .metrics import metric_unit
+        from pytest_mlpval.metrics import metric_unit
 
         key = (self._key(), report.dataset, report.subset)
         state = item_state(self._item)
@@ -202,7 +202,7 @@ class MlpvalFixture:
                 record["metrics"][name] = value
         record["units"].update(units)
         if reduce == "max":
-            from .results import worse_check
+            from pytest_mlpval.results import worse_check
 
             by_metric = {t["metric"]: t for t in record["thresholds"]}
             for t in thresholds:
@@ -216,7 +216,7 @@ class MlpvalFixture:
         return record
 
     def record_check(self, result: Any) -> None:
-        """Record an :class:`~pytest_mlpval.invariance.CheckResult`, keeping the worst
+        """Record an :class:`~pytest_mlpval.protocols.invariance.CheckResult`, keeping the worst
         over the structures a test tried: its value (a judged check), or its status
         ``ERROR`` (the calculator raised) or ``skipped`` (the check does not apply) with
         the reason, so that the physics table has a row for every check that ran."""
@@ -308,7 +308,7 @@ class MlpvalFixture:
         with a table on failure; returns the checked results otherwise.
         """
         __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
-        from .assertions import evaluate_thresholds, failure_message, validate_limits
+        from pytest_mlpval.assertions import evaluate_thresholds, failure_message, validate_limits
 
         groups: dict[str | None, dict[str, float]] = {}
         sources: dict[str | None, list[str]] = {}
@@ -366,7 +366,7 @@ class NonFiniteMetricError(MlpvalAssertionError):
 def nonfinite_failure(item: pytest.Item) -> NonFiniteMetricError | None:
     """The failure for the non-finite metrics the test recorded (None if there are
     none): each named with its potential, kind and protocol or dataset."""
-    from .results import nonfinite_faults
+    from pytest_mlpval.results import nonfinite_faults
 
     state = item.stash.get(ITEM_STATE, None)
     if state is None:
@@ -395,7 +395,7 @@ def nonfinite_failure(item: pytest.Item) -> NonFiniteMetricError | None:
 
 def _who(rec: dict[str, Any]) -> str:
     """A record's subject in messages: ``potential 'sw'``, ``recipe 'fit_gap.py'``."""
-    from .subjects import subject_of
+    from pytest_mlpval.subjects import subject_of
 
     subject = subject_of(rec)
     kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
@@ -413,8 +413,8 @@ def _of(subject: dict[str, Any]) -> str:
 def fitted_by(config: pytest.Config, potential: Any) -> str | None:
     """The recipe a candidate is linked to (ini ``mlpval_fitted_by``, by the candidate's
     name or sha256), None if it is not."""
-    from .plugin import LINKS
-    from .subjects import linked_recipe
+    from pytest_mlpval.plugin import LINKS
+    from pytest_mlpval.subjects import linked_recipe
 
     return linked_recipe(config.stash.get(LINKS, {}), potential.name,
                          getattr(potential.info, "sha256", None))
@@ -447,7 +447,7 @@ def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
 
 def _apply_bounds(metrics: dict[str, float], units: dict[str, str], groups: list,
                   protocol: str, potential: str, record: dict[str, Any] | None) -> list:
-    from .assertions import MissingMetricError, bounds_message, check_bounds
+    from pytest_mlpval.assertions import MissingMetricError, bounds_message, check_bounds
 
     __tracebackhide__ = True
     checked, messages = [], []
@@ -475,7 +475,7 @@ def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
     state = item.stash.get(ITEM_STATE, None)
     if not specs or (state is not None and state.expected):
         return
-    from .subjects import subject_of
+    from pytest_mlpval.subjects import subject_of
 
     records = [] if state is None else [r for r in state.records.values()
                                         if r["kind"] == "protocol"]
@@ -507,10 +507,10 @@ def compare_with_baseline(item: pytest.Item, session: MlpvalSession) -> None:
     (or, with --mlpval-regen-baseline, any change) fails this test with a table. A record
     measured on other data than its baseline entry (dataset sha256, label keys, index,
     protocol parameters) is not compared: it fails the test, naming what changed."""
-    from .baseline import (COMPARED_KINDS, MlpvalRegressionError, compare_metrics,
+    from pytest_mlpval.baseline import (COMPARED_KINDS, MlpvalRegressionError, compare_metrics,
                            entry_key, identity_changes, identity_message, record_identity,
                            regression_message)
-    from .subjects import subject_label
+    from pytest_mlpval.subjects import subject_label
 
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalRegressionError)
     settings = session.settings

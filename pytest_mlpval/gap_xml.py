@@ -202,7 +202,7 @@ def check_gap_xml(xml_path: Path) -> tuple[list[Path], ElementTree.Element]:
 def species_of_descriptors(root: ElementTree.Element) -> tuple[str, ...]:
     """Chemical symbols named by the descriptors of a GAP XML (``Z=``, ``Z1=``,
     ``species_Z={...}``)."""
-    from .units import chemical_symbol
+    from pytest_mlpval.units import chemical_symbol
 
     numbers: set[int] = set()
     for element in root.iter("descriptor"):

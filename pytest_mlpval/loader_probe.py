@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
     import traceback
 
     raw, base_dir, species = argv
-    from .potentials import is_calculator, parse_potential_spec
+    from pytest_mlpval.potentials import is_calculator, parse_potential_spec
 
     try:
         calculator = parse_potential_spec(raw, base_dir, probe=False).make()

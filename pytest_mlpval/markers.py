@@ -60,7 +60,7 @@ class ExpectSpec:
 
 def expectations_of(item: pytest.Item) -> list[ExpectSpec]:
     """Validated ``mlpval_expect`` markers of ``item``."""
-    from .assertions import parse_bounds
+    from pytest_mlpval.assertions import parse_bounds
 
     specs = []
     for mark in item.iter_markers(EXPECT):
@@ -88,7 +88,7 @@ class ThresholdSpec:
 
 def thresholds_of(item: pytest.Item) -> list[ThresholdSpec]:
     """Validated ``mlpval_thresholds`` markers of ``item`` (closest first)."""
-    from .assertions import validate_limits
+    from pytest_mlpval.assertions import validate_limits
 
     specs = []
     for mark in item.iter_markers(THRESHOLDS):
@@ -112,7 +112,7 @@ def thresholds_of(item: pytest.Item) -> list[ThresholdSpec]:
 def dataset_specs(definition: Any, configured: tuple[Any, ...]) -> list[Any] | None:
     """DatasetSpecs from ``mlpval_dataset`` markers of a test function (None if it has
     none). ``configured`` are the datasets of the command line / ini, by name."""
-    from .data import DatasetError, parse_dataset_spec
+    from pytest_mlpval.data import DatasetError, parse_dataset_spec
 
     marks = list(definition.iter_markers(DATASET))
     if not marks:
@@ -189,7 +189,7 @@ def _whole(value: Any, minimum: int) -> bool:
 def parse_cv_marker(args: tuple, kwargs: dict[str, Any], where: str) -> CvSpec:
     """A :class:`CvSpec` from an ``mlpval_cv`` marker's arguments; ``pytest.UsageError``
     naming the bad value."""
-    from .splits import SPLIT_METHODS
+    from pytest_mlpval.protocols.fitting.splits import SPLIT_METHODS
 
     text = f"@pytest.mark.{CV}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
     if args:
@@ -301,7 +301,7 @@ def property_specs(item: pytest.Item) -> list[PropertySpec]:
     ``pytest.UsageError`` naming the marker for a missing or unknown property name
     (a name must carry its unit, e.g. ``C44_GPa``), unknown keyword arguments, no
     tolerance, or a bad tolerance or kind."""
-    from .references import UnknownPropertyError, normalise_kind, property_unit
+    from pytest_mlpval.references import UnknownPropertyError, normalise_kind, property_unit
 
     specs = []
     for node, mark in item.iter_markers_with_node(PROPERTY):
@@ -355,7 +355,7 @@ def training_level_of(item: pytest.Item, specs: list[PropertySpec],
     """The candidate's training level (``"DFT-PBE"``) for property comparisons: from the
     markers' ``training_level=`` (they must agree), else the ini line
     ``mlpval_training_level`` where a suite registered it, else ``default``."""
-    from .references import normalise_kind
+    from pytest_mlpval.references import normalise_kind
 
     levels = {s.training_level for s in specs if s.training_level is not None}
     if len(levels) > 1:

@@ -39,8 +39,8 @@ import math
 
 import numpy as np
 
-from .data import readonly_array
-from .units import EV_PER_A3_TO_GPA
+from pytest_mlpval.data import readonly_array
+from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
 __all__ = [
     "EV_PER_A3_TO_GPA",

@@ -292,7 +292,7 @@ def _ini_base(config: pytest.Config) -> Path:
 def resolve(config: pytest.Config) -> Settings:
     """Read and validate options and ini keys; raise ``pytest.UsageError`` naming the
     option (or ini key) and the value at fault."""
-    from . import potentials as pot
+    from pytest_mlpval import potentials as pot
 
     cli_dir = config.invocation_params.dir
     raw_pots = config.getoption("mlpval_potentials")
@@ -323,7 +323,7 @@ def resolve(config: pytest.Config) -> Settings:
         data_values = config.getini(DATASETS_INI)
     datasets = []
     if data_values:
-        from .data import DatasetError, parse_dataset_spec
+        from pytest_mlpval.data import DatasetError, parse_dataset_spec
 
         for raw in data_values:
             try:
@@ -345,7 +345,7 @@ def resolve(config: pytest.Config) -> Settings:
     else:
         species, species_source = list(config.getini(SPECIES_INI)), f"ini {SPECIES_INI}"
     species = [s.strip(",") for s in species if s.strip(",")]
-    from .units import is_chemical_symbol
+    from pytest_mlpval.units import is_chemical_symbol
 
     bad = [s for s in species if not is_chemical_symbol(s)]
     if bad:
@@ -483,7 +483,7 @@ def baseline_path(value: str, base: Path, rootdir: Path) -> Path:
 
 
 def _baseline_settings(config: pytest.Config, cli_dir: Path):
-    from . import baseline as bl
+    from pytest_mlpval import baseline as bl
 
     rootdir = config.rootpath
     save = config.getoption("mlpval_save_baseline")

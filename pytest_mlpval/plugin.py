@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import markers, options
+from pytest_mlpval import markers, options
 
 if TYPE_CHECKING:
-    from .data import ReferenceSet
-    from .fixture import MlpvalFixture
-    from .metrics import ErrorReport
-    from .potentials import Potential
-    from .session import MlpvalSession
+    from pytest_mlpval.data import ReferenceSet
+    from pytest_mlpval.fixture import MlpvalFixture
+    from pytest_mlpval.metrics import ErrorReport
+    from pytest_mlpval.potentials import Potential
+    from pytest_mlpval.session import MlpvalSession
 
 SESSION = pytest.StashKey["MlpvalSession"]()
 #: candidate -> recipe: the links of ini mlpval_fitted_by and --mlpval-fitted-by
@@ -34,7 +34,7 @@ NO_DATASET = "no-dataset"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspec
+    from pytest_mlpval import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
 
@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in markers.MARKER_LINES:
         config.addinivalue_line("markers", line)
-    from . import session as session_module
+    from pytest_mlpval import session as session_module
 
     session = session_module.MlpvalSession(config, options.resolve(config))
     config.stash[SESSION] = session
@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _links(config: pytest.Config) -> dict[str, str]:
-    from .subjects import parse_links
+    from pytest_mlpval.subjects import parse_links
 
     try:
         links = parse_links(config.getini(FITTED_BY_INI), f"ini {FITTED_BY_INI}")
@@ -112,7 +112,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             needs_potential = needs_potential or "mlpval_potential" in names
     markers.apply_known_failures(items)  # strict xfails for the candidates they name
     settings = config.stash[SESSION].settings
-    from .session import is_xdist_worker
+    from pytest_mlpval.session import is_xdist_worker
 
     # a worker cannot stop the run cleanly: there the fixture fails each test instead
     if (needs_potential and settings.require_potential and not settings.potentials
@@ -133,7 +133,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    from .fixture import auto_check, auto_expect, compare_with_baseline
+    from pytest_mlpval.fixture import auto_check, auto_expect, compare_with_baseline
 
     __tracebackhide__ = True
     failures, steps = [], (auto_check, auto_expect, compare_with_baseline)
@@ -162,11 +162,11 @@ def pytest_runtest_call(item: pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "call":
-        from .fixture import attach_records
+        from pytest_mlpval.fixture import attach_records
 
         attach_records(item)
     elif call.when == "setup" and markers.AUTO in item.keywords:
-        from .fixture import attach_subject
+        from pytest_mlpval.fixture import attach_subject
 
         attach_subject(item)  # also on a test that skips or errors in its setup
     return (yield)
@@ -175,13 +175,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """A candidate beside the recipe that fitted it, where the user linked them."""
-    from .session import is_xdist_worker
+    from pytest_mlpval.session import is_xdist_worker
 
     session = config.stash.get(SESSION, None)
     if session is None or is_xdist_worker(config) or not session.results:
         return
-    from .assertions import format_table
-    from .subjects import LINK_HEADERS, side_by_side_rows
+    from pytest_mlpval.assertions import format_table
+    from pytest_mlpval.subjects import LINK_HEADERS, side_by_side_rows
 
     try:
         rows = side_by_side_rows(rec for _, rec in session.results.pairs())
@@ -201,7 +201,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def pytest_mlpval_update_json(config: pytest.Config, output: dict) -> None:
     """The run's subjects and the candidate-recipe links, beside the records."""
     session = config.stash[SESSION]
-    from .subjects import subject_of
+    from pytest_mlpval.subjects import subject_of
 
     subjects: dict[str, Any] = {}
     for _, rec in session.results.pairs():
@@ -262,7 +262,7 @@ def mlpval_predictions(request: pytest.FixtureRequest, mlpval_potential: "Potent
 def mlpval(request: pytest.FixtureRequest, mlpval_potential: "Potential") -> "MlpvalFixture":
     """Check and record: ``mlpval.check(report, force_rmse=0.15)``,
     ``mlpval.errors(reference)``."""
-    from .fixture import MlpvalFixture
+    from pytest_mlpval.fixture import MlpvalFixture
 
     return MlpvalFixture(request.node, request.config.stash[SESSION], mlpval_potential)
 
@@ -297,9 +297,9 @@ def mlpval_species(request: pytest.FixtureRequest, mlpval_potential: "Potential"
 
 @pytest.fixture(scope="session")
 def mlpval_tolerances(request: pytest.FixtureRequest) -> Any:
-    """Tolerances of the physics checks (pytest_mlpval.invariance.Tolerances) for
+    """Tolerances of the physics checks (pytest_mlpval.protocols.invariance.Tolerances) for
     --mlpval-precision (float64 by default, or float32)."""
-    from .invariance import FLOAT32, FLOAT64
+    from pytest_mlpval.protocols.invariance import FLOAT32, FLOAT64
 
     precision = request.config.stash[SESSION].settings.precision
     return FLOAT32 if precision == "float32" else FLOAT64

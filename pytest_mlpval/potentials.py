@@ -194,7 +194,7 @@ def gap_model(xml_path: Path) -> tuple[list[Path], tuple[str, ...]]:
     raises PotentialSpecError if the XML is malformed, not a GAP, has a non-numeric or
     inconsistent attribute, or a sparseX file is missing, changed or short (see
     :func:`pytest_mlpval.gap_xml.check_gap_xml`)."""
-    from .gap_xml import GapModelError, check_gap_xml, species_of_descriptors
+    from pytest_mlpval.gap_xml import GapModelError, check_gap_xml, species_of_descriptors
 
     try:
         files, root = check_gap_xml(xml_path)
@@ -357,7 +357,7 @@ def _file_backed_info(name: str, spec: str, loader: str, path: Path,
 
 
 def _versions(loader: str | None, module: str | None = None) -> dict[str, str]:
-    from .loader_probe import loader_versions
+    from pytest_mlpval.loader_probe import loader_versions
 
     return loader_versions(loader or "", module)
 
@@ -365,7 +365,7 @@ def _versions(loader: str | None, module: str | None = None) -> dict[str, str]:
 # --- probes: load once in a subprocess, so a loader that ends the process cannot end ours
 
 def _probe_gap(info: PotentialInfo, xml_path: Path) -> None:
-    from .loader_probe import probe
+    from pytest_mlpval.loader_probe import probe
 
     key = (f"gap:{info.sha256}:{sorted(info.loader_versions.items())}:"
            f"{sys.executable}:{sys.version}")
@@ -384,7 +384,7 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
     """Probe a factory or entry point: load it and compute one energy in a subprocess.
     A probe that dies is a PotentialLoadError; one whose loader raised is not (loading
     here raises the same exception, with the usual message)."""
-    from .loader_probe import probe
+    from pytest_mlpval.loader_probe import probe
 
     info = parsed.info
     base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
@@ -466,7 +466,7 @@ def load_potential(
         raise PotentialLoadError(f"loading {spec!r} failed: {type(exc).__name__}: {exc}") from exc
     info = parsed.info
     if code_defined:  # now the calculator's own package (and torch...) can be named
-        from .loader_probe import loader_versions
+        from pytest_mlpval.loader_probe import loader_versions
 
         module = parsed.info.spec.partition(":")[0] if info.loader == "factory" else None
         versions = {**info.loader_versions,

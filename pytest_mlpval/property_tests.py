@@ -20,7 +20,7 @@ error. To give one group its own markers (or an ``xfail``), subclass its class i
         pass
 
 Markers on a class or a test must name properties of that test's group. Every test
-runs its protocols through :func:`~pytest_mlpval.property_campaign.compute_properties`
+runs its protocols through :func:`~pytest_mlpval.protocols.properties.campaign.compute_properties`
 with the campaign options (workers, Dask scheduler, the campaign cache: a rerun is read
 back, not recomputed), records every protocol's metrics (summary, ``--mlpval-json``,
 baselines; EoS and phonon figures in ``--mlpval-report``) and compares the marked
@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 
-from .assertions import MlpvalAssertionError
+from pytest_mlpval.assertions import MlpvalAssertionError
 
 __all__ = [
     "test_mlpval_lattice", "test_mlpval_elastic", "test_mlpval_phonons",
@@ -111,7 +111,7 @@ def _module_setting(request: pytest.FixtureRequest, name: str, default: Any) -> 
 
 
 def _references(request: pytest.FixtureRequest, element: str) -> Any:
-    from .references import ReferenceDataError, load_references
+    from pytest_mlpval.references import ReferenceDataError, load_references
 
     files = _module_setting(request, "MLPVAL_REFERENCE_FILES", ())
     base = Path(str(request.node.path)).parent
@@ -136,7 +136,7 @@ def _params(request: pytest.FixtureRequest, group: str, tier: str) -> dict[str, 
 def _specs_for(item: pytest.Item, group: str) -> list[Any]:
     """This test's property markers, validated; module-wide ones of other groups are
     left to their tests, closer ones must belong to this group."""
-    from .markers import PROPERTY, property_specs
+    from pytest_mlpval.markers import PROPERTY, property_specs
 
     mine, seen = [], set()
     for spec in property_specs(item):
@@ -163,8 +163,8 @@ def _specs_for(item: pytest.Item, group: str) -> list[Any]:
 
 def _level_lines(candidate: Any, references: Any, names: list[str], level: str | None
                  ) -> list[str]:
-    from .comparison import compare_levels, level_table
-    from .references import MissingReferenceError
+    from pytest_mlpval.comparison import compare_levels, level_table
+    from pytest_mlpval.references import MissingReferenceError
 
     if not level or not level.startswith("DFT-"):
         return []
@@ -185,8 +185,8 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
              records: dict[str, dict[str, Any]], references: Any, level: str | None
              ) -> list[str]:
     """Compare, record the comparisons on their protocols' records; failure messages."""
-    from .comparison import assert_properties, compare
-    from .references import MissingReferenceError
+    from pytest_mlpval.comparison import assert_properties, compare
+    from pytest_mlpval.references import MissingReferenceError
 
     comparisons = []
     for spec in specs:
@@ -236,9 +236,9 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
 
 
 def _stability(result: Any) -> str | None:
-    from .elastic import ElasticResult, assert_born_stable
-    from .eos import EosResult, PolymorphResult, assert_physical_eos
-    from .phonons import PhononResult, assert_dynamically_stable
+    from pytest_mlpval.protocols.properties.elastic import ElasticResult, assert_born_stable
+    from pytest_mlpval.protocols.properties.eos import EosResult, PolymorphResult, assert_physical_eos
+    from pytest_mlpval.protocols.properties.phonons import PhononResult, assert_dynamically_stable
 
     try:
         if isinstance(result, ElasticResult):
@@ -258,9 +258,9 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
     record them, check stability and the test's ``mlpval_property`` markers. Returns
     the results by protocol name."""
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
-    from .markers import training_level_of
-    from .properties import PropertyError
-    from .property_campaign import compute_properties
+    from pytest_mlpval.markers import training_level_of
+    from pytest_mlpval.protocols.properties.lattice import PropertyError
+    from pytest_mlpval.protocols.properties.campaign import compute_properties
 
     item = request.node
     element = _element(tuple(species))
@@ -287,7 +287,7 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
             except PropertyError as exc:
                 raise MlpvalAssertionError(f"{mlpval.potential.name}: {exc}") from None
     if group == "vacancy_convergence":
-        from .defects import VacancyConvergence
+        from pytest_mlpval.protocols.properties.defects import VacancyConvergence
 
         ordered = tuple(results[f"vacancy_{s}"] for s in VACANCY_SIZES)
         results = {"vacancy_convergence": VacancyConvergence(

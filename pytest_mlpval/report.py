@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .subjects import subject_label
+from pytest_mlpval.subjects import subject_label
 
 __all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report"]
 
@@ -77,7 +77,7 @@ def _arrays_by_dataset(results) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _img(fig, alt: str) -> str:
-    from . import plots
+    from pytest_mlpval import plots
 
     data = base64.b64encode(plots.png(fig)).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -116,7 +116,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # --- sections ------------------------------------------------------------------------
 
 def _dataset_figures(dataset: str, per_pot: dict[str, dict[str, Any]]) -> list[str]:
-    from . import plots
+    from pytest_mlpval import plots
 
     parts = []
     energy = {p: a for p, a in per_pot.items() if "energy_ref" in a}
@@ -231,7 +231,7 @@ def _fitted_by(results) -> list[str]:
     """Linked candidates (ini ``mlpval_fitted_by``) beside the recipes that fitted them:
     the candidate's test-set errors, the recipe's cross-validation errors; nothing when
     no candidate is linked to a recipe that ran."""
-    from .subjects import LINK_HEADERS, side_by_side_rows
+    from pytest_mlpval.subjects import LINK_HEADERS, side_by_side_rows
 
     rows = side_by_side_rows(rec for _, rec in results.pairs())
     if not rows:
@@ -252,7 +252,7 @@ ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
 
 
 def _test_rows(results) -> list[list[Any]]:
-    from .results import check_status, expected_status
+    from pytest_mlpval.results import check_status, expected_status
 
     rows = []
     for test in results.tests:
@@ -284,8 +284,8 @@ def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
     Each section of the page, the card and each file is made on its own: one that fails
     is replaced by a line saying why, the others are still written, and
     :class:`ReportError` (with ``written``, the files that were) is raised at the end."""
-    from .card import validation_card
-    from .fileio import atomic_write, write_json
+    from pytest_mlpval.card import validation_card
+    from pytest_mlpval.fileio import atomic_write, write_json
 
     out = Path(out_dir)
     problems: list[str] = []
@@ -334,7 +334,7 @@ def _sections(results, baseline_path: str | None):
     arrays = _arrays_by_dataset(results)
 
     def verdict():
-        from .verdict import verdict_html
+        from pytest_mlpval.verdict import verdict_html
 
         return [verdict_html(results.verdict())]
 
@@ -387,7 +387,7 @@ def _sections(results, baseline_path: str | None):
         return parts + _protocol_figures(results)
 
     def cost():
-        from . import plots
+        from pytest_mlpval import plots
 
         headers, rows = results.cost_rows()
         if not rows:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .subjects import subject_label, subject_of
+from pytest_mlpval.subjects import subject_label, subject_of
 
 SCHEMA = "pytest-mlpval/1"
 
@@ -42,7 +42,7 @@ class RunResults:
         outcome so far (``xfailed``/``xpassed`` for expected failures, ``error`` for a
         failed setup or teardown; see :func:`~pytest_mlpval.verdict.combine_outcome`).
         ``regression``: the call failed with a baseline regression only."""
-        from .verdict import combine_outcome
+        from pytest_mlpval.verdict import combine_outcome
 
         entry = self.outcomes.setdefault(nodeid, {"nodeid": nodeid, "outcome": None})
         entry["outcome"] = combine_outcome(entry["outcome"], when, outcome, wasxfail)
@@ -58,7 +58,7 @@ class RunResults:
     def verdict(self) -> dict[str, Any]:
         """The verdict matrix (:func:`~pytest_mlpval.verdict.build_verdict`) of every
         test whose phases were reported, and of every test with records."""
-        from .verdict import build_verdict
+        from pytest_mlpval.verdict import build_verdict
 
         by_id = {t["nodeid"]: t for t in self.tests}
         tests = [{**entry, "records": by_id[nodeid]["records"] if nodeid in by_id else []}
@@ -252,7 +252,7 @@ class RunResults:
                     for rec in self.records_of("protocol") for name in rec["metrics"]})
 
     def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
-        from .cost import scaling_exponent
+        from pytest_mlpval.cost import scaling_exponent
 
         by_pot: dict[str, list[tuple[int, float]]] = {}
         for rec in self.records_of("cost"):
@@ -269,7 +269,7 @@ class RunResults:
 
     def write_plots(self, out: Path, cost_dataset: str | None = None) -> list[Path]:
         """Cost scaling and accuracy-cost plots (matplotlib, imported here only)."""
-        from . import plots
+        from pytest_mlpval import plots
 
         out = Path(out)
         written = []
@@ -287,7 +287,7 @@ class RunResults:
         with a cost and its own errors (:func:`pytest_mlpval.cost.accuracy_cost_points`:
         never a recipe's cross-validation errors); the dataset is --mlpval-cost-dataset
         or the first that every plotted candidate has force errors on."""
-        from .cost import accuracy_cost_points
+        from pytest_mlpval.cost import accuracy_cost_points
 
         return accuracy_cost_points(self.records_of("errors"), cost_rows, wanted)
 
@@ -339,7 +339,7 @@ class RunResults:
     def run_info(self) -> dict[str, Any]:
         """Who ran what: package version, UTC time, machine, potentials and datasets
         (the header of the JSON document and of a baseline)."""
-        from . import __version__
+        from pytest_mlpval import __version__
 
         potentials, datasets = self.identities()
         return {
@@ -362,7 +362,7 @@ def strict_document(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` made strict JSON: any non-finite number left in it (e.g. added by a
     ``pytest_mlpval_update_json`` hook) becomes null and is listed in its ``non_finite``
     list by JSON-pointer ``path``."""
-    from .fileio import strict_json
+    from pytest_mlpval.fileio import strict_json
 
     clean, found = strict_json(document)
     if found:
@@ -402,7 +402,7 @@ def _is_nan(value: Any) -> bool:
 
 
 def _name(value: float) -> str:
-    from .fileio import nonfinite_name
+    from pytest_mlpval.fileio import nonfinite_name
 
     return nonfinite_name(float(value))
 

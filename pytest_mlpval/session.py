@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from .options import Settings
-from .results import RunResults
+from pytest_mlpval.options import Settings
+from pytest_mlpval.results import RunResults
 
 PROPERTY = "mlpval"
 #: user property naming what a test judges: {"kind": "candidate" | "dataset" | "recipe",
@@ -45,7 +45,7 @@ class MlpvalSession:
         """The loaded :class:`~pytest_mlpval.potentials.Potential` of a configured entry.
         A loading error is kept and raised again for every test that needs it."""
         if entry.raw not in self._potentials:
-            from .potentials import PotentialLoadError, PotentialSpecError, load_potential
+            from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError, load_potential
 
             def hook(spec: str):
                 return self.config.hook.pytest_mlpval_load_potential(config=self.config,
@@ -63,7 +63,7 @@ class MlpvalSession:
 
     def dataset(self, spec) -> Any:
         if spec not in self._datasets:
-            from .data import DatasetError, read_dataset
+            from pytest_mlpval.data import DatasetError, read_dataset
 
             try:
                 self._datasets[spec] = read_dataset(spec)
@@ -97,7 +97,7 @@ class MlpvalSession:
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             return None
-        from .campaign import print_progress
+        from pytest_mlpval.campaign import print_progress
 
         def write(line: str) -> None:
             if capture is not None:
@@ -112,7 +112,7 @@ class MlpvalSession:
     def predictions(self, potential, reference) -> Any:
         key = (potential.name, reference.spec)
         if key not in self._predictions:
-            from .evaluate import predict_cached, properties_for
+            from pytest_mlpval.evaluate import predict_cached, properties_for
 
             properties = properties_for(potential.calculator, reference)
             self._predictions[key] = predict_cached(
@@ -124,7 +124,7 @@ class MlpvalSession:
     def errors(self, potential, reference) -> Any:
         key = (potential.name, reference.spec)
         if key not in self._errors:
-            from .metrics import compute_errors
+            from pytest_mlpval.metrics import compute_errors
 
             self._errors[key] = compute_errors(reference,
                                                self.predictions(potential, reference))
@@ -146,7 +146,7 @@ class MlpvalSession:
         if key in self._shipped:
             return None
         self._shipped.add(key)
-        from .report import report_arrays
+        from pytest_mlpval.report import report_arrays
 
         return report_arrays(reference, self.predictions(potential, reference))
 
@@ -159,7 +159,7 @@ class MlpvalSession:
         own failure)."""
         __tracebackhide__ = True
         result = yield
-        from .fixture import nonfinite_failure
+        from pytest_mlpval.fixture import nonfinite_failure
 
         failure = nonfinite_failure(item)
         if failure is not None:
@@ -206,8 +206,8 @@ class MlpvalSession:
             terminalreporter.write_line(f"mlpval: ERROR {line}", red=True, bold=True)
 
     def _verdict_section(self, terminalreporter) -> None:
-        from .assertions import format_table
-        from .verdict import failure_lines, verdict_rows
+        from pytest_mlpval.assertions import format_table
+        from pytest_mlpval.verdict import failure_lines, verdict_rows
 
         self.results.candidates = [p.name for p in self.settings.potentials]
         verdict = self.results.verdict()
@@ -229,7 +229,7 @@ class MlpvalSession:
             terminalreporter.write_line(line, red=True)
 
     def _tables(self, terminalreporter) -> None:
-        from .assertions import format_table
+        from pytest_mlpval.assertions import format_table
 
         headers, rows = self.results.summary_rows(self.settings.details)
         if rows:
@@ -269,7 +269,7 @@ class MlpvalSession:
 
     def _baseline_section(self, terminalreporter) -> None:
         if self.settings.baseline is not None:
-            from .assertions import format_table
+            from pytest_mlpval.assertions import format_table
 
             self._baseline_summary(terminalreporter, format_table)
 
@@ -316,7 +316,7 @@ class MlpvalSession:
         if settings.report_dir is None and settings.json_path is None:
             return
         try:
-            from .results import strict_document
+            from pytest_mlpval.results import strict_document
 
             self.results.order_by_potential([p.name for p in settings.potentials])
             document = self.results.json_document()  # one document for report and file
@@ -326,7 +326,7 @@ class MlpvalSession:
             self._end_error("the JSON document", exc)
             return
         if settings.report_dir is not None:
-            from .report import write_report
+            from pytest_mlpval.report import write_report
 
             try:
                 self.written += write_report(
@@ -336,7 +336,7 @@ class MlpvalSession:
                 self.written += getattr(exc, "written", [])
                 self._end_error(f"(all of) the report in {settings.report_dir}", exc)
         if settings.json_path is not None:
-            from .fileio import write_json
+            from pytest_mlpval.fileio import write_json
 
             try:
                 self.written.append(write_json(settings.json_path, document))
@@ -346,7 +346,7 @@ class MlpvalSession:
     def write_baselines(self) -> None:
         """--mlpval-save-baseline: this run's metrics; --mlpval-regen-baseline: the
         compared baseline updated with them (entries of tests not run are kept)."""
-        from .baseline import baseline_entries, write_baseline
+        from pytest_mlpval.baseline import baseline_entries, write_baseline
 
         settings = self.settings
         if settings.save_baseline is None and not settings.regen_baseline:

@@ -79,7 +79,7 @@ def default_recipe_name(fitter: Any) -> str:
 
 def recipe_subject(fitter: Any, name: str | None = None,
                    fits: Sequence[str] = ()) -> dict[str, Any]:
-    """The subject of a recipe's records: a fitter of :mod:`pytest_mlpval.fitting`
+    """The subject of a recipe's records: a fitter of :mod:`pytest_mlpval.protocols.fitting.fit`
     (its identity: the command's arguments and model file name, or the callable's name
     and source digest; its time limit) under ``name`` (default
     :func:`default_recipe_name`), with the candidates linked to it (``fits``)."""

@@ -52,7 +52,7 @@ def make_reference_file(
     import ase.io
     from ase.build import bulk
 
-    from .potentials import load_potential
+    from pytest_mlpval.potentials import load_potential
 
     keys = {"energy": "dft_energy", "forces": "dft_forces", "stress": "dft_stress",
             **(keys or {})}
@@ -116,21 +116,21 @@ def PerturbedCalculator(base: Any, energy_shift_eV_atom: float = 0.0,
 
 def sw_shifted():
     """Stillinger-Weber with every energy 10 meV/atom too high (a pure offset)."""
-    from .potentials import load_potential
+    from pytest_mlpval.potentials import load_potential
 
     return PerturbedCalculator(load_potential("sw").calculator, energy_shift_eV_atom=0.010)
 
 
 def sw_forces_scaled():
     """Stillinger-Weber with forces 50% too large."""
-    from .potentials import load_potential
+    from pytest_mlpval.potentials import load_potential
 
     return PerturbedCalculator(load_potential("sw").calculator, force_scale=1.5)
 
 
 def nan_potential():
     """Stillinger-Weber whose energy is NaN from the second structure on."""
-    from .potentials import load_potential
+    from pytest_mlpval.potentials import load_potential
 
     return PerturbedCalculator(load_potential("sw").calculator, nan_after=1)
 
@@ -271,7 +271,7 @@ def __getattr__(name: str):
         fault, _, k = name[len("faulty_"):].rpartition("_at_")
         if fault in CALL_FAULTS and k.isdigit():
             def faulty():
-                from .potentials import load_potential
+                from pytest_mlpval.potentials import load_potential
 
                 return FaultyCalculator(load_potential("sw").calculator, fault, int(k))
 
@@ -279,7 +279,7 @@ def __getattr__(name: str):
             return faulty
     if name.startswith("broken_") and name[len("broken_"):] in FAULTS:
         def factory():
-            from .potentials import load_potential
+            from pytest_mlpval.potentials import load_potential
 
             return BrokenCalculator(load_potential("sw").calculator, name[len("broken_"):])
 

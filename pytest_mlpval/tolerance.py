@@ -44,7 +44,7 @@ class Tolerance:
 
 def parse_tolerance(text: str) -> Tolerance:
     """Parse ``METRIC:AMOUNT``; raises ``ValueError`` with the grammar on bad input."""
-    from .metrics import metric_unit
+    from pytest_mlpval.metrics import metric_unit
 
     metric, sep, amount = text.strip().partition(":")
     metric = metric.strip()
@@ -103,7 +103,7 @@ def _known_metric(name: str, metric_unit) -> bool:
     try:
         metric_unit(name)
     except KeyError:
-        from .invariance import CHECKS
+        from pytest_mlpval.protocols.invariance import CHECKS
 
         return name in CHECKS or name in ("time_per_atom_us", "time_per_call_s")
     return True

@@ -344,7 +344,7 @@ def test_every_check_judges_every_fault(structures, fault, check):
     exception of the calculator's (free_energy missing, a RuntimeError, a wrong shape).
     A float32 model passes with the float32 tolerances."""
     from pytest_mlpval import load_potential
-    from pytest_mlpval.invariance import FLOAT32, FLOAT64, assert_check, run_check
+    from pytest_mlpval.protocols.invariance import FLOAT32, FLOAT64, assert_check, run_check
     from pytest_mlpval.testing import FaultyCalculator
 
     sw = load_potential("sw").calculator
@@ -367,7 +367,7 @@ def test_every_check_judges_every_fault(structures, fault, check):
 
 def test_float32_model_with_float64_tolerances_is_judged(structures):
     from pytest_mlpval import load_potential
-    from pytest_mlpval.invariance import FLOAT64, run_check
+    from pytest_mlpval.protocols.invariance import FLOAT64, run_check
     from pytest_mlpval.testing import FaultyCalculator
 
     calc = FaultyCalculator(load_potential("sw").calculator, "float32")

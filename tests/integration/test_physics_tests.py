@@ -260,7 +260,7 @@ def test_unknown_species_is_a_usage_error(suite, value, bad):
 # --- precision -----------------------------------------------------------------------------
 
 TOLERANCES = """
-from pytest_mlpval.invariance import FLOAT32
+from pytest_mlpval.protocols.invariance import FLOAT32
 
 
 def test_float32(mlpval_tolerances):
@@ -306,7 +306,7 @@ RECORDS = """
 import math
 
 import pytest
-from pytest_mlpval.invariance import CheckResult
+from pytest_mlpval.protocols.invariance import CheckResult
 
 
 @pytest.mark.parametrize("value", [0.5, 0.2, 0.01, 0.3])

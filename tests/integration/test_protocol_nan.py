@@ -11,14 +11,14 @@ import re
 import pytest
 
 SUITE = """
-from pytest_mlpval.compression import run_compression
-from pytest_mlpval.compression_settings import CompressionSettings
-from pytest_mlpval.elastic import elastic_constants
-from pytest_mlpval.eos import equation_of_state
-from pytest_mlpval.md_stability import StabilitySettings, run_md_stability
-from pytest_mlpval.phonons import phonons
-from pytest_mlpval.rss import run_rss
-from pytest_mlpval.rss_generate import RssParameters
+from pytest_mlpval.protocols.compression.run import run_compression
+from pytest_mlpval.protocols.compression.settings import CompressionSettings
+from pytest_mlpval.protocols.properties.elastic import elastic_constants
+from pytest_mlpval.protocols.properties.eos import equation_of_state
+from pytest_mlpval.protocols.md.stability import StabilitySettings, run_md_stability
+from pytest_mlpval.protocols.properties.phonons import phonons
+from pytest_mlpval.protocols.rss.search import run_rss
+from pytest_mlpval.protocols.rss.generate import RssParameters
 
 TINY = CompressionSettings(n_atoms=8, start_cell="diamond", prerelax_steps=0, melt_steps=0,
                            quench_steps=0, ramp_steps=40, hold_steps=0,

@@ -187,8 +187,8 @@ def test_unreachable_dask_scheduler_fails_the_test_clearly(pytester, run, protoc
 def test_random_structure_search_in_pytest_with_report(pytester, run, plugin_args):
     pytester.makepyfile(test_rss="""
         import pytest
-        from pytest_mlpval.rss import run_rss
-        from pytest_mlpval.rss_generate import RssParameters
+        from pytest_mlpval.protocols.rss.search import run_rss
+        from pytest_mlpval.protocols.rss.generate import RssParameters
 
         PARAMS = RssParameters(n_structures=3, atoms_per_cell=(2, 4), max_steps=60, seed=1)
 

@@ -25,7 +25,7 @@ import pytest
 
 from pytest_mlpval.comparison import compare
 from pytest_mlpval.potentials import load_potential
-from pytest_mlpval.property_campaign import compute_properties
+from pytest_mlpval.protocols.properties.campaign import compute_properties
 from pytest_mlpval.references import load_references
 
 SILICON = Path(__file__).resolve().parents[2] / "example_suites" / "silicon"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlpval.crossval import assert_cv_errors, cross_validate
+from pytest_mlpval.protocols.fitting.crossval import assert_cv_errors, cross_validate
 from pytest_mlpval.data import read_dataset
 
 SILICON = Path(__file__).resolve().parents[2] / "example_suites" / "silicon"
@@ -49,7 +49,7 @@ def _recipe():
 
 @needs_gap_fit
 def test_small_gap_cross_validation(tmp_path):
-    from pytest_mlpval.splits import subset
+    from pytest_mlpval.protocols.fitting.splits import subset
 
     train = read_dataset(TRAIN)
     data = subset(train, range(0, len(train), 8), "mlearn-27")

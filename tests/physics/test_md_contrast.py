@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlpval.compression import run_compression
-from pytest_mlpval.compression_outcome import (assert_crystallizes, assert_no_false_maximum,
+from pytest_mlpval.protocols.compression.run import run_compression
+from pytest_mlpval.protocols.compression.outcome import (assert_crystallizes, assert_no_false_maximum,
                                                assert_no_false_minimum, frames_table)
-from pytest_mlpval.meltquench import run_meltquench
-from pytest_mlpval.meltquench_errors import (assert_phase_errors, compare_meltquench,
+from pytest_mlpval.protocols.md.meltquench import run_meltquench
+from pytest_mlpval.protocols.md.meltquench_errors import (assert_phase_errors, compare_meltquench,
                                              meltquench_table)
 from pytest_mlpval.potentials import load_potential
 

@@ -38,8 +38,8 @@ from pathlib import Path
 import pytest
 
 from pytest_mlpval.potentials import load_potential
-from pytest_mlpval.rss import RssParameters, run_rss
-from pytest_mlpval.rss_analysis import (
+from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+from pytest_mlpval.protocols.rss.analysis import (
     assert_basin,
     assert_no_basin,
     energy_volume_figure,

@@ -193,7 +193,7 @@ def test_dask_address_that_does_not_answer(sw, monkeypatch):
         make_executor(scheduler=address, timeout_s=1.0)
     assert time.perf_counter() - start < 10
     # through run_rss, with the connection timeout made small
-    from pytest_mlpval.rss import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
 
     original = campaign.make_executor
     monkeypatch.setattr(campaign, "make_executor",
@@ -206,7 +206,7 @@ def test_dask_address_that_does_not_answer(sw, monkeypatch):
 def test_real_dask_cluster_gives_the_same_results(sw, expected):
     from distributed import LocalCluster
 
-    from pytest_mlpval.rss import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
 
     params = RssParameters(n_structures=3, atoms_per_cell=(2, 4), seed=4)
     with LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1, processes=True,

@@ -1,5 +1,5 @@
-"""Compression protocol (pytest_mlpval.compression) and its outcome classification and
-assertions (pytest_mlpval.compression_outcome).
+"""Compression protocol (pytest_mlpval.protocols.compression.run) and its outcome classification and
+assertions (pytest_mlpval.protocols.compression.outcome).
 
 The classification is tested on synthetic frame records (every outcome); one small
 Stillinger-Weber run (64 atoms, about 350 MD steps) checks the protocol end to end;
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.compression import CompressionSettings, run_compression, run_compressions
-from pytest_mlpval.compression_outcome import (OUTCOMES, OutcomeThresholds,
+from pytest_mlpval.protocols.compression.run import CompressionSettings, run_compression, run_compressions
+from pytest_mlpval.protocols.compression.outcome import (OUTCOMES, OutcomeThresholds,
                                                assert_crystallizes, assert_no_false_maximum,
                                                assert_no_false_minimum, classify_frames,
                                                frames_table)
-from pytest_mlpval.md import MDLimits, diamond_start
-from pytest_mlpval.mdtypes import MDFrame, MDParameterError, MDSettings
+from pytest_mlpval.protocols.md.run import MDLimits, diamond_start
+from pytest_mlpval.protocols.md.settings import MDFrame, MDParameterError, MDSettings
 
 
 # -- synthetic frames -------------------------------------------------------------------------

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.crossval import assert_cv_errors, cross_validate, plot_cv_parity
+from pytest_mlpval.protocols.fitting.crossval import assert_cv_errors, cross_validate, plot_cv_parity
 from pytest_mlpval.data import DatasetError, read_dataset
-from pytest_mlpval.fitting import FitCommand, FitSpecError, as_fitter
-from pytest_mlpval.learning_curve import learning_curve, plot_learning_curve
-from pytest_mlpval.splits import labelled_data, make_split
+from pytest_mlpval.protocols.fitting.fit import FitCommand, FitSpecError, as_fitter
+from pytest_mlpval.protocols.fitting.learning_curve import learning_curve, plot_learning_curve
+from pytest_mlpval.protocols.fitting.splits import labelled_data, make_split
 from pytest_mlpval.testing import make_reference_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -387,7 +387,7 @@ def test_learning_curve_errors_fall_with_size(ref):
     assert result.units()["force_rmse_slope"] == ""
     assert len(plot_learning_curve(result).axes) == 2
     json.dumps(result.as_dict())
-    from pytest_mlpval.learning_curve import report_figure
+    from pytest_mlpval.protocols.fitting.learning_curve import report_figure
 
     data = json.loads(json.dumps(result.report_data()))
     assert data["force_rmse"]["n_train"] == [2, 4, 9]

@@ -11,14 +11,14 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.data import read_dataset
-from pytest_mlpval.domain import (OUTSIDE_CUTOFF, assert_applicable, assert_no_leakage,
+from pytest_mlpval.protocols.domain.coverage import (OUTSIDE_CUTOFF, assert_applicable, assert_no_leakage,
                                   check_applicability, check_leakage, find_duplicates,
                                   similarity_to_training, training_domain)
-from pytest_mlpval.domain_errors import (errors_by_similarity, plot_errors_by_similarity,
+from pytest_mlpval.protocols.domain.errors import (errors_by_similarity, plot_errors_by_similarity,
                                          plot_similarity_histogram, report_figure)
 from pytest_mlpval.evaluate import Predictions
 from pytest_mlpval.metrics import compute_errors
-from pytest_mlpval.splits import subset
+from pytest_mlpval.protocols.fitting.splits import subset
 
 DATA = Path(__file__).resolve().parents[2] / "example_suites" / "silicon" / "data"
 KEYS = "energy=dft_energy,forces=dft_forces,stress=dft_stress"

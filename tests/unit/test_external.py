@@ -12,7 +12,7 @@ import pytest
 
 from pytest_mlpval.data import read_dataset
 from pytest_mlpval.evaluate import predict
-from pytest_mlpval.external import (ExternalSetError, build_external_set, label_structures,
+from pytest_mlpval.protocols.domain.external import (ExternalSetError, build_external_set, label_structures,
                                     labels_from_file, read_external_set)
 from pytest_mlpval.metrics import compute_errors
 from pytest_mlpval.potentials import load_potential

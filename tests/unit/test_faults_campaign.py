@@ -142,7 +142,7 @@ def test_damaged_cache_is_recomputed_with_a_warning(sw, calls, tmp_path, case):
 
 
 def test_cached_rss_record_that_lacks_keys_is_recomputed(sw, tmp_path):
-    from pytest_mlpval.rss import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
 
     params = RssParameters(n_structures=2, atoms_per_cell=(2, 2), references=())
     first = run_rss(sw, params, cache_dir=tmp_path)
@@ -300,7 +300,7 @@ def test_dask_cluster_without_workers_times_out(sw):
 
 @pytest.mark.parametrize("fault,k", [("nan", 0), ("nan", 4), ("nan_forces", 3), ("inf", 6)])
 def test_rss_relaxation_on_non_finite_results_fails_fast(sw, fault, k):
-    from pytest_mlpval.rss import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
     from pytest_mlpval.testing import FaultyCalculator
 
     calc = FaultyCalculator(sw.calculator, fault, at_call=k)
@@ -332,7 +332,7 @@ def _slow_calculator(base, seconds):
 
 
 def test_rss_relaxation_over_its_wall_time_limit_fails(sw):
-    from pytest_mlpval.rss import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
 
     params = RssParameters(n_structures=1, atoms_per_cell=(4, 4), references=(),
                            max_seconds_per_structure=0.3, fmax_eV_A=1e-6)

@@ -1,4 +1,4 @@
-"""Unit tests of pytest_mlpval.invariance: the physics checks on the built-in potentials
+"""Unit tests of pytest_mlpval.protocols.invariance: the physics checks on the built-in potentials
 (all pass) and on BrokenCalculator faults (the targeted check fails, unrelated ones
 pass), the failure message and file of assert_check, and the tolerances."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_mlpval import load_potential
-from pytest_mlpval.invariance import (
+from pytest_mlpval.protocols.invariance import (
     CHECKS,
     FLOAT32,
     FLOAT64,

@@ -1,4 +1,4 @@
-"""Guarded MD (pytest_mlpval.md, mdtypes) and the MD stability protocol (md_stability).
+"""Guarded MD (pytest_mlpval.protocols.md.run, mdtypes) and the MD stability protocol (md_stability).
 
 Small cells (8 atoms) for the failure modes, one 64-atom Stillinger-Weber run for the
 stability metrics.
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.md import (MDLimits, MDParameterError, MDSegment, MDSettings, diamond_start,
+from pytest_mlpval.protocols.md.run import (MDLimits, MDParameterError, MDSegment, MDSettings, diamond_start,
                               melt_quench_segments, min_distance, random_start, run_md,
                               write_trajectory)
-from pytest_mlpval.md_stability import (StabilitySettings,
+from pytest_mlpval.protocols.md.stability import (StabilitySettings,
                                         assert_md_stable, assert_stable, run_md_stability)
 
 

@@ -1,4 +1,4 @@
-"""Melt-quench domain benchmark (pytest_mlpval.meltquench, meltquench_errors).
+"""Melt-quench domain benchmark (pytest_mlpval.protocols.md.meltquench, meltquench_errors).
 
 One short Stillinger-Weber melt-quench of a 63-atom defective crystal (about 300 MD
 steps) serves every test; the candidates are SW with known faults.
@@ -13,11 +13,11 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.evaluate import NonFiniteError
-from pytest_mlpval.md import MDLimits
-from pytest_mlpval.mdtypes import MDParameterError
-from pytest_mlpval.meltquench import (MeltQuenchSettings, read_meltquench, relabel,
+from pytest_mlpval.protocols.md.run import MDLimits
+from pytest_mlpval.protocols.md.settings import MDParameterError
+from pytest_mlpval.protocols.md.meltquench import (MeltQuenchSettings, read_meltquench, relabel,
                                       run_meltquench)
-from pytest_mlpval.meltquench_errors import (assert_phase_errors, compare_meltquench,
+from pytest_mlpval.protocols.md.meltquench_errors import (assert_phase_errors, compare_meltquench,
                                              meltquench_errors, meltquench_table)
 
 SHORT = dict(crystal_steps=50, melt_steps=200, quench_steps=100, snapshot_every=25)

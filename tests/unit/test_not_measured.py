@@ -11,18 +11,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pytest_mlpval.compression_outcome import classify_frames
-from pytest_mlpval.crossval import CrossValidationResult, FoldResult
-from pytest_mlpval.eos import (EosResult, PolymorphResult, TransitionResult,
+from pytest_mlpval.protocols.compression.outcome import classify_frames
+from pytest_mlpval.protocols.fitting.crossval import CrossValidationResult, FoldResult
+from pytest_mlpval.protocols.properties.eos import (EosResult, PolymorphResult, TransitionResult,
                                transition_pressure)
 from pytest_mlpval.fixture import not_measured
-from pytest_mlpval.learning_curve import LearningCurveResult, LearningPoint
-from pytest_mlpval.liquid import PairCorrelation
-from pytest_mlpval.mdtypes import MDFrame
-from pytest_mlpval.properties import PropertyError
-from pytest_mlpval.property_campaign import PropertySet
-from pytest_mlpval.rss import RssMinimum, RssResult
-from pytest_mlpval.rss_generate import RssParameters
+from pytest_mlpval.protocols.fitting.learning_curve import LearningCurveResult, LearningPoint
+from pytest_mlpval.protocols.properties.liquid import PairCorrelation
+from pytest_mlpval.protocols.md.settings import MDFrame
+from pytest_mlpval.protocols.properties.lattice import PropertyError
+from pytest_mlpval.protocols.properties.campaign import PropertySet
+from pytest_mlpval.protocols.rss.search import RssMinimum, RssResult
+from pytest_mlpval.protocols.rss.generate import RssParameters
 
 NAN = math.nan
 
@@ -136,7 +136,7 @@ def test_rss_gaps_and_faults():
 # -- MD ----------------------------------------------------------------------------------
 
 def test_md_stability_has_no_gaps_a_stopped_run_is_a_fault():
-    from pytest_mlpval.md_stability import run_md_stability
+    from pytest_mlpval.protocols.md.stability import run_md_stability
     from pytest_mlpval.potentials import load_potential
     from pytest_mlpval.testing import FaultyCalculator
 
@@ -162,7 +162,7 @@ def _frames(coordination, sh):
 
 
 def test_compression_onset_and_collapse_not_reached_are_gaps_a_stopped_run_is_not():
-    from pytest_mlpval.compression import CompressionResult
+    from pytest_mlpval.protocols.compression.run import CompressionResult
 
     # stays four-fold and amorphous: neither onset nor collapse happened
     amorphous = classify_frames(_frames([4.0] * 6, [0.0] * 6), expected_phase="sh")
@@ -237,7 +237,7 @@ def test_learning_curve_gaps_are_missing_labels_and_exact_fits_not_failed_sizes(
 # -- errors of a candidate on its own snapshots or by similarity -------------------------
 
 def test_binned_errors_gap_is_an_empty_side_or_a_missing_label():
-    from pytest_mlpval.domain_errors import BinnedErrors
+    from pytest_mlpval.protocols.domain.errors import BinnedErrors
 
     empty = np.zeros(1)
     # forces: 10 atoms inside, none outside; no energy labels
@@ -252,7 +252,7 @@ def test_binned_errors_gap_is_an_empty_side_or_a_missing_label():
 
 
 def test_meltquench_errors_gap_is_a_missing_label():
-    from pytest_mlpval.meltquench_errors import MeltQuenchErrors
+    from pytest_mlpval.protocols.md.meltquench_errors import MeltQuenchErrors
 
     forces_only = dict(force_rmse=0.1, force_mae=0.1, force_max=0.3)
     report = SimpleNamespace(metrics=lambda: dict(forces_only),

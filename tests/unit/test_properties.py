@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from pytest_mlpval import properties
-from pytest_mlpval.eos import EosResult, equation_of_state, polymorph_energies, \
+from pytest_mlpval.protocols.properties import lattice as properties
+from pytest_mlpval.protocols.properties.eos import EosResult, equation_of_state, polymorph_energies, \
     transition_pressure
-from pytest_mlpval.properties import (
+from pytest_mlpval.protocols.properties.lattice import (
     PropertyError,
     SymmetryChangedError,
     compute_properties,
@@ -190,7 +190,7 @@ def test_a_fit_with_negative_b_prime_gets_no_enthalpy_outside_its_samples():
     for another fit). Only the sampled volumes count, and a minimum on their edge is
     flagged as an extrapolation and refused by assert_physical_eos."""
     from pytest_mlpval.assertions import MlpvalAssertionError
-    from pytest_mlpval.eos import PolymorphResult, assert_physical_eos
+    from pytest_mlpval.protocols.properties.eos import PolymorphResult, assert_physical_eos
 
     low = _bm("diamond", -4.3, 20.0, 100.0, 4.0)
     soft = _bm("beta-Sn", -4.0, 16.0, 80.0, -3.0, span=0.05)
@@ -230,7 +230,7 @@ def test_polymorphs_of_sw(sw):
 # -- results as data, campaigns ------------------------------------------------------------
 
 def test_results_round_trip_through_json(sw, eos_sw):
-    from pytest_mlpval.defects import vacancy_formation
+    from pytest_mlpval.protocols.properties.defects import vacancy_formation
 
     vacancy = vacancy_formation(sw.calculator, seed=3)
     for result in (eos_sw, relaxed_lattice(sw.calculator), vacancy):
@@ -241,7 +241,7 @@ def test_results_round_trip_through_json(sw, eos_sw):
 
 
 def test_same_seed_same_vacancy(sw):
-    from pytest_mlpval.defects import vacancy_formation
+    from pytest_mlpval.protocols.properties.defects import vacancy_formation
 
     one = vacancy_formation(sw.calculator, seed=7, start_shifts_A=(0.4,))
     two = vacancy_formation(sw.calculator, seed=7, start_shifts_A=(0.4,))
@@ -285,7 +285,7 @@ def test_results_rebuild_in_a_fresh_process(eos_sw, tmp_path):
 
     path = tmp_path / "eos.json"
     path.write_text(json.dumps(eos_sw.as_dict()), encoding="utf-8")
-    code = ("import json, sys; from pytest_mlpval.properties import result_from_dict; "
+    code = ("import json, sys; from pytest_mlpval.protocols.properties.lattice import result_from_dict; "
             "r = result_from_dict(json.load(open(sys.argv[1]))); "
             "print(type(r).__name__, r.bulk_modulus_GPa)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,

@@ -35,7 +35,11 @@ def si():
 
 @pytest.fixture(scope="module")
 def gap():
-    from pytest_mlpval import defects, elastic, eos, phonons, properties
+    from pytest_mlpval.protocols.properties import defects
+    from pytest_mlpval.protocols.properties import elastic
+    from pytest_mlpval.protocols.properties import eos
+    from pytest_mlpval.protocols.properties import phonons
+    from pytest_mlpval.protocols.properties import lattice as properties
     from pytest_mlpval.potentials import load_potential
 
     calc = load_potential(str(GAP_XML)).calculator

@@ -8,15 +8,15 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.comparison import compare
-from pytest_mlpval.liquid import (
+from pytest_mlpval.protocols.properties.liquid import (
     assert_curve,
     compare_curve,
     liquid_structure,
     pair_correlation,
     read_curve,
 )
-from pytest_mlpval.md import diamond_start, random_start
-from pytest_mlpval.properties import PropertyError
+from pytest_mlpval.protocols.md.run import diamond_start, random_start
+from pytest_mlpval.protocols.properties.lattice import PropertyError
 from pytest_mlpval.references import load_references
 
 

@@ -1,4 +1,4 @@
-"""Random structure search (pytest_mlpval.rss*): generator, relaxation statuses, SOAP
+"""Random structure search (pytest_mlpval.protocols.rss.search*): generator, relaxation statuses, SOAP
 classification, cache, file round trip and the analysis assertions, with
 Stillinger-Weber on small cells (2-6 atoms) so the whole file stays fast."""
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.potentials import Potential, load_potential
-from pytest_mlpval.rss import (
+from pytest_mlpval.protocols.rss.search import (
     RssGenerationError,
     RssMinimum,
     RssParameters,
@@ -24,7 +24,7 @@ from pytest_mlpval.rss import (
     relax_references,
     run_rss,
 )
-from pytest_mlpval.rss_analysis import (
+from pytest_mlpval.protocols.rss.analysis import (
     assert_basin,
     assert_diamond_like_fraction,
     assert_distributions_close,

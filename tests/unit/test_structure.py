@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from pytest_mlpval.crystals import (CRYSTALS, RelaxationError, UnknownCrystalError,
                                     build_crystal, relax, relaxed_crystal, space_group)
-from pytest_mlpval.structure import (SI_SOAP, SoapSettings, compare_with_crystals,
+from pytest_mlpval.descriptors import (SI_SOAP, SoapSettings, compare_with_crystals,
                                      coordination, coordination_numbers, fraction_above,
                                      kernel, similarity_to_reference, soap_descriptors,
                                      structure_descriptors)

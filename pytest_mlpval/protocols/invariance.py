@@ -1,0 +1,518 @@
+"""Physical invariances and internal consistency of a potential (plain library, no pytest).
+
+Every check takes an ASE calculator and a structure and returns a :class:`CheckResult`
+(``value`` compared with ``tolerance``, both in ``unit``); :func:`assert_check` turns a
+failed result into an :class:`InvarianceError` (an ``AssertionError``) that prints the
+structure as extended XYZ and can save it to a file for a bug report.
+
+Checks, and what ``value`` is:
+
+==================  =====================================================  ==========
+check               value                                                  unit
+==================  =====================================================  ==========
+``translation``     max(|dE|/N, max |dF|) after a rigid shift              eV/atom, eV/Å
+``rotation``        max(|dE|/N, max |R F - F'|, max |R s R^T - s'|)       eV/atom, eV/Å, GPa
+``permutation``     max(|dE|/N, max |F[p] - F'|) after permuting like atoms  eV/atom, eV/Å
+``force_gradient``  max |F + dE/dx| (central differences, ASE)             eV/Å
+``stress_gradient`` max |s - dE/de / V| (central differences, ASE)         GPa
+``extensivity``     |E(supercell)/N' - E/N|                                eV/atom
+``force_sum``       |sum of forces| / N (periodic cells)                   eV/Å
+``smoothness``      max |dE + F.dx| along a path of one atom               eV
+``finite``          number of non-finite entries in E, F, stress           count
+==================  =====================================================  ==========
+
+Checks with several parts (energy and forces) compare each part with its own tolerance;
+the part furthest beyond its tolerance sets ``value``, ``tolerance`` and ``unit``, and every
+part is listed in ``detail``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
+
+__all__ = [
+    "CHECKS",
+    "FLOAT32",
+    "FLOAT64",
+    "CheckNotApplicable",
+    "CheckResult",
+    "InvarianceError",
+    "Tolerances",
+    "assert_check",
+    "not_evaluated",
+    "run_check",
+]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Tolerances of the checks. Defaults suit float64 models; :data:`FLOAT32` suits
+    single-precision models (most neural-network potentials run in float32 on GPUs).
+
+    Attributes
+    ----------
+    energy_eV_atom : float
+        Energy per atom under translation/rotation/permutation, and extensivity.
+    force_eV_A : float
+        Force components under translation/rotation/permutation.
+    stress_GPa : float
+        Stress components under rotation.
+    force_sum_eV_A : float
+        |sum of forces| / N.
+    fd_force_eV_A : float
+        Forces against the central-difference gradient of the energy.
+    fd_step_A : float
+        Displacement of the finite differences (Å).
+    fd_stress_GPa : float
+        Stress against the central-difference strain derivative of the energy.
+    fd_strain : float
+        Strain step of the stress finite differences.
+    smoothness_eV : float
+        Largest |dE + F.dx| between two points of the path (an energy jump that the
+        forces do not explain); scale with ``smoothness_step_A``.
+    smoothness_step_A : float
+        Step of the path.
+    """
+
+    energy_eV_atom: float = 1e-6
+    force_eV_A: float = 1e-5
+    stress_GPa: float = 1e-4
+    force_sum_eV_A: float = 1e-6
+    fd_force_eV_A: float = 1e-3
+    fd_step_A: float = 1e-3
+    fd_stress_GPa: float = 1e-2
+    fd_strain: float = 1e-5
+    smoothness_eV: float = 2e-3
+    smoothness_step_A: float = 0.01
+
+
+FLOAT64 = Tolerances()
+FLOAT32 = Tolerances(
+    energy_eV_atom=1e-4, force_eV_A=1e-3, stress_GPa=1e-2, force_sum_eV_A=1e-4,
+    fd_force_eV_A=2e-2, fd_step_A=1e-2, fd_stress_GPa=0.2, fd_strain=1e-3,
+    smoothness_eV=2e-2, smoothness_step_A=0.02,
+)
+
+
+class CheckNotApplicable(Exception):
+    """The check does not apply (e.g. no stress from the calculator, non-periodic cell)."""
+
+
+class InvarianceError(AssertionError):
+    """A physical invariance or consistency check failed."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check on one structure.
+
+    ``error`` is set when the check could not be evaluated (the calculator raised:
+    ``value`` is NaN, the check fails), ``skipped`` when it does not apply (the reason);
+    ``status`` is ``ok``, ``FAIL``, ``ERROR`` or ``skipped``.
+    """
+
+    check: str
+    value: float
+    tolerance: float
+    unit: str
+    detail: str
+    structure: Any = field(default=None, compare=False, repr=False)
+    error: str | None = None
+    skipped: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        if self.error is not None or self.skipped is not None:
+            return False
+        return bool(self.value <= self.tolerance)  # NaN fails
+
+    @property
+    def status(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
+        if self.error is not None:
+            return "ERROR"
+        return "ok" if self.passed else "FAIL"
+
+
+# --- evaluation helpers ---------------------------------------------------------------
+
+def _has_stress(calc: Any) -> bool:
+    props = getattr(calc, "implemented_properties", None)
+    return props is None or "stress" in props
+
+
+def _evaluate(calc: Any, atoms: Any, stress: bool = True):
+    work = atoms.copy()
+    work.calc = calc
+    energy = float(work.get_potential_energy())
+    forces = np.array(work.get_forces(), dtype=float)
+    if forces.shape != (len(work), 3):  # an error result, not a broadcast that hides it
+        raise ValueError(f"forces of shape {forces.shape} for {len(work)} atoms "
+                         f"(expected ({len(work)}, 3))")
+    sigma = None
+    if stress and _has_stress(calc) and work.cell.rank == 3 and all(work.pbc):
+        sigma = np.array(work.get_stress(voigt=False), dtype=float) * GPA
+    return energy, forces, sigma
+
+
+def _max_abs(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=float)
+    return float(np.max(np.abs(a))) if a.size else 0.0
+
+
+def _parts_result(check: str, parts: Sequence[tuple[str, float, float, str]],
+                  atoms: Any) -> CheckResult:
+    """Several (what, value, tolerance, unit) parts: report the worst by ratio."""
+    def ratio(p):
+        if math.isnan(p[1]):
+            return math.inf
+        if p[2] <= 0:  # a zero tolerance: any excess is infinitely far beyond it
+            return 0.0 if p[1] <= p[2] else math.inf
+        return p[1] / p[2]
+
+    worst = max(parts, key=ratio)
+    detail = "; ".join(f"{what} {value:.3g} {unit} (tolerance {tol:.3g})"
+                       for what, value, tol, unit in parts)
+    return CheckResult(check, worst[1] if not math.isnan(worst[1]) else math.nan,
+                       worst[2], worst[3], f"{worst[0]} — {detail}", atoms.copy())
+
+
+def _rotation_matrix(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q @ np.diag(np.sign(np.diag(r)))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+# --- the checks -----------------------------------------------------------------------
+
+def translation(calc, atoms, tol: Tolerances = FLOAT64, shift_A=(0.37, -1.21, 2.03)):
+    e0, f0, _ = _evaluate(calc, atoms, stress=False)
+    moved = atoms.copy()
+    moved.positions += np.asarray(shift_A, dtype=float)
+    if any(moved.pbc):
+        moved.wrap()
+    e1, f1, _ = _evaluate(calc, moved, stress=False)
+    n = len(atoms)
+    return _parts_result("translation", [
+        ("energy change", abs(e1 - e0) / n, tol.energy_eV_atom, "eV/atom"),
+        ("force change", _max_abs(f1 - f0), tol.force_eV_A, "eV/Å"),
+    ], atoms)
+
+
+def rotation(calc, atoms, tol: Tolerances = FLOAT64, seed: int = 7):
+    """Rotate positions and cell together by a seeded random rotation R: energy invariant,
+    forces F' = R F, stress s' = R s R^T."""
+    rot = _rotation_matrix(seed)
+    e0, f0, s0 = _evaluate(calc, atoms)
+    turned = atoms.copy()
+    turned.positions = atoms.positions @ rot.T
+    turned.set_cell(np.asarray(atoms.cell) @ rot.T, scale_atoms=False)
+    e1, f1, s1 = _evaluate(calc, turned)
+    n = len(atoms)
+    parts = [
+        ("energy change", abs(e1 - e0) / n, tol.energy_eV_atom, "eV/atom"),
+        ("force equivariance", _max_abs(f1 - f0 @ rot.T), tol.force_eV_A, "eV/Å"),
+    ]
+    if s0 is not None and s1 is not None:
+        parts.append(("stress equivariance", _max_abs(s1 - rot @ s0 @ rot.T),
+                      tol.stress_GPa, "GPa"))
+    return _parts_result("rotation", parts, atoms)
+
+
+def permutation(calc, atoms, tol: Tolerances = FLOAT64, seed: int = 3):
+    """Shuffle the order of like atoms: same energy, forces permuted alike."""
+    rng = np.random.default_rng(seed)
+    order = np.arange(len(atoms))
+    numbers = atoms.numbers
+    for z in np.unique(numbers):
+        idx = np.flatnonzero(numbers == z)
+        shuffled = rng.permutation(idx)
+        if len(idx) > 1 and np.array_equal(shuffled, idx):
+            shuffled = np.roll(idx, 1)  # never the identity
+        order[idx] = shuffled
+    e0, f0, _ = _evaluate(calc, atoms, stress=False)
+    shuffled = atoms[order]
+    e1, f1, _ = _evaluate(calc, shuffled, stress=False)
+    n = len(atoms)
+    return _parts_result("permutation", [
+        ("energy change", abs(e1 - e0) / n, tol.energy_eV_atom, "eV/atom"),
+        ("force change", _max_abs(f1 - f0[order]), tol.force_eV_A, "eV/Å"),
+    ], atoms)
+
+
+def force_gradient(calc, atoms, tol: Tolerances = FLOAT64, max_atoms: int = 8):
+    """Forces against central differences of the energy (ASE), for up to ``max_atoms``
+    atoms (all three components)."""
+    from ase.calculators.fd import calculate_numerical_forces
+
+    work = atoms.copy()
+    work.calc = calc
+    forces = np.array(work.get_forces(), dtype=float)
+    indices = list(range(min(len(atoms), max_atoms)))
+    numeric = calculate_numerical_forces(work, eps=tol.fd_step_A, iatoms=indices)
+    diff = forces[indices] - numeric[indices] if numeric.shape[0] == len(atoms) \
+        else forces[indices] - numeric
+    worst = int(np.argmax(np.max(np.abs(diff), axis=1))) if diff.size else 0
+    return CheckResult(
+        "force_gradient", _max_abs(diff), tol.fd_force_eV_A, "eV/Å",
+        f"max |F - (-dE/dx)| over atoms {indices[0]}..{indices[-1]}, worst atom {worst}: "
+        f"F = {np.round(forces[indices][worst], 5).tolist()}, "
+        f"-dE/dx = {np.round(forces[indices][worst] - diff[worst], 5).tolist()} eV/Å "
+        f"(step {tol.fd_step_A} Å)", atoms.copy())
+
+
+def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
+    """Stress against the central-difference strain derivative of the energy: of the
+    free energy where the calculator has one (smearing DFT), else of the energy (most
+    machine-learned calculators do not implement ``free_energy``)."""
+    if not _has_stress(calc):
+        raise CheckNotApplicable("the calculator does not implement stress")
+    if not all(atoms.pbc):
+        raise CheckNotApplicable("stress needs a periodic cell")
+    work = atoms.copy()
+    work.calc = calc
+    stress = np.array(work.get_stress(voigt=True), dtype=float) * GPA
+    numeric, which = _numerical_stress(work, tol.fd_strain)
+    return CheckResult(
+        "stress_gradient", _max_abs(stress - numeric), tol.fd_stress_GPa, "GPa",
+        f"stress {np.round(stress, 4).tolist()} GPa vs strain derivative of the {which} "
+        f"{np.round(numeric, 4).tolist()} GPa (strain step {tol.fd_strain})", atoms.copy())
+
+
+def _numerical_stress(work, eps: float) -> tuple[np.ndarray, str]:
+    """Central differences of the energy per volume over the six Voigt strains (GPa),
+    as ASE's ``calculate_numerical_stress``; and which energy was differentiated."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    try:
+        work.get_potential_energy(force_consistent=True)
+        consistent = True
+    except PropertyNotImplementedError:
+        consistent = False
+    cell = work.cell.copy()
+    volume = work.get_volume()
+    stress = np.zeros((3, 3))
+    for i, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
+        energies = []
+        for sign in (1.0, -1.0):
+            strain = np.eye(3)
+            if i == j:
+                strain[i, i] += sign * eps
+            else:
+                strain[i, j] = strain[j, i] = sign * 0.5 * eps
+            work.set_cell(cell @ strain, scale_atoms=True)
+            energies.append(float(work.get_potential_energy(force_consistent=consistent)))
+        stress[i, j] = stress[j, i] = (energies[0] - energies[1]) / (2 * eps * volume)
+    work.set_cell(cell, scale_atoms=True)
+    return stress.flat[[0, 4, 8, 5, 2, 1]] * GPA, "free energy" if consistent else "energy"
+
+
+def extensivity(calc, atoms, tol: Tolerances = FLOAT64, repeat=(2, 1, 1)):
+    if not all(atoms.pbc):
+        raise CheckNotApplicable("extensivity is checked on periodic cells")
+    e0, _, _ = _evaluate(calc, atoms, stress=False)
+    big = atoms.repeat(repeat)
+    e1, _, _ = _evaluate(calc, big, stress=False)
+    value = abs(e1 / len(big) - e0 / len(atoms))
+    return CheckResult(
+        "extensivity", value, tol.energy_eV_atom, "eV/atom",
+        f"E/N = {e0 / len(atoms):.8f} eV for {len(atoms)} atoms, "
+        f"{e1 / len(big):.8f} eV for the {'x'.join(map(str, repeat))} supercell", atoms.copy())
+
+
+def force_sum(calc, atoms, tol: Tolerances = FLOAT64):
+    _, forces, _ = _evaluate(calc, atoms, stress=False)
+    total = forces.sum(axis=0)
+    return CheckResult("force_sum", float(np.linalg.norm(total)) / len(atoms),
+                       tol.force_sum_eV_A, "eV/Å",
+                       f"sum of forces {np.round(total, 8).tolist()} eV/Å over {len(atoms)} atoms",
+                       atoms.copy())
+
+
+def _clear_direction(atoms, atom: int, distance_A: float, seed: int) -> tuple[np.ndarray, float]:
+    """A path direction for ``atom`` among 64 seeded random ones: of those that keep it at
+    least ``min(1.8 Å, 0.85 x its nearest-neighbour distance)`` from every other atom
+    (minimum images), the one along which its distances to neighbours within 6 Å change
+    most (so the path crosses many cutoff radii); the clearest one if none qualifies.
+    Returns the unit vector and the closest approach in Å."""
+    from ase.geometry import get_distances
+
+    rng = np.random.default_rng(seed)
+    candidates = rng.normal(size=(64, 3))
+    candidates /= np.linalg.norm(candidates, axis=1)[:, None]
+    others = np.delete(atoms.positions, atom, axis=0)
+    if len(others) == 0:
+        return candidates[0], math.inf
+    _, start = get_distances(atoms.positions[atom][None, :], others, cell=atoms.cell,
+                             pbc=atoms.pbc)
+    needed = min(1.8, 0.85 * float(start.min()))
+    best, best_score, clearest, clearance = None, -1.0, candidates[0], -1.0
+    for direction in candidates:
+        points = atoms.positions[atom] + np.linspace(0, distance_A, 31)[:, None] * direction
+        _, dist = get_distances(points, others, cell=atoms.cell, pbc=atoms.pbc)
+        closest = float(dist.min())
+        if closest > clearance:
+            clearest, clearance = direction, closest
+        near = dist.min(axis=0) < 6.0
+        score = float(np.sum(dist.max(axis=0)[near] - dist.min(axis=0)[near]))
+        if closest >= needed and score > best_score:
+            best, best_score, best_closest = direction, score, closest
+    if best is None:
+        return clearest, clearance
+    return best, best_closest
+
+
+def smoothness(calc, atoms, tol: Tolerances = FLOAT64, atom: int = 0,
+               distance_A: float = 3.0, seed: int = 11):
+    """Move one atom along a straight line (crossing its neighbours' cutoffs, keeping as
+    clear of them as 64 seeded directions allow) and check that every energy step is
+    explained by the forces: |E(i+1) - E(i) + (F(i) + F(i+1))/2 . dx| (trapezoidal work).
+    A discontinuous cutoff, or forces that are not the energy's gradient, leave a jump.
+    """
+    direction, clearance = _clear_direction(atoms, atom, distance_A, seed)
+    n_steps = max(2, int(round(distance_A / tol.smoothness_step_A)))
+    dx = direction * distance_A / n_steps
+    work = atoms.copy()
+    work.calc = calc
+    energies, forces = [], []
+    for _ in range(n_steps + 1):
+        energies.append(float(work.get_potential_energy()))
+        forces.append(np.array(work.get_forces()[atom], dtype=float))
+        positions = work.positions
+        positions[atom] += dx
+        work.positions = positions
+    energies = np.array(energies)
+    forces = np.array(forces)
+    residual = np.diff(energies) + 0.5 * (forces[1:] + forces[:-1]) @ dx
+    finite_steps = np.isfinite(residual)
+    worst = int(np.nanargmax(np.abs(residual))) if finite_steps.any() else 0
+    value = float(np.max(np.abs(residual))) if finite_steps.all() else math.nan
+    return CheckResult(
+        "smoothness", value, tol.smoothness_eV, "eV",
+        f"atom {atom} moved {distance_A} Å in {n_steps} steps (closest approach "
+        f"{clearance:.2f} Å); largest energy step not explained by the forces "
+        f"{residual[worst]:.3g} eV at {worst * np.linalg.norm(dx):.3f} Å "
+        f"(energy step {energies[worst + 1] - energies[worst]:.3g} eV)", atoms.copy())
+
+
+def finite(calc, atoms, tol: Tolerances = FLOAT64):
+    e, f, s = _evaluate(calc, atoms)
+    bad = int(not math.isfinite(e)) + int(np.sum(~np.isfinite(f)))
+    if s is not None:
+        bad += int(np.sum(~np.isfinite(s)))
+    return CheckResult("finite", float(bad), 0.0, "count",
+                       f"energy {e!r}; non-finite force entries {int(np.sum(~np.isfinite(f)))}",
+                       atoms.copy())
+
+
+CHECKS: dict[str, Callable[..., CheckResult]] = {
+    "translation": translation,
+    "rotation": rotation,
+    "permutation": permutation,
+    "force_gradient": force_gradient,
+    "stress_gradient": stress_gradient,
+    "extensivity": extensivity,
+    "force_sum": force_sum,
+    "smoothness": smoothness,
+    "finite": finite,
+}
+
+
+#: the tolerance (a :class:`Tolerances` field) and unit a check reports when it is not
+#: evaluated (its main part; checks with several parts report the worst)
+NOMINAL = {
+    "translation": ("energy_eV_atom", "eV/atom"),
+    "rotation": ("energy_eV_atom", "eV/atom"),
+    "permutation": ("energy_eV_atom", "eV/atom"),
+    "force_gradient": ("fd_force_eV_A", "eV/Å"),
+    "stress_gradient": ("fd_stress_GPa", "GPa"),
+    "extensivity": ("energy_eV_atom", "eV/atom"),
+    "force_sum": ("force_sum_eV_A", "eV/Å"),
+    "smoothness": ("smoothness_eV", "eV"),
+    "finite": (None, "count"),
+}
+
+
+def not_evaluated(name: str, tol: Tolerances = FLOAT64, *, error: str | None = None,
+                  skipped: str | None = None, atoms: Any = None) -> CheckResult:
+    """The result of a check that did not judge: ``error`` (the calculator raised) or
+    ``skipped`` (the reason it does not apply)."""
+    field_name, unit = NOMINAL[name]
+    tolerance = 0.0 if field_name is None else float(getattr(tol, field_name))
+    why = f"not evaluated: {error}" if error is not None else f"skipped: {skipped}"
+    return CheckResult(name, math.nan, tolerance, unit, why,
+                       None if atoms is None else atoms.copy(), error=error, skipped=skipped)
+
+
+def run_check(name: str, calc: Any, atoms: Any, tol: Tolerances = FLOAT64,
+              **kwargs: Any) -> CheckResult:
+    """Run the check ``name`` (a key of :data:`CHECKS`). It judges or says why not: a
+    check that does not apply (no stress, no periodic cell, a property the calculator
+    does not implement) raises :class:`CheckNotApplicable`; one the calculator breaks
+    (it raises, returns arrays of the wrong shape) returns a failed result (status
+    ``ERROR``) whose ``error`` names the exception."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    if name not in CHECKS:
+        raise KeyError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
+    try:
+        # NaN and inf results are judged (they fail): numpy need not warn about them
+        with np.errstate(all="ignore"):
+            return CHECKS[name](calc, atoms, tol, **kwargs)
+    except CheckNotApplicable:
+        raise
+    except PropertyNotImplementedError as exc:
+        raise CheckNotApplicable(f"the calculator does not implement a property the check "
+                                 f"needs ({exc})") from exc
+    except Exception as exc:  # the candidate broke the check: a failure that says how
+        return not_evaluated(name, tol, error=f"the calculation raised "
+                             f"{type(exc).__name__}: {exc}", atoms=atoms)
+
+
+def structure_text(atoms: Any) -> str:
+    import ase.io
+
+    buffer = io.StringIO()
+    ase.io.write(buffer, atoms, format="extxyz")
+    return buffer.getvalue()
+
+
+def assert_check(result: CheckResult, save_dir: str | Path | None = None,
+                 potential: str | None = None) -> CheckResult:
+    """Raise :class:`InvarianceError` if ``result`` failed: the message has the value,
+    tolerance and detail, and the structure as extended XYZ (also written to
+    ``save_dir/<check>-<sha256 prefix>.extxyz`` when given)."""
+    __tracebackhide__ = True
+    if result.passed or result.skipped is not None:
+        return result
+    who = f" for potential {potential!r}" if potential else ""
+    value = "NaN" if math.isnan(result.value) else f"{result.value:.4g}"
+    if result.error is not None:
+        lines = [f"{result.check} check could not be evaluated{who}: {result.error}"]
+    else:
+        lines = [f"{result.check} check failed{who}: {value} {result.unit} > tolerance "
+                 f"{result.tolerance:.3g} {result.unit}", f"  {result.detail}"]
+    if result.structure is not None:
+        text = structure_text(result.structure)
+        if save_dir is not None:
+            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+            path = Path(save_dir) / f"{result.check}-{digest}.extxyz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            lines.append(f"  structure written to {path}")
+        lines.append(f"  structure ({len(result.structure)} atoms, extxyz):")
+        lines += ["    " + line for line in text.rstrip().splitlines()]
+    raise InvarianceError("\n".join(lines))

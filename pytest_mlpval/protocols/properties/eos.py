@@ -1,0 +1,464 @@
+"""Equation of state (Birch–Murnaghan, through ASE), energies of polymorphs relative to
+diamond, and transition pressures from the enthalpy crossing.
+
+Plain library (no pytest).
+
+The bulk modulus of a fitted equation of state depends on the span of strains it is
+fitted over (for a machine-learned potential more than for DFT: one GAP gives 87 GPa from
+±1 % in the lattice parameter and 92 GPa from ±5 %), so every result records its
+``strain_span`` (fraction of the lattice parameter) and the fit's RMS residual.
+
+A transition pressure is where the enthalpies H(P) = E(V) + PV of two phases cross, each
+H(P) being the minimum over V of the fitted E(V) + PV (equivalent to the common tangent
+of the two E(V) curves). Static lattice: no zero-point or thermal terms. The result says
+when the crossing lies outside a sampled volume range (an extrapolation of a fit).
+
+:func:`assert_physical_eos` refuses what should not be compared with experiment: an E(V)
+whose pressure derivative of the bulk modulus B' lies outside the range of real solids
+(B' between about 3 and 7 for elements; 4.2 for diamond Si), which happens when a
+potential extrapolates into compressions it was not trained on, and a transition whose
+enthalpy minimum lies on the edge of the sampled volumes.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.units import EV_PER_A3_TO_GPA
+
+__all__ = ["EosResult", "equation_of_state", "TransitionResult", "transition_pressure",
+           "PolymorphResult", "polymorph_energies", "slug", "assert_physical_eos",
+           "PHYSICAL_B_PRIME"]
+
+#: accepted range of B' = dB/dP (solids: about 3-7; outside 1-10 the E(V) is unphysical)
+PHYSICAL_B_PRIME = (1.0, 10.0)
+
+
+def slug(name: str) -> str:
+    """Crystal name as used inside property names: ``"beta-Sn"`` -> ``"beta_sn"``."""
+    return name.lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class EosResult(PropertyResult):
+    """A third-order Birch–Murnaghan fit (ASE ``EquationOfState``) to E(V).
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    volumes_per_atom_A3, energies_per_atom_eV : tuple of float
+        The points fitted (Å^3/atom, eV/atom).
+    volume_per_atom_A3, energy_per_atom_eV : float
+        V0 and E0 of the fit.
+    bulk_modulus_GPa : float
+        B0 of the fit.
+    bulk_modulus_derivative : float
+        B0' (dimensionless), a parameter of the fit.
+    lattice_parameter_A : float
+        The relaxed cell's first length scaled to V0.
+    strain_span : float
+        Largest strain of the lattice parameter sampled (the points run over
+        ``1 ± strain_span`` times the relaxed lattice vectors).
+    fit_rms_per_atom_meV : float
+        RMS of the fit's residuals.
+    relaxed_shape : bool
+        Whether positions and cell shape were relaxed at each volume (symmetry kept).
+    n_force_calls : int
+    calculator_seconds, seconds : float
+    """
+
+    crystal: str
+    symbol: str
+    volumes_per_atom_A3: tuple[float, ...]
+    energies_per_atom_eV: tuple[float, ...]
+    volume_per_atom_A3: float
+    energy_per_atom_eV: float
+    bulk_modulus_GPa: float
+    bulk_modulus_derivative: float
+    lattice_parameter_A: float
+    strain_span: float
+    fit_rms_per_atom_meV: float
+    relaxed_shape: bool
+    n_force_calls: int
+    calculator_seconds: float
+    seconds: float
+    protocol = "eos"
+
+    def metrics(self) -> dict[str, float]:
+        return {"bulk_modulus_GPa": self.bulk_modulus_GPa,
+                "bulk_modulus_derivative": self.bulk_modulus_derivative,
+                "eos_volume_per_atom_A3": self.volume_per_atom_A3,
+                "eos_energy_per_atom_eV": self.energy_per_atom_eV,
+                "eos_lattice_parameter_A": self.lattice_parameter_A,
+                "eos_fit_rms_per_atom_meV": self.fit_rms_per_atom_meV,
+                "eos_strain_span_fraction": self.strain_span, **self.cost_metrics()}
+
+    def energy(self, volume_per_atom_A3: Any) -> Any:
+        """The fitted E(V) in eV/atom (ASE's ``birchmurnaghan``)."""
+        from ase.eos import birchmurnaghan
+
+        return birchmurnaghan(np.asarray(volume_per_atom_A3, dtype=float),
+                              self.energy_per_atom_eV, self.bulk_modulus_GPa / EV_PER_A3_TO_GPA,
+                              self.bulk_modulus_derivative, self.volume_per_atom_A3)
+
+    def curve_data(self) -> dict[str, Any]:
+        """The sampled E(V) points and the fit's parameters (JSON-ready)."""
+        return {"volumes_per_atom_A3": list(self.volumes_per_atom_A3),
+                "energies_per_atom_eV": list(self.energies_per_atom_eV),
+                "V0": self.volume_per_atom_A3, "E0": self.energy_per_atom_eV,
+                "B_GPa": self.bulk_modulus_GPa, "Bp": self.bulk_modulus_derivative}
+
+    def report_data(self) -> dict[str, Any]:
+        """For the HTML report: the E(V) curve, drawn by :func:`eos_figure`."""
+        return {"figure": "pytest_mlpval.protocols.properties.eos:eos_figure", "reference": self.crystal,
+                "strain_span": self.strain_span, "curves": {self.crystal: self.curve_data()}}
+
+
+def _fit(volumes: np.ndarray, energies: np.ndarray, crystal: str) -> tuple[float, ...]:
+    from ase.eos import EquationOfState
+    from scipy.optimize import OptimizeWarning
+
+    eos = EquationOfState(volumes, energies, eos="birchmurnaghan")
+    try:
+        with warnings.catch_warnings():  # covariance not estimable: we do not use it
+            warnings.simplefilter("ignore", OptimizeWarning)
+            eos.fit(warn=False)
+    except (RuntimeError, ValueError) as exc:
+        raise PropertyError(f"Birch–Murnaghan fit for {crystal} failed: {exc}") from exc
+    e0, b0, bp, v0 = (float(x) for x in eos.eos_parameters)
+    if not all(map(math.isfinite, (e0, b0, bp, v0))) or b0 <= 0:
+        raise PropertyError(f"Birch–Murnaghan fit for {crystal} gave no minimum "
+                            f"(E0={e0}, B0={b0 * EV_PER_A3_TO_GPA} GPa, V0={v0})")
+    if not volumes.min() <= v0 <= volumes.max():
+        raise PropertyError(
+            f"the E(V) minimum of {crystal} (V0 = {v0:.3f} Å^3/atom) lies outside the "
+            f"sampled volumes {volumes.min():.3f}-{volumes.max():.3f}: the structure was not "
+            "relaxed, or the strain span is too small for this potential")
+    rms = float(np.sqrt(np.mean((eos.func(volumes, *eos.eos_parameters) - energies) ** 2)))
+    return e0, b0, bp, v0, rms
+
+
+def _energy_at_fixed_volume(atoms: Any, calc: Any, relax_shape: bool, fmax_eV_A: float,
+                            steps: int) -> float:
+    """Energy per atom at the volume of ``atoms``, after relaxing positions and cell shape
+    at that volume with the symmetry kept (skipped when already converged: a cubic
+    crystal without free coordinates)."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    if relax_shape:
+        from ase.filters import FrechetCellFilter
+
+        with warnings.catch_warnings():
+            # scipy's logm accuracy note on near-identity cells; FixSymmetry's note on large
+            # cell steps (convergence and the space group are checked instead)
+            warnings.filterwarnings("ignore", "logm result may be inaccurate")
+            warnings.filterwarnings("ignore", "FixSymmetry adjust_cell may be ill behaved")
+            forces = FrechetCellFilter(atoms, constant_volume=True).get_forces()
+            if np.sqrt((forces ** 2).sum(axis=1)).max() > fmax_eV_A:
+                from ase.constraints import FixSymmetry
+                from ase.optimize import BFGS
+
+                atoms.set_constraint(FixSymmetry(atoms))
+                opt = BFGS(FrechetCellFilter(atoms, constant_volume=True), logfile=None)
+                if not opt.run(fmax=fmax_eV_A, steps=steps):
+                    raise PropertyError(
+                        f"constant-volume relaxation of {atoms.get_chemical_formula()} at "
+                        f"{atoms.get_volume() / len(atoms):.3f} Å^3/atom did not reach fmax "
+                        f"{fmax_eV_A:g} eV/Å in {steps} steps")
+    return float(atoms.get_potential_energy()) / len(atoms)
+
+
+@single_threaded
+def equation_of_state(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
+                      strain_span: float = 0.01, n_points: int = 7, relax_shape: bool = True,
+                      atoms: Any = None, fmax_eV_A: float = 1e-3, steps: int = 500
+                      ) -> EosResult:
+    """Relax ``crystal`` (symmetry kept), scale its lattice vectors by ``1 + s`` for
+    ``n_points`` values of s evenly spaced in ``[-strain_span, strain_span]``, relax
+    positions and cell shape at each fixed volume (``relax_shape``; symmetry kept) and fit
+    a Birch–Murnaghan E(V) with ASE.
+
+    Raises :class:`PropertyError` when a relaxation fails or the fit has no minimum
+    inside the sampled range.
+    """
+    if not 0 < strain_span < 0.3:
+        raise ValueError(f"strain_span must be in (0, 0.3), got {strain_span}")
+    if n_points < 5:
+        raise ValueError(f"n_points must be >= 5 for a 4-parameter fit, got {n_points}")
+    clock = _Clock(calc)
+    relaxed, _, _ = _relaxed(clock.calc, crystal, symbol, atoms, fmax_eV_A=fmax_eV_A,
+                             steps=steps)
+    base = relaxed.atoms
+    n = len(base)
+    volumes, energies = [], []
+    for s in np.linspace(-strain_span, strain_span, n_points):
+        scaled = base.copy()
+        scaled.set_cell(base.cell * (1 + s), scale_atoms=True)
+        volumes.append(scaled.get_volume() / n)
+        energies.append(_energy_at_fixed_volume(scaled, clock.calc, relax_shape, fmax_eV_A,
+                                                steps))
+    v, e = np.array(volumes), np.array(energies)
+    e0, b0, bp, v0, rms = _fit(v, e, crystal)
+    a0 = float(base.cell.lengths()[0] * (v0 / (base.get_volume() / n)) ** (1 / 3))
+    return EosResult(crystal, symbol, tuple(map(float, v)), tuple(map(float, e)), v0, e0,
+                     b0 * EV_PER_A3_TO_GPA, bp, a0, float(strain_span), rms * 1000,
+                     bool(relax_shape), **clock.cost())
+
+
+@dataclass(frozen=True)
+class TransitionResult(PropertyResult):
+    """Pressure at which phase ``high`` becomes more stable than ``low`` (static
+    enthalpy crossing of their Birch–Murnaghan fits).
+
+    Attributes
+    ----------
+    low, high : str
+        The low- and high-pressure phases.
+    pressure_GPa : float
+        NaN when the enthalpies do not cross between ``-10`` and ``max_pressure_GPa``.
+    volume_low_per_atom_A3, volume_high_per_atom_A3 : float
+        Volumes of the two phases at the transition (the volume change is their difference).
+    enthalpy_per_atom_eV : float
+    extrapolated : bool
+        True when a volume at the transition lies on the edge of its phase's sampled
+        range (the enthalpy minimum was cut off there: an extrapolation).
+    """
+
+    low: str
+    high: str
+    pressure_GPa: float
+    volume_low_per_atom_A3: float
+    volume_high_per_atom_A3: float
+    enthalpy_per_atom_eV: float
+    extrapolated: bool
+    protocol = "transition"
+
+    @property
+    def found(self) -> bool:
+        return math.isfinite(self.pressure_GPa)
+
+    def metrics(self) -> dict[str, float]:
+        name = f"{slug(self.low)}_{slug(self.high)}_transition"
+        return {f"{name}_GPa": self.pressure_GPa,
+                f"{name}_extrapolated": float(self.extrapolated)}
+
+    def not_measured(self) -> set[str]:
+        """The transition pressure when the enthalpies do not cross in the pressure range
+        searched (the search itself refuses a non-finite enthalpy difference)."""
+        return set() if self.found else {f"{slug(self.low)}_{slug(self.high)}_transition_GPa"}
+
+
+def _enthalpy(eos: EosResult, pressure_GPa: float) -> tuple[float, float]:
+    """(H, V) per atom at ``pressure_GPa``: the minimum of E(V) + PV over the sampled
+    volumes (a Birch–Murnaghan fit is not trusted beyond them: with B' < 0 it turns down
+    under strong compression and would hand the phase a spurious low enthalpy). A volume
+    on the edge of the sampled range means the true minimum lies outside it."""
+    from scipy.optimize import minimize_scalar
+
+    p = pressure_GPa / EV_PER_A3_TO_GPA
+    found = minimize_scalar(lambda v: float(eos.energy(v)) + p * v,
+                            bounds=(min(eos.volumes_per_atom_A3), max(eos.volumes_per_atom_A3)),
+                            method="bounded", options={"xatol": 1e-8})
+    return float(found.fun), float(found.x)
+
+
+def transition_pressure(low: EosResult, high: EosResult, *, max_pressure_GPa: float = 60.0
+                        ) -> TransitionResult:
+    """Pressure where ``high`` takes over from ``low`` (enthalpy crossing)."""
+    from scipy.optimize import brentq
+
+    def delta(p: float) -> float:
+        return _enthalpy(high, p)[0] - _enthalpy(low, p)[0]
+
+    grid = np.linspace(-10.0, max_pressure_GPa, int(max_pressure_GPa + 10) * 2 + 1)
+    values = [delta(p) for p in grid]
+    broken = [float(p) for p, d in zip(grid, values) if not math.isfinite(d)]
+    if broken:  # a NaN compares as no crossing: never report it as "none found"
+        raise PropertyError(
+            f"the enthalpy difference {high.crystal} - {low.crystal} is not finite at "
+            f"{len(broken)} of {len(grid)} pressures (first at {broken[0]:g} GPa): the "
+            "Birch–Murnaghan fits cannot be compared")
+    pressure = math.nan
+    for p0, p1, d0, d1 in zip(grid, grid[1:], values, values[1:]):
+        if d0 > 0 >= d1:
+            pressure = float(brentq(delta, p0, p1, xtol=1e-6))
+            break
+    if not math.isfinite(pressure):
+        return TransitionResult(low.crystal, high.crystal, math.nan, math.nan, math.nan,
+                                math.nan, False)
+    h, v_low = _enthalpy(low, pressure)
+    _, v_high = _enthalpy(high, pressure)
+    # on (or within 0.1 % of) the edge of a sampled range: the enthalpy minimum was cut off
+    outside = any(not 1.001 * min(e.volumes_per_atom_A3) < v < 0.999 * max(e.volumes_per_atom_A3)
+                  for e, v in ((low, v_low), (high, v_high)))
+    return TransitionResult(low.crystal, high.crystal, pressure, v_low, v_high, h, outside)
+
+
+@dataclass(frozen=True)
+class PolymorphResult(PropertyResult):
+    """Equations of state of several polymorphs, energies relative to ``reference`` and
+    transition pressures from it.
+
+    Attributes
+    ----------
+    symbol, reference : str
+    eos : tuple of EosResult
+        One per polymorph, in the order asked (the reference included).
+    transitions : tuple of TransitionResult
+        ``reference`` -> each other polymorph.
+    n_force_calls : int
+    calculator_seconds, seconds : float
+    """
+
+    symbol: str
+    reference: str
+    eos: tuple[EosResult, ...]
+    transitions: tuple[TransitionResult, ...]
+    n_force_calls: int
+    calculator_seconds: float
+    seconds: float
+    protocol = "polymorphs"
+
+    def get(self, crystal: str) -> EosResult:
+        for result in self.eos:
+            if slug(result.crystal) == slug(crystal):
+                return result
+        raise KeyError(f"no polymorph {crystal!r}; have {[e.crystal for e in self.eos]}")
+
+    def energy_vs_reference_per_atom_eV(self, crystal: str) -> float:
+        return self.get(crystal).energy_per_atom_eV - self.get(self.reference).energy_per_atom_eV
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        ref = slug(self.reference)
+        for e in self.eos:
+            s = slug(e.crystal)
+            if s != ref:
+                out[f"energy_{s}_vs_{ref}_per_atom_eV"] = \
+                    self.energy_vs_reference_per_atom_eV(e.crystal)
+            out[f"volume_{s}_per_atom_A3"] = e.volume_per_atom_A3
+            out[f"bulk_modulus_{s}_GPa"] = e.bulk_modulus_GPa
+            out[f"bulk_modulus_derivative_{s}"] = e.bulk_modulus_derivative
+        for t in self.transitions:
+            out.update(t.metrics())
+        out.update(self.cost_metrics())
+        return out
+
+    def not_measured(self) -> set[str]:
+        """The transition pressures of the transitions not found in the range searched."""
+        return set().union(*(t.not_measured() for t in self.transitions))
+
+    def report_data(self) -> dict[str, Any]:
+        """For the HTML report: E(V) of every polymorph, drawn by :func:`eos_figure`."""
+        return {"figure": "pytest_mlpval.protocols.properties.eos:eos_figure", "reference": self.reference,
+                "curves": {e.crystal: e.curve_data() for e in self.eos},
+                "transitions": {f"{t.low} -> {t.high}": t.pressure_GPa
+                                for t in self.transitions}}
+
+
+@single_threaded
+def polymorph_energies(calc: Any, names: Sequence[str] = ("diamond", "beta-Sn", "sh"),
+                       symbol: str = "Si", *, reference: str = "diamond",
+                       strain_span: float = 0.05, n_points: int = 11,
+                       max_pressure_GPa: float = 60.0, fmax_eV_A: float = 1e-3,
+                       steps: int = 500) -> PolymorphResult:
+    """E(V) of each crystal of :func:`~pytest_mlpval.crystals.build_crystal` named in
+    ``names`` (relaxed with symmetry kept, positions and cell shape relaxed at each
+    volume), energies relative to ``reference`` and the transition pressures from it.
+
+    The default span (±5 % in the lattice parameter, ±15 % in volume) covers diamond at
+    the ~11 GPa of the diamond -> beta-Sn transition.
+    """
+    from pytest_mlpval.crystals import _canonical
+
+    names = [_canonical(n) for n in names]
+    reference = _canonical(reference)
+    if reference not in names:
+        names = [reference] + names
+    clock = _Clock(calc)
+    results = tuple(equation_of_state(clock.calc, name, symbol, strain_span=strain_span,
+                                      n_points=n_points, fmax_eV_A=fmax_eV_A, steps=steps)
+                    for name in names)
+    ref = next(r for r in results if r.crystal == reference)
+    transitions = tuple(transition_pressure(ref, r, max_pressure_GPa=max_pressure_GPa)
+                        for r in results if r.crystal != reference)
+    return PolymorphResult(symbol, reference, results, transitions, **clock.cost())
+
+
+def eos_figure(per_potential: dict[str, dict[str, Any]]):
+    """E(V) curves (points and Birch–Murnaghan fit) of each potential side by side, from
+    :meth:`EosResult.report_data` / :meth:`PolymorphResult.report_data`; energies
+    relative to the minimum of the reference crystal (meV/atom)."""
+    from ase.eos import birchmurnaghan
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        curves = data["curves"]
+        e_ref = curves.get(data.get("reference"), next(iter(curves.values())))["E0"]
+        for crystal, c in curves.items():
+            v = np.asarray(c["volumes_per_atom_A3"])
+            grid = np.linspace(v.min(), v.max(), 100)
+            fit = birchmurnaghan(grid, c["E0"], c["B_GPa"] / EV_PER_A3_TO_GPA, c["Bp"], c["V0"])
+            line, = ax.plot(grid, 1000 * (fit - e_ref), "-",
+                            label=f"{crystal} (B = {c['B_GPa']:.0f} GPa)")
+            ax.plot(v, 1000 * (np.asarray(c["energies_per_atom_eV"]) - e_ref), "o",
+                    color=line.get_color(), markersize=3)
+        title = pot
+        for name, p in (data.get("transitions") or {}).items():
+            title += f"\n{name}: {p:.1f} GPa" if math.isfinite(p) else f"\n{name}: none"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("volume (Å$^3$/atom)")
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("energy (meV/atom)")
+    return fig
+
+
+def assert_physical_eos(result: EosResult | PolymorphResult,
+                        b_prime: tuple[float, float] = PHYSICAL_B_PRIME) -> None:
+    """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when an equation of
+    state of ``result`` has B' outside ``b_prime`` or a transition pressure rests on an
+    enthalpy minimum at the edge of the sampled volumes (an extrapolated fit)."""
+    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    curves = result.eos if isinstance(result, PolymorphResult) else (result,)
+    transitions = result.transitions if isinstance(result, PolymorphResult) else ()
+    lo, hi = b_prime
+    bad = [e for e in curves if not lo <= e.bulk_modulus_derivative <= hi]
+    cut = [t for t in transitions if t.found and t.extrapolated]
+    if not bad and not cut:
+        return
+    lines = []
+    if bad:
+        lines += [f"unphysical equation of state: B' outside {lo:g}-{hi:g} for "
+                  f"{', '.join(e.crystal for e in bad)} (real solids: about 3-7). The "
+                  "fitted E(V) does not stiffen under compression as a solid's does "
+                  "(B' too low) or does so far too fast (too high): the potential "
+                  "extrapolates beyond its training data there, or the structure "
+                  "changed during the volume scan.", ""]
+        lines += format_table(
+            ["crystal", "V0 (Å^3/atom)", "B (GPa)", "B'", "sampled V (Å^3/atom)",
+             "fit RMS (meV/atom)"],
+            [[e.crystal, e.volume_per_atom_A3, e.bulk_modulus_GPa, e.bulk_modulus_derivative,
+              f"{min(e.volumes_per_atom_A3):.2f}-{max(e.volumes_per_atom_A3):.2f}",
+              e.fit_rms_per_atom_meV] for e in curves])
+    if cut:
+        if lines:
+            lines.append("")
+        lines += [f"{t.low} -> {t.high} at {t.pressure_GPa:.2f} GPa: a phase's enthalpy "
+                  f"minimum lies on the edge of its sampled volumes (V = "
+                  f"{t.volume_low_per_atom_A3:.2f} and {t.volume_high_per_atom_A3:.2f} "
+                  "Å^3/atom); widen strain_span, the pressure is an extrapolation"
+                  for t in cut]
+    raise MlpvalAssertionError("\n".join(lines))

@@ -1,0 +1,350 @@
+"""Harmonic phonons with phonopy: frequencies at high-symmetry points sorted into branches,
+a band path, the density of states and a dynamical-stability check.
+
+Plain library (no pytest).
+
+phonopy (finite displacements in a supercell, Python API) does the physics; ASE gives the
+special points and band path of the primitive cell's Bravais lattice (FCC for diamond:
+Gamma, X, L, ...). For a primitive cell of two atoms (diamond, zincblende) the modes at
+each special point are labelled from their eigenvectors: a mode is longitudinal when most
+of its displacement lies along q; the lower transverse pair is TA and the upper TO, the
+lower longitudinal mode LA and the upper LO; degenerate pairs are reported as one value
+(``phonon_X_LA_LO_THz``; ``phonon_gamma_LTO_THz`` for the triply degenerate optical mode
+at Gamma). Names follow the reference table (Nilsson and Nelin, Phys. Rev. B 6, 3777 (1972)
+for silicon).
+
+Imaginary frequencies are negative numbers (phonopy's convention). A crystal is
+dynamically stable when no frequency on the mesh or the band path is below
+``-imaginary_tol_THz``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.descriptors import cell_widths
+
+__all__ = ["PhononResult", "phonons", "assert_dynamically_stable", "branch_labels"]
+
+
+@dataclass(frozen=True)
+class PhononResult(PropertyResult):
+    """Phonons of a crystal.
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    lattice_parameter_A : float
+        First cell length of the (relaxed) unit cell used.
+    supercell_matrix : 3x3 tuple of int
+        Supercell of the unit cell (conventional cell as built) in which forces were taken.
+    n_supercell_atoms : int
+    min_supercell_width_A : float
+        Smallest distance between opposite faces of the supercell.
+    displacement_A : float
+    n_displacements : int
+    special_points : mapping of str to tuple of float
+        Reduced coordinates (primitive reciprocal basis) of the special points (ASE names,
+        ``"G"`` is Gamma).
+    frequencies_THz : mapping of str to tuple of float
+        Sorted frequencies at each special point.
+    branches_THz : mapping of str to float
+        Labelled branches (``"gamma_LTO"``, ``"X_TA"``, ``"L_LA"``, ...); empty unless the
+        primitive cell has two atoms.
+    band_path : str
+        ASE path string (``"GXWKGLUWLK,UX"`` for FCC).
+    band_distances : tuple of float
+        Path coordinate (1/Å) of each band point.
+    band_frequencies_THz : tuple of tuple of float
+        Frequencies at each band point.
+    dos_frequencies_THz, dos : tuple of float
+        Total density of states on the mesh (states/THz per primitive cell).
+    mesh : tuple of int
+        Gamma-centred mesh of the DOS and the stability check.
+    min_frequency_THz : float
+        Lowest frequency on the mesh and the band path (negative = imaginary).
+    min_frequency_qpoint : tuple of float
+    imaginary_tol_THz : float
+    stable : bool
+        ``min_frequency_THz >= -imaginary_tol_THz``.
+    n_force_calls : int
+    calculator_seconds, seconds : float
+    """
+
+    crystal: str
+    symbol: str
+    lattice_parameter_A: float
+    supercell_matrix: tuple[tuple[int, ...], ...]
+    n_supercell_atoms: int
+    min_supercell_width_A: float
+    displacement_A: float
+    n_displacements: int
+    special_points: dict[str, tuple[float, ...]]
+    frequencies_THz: dict[str, tuple[float, ...]]
+    branches_THz: dict[str, float]
+    band_path: str
+    band_distances: tuple[float, ...]
+    band_frequencies_THz: tuple[tuple[float, ...], ...]
+    dos_frequencies_THz: tuple[float, ...]
+    dos: tuple[float, ...]
+    mesh: tuple[int, ...]
+    min_frequency_THz: float
+    min_frequency_qpoint: tuple[float, ...]
+    imaginary_tol_THz: float
+    stable: bool
+    n_force_calls: int
+    calculator_seconds: float
+    seconds: float
+    protocol = "phonons"
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"phonon_{name}_THz": value for name, value in self.branches_THz.items()}
+        out.update(phonon_min_frequency_THz=self.min_frequency_THz,
+                   phonon_max_frequency_THz=max(max(f) for f in self.band_frequencies_THz),
+                   phonon_stable=float(self.stable))
+        out.update(self.cost_metrics())
+        return out
+
+    def special_point_positions(self) -> list[tuple[float, str]]:
+        """(path coordinate, label) of the special points on the band path, for the
+        diamond-structure crystals whose path ASE rebuilds from the lattice parameter
+        (empty otherwise)."""
+        try:
+            from ase.build import bulk
+
+            path = bulk(self.symbol, self.crystal, a=self.lattice_parameter_A).cell.bandpath(
+                self.band_path, npoints=len(self.band_distances))
+            _, ticks, labels = path.get_linear_kpoint_axis()
+        except Exception:  # another crystal: no labels rather than wrong ones
+            return []
+        if not np.allclose(path.get_linear_kpoint_axis()[0], self.band_distances, atol=1e-6):
+            return []
+        return [(float(x), str(label)) for x, label in zip(ticks, labels)]
+
+    def report_data(self, max_points: int = 160) -> dict[str, Any]:
+        """For the HTML report: the band structure (at most ``max_points`` path points),
+        the special points and the labelled branches, drawn by :func:`band_figure` with
+        the experimental frequencies at Gamma, X and L."""
+        step = max(1, -(-len(self.band_distances) // max_points))
+        return {"figure": "pytest_mlpval.protocols.properties.phonons:band_figure", "symbol": self.symbol,
+                "crystal": self.crystal, "distances": list(self.band_distances[::step]),
+                "frequencies_THz": [list(f) for f in self.band_frequencies_THz[::step]],
+                "special_points": self.special_point_positions(),
+                "branches_THz": dict(self.branches_THz), "stable": self.stable}
+
+
+def _experimental_points(symbol: str) -> dict[str, list[float]]:
+    """Experimental frequencies (THz) at each special point from the reference table."""
+    from pytest_mlpval.references import MissingReferenceError, load_references
+
+    try:
+        table = load_references(symbol)
+    except MissingReferenceError:
+        return {}
+    points: dict[str, list[float]] = {}
+    for name in table.properties():
+        parts = name.split("_")
+        if parts[0] != "phonon" or not name.endswith("_THz") or len(parts) < 4:
+            continue
+        try:
+            value = table.get(name, "experiment").value
+        except MissingReferenceError:
+            continue
+        point = "G" if parts[1] == "gamma" else parts[1]
+        points.setdefault(point, []).append(value)
+    return points
+
+
+def band_figure(per_potential: dict[str, dict[str, Any]]):
+    """Phonon bands of each potential side by side (:meth:`PhononResult.report_data`),
+    with the experimental frequencies of the reference table at the special points."""
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        x = np.asarray(data["distances"])
+        ax.plot(x, np.asarray(data["frequencies_THz"]), color="tab:blue", linewidth=1)
+        experiment = _experimental_points(data["symbol"])
+        labelled = False
+        for position, label in data.get("special_points", []):
+            ax.axvline(position, color="0.8", linewidth=0.5)
+            values = experiment.get(label, [])
+            ax.plot([position] * len(values), values, "o", color="tab:red", markersize=4,
+                    label=None if labelled or not values else "experiment")
+            labelled = labelled or bool(values)
+        ticks = data.get("special_points", [])
+        ax.set_xticks([t[0] for t in ticks],
+                      [r"$\Gamma$" if t[1] == "G" else t[1] for t in ticks])
+        ax.axhline(0, color="0.5", linewidth=0.5)
+        ax.set_xlim(x.min(), x.max())
+        ax.set_title(pot + ("" if data.get("stable", True) else " (unstable)"),
+                     fontsize="small")
+        if labelled:
+            ax.legend(fontsize="x-small", loc="lower right")
+    axes[0].set_ylabel("frequency (THz)")
+    return fig
+
+
+
+def branch_labels(point: str, frequencies: np.ndarray, eigenvectors: np.ndarray,
+                  q_cart: np.ndarray, tol_THz: float = 0.05) -> dict[str, float]:
+    """Labels for the six modes of a two-atom primitive cell at one special point.
+
+    ``frequencies`` (6,), ``eigenvectors`` (6, 6) with modes as columns (phonopy),
+    ``q_cart`` the point's Cartesian direction. Returns {} when the modes do not split
+    into the expected longitudinal/transverse sets.
+    """
+    order = np.argsort(frequencies)
+    f = np.asarray(frequencies)[order]
+    name = "gamma" if point in ("G", "Gamma") else point
+    if np.linalg.norm(q_cart) < 1e-12:
+        optical = f[3:]
+        if optical.max() - optical.min() < tol_THz:
+            return {f"{name}_LTO": float(optical.mean())}
+        return {f"{name}_TO": float(optical[:2].mean()), f"{name}_LO": float(optical[2])}
+    direction = q_cart / np.linalg.norm(q_cart)
+    vectors = eigenvectors[:, order].T.reshape(6, 2, 3)
+    longitudinal = np.array([np.sum(np.abs(v @ direction) ** 2) / np.sum(np.abs(v) ** 2)
+                             for v in vectors])
+    is_long = longitudinal > 0.5
+    if is_long.sum() != 2:
+        return {}
+    trans, lon = f[~is_long], f[is_long]
+    out = {f"{name}_TA": float(trans[:2].mean()), f"{name}_TO": float(trans[2:].mean())}
+    if lon[1] - lon[0] < tol_THz:
+        out[f"{name}_LA_LO"] = float(lon.mean())
+    else:
+        out[f"{name}_LA"], out[f"{name}_LO"] = float(lon[0]), float(lon[1])
+    return out
+
+
+def _phonopy(unit: Any, supercell: np.ndarray, displacement_A: float):
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+    from phonopy.structure.cells import guess_primitive_matrix
+
+    cell = PhonopyAtoms(symbols=unit.get_chemical_symbols(), cell=np.asarray(unit.cell),
+                        scaled_positions=unit.get_scaled_positions())
+    phonon = Phonopy(cell, supercell_matrix=supercell,
+                     primitive_matrix=guess_primitive_matrix(cell))
+    phonon.generate_displacements(distance=displacement_A)
+    return phonon
+
+
+@single_threaded
+def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
+            supercell: int | Sequence[int] | None = None, min_length_A: float = 10.0,
+            displacement_A: float = 0.01, mesh: Sequence[int] = (12, 12, 12),
+            band_path: str | None = None, band_npoints: int = 101,
+            imaginary_tol_THz: float = 0.05, relax: bool = True, atoms: Any = None,
+            fmax_eV_A: float = 1e-3, steps: int = 500, dos_pitch_THz: float = 0.1,
+            degenerate_tol_THz: float = 0.05,
+            label_points: Sequence[str] = ("G", "X", "L")) -> PhononResult:
+    """Phonons of ``crystal`` (or ``atoms``), relaxed first unless ``relax=False``.
+
+    ``supercell``: repetitions of the unit cell (an int for all three directions, or
+    three ints); by default the smallest with every face-to-face width at least
+    ``min_length_A``. ``band_path`` is an ASE path string (ASE's default path of the
+    lattice if None). Branches are labelled at ``label_points`` (two-atom primitive
+    cells only), where symmetry separates longitudinal from transverse modes.
+    """
+    from ase.cell import Cell
+
+    if displacement_A <= 0:
+        raise ValueError(f"displacement_A must be > 0, got {displacement_A}")
+    clock = _Clock(calc)
+    if relax:
+        unit = _relaxed(clock.calc, crystal, symbol, atoms, fmax_eV_A=fmax_eV_A,
+                        steps=steps)[0].atoms
+    else:
+        from pytest_mlpval.crystals import build_crystal
+
+        unit = (build_crystal(crystal, symbol) if atoms is None else atoms).copy()
+    if supercell is None:
+        reps = np.ceil(min_length_A / cell_widths(np.asarray(unit.cell)) - 1e-9).astype(int)
+    else:
+        reps = np.broadcast_to(np.asarray(supercell, dtype=int), (3,))
+    if (reps < 1).any():
+        raise ValueError(f"supercell repetitions must be >= 1, got {reps.tolist()}")
+    matrix = np.diag(reps)
+    phonon = _phonopy(unit, matrix, displacement_A)
+    forces = []
+    for displaced in phonon.supercells_with_displacements:
+        from ase import Atoms
+
+        cell = Atoms(displaced.symbols, cell=displaced.cell,
+                     scaled_positions=displaced.scaled_positions, pbc=True)
+        cell.calc = clock.calc
+        forces.append(np.array(cell.get_forces()))
+    phonon.forces = forces
+    phonon.produce_force_constants()
+    phonon.symmetrize_force_constants()
+
+    prim_cell = Cell(np.asarray(phonon.primitive.cell))
+    path = prim_cell.bandpath(band_path, npoints=band_npoints)
+    special = {k: tuple(float(x) for x in v) for k, v in path.special_points.items()}
+    names = list(special)
+    phonon.run_qpoints([special[k] for k in names], with_eigenvectors=True)
+    freqs = np.asarray(phonon.qpoints.frequencies)
+    vecs = np.asarray(phonon.qpoints.eigenvectors)
+    reciprocal = np.asarray(prim_cell.reciprocal())
+    frequencies = {k: tuple(float(x) for x in np.sort(freqs[i])) for i, k in enumerate(names)}
+    branches: dict[str, float] = {}
+    if len(phonon.primitive) == 2:
+        for i, k in enumerate(names):
+            if k not in label_points:
+                continue
+            branches.update(branch_labels(k, freqs[i], vecs[i],
+                                          np.asarray(special[k]) @ reciprocal,
+                                          degenerate_tol_THz))
+    phonon.run_qpoints(path.kpts)
+    band = np.asarray(phonon.qpoints.frequencies)
+    distances = path.get_linear_kpoint_axis()[0]
+    phonon.run_mesh(list(mesh), is_gamma_center=True)
+    mesh_freqs = np.asarray(phonon.mesh.frequencies)
+    mesh_q = np.asarray(phonon.mesh.qpoints)
+    phonon.run_total_dos(freq_pitch=dos_pitch_THz)
+    dos = phonon.total_dos
+    candidates = [(float(band.min()), tuple(map(float, path.kpts[np.argmin(band.min(1))]))),
+                  (float(mesh_freqs.min()),
+                   tuple(map(float, mesh_q[np.argmin(mesh_freqs.min(1))])))]
+    fmin, qmin = min(candidates)
+    if not math.isfinite(fmin):
+        raise PropertyError(f"phonon frequencies of {crystal} are not finite")
+    return PhononResult(
+        crystal, symbol, float(unit.cell.lengths()[0]),
+        tuple(tuple(int(x) for x in row) for row in matrix),
+        int(len(unit) * np.prod(reps)),
+        float(cell_widths(np.asarray(unit.cell) * reps[:, None]).min()),
+        float(displacement_A), len(forces), special, frequencies, branches, path.path,
+        tuple(map(float, distances)), tuple(tuple(map(float, f)) for f in band),
+        tuple(map(float, dos.frequency_points)), tuple(map(float, dos.dos)),
+        tuple(int(m) for m in mesh), fmin, qmin, float(imaginary_tol_THz),
+        fmin >= -imaginary_tol_THz, **clock.cost())
+
+
+def assert_dynamically_stable(result: PhononResult) -> None:
+    """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when the crystal has
+    imaginary modes beyond the tolerance."""
+    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    if result.stable:
+        return
+    rows = [[k, min(v)] for k, v in result.frequencies_THz.items()]
+    raise MlpvalAssertionError("\n".join(
+        [f"{result.crystal} is dynamically unstable: lowest frequency "
+         f"{result.min_frequency_THz:.3f} THz at q = {np.round(result.min_frequency_qpoint, 3)}"
+         f" (tolerance -{result.imaginary_tol_THz} THz; negative = imaginary)",
+         f"supercell {result.n_supercell_atoms} atoms, displacement "
+         f"{result.displacement_A} Å", ""]
+        + format_table(["special point", "lowest THz"], rows)))

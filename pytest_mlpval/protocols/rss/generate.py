@@ -1,0 +1,385 @@
+"""Parameters and the random structure generator of the random structure search.
+
+Plain library (no pytest); see :mod:`pytest_mlpval.protocols.rss.search`.
+
+The generator follows the recipe of AIRSS (Pickard and Needs, J. Phys.: Condens. Matter
+23, 053201 (2011)): a random number of formula units, a random volume per atom in a range,
+a random cell (three angles and three lengths, within shape limits) scaled to that volume,
+and atoms placed one by one at random positions at least a minimum separation away from
+every atom placed before and from all periodic images. A cell or a placement that fails is
+drawn again, up to ``max_attempts`` times.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from pytest_mlpval.descriptors import SI_SOAP, SoapSettings
+
+__all__ = ["RssParameters", "RssGenerationError", "generate", "MIN_VOLUME_FACTOR"]
+
+#: cells whose volume is below this fraction of a*b*c (nearly flat cells: e.g. all three
+#: angles near 120 degrees) are drawn again; a cube has 1, any single angle of 60 or 120
+#: degrees with the others at 90 gives 0.87
+MIN_VOLUME_FACTOR = 0.5
+#: candidate positions tried per atom before the structure is drawn again
+TRIES_PER_ATOM = 256
+_BATCH = 32
+
+
+class RssGenerationError(ValueError):
+    """No structure satisfies the parameters (minimum separation too large for the
+    volume, or cell-shape limits that leave no room)."""
+
+
+def _parse_composition(raw: Any) -> tuple[tuple[str, int], ...]:
+    from pytest_mlpval.units import is_chemical_symbol
+
+    if isinstance(raw, str):
+        text = raw.strip()
+        parts = re.findall(r"([A-Z][a-z]?)(\d*)", text)
+        if not parts or "".join(s + n for s, n in parts) != text:
+            raise ValueError(f"composition {raw!r} is not a formula such as 'Si' or 'SiO2'")
+        pairs = [(s, int(n) if n else 1) for s, n in parts]
+    elif isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    else:  # a sequence of symbols, or of (symbol, count) pairs (as from as_dict)
+        items = list(raw)
+        if items and all(isinstance(x, str) for x in items):
+            pairs = [(s, items.count(s)) for s in dict.fromkeys(items)]
+        else:
+            pairs = [tuple(x) for x in items]
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"composition entry {pair!r} is not (symbol, count)")
+        symbol, count = pair
+        if not isinstance(symbol, str) or not is_chemical_symbol(symbol):
+            raise ValueError(f"composition {raw!r}: unknown element {symbol!r}")
+        if isinstance(count, bool) or not float(count).is_integer() or count < 1:
+            raise ValueError(f"composition {raw!r}: count of {symbol} must be a positive "
+                             f"integer, got {count!r}")
+        counts[symbol] = counts.get(symbol, 0) + int(count)
+    if not counts:
+        raise ValueError("composition is empty")
+    divisor = math.gcd(*counts.values())  # ratios: Si2 is the same search as Si
+    return tuple((s, c // divisor) for s, c in counts.items())
+
+
+def _pair(value: Any, name: str, kind: type) -> tuple:
+    try:
+        lo, hi = value
+        return kind(lo), kind(hi)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a (min, max) pair, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class RssParameters:
+    """What a random structure search generates and how it relaxes it.
+
+    The defaults are for silicon (diamond: 20.0 Å^3/atom, 2.35 Å bonds; sh near 16 Å^3).
+
+    Attributes
+    ----------
+    composition : str, mapping or sequence
+        The formula unit, e.g. ``"Si"``, ``"SiO2"``, ``{"Si": 1}`` or ``["Si", "O", "O"]``;
+        kept as ratios (reduced by their common divisor) in ``((symbol, count), ...)``.
+        Every cell holds whole formula units.
+    atoms_per_cell : (int, int)
+        Inclusive range of atoms per cell; the number of formula units is drawn uniformly
+        among those that fit.
+    volume_per_atom_A3 : (float, float)
+        Range of the initial volume per atom in Å^3 (drawn uniformly).
+    min_separation_A : float
+        Smallest initial distance between atoms (periodic images included) in Å.
+    min_angle_deg, max_angle_deg : float
+        Range of the three cell angles in degrees (must contain 90).
+    max_length_ratio : float
+        Largest ratio of two cell lengths.
+    n_structures : int
+    seed : int
+        Structure ``i`` depends only on ``(seed, i)``.
+    fmax_eV_A : float
+        Force convergence criterion of the relaxation in eV/Å (cell included).
+    max_steps : int
+        Optimiser step limit; a relaxation stopped by it is ``not_converged``.
+    optimizer : str
+        An ASE optimiser class name (``FIRE``, ``BFGS``, ``LBFGS``, ...).
+    pressure_GPa : float
+        External pressure of the cell relaxation in GPa (enthalpy minima).
+    soap : SoapSettings
+        SOAP settings of the similarity to the reference crystals.
+    diamond_cutoff : float
+        A minimum is diamond-like when its mean SOAP similarity to the candidate's ideal
+        diamond exceeds this (0.99: the tutorial's definition).
+    references : tuple of str
+        Crystals (names of :func:`~pytest_mlpval.crystals.build_crystal`) relaxed with the
+        candidate at ``pressure_GPa`` to which every minimum is compared.
+    energy_floor_eV : float
+        A relaxed structure with a lower energy per atom (eV/atom) has ``exploded``.
+    sane_volume_per_atom_A3 : (float, float) or None
+        A relaxed structure with a volume per atom (Å^3) outside has ``exploded``;
+        default: a third of the smallest to three times the largest initial volume.
+    distance_floor_A : float
+        A relaxed structure with two atoms closer (Å) has ``exploded``.
+    max_attempts : int
+        Cells drawn per structure before :class:`RssGenerationError`.
+    max_seconds_per_structure : float or None
+        Wall-time limit of one structure's generation and relaxation in seconds (checked
+        at every calculator call); a relaxation that reaches it is ``failed`` with a
+        ``RelaxationTimeout`` error and is not cached (a rerun tries again). None: no
+        limit. Not part of the cache key.
+    """
+
+    composition: Any = "Si"
+    atoms_per_cell: tuple[int, int] = (2, 8)
+    volume_per_atom_A3: tuple[float, float] = (14.0, 26.0)
+    min_separation_A: float = 1.8
+    min_angle_deg: float = 60.0
+    max_angle_deg: float = 120.0
+    max_length_ratio: float = 2.0
+    n_structures: int = 10
+    seed: int = 0
+    fmax_eV_A: float = 0.05
+    max_steps: int = 300
+    optimizer: str = "FIRE"
+    pressure_GPa: float = 0.0
+    soap: SoapSettings = field(default=SI_SOAP)
+    diamond_cutoff: float = 0.99
+    references: tuple[str, ...] = ("diamond",)
+    energy_floor_eV: float = -50.0
+    sane_volume_per_atom_A3: tuple[float, float] | None = None
+    distance_floor_A: float = 0.5
+    max_attempts: int = 200
+    max_seconds_per_structure: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "composition", _parse_composition(self.composition))
+        lo, hi = _pair(self.atoms_per_cell, "atoms_per_cell", int)
+        if not 1 <= lo <= hi:
+            raise ValueError(f"atoms_per_cell must be (min, max) with 1 <= min <= max, "
+                             f"got {self.atoms_per_cell!r}")
+        set_(self, "atoms_per_cell", (lo, hi))
+        if not self.formula_units:
+            raise ValueError(f"no cell of {lo}-{hi} atoms holds whole formula units of "
+                             f"{self.formula} ({self.formula_size} atoms)")
+        vlo, vhi = _pair(self.volume_per_atom_A3, "volume_per_atom_A3", float)
+        if not (0 < vlo <= vhi < math.inf):
+            raise ValueError(f"volume_per_atom_A3 must be (min, max) with 0 < min <= max, "
+                             f"got {self.volume_per_atom_A3!r}"
+                             + (" (inverted)" if vlo > vhi > 0 else ""))
+        set_(self, "volume_per_atom_A3", (vlo, vhi))
+        d = float(self.min_separation_A)
+        if not 0 < d < math.inf:
+            raise ValueError(f"min_separation_A must be > 0, got {self.min_separation_A!r}")
+        densest = d ** 3 / math.sqrt(2)  # close packing of spheres of diameter d
+        if vhi < densest:
+            raise RssGenerationError(
+                f"min_separation_A={d:g} Å is impossible in volume_per_atom_A3 up to "
+                f"{vhi:g} Å^3/atom: even close-packed spheres {d:g} Å apart need "
+                f"{densest:.3g} Å^3/atom")
+        if not 0 < self.min_angle_deg <= 90 <= self.max_angle_deg < 180:
+            raise ValueError(f"cell angles must satisfy 0 < min_angle_deg <= 90 <= "
+                             f"max_angle_deg < 180, got {self.min_angle_deg!r}, "
+                             f"{self.max_angle_deg!r}")
+        if not 1 <= self.max_length_ratio < math.inf:
+            raise ValueError(f"max_length_ratio must be >= 1, got {self.max_length_ratio!r}")
+        for name in ("n_structures", "max_steps", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not 0 < self.fmax_eV_A < math.inf:
+            raise ValueError(f"fmax_eV_A must be > 0, got {self.fmax_eV_A!r}")
+        if not math.isfinite(self.pressure_GPa):
+            raise ValueError(f"pressure_GPa must be finite, got {self.pressure_GPa!r}")
+        if not 0 < self.diamond_cutoff <= 1:
+            raise ValueError(f"diamond_cutoff must be in (0, 1], got {self.diamond_cutoff!r}")
+        if not isinstance(self.soap, SoapSettings):
+            raise ValueError(f"soap must be SoapSettings, got {type(self.soap).__name__}")
+        refs = (self.references,) if isinstance(self.references, str) else self.references
+        set_(self, "references", tuple(dict.fromkeys(_crystal_name(r) for r in refs)))
+        sane = self.sane_volume_per_atom_A3 or (vlo / 3, vhi * 3)
+        slo, shi = _pair(sane, "sane_volume_per_atom_A3", float)
+        if not 0 <= slo < shi:
+            raise ValueError(f"sane_volume_per_atom_A3 must be (min, max) with 0 <= min < "
+                             f"max, got {self.sane_volume_per_atom_A3!r}")
+        set_(self, "sane_volume_per_atom_A3", (slo, shi))
+        if not self.distance_floor_A >= 0:
+            raise ValueError(f"distance_floor_A must be >= 0, got {self.distance_floor_A!r}")
+        _check_optimizer(self.optimizer)
+        limit = self.max_seconds_per_structure
+        if limit is not None and (isinstance(limit, bool)
+                                  or not isinstance(limit, (int, float, np.number))
+                                  or not 0 < limit < math.inf):
+            raise ValueError(f"max_seconds_per_structure must be a number of seconds > 0 "
+                             f"(or None: no limit), got {limit!r}")
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.composition)
+
+    @property
+    def formula(self) -> str:
+        return "".join(s + (str(c) if c > 1 else "") for s, c in self.composition)
+
+    @property
+    def formula_size(self) -> int:
+        return sum(c for _, c in self.composition)
+
+    @property
+    def formula_units(self) -> tuple[int, ...]:
+        """Numbers of formula units that fit ``atoms_per_cell``."""
+        size = sum(c for _, c in self.composition)
+        lo, hi = self.atoms_per_cell
+        return tuple(k for k in range(max(1, -(-lo // size)), hi // size + 1))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["composition"] = [list(p) for p in self.composition]
+        data["soap"] = self.soap.as_dict()
+        data["references"] = list(self.references)
+        for key in ("atoms_per_cell", "volume_per_atom_A3", "sane_volume_per_atom_A3"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RssParameters":
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RSS parameters: {', '.join(unknown)}")
+        if isinstance(data.get("soap"), Mapping):
+            soap = dict(data["soap"])
+            if soap.get("species") is not None:
+                soap["species"] = tuple(soap["species"])
+            data["soap"] = SoapSettings(**soap)
+        for key in ("atoms_per_cell", "volume_per_atom_A3", "sane_volume_per_atom_A3",
+                    "references"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def relaxation_key(self) -> dict[str, Any]:
+        """The parameters that change the relaxed structures (the campaign's cache key):
+        all but ``n_structures``, the classification settings and the wall-time limit
+        (a relaxation stopped by it is not cached)."""
+        data = self.as_dict()
+        for key in ("n_structures", "soap", "diamond_cutoff", "references",
+                    "max_seconds_per_structure"):
+            del data[key]
+        return data
+
+
+def _crystal_name(name: str) -> str:
+    from pytest_mlpval.crystals import _canonical
+
+    return _canonical(name)
+
+
+def _check_optimizer(name: str) -> None:
+    import ase.optimize
+
+    opt = getattr(ase.optimize, name, None) if isinstance(name, str) else None
+    if not isinstance(opt, type) or not hasattr(opt, "run"):
+        raise ValueError(f"optimizer {name!r} is not an ASE optimizer class (e.g. FIRE, "
+                         "BFGS, LBFGS)")
+
+
+# -- the generator -----------------------------------------------------------------------
+
+def _translations(cell: np.ndarray, d: float) -> np.ndarray:
+    """Cartesian lattice translations that can bring the image of an atom of the cell
+    within ``d`` of another atom (fractional differences lie in (-1, 1))."""
+    from pytest_mlpval.descriptors import cell_widths
+
+    reach = [int(math.ceil(d / h)) + 1 for h in cell_widths(cell)]
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
+                    axis=-1).reshape(-1, 3)
+    return grid @ cell
+
+
+def _place(rng: np.random.Generator, cell: np.ndarray, n: int, d: float
+           ) -> np.ndarray | None:
+    """Fractional positions of ``n`` atoms at least ``d`` apart (images included), or
+    None when an atom finds no room in :data:`TRIES_PER_ATOM` tries."""
+    shifts = _translations(cell, d)
+    lengths = np.linalg.norm(shifts, axis=1)
+    if np.any((lengths > 0) & (lengths < d)):  # an atom would touch its own image
+        return None
+    frac = np.empty((n, 3))
+    for k in range(n):
+        for _ in range(TRIES_PER_ATOM // _BATCH):
+            trial = rng.random((_BATCH, 3))
+            if k == 0:
+                frac[0] = trial[0]
+                break
+            diff = (trial @ cell)[:, None, None, :] - (frac[:k] @ cell)[None, :, None, :] \
+                - shifts[None, None, :, :]
+            ok = (np.einsum("abcx,abcx->abc", diff, diff) >= d * d).all(axis=(1, 2))
+            if ok.any():
+                frac[k] = trial[int(np.argmax(ok))]
+                break
+        else:
+            return None
+    return frac
+
+
+def generate(params: RssParameters, index: int) -> Any:
+    """Random structure ``index`` of the search: ASE Atoms, periodic, with
+    ``info["rss_seed"]`` and ``info["rss_index"]``. Depends only on ``(params.seed,
+    index)`` and the generation parameters (numpy's ``default_rng([seed, index])``).
+
+    Raises :class:`RssGenerationError` when ``params.max_attempts`` cells give no room
+    for the atoms.
+    """
+    from ase import Atoms
+    from ase.geometry import cellpar_to_cell
+
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(f"index must be an integer >= 0, got {index!r}")
+    rng = np.random.default_rng([int(params.seed), int(index)])
+    units = params.formula_units
+    vlo, vhi = params.volume_per_atom_A3
+    d = float(params.min_separation_A)
+    flat = crowded = 0
+    for _ in range(params.max_attempts):
+        k = int(units[rng.integers(len(units))])
+        n = k * params.formula_size
+        volume = n * rng.uniform(vlo, vhi)
+        angles = rng.uniform(params.min_angle_deg, params.max_angle_deg, 3)
+        cos = np.cos(np.radians(angles))
+        factor2 = 1.0 - float(cos @ cos) + 2.0 * float(cos.prod())
+        if factor2 < MIN_VOLUME_FACTOR ** 2:
+            flat += 1
+            continue
+        ratios = rng.uniform(1.0, params.max_length_ratio, 3)
+        scale = (volume / (ratios.prod() * math.sqrt(factor2))) ** (1 / 3)
+        cell = cellpar_to_cell([*(ratios * scale), *angles])
+        frac = _place(rng, cell, n, d)
+        if frac is None:
+            crowded += 1
+            continue
+        symbols = [s for s, c in params.composition for _ in range(c * k)]
+        atoms = Atoms(symbols, scaled_positions=frac, cell=cell, pbc=True)
+        atoms.info["rss_seed"] = int(params.seed)
+        atoms.info["rss_index"] = int(index)
+        return atoms
+    raise RssGenerationError(
+        f"structure {index} (seed {params.seed}): no room for {params.atoms_per_cell[0]}-"
+        f"{params.atoms_per_cell[1]} atoms of {params.formula} at min_separation_A="
+        f"{d:g} Å in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={params.max_attempts} "
+        f"cells ({crowded} too crowded, {flat} too flat); lower min_separation_A, raise "
+        "volume_per_atom_A3 or widen the cell-shape limits")
