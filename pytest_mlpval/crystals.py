@@ -33,7 +33,8 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["CRYSTALS", "UnknownCrystalError", "build_crystal", "relax", "RelaxResult",
-           "relaxed_crystal", "RelaxationError", "crystal_names", "space_group"]
+           "relaxed_crystal", "RelaxationError", "crystal_names", "canonical_crystal",
+           "space_group"]
 
 
 class UnknownCrystalError(ValueError):
@@ -134,7 +135,9 @@ def crystal_names() -> list[str]:
     return list(CRYSTALS)
 
 
-def _canonical(name: str) -> str:
+def canonical_crystal(name: str) -> str:
+    """The name under which :data:`CRYSTALS` knows ``name`` (``"beta_sn"`` ->
+    ``"beta-Sn"``); raises :class:`UnknownCrystalError` naming the known crystals."""
     try:
         return _ALIASES[name.lower()]
     except (KeyError, AttributeError):
@@ -152,13 +155,16 @@ def build_crystal(name: str, symbol: str = "Si") -> Any:
 
     from pytest_mlpval.units import is_chemical_symbol
 
-    canonical = _canonical(name)
+    canonical = canonical_crystal(name)
     if not is_chemical_symbol(symbol):
         raise ValueError(f"{symbol!r} is not a chemical symbol")
     scale = covalent_radii[atomic_numbers[symbol]] / covalent_radii[atomic_numbers["Si"]]
     atoms = CRYSTALS[canonical][0](symbol, float(scale))
     atoms.info["crystal"] = canonical
     return atoms
+
+
+_canonical = canonical_crystal  # the old private name, until its last user moves
 
 
 @dataclass(frozen=True)
