@@ -3,14 +3,18 @@ check them against thresholds (marker and keyword limits)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
+from pytest_mlpval.errors import ProtocolError, SettingsError, UnknownProtocolError
+from pytest_mlpval.protocols.base import CampaignOptions, Result, get_protocol
+from pytest_mlpval.protocols.base import run_protocol as run_registered
 from pytest_mlpval.markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
 from pytest_mlpval.session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
 
@@ -241,25 +245,69 @@ class MlpvalFixture:
         campaigns."""
         return self._session.settings.tier
 
-    def campaign_options(self) -> dict[str, Any]:
-        """Keyword arguments for a library protocol: ``workers``, ``scheduler``
-        (--mlpval-workers, --mlpval-dask-scheduler), ``cache_dir`` (pytest's cache, unless
-        --mlpval-no-cache) and a terminal ``progress`` callback."""
+    def run_options(self, **overrides: Any) -> CampaignOptions:
+        """The :class:`~pytest_mlpval.protocols.base.CampaignOptions` of this run:
+        ``workers``, ``scheduler`` (--mlpval-workers, --mlpval-dask-scheduler),
+        ``cache_dir`` (pytest's cache, unless --mlpval-no-cache) and a terminal
+        ``progress`` callback; ``overrides`` replace fields by name."""
         settings = self._session.settings
-        return {"workers": settings.workers, "scheduler": settings.scheduler,
-                "cache_dir": self._session.campaign_cache_dir(),
-                "progress": self._session.progress()}
+        options = CampaignOptions(workers=settings.workers, scheduler=settings.scheduler,
+                                  cache_dir=self._session.campaign_cache_dir(),
+                                  progress=self._session.progress())
+        return replace(options, **overrides) if overrides else options
+
+    def campaign_options(self) -> dict[str, Any]:
+        """:meth:`run_options` as keyword arguments (``workers``, ``scheduler``,
+        ``cache_dir``, ``progress``), for protocols that take them one by one."""
+        options = self.run_options()
+        return {"workers": options.workers, "scheduler": options.scheduler,
+                "cache_dir": options.cache_dir, "progress": options.progress}
 
     def run(self, protocol: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
         """Run a library protocol with this test's potential and the campaign options,
         record its ``metrics()``, and return its result:
         ``mlpval.run(run_rss, RssParameters(n_structures=20))``. ``kwargs`` override the
         campaign options; ``name`` is the protocol's name in the summary (default: the
-        function's name without a ``run_`` prefix)."""
-        options = {**self.campaign_options(), **kwargs}
-        result = protocol(self.potential, *args, **options)
+        function's name without a ``run_`` prefix). A protocol that takes ``options``
+        gets a CampaignOptions, others the options as keyword arguments."""
+        if _takes_options(protocol):
+            known = {f.name for f in fields(CampaignOptions)}
+            options = self.run_options(**{k: v for k, v in kwargs.items() if k in known})
+            extra = {k: v for k, v in kwargs.items() if k not in known}
+            result = protocol(self.potential, *args, options=options, **extra)
+        else:
+            result = protocol(self.potential, *args, **{**self.campaign_options(), **kwargs})
         label = name or getattr(protocol, "__name__", "protocol").removeprefix("run_")
         self.record_result(result, label)
+        return result
+
+    def run_protocol(self, name: str, settings: Any = None, **overrides: Any) -> Result:
+        """Run the registered protocol ``name``
+        (:func:`~pytest_mlpval.protocols.base.register`) for this test's potential with
+        ``settings`` (default: the protocol's defaults) and ``overrides`` of their fields,
+        as a cached campaign item under the run's campaign options; record its metrics
+        under the protocol's name and return the result:
+        ``mlpval.run_protocol("eos", points=9)``.
+
+        An unknown protocol or setting is a usage error; a protocol that fails (a
+        :class:`~pytest_mlpval.errors.ProtocolError`) fails the test, naming it."""
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        where = f"{self._item.nodeid}: mlpval.run_protocol({name!r})"
+        try:
+            spec = get_protocol(name)
+            settings = spec.settings() if settings is None else settings
+            if overrides:
+                settings = settings.with_overrides(**overrides)
+        except (UnknownProtocolError, SettingsError) as exc:
+            raise pytest.UsageError(f"{where}: {exc}") from None
+        try:
+            result = run_registered(spec, self.potential, settings,
+                                    options=self.run_options())
+        except SettingsError as exc:  # settings of another protocol's type
+            raise pytest.UsageError(f"{where}: {exc}") from None
+        except ProtocolError as exc:
+            raise ProtocolFailure(f"{_of(self.subject)}: {exc}") from None
+        self.record_result(result, spec.name)
         return result
 
     def record_result(self, result: Any, protocol: str, group: str = "all") -> dict[str, Any]:
@@ -345,6 +393,19 @@ class MlpvalFixture:
         if messages:
             raise MlpvalAssertionError("\n\n".join(messages))
         return results
+
+
+def _takes_options(protocol: Any) -> bool:
+    """``protocol`` has an ``options`` parameter (a CampaignOptions)."""
+    try:
+        return "options" in inspect.signature(protocol).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin, a C callable)
+        return False
+
+
+class ProtocolFailure(MlpvalAssertionError):
+    """A protocol run by ``mlpval.run_protocol`` could not produce a result for the
+    test's subject; the message names the protocol and why."""
 
 
 def not_measured(result: Any, metrics: dict[str, float]) -> set[str]:

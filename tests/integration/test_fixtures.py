@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from .conftest import LABELS, SCALED, read_json
+from .conftest import LABELS, SCALED, read_json, records_by_nodeid
 
 COUNTING_MODULE = """
 from pytest_mlpval.potentials import load_potential
@@ -182,3 +182,130 @@ def test_errors_of_a_suite_defined_reference(pytester, run, reference_file, tmp_
 
     assert document["datasets"]["mine"]["sha256"] == sha256_file(reference_file)
     assert document["datasets"]["mine"]["path"] == str(pytester.path / "mine.xyz")
+
+
+# A protocol as one module plus one registration line (pytest_mlpval.protocols.base):
+# the energy per atom of a silicon crystal; it fails on demand.
+TOY_PROTOCOL = """
+from dataclasses import dataclass
+
+from pytest_mlpval.protocols.base import Result, Settings, register
+
+
+@dataclass(frozen=True)
+class FixtureToySettings(Settings):
+    VERSION = 1
+    lattice_A: float = 5.43
+    fail: bool = False
+
+
+@dataclass(frozen=True)
+class FixtureToyResult(Result):
+    protocol = "fixture_toy"
+    energy_per_atom_eV: float
+    lattice_A: float
+
+    def metrics(self):
+        return {"energy_per_atom_eV": self.energy_per_atom_eV}
+
+    def units(self):
+        return {"energy_per_atom_eV": "eV/atom"}
+
+
+def fixture_toy(calc, settings):
+    from ase.build import bulk
+
+    if settings.fail:
+        raise RuntimeError("the toy broke")
+    atoms = bulk("Si", "diamond", a=settings.lattice_A)
+    atoms.calc = calc
+    return FixtureToyResult(atoms.get_potential_energy() / len(atoms), settings.lattice_A)
+
+
+register("fixture-toy", fixture_toy, FixtureToySettings, FixtureToyResult)
+"""
+
+
+def test_run_protocol_runs_records_and_fails_a_registered_protocol(pytester, run):
+    pytester.makepyfile(fixture_toy=TOY_PROTOCOL)
+    pytester.makeconftest("import fixture_toy  # registers the protocol\n")
+    pytester.makepyfile(test_toy="""
+        import pytest
+        from fixture_toy import FixtureToyResult, FixtureToySettings
+
+        @pytest.mark.mlpval_expect(max_energy_per_atom_eV=-4.3)
+        def test_defaults(mlpval):
+            result = mlpval.run_protocol("fixture-toy")
+            assert isinstance(result, FixtureToyResult)
+            assert result.lattice_A == 5.43
+
+        def test_overrides(mlpval):
+            result = mlpval.run_protocol("fixture-toy", FixtureToySettings(lattice_A=6.0),
+                                         lattice_A=5.6)
+            assert result.lattice_A == 5.6
+
+        def test_unknown_protocol(mlpval):
+            mlpval.run_protocol("no-such-protocol")
+
+        def test_unknown_setting(mlpval):
+            mlpval.run_protocol("fixture-toy", lattice=5.0)
+
+        def test_failing(mlpval):
+            mlpval.run_protocol("fixture-toy", fail=True)
+    """)
+    result = run("--potential=sw", "--mlpval-json=out.json", "-rf")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines_random([
+        "*UsageError: test_toy.py::test_unknown_protocol?sw?: mlpval.run_protocol("
+        "'no-such-protocol'): unknown protocol 'no-such-protocol'; registered: *fixture-toy*",
+        "*UsageError: test_toy.py::test_unknown_setting?sw?: mlpval.run_protocol('fixture-toy'): "
+        "unknown FixtureToySettings setting(s) ?'lattice'?; known: fail, lattice_A*",
+        "*ProtocolFailure: sw: protocol 'fixture-toy' failed: *the toy broke*",
+    ])
+    records = records_by_nodeid(read_json(pytester.path / "out.json"))
+    (record,) = records["test_toy.py::test_defaults[sw]"]
+    assert (record["kind"], record["dataset"]) == ("protocol", "fixture-toy")
+    energy = record["metrics"]["energy_per_atom_eV"]
+    assert energy["unit"] == "eV/atom"
+    assert abs(energy["value"] + 4.3366) < 1e-3
+    assert [(t["metric"], t["passed"]) for t in record["thresholds"]] == [
+        ("energy_per_atom_eV", True)]
+    (stretched,) = records["test_toy.py::test_overrides[sw]"]
+    assert stretched["metrics"]["energy_per_atom_eV"]["value"] > energy["value"]
+    assert records.get("test_toy.py::test_failing[sw]", []) == []
+
+
+def test_run_passes_campaign_options_to_a_protocol_that_takes_them(pytester, run):
+    pytester.makepyfile(test_opts="""
+        from dataclasses import dataclass
+
+        from pytest_mlpval.protocols.base import CampaignOptions
+
+        @dataclass(frozen=True)
+        class Seen:
+            options: CampaignOptions
+            extra: int
+
+            def metrics(self):
+                return {"extra": float(self.extra)}
+
+            def units(self):
+                return {"extra": ""}
+
+        def run_seen(potential, *, options=None, extra=0):
+            return Seen(options, extra)
+
+        def run_old(potential, *, workers=0, scheduler=None, cache_dir=None, progress=None):
+            return Seen(CampaignOptions(workers, scheduler, cache_dir, progress), 0)
+
+        def test_options(mlpval):
+            seen = mlpval.run(run_seen, extra=3)
+            assert isinstance(seen.options, CampaignOptions)
+            assert seen.options.cache_dir.endswith("mlpval-campaigns")
+            assert seen.extra == 3
+            assert mlpval.run(run_seen, cache_dir=None).options.cache_dir is None
+            old = mlpval.run(run_old).options
+            assert (old.workers, old.cache_dir) == (0, mlpval.run_options().cache_dir)
+    """)
+    result = run("--potential=sw", "--mlpval-workers=0")
+    result.assert_outcomes(passed=1)
