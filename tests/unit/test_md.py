@@ -1,4 +1,4 @@
-"""Guarded MD (pytest_mlpval.protocols.md.run, mdtypes) and the MD stability protocol (md_stability).
+"""Guarded MD (pytest_mlpval.protocols.md: run, settings) and the MD stability protocol.
 
 Small cells (8 atoms) for the failure modes, one 64-atom Stillinger-Weber run for the
 stability metrics.
@@ -6,6 +6,7 @@ stability metrics.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -13,11 +14,14 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.protocols.md.run import (MDLimits, MDParameterError, MDSegment, MDSettings, diamond_start,
-                              melt_quench_segments, min_distance, random_start, run_md,
-                              write_trajectory)
-from pytest_mlpval.protocols.md.stability import (StabilitySettings,
-                                        assert_md_stable, assert_stable, run_md_stability)
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.protocols.base import Settings
+from pytest_mlpval.protocols.md import (MDLimits, MDParameterError, MDProtocolSettings,
+                                        MDSegment, MDSettings, MeltQuenchSettings,
+                                        StabilitySettings, assert_md_stable, assert_stable,
+                                        diamond_start, melt_quench_segments, min_distance,
+                                        random_start, run_md, run_md_stability,
+                                        write_trajectory)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +98,25 @@ def test_invalid_parameters_name_the_value(make, words):
         make()
 
 
+@pytest.mark.parametrize("cls", [StabilitySettings, MeltQuenchSettings])
+def test_md_protocol_settings_share_one_base(cls):
+    """Every MD protocol's settings derive from MDProtocolSettings (itself a
+    protocols.base.Settings): the same round trip through as_dict/from_dict (limits
+    included), the same overrides, the same checks, MD parameter errors as
+    SettingsError."""
+    settings = cls(limits=MDLimits(wall_time_s=5.0)).with_overrides(timestep_fs=0.5)
+    assert isinstance(settings, MDProtocolSettings) and isinstance(settings, Settings)
+    again = cls.from_dict(json.loads(json.dumps(settings.as_dict())))
+    assert again == settings and again.limits.wall_time_s == 5.0
+    assert settings.md_settings().timestep_fs == 0.5 and settings.segments()
+    with pytest.raises(SettingsError, match=f"unknown {cls.__name__} setting"):
+        settings.with_overrides(nonesuch=1)
+    with pytest.raises(MDParameterError, match="'Xx' is not a chemical symbol"):
+        cls(symbol="Xx")
+    assert issubclass(MDParameterError, SettingsError) and issubclass(MDParameterError,
+                                                                       ValueError)
+
+
 def test_segments_ramp_and_ensemble():
     seg = MDSegment("c", 10, 500.0, None, 0.0, 20.0)
     assert seg.ensemble == "npt" and seg.ramped
@@ -116,7 +139,7 @@ def test_bad_run_requests_raise_clearly(sw):
         run_md(atoms, no_stress, [MDSegment("c", 5, 300.0, None, 1.0)])
     with pytest.raises(MDParameterError, match="could not place"):
         random_start("Si", 64, volume_per_atom_A3=2.0, max_attempts=200)
-    with pytest.raises(MDParameterError, match="unknown stability setting"):
+    with pytest.raises(SettingsError, match="unknown StabilitySettings setting"):
         run_md_stability(sw, temperature=300)
 
 
@@ -171,8 +194,6 @@ def test_wall_time_limit_cuts_the_run_short_and_says_so(sw):
 # -- reproducibility, records, trajectories --------------------------------------------------
 
 def _frames_json(record) -> str:
-    import json
-
     return json.dumps([f.as_dict() for f in record.frames])
 
 

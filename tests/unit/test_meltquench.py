@@ -13,6 +13,7 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.evaluate import NonFiniteError
+from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.md.run import MDLimits
 from pytest_mlpval.protocols.md.settings import MDParameterError
 from pytest_mlpval.protocols.md.meltquench import (MeltQuenchSettings, read_meltquench, relabel,
@@ -162,7 +163,7 @@ def test_cached_run_is_reused(sw, mq):
 def test_bad_settings_and_an_unstable_reference(sw):
     with pytest.raises(MDParameterError, match="vacancies"):
         MeltQuenchSettings(vacancies=-1)
-    with pytest.raises(MDParameterError, match="unknown melt-quench setting"):
+    with pytest.raises(SettingsError, match="unknown MeltQuenchSettings setting"):
         run_meltquench(sw, melt_temperature=3000)
     from pytest_mlpval.testing import PerturbedCalculator
 

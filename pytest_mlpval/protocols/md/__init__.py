@@ -18,7 +18,7 @@ from .run import (
     single_threaded_blas,
 )
 from .settings import (
-    with_overrides, potential_name,
+    MDProtocolSettings, potential_name, start_key,
 )
 from .stability import (
     StabilitySettings, MDStabilityResult, run_md_stability, assert_md_stable,
@@ -32,7 +32,8 @@ __all__ = [
     'CUT_SHORT', 'UNSTABLE', 'INSTABILITIES', 'MDParameterError', 'MDLimits',
     'MDSegment', 'MDSettings', 'MDFrame', 'MDRecord', 'run_md', 'min_distance',
     'pressure_GPa', 'diamond_start', 'random_start', 'melt_quench_segments',
-    'write_trajectory', 'single_threaded_blas', 'with_overrides', 'potential_name',
+    'write_trajectory', 'single_threaded_blas', 'MDProtocolSettings', 'potential_name',
+    'start_key',
     'StabilitySettings', 'MDStabilityResult', 'run_md_stability', 'assert_md_stable',
     'assert_stable',
 ]

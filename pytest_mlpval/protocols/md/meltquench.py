@@ -23,12 +23,13 @@ import hashlib
 import io
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from pytest_mlpval.protocols.md.settings import (MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings,
-                      potential_name, with_overrides)
+from pytest_mlpval.protocols.md.settings import (MDParameterError, MDProtocolSettings,
+                                                 MDRecord, MDSegment, MDSettings,
+                                                 potential_name)
 
 __all__ = ["MeltQuenchSettings", "MeltQuenchTrajectory", "run_meltquench",
            "read_meltquench", "relabel"]
@@ -39,12 +40,13 @@ TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
-class MeltQuenchSettings:
+class MeltQuenchSettings(MDProtocolSettings):
     """The melt-quench run (all fields key the cache).
 
     Attributes
     ----------
     symbol : str
+    limits : MDLimits
     repeat : int
         Diamond supercell of 8 x repeat^3 sites (2: 64).
     vacancies : int
@@ -59,10 +61,10 @@ class MeltQuenchSettings:
     crystal_reference : str
         Crystal whose SOAP similarity is recorded per snapshot (``crystal_similarity``,
         ``crystalline_fraction`` above 0.99 in the info) to check that the melt melted.
-    limits : MDLimits
     """
 
-    symbol: str = "Si"
+    VERSION: ClassVar[int] = 1
+
     repeat: int = 2
     vacancies: int = 1
     crystal_K: float = 1000.0
@@ -74,17 +76,14 @@ class MeltQuenchSettings:
     timestep_fs: float = 2.0
     snapshot_every: int = 50
     crystal_reference: str = "diamond"
-    limits: MDLimits = MDLimits()
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if int(self.repeat) != self.repeat or self.repeat < 1:
             raise MDParameterError(f"repeat must be a positive integer, got {self.repeat!r}")
         sites = 8 * self.repeat ** 3
         if int(self.vacancies) != self.vacancies or not 0 <= self.vacancies < sites - 1:
             raise MDParameterError(f"vacancies must be an integer from 0 to "
                                    f"{sites - 2}, got {self.vacancies!r}")
-        self.segments()
-        self.md()
 
     def segments(self) -> tuple[MDSegment, ...]:
         segments = (MDSegment("crystal", self.crystal_steps, self.crystal_K),
@@ -92,15 +91,8 @@ class MeltQuenchSettings:
                     MDSegment("quench", self.quench_steps, self.melt_K, self.quench_to_K))
         return tuple(s for s in segments if s.n_steps)
 
-    def md(self) -> MDSettings:
+    def md_settings(self) -> MDSettings:
         return MDSettings(timestep_fs=self.timestep_fs, sample_every=self.snapshot_every)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "limits": self.limits.as_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MeltQuenchSettings":
-        return cls(**{**data, "limits": MDLimits(**data["limits"])})
 
 
 def _start(settings: MeltQuenchSettings, seed: int) -> Any:
@@ -139,7 +131,7 @@ def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
 
     start = item["start"] if item["start"] is not None else _start(settings, item["seed"])
     with single_threaded_blas():
-        record = run_md(start, calc, settings.segments(), settings=settings.md(),
+        record = run_md(start, calc, settings.segments(), settings=settings.md_settings(),
                         seed=item["seed"], limits=settings.limits, analyse=analyse)
     return record.as_dict()
 
@@ -318,7 +310,7 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
     from pytest_mlpval.campaign import run_campaign
     from pytest_mlpval.protocols.compression.settings import start_key as _start_key
 
-    settings = with_overrides(settings or MeltQuenchSettings(), "melt-quench", **overrides)
+    settings = (settings or MeltQuenchSettings()).with_overrides(**overrides)
     item = {"settings": settings.as_dict(), "seed": int(seed), "start": start}
     campaign = run_campaign(PROTOCOL, _meltquench_task, [item], potential,
                             {"settings": settings.as_dict(), "seed": int(seed),

@@ -1,4 +1,6 @@
-"""Parameters and records of the guarded MD runs of :mod:`pytest_mlpval.protocols.md.run`.
+"""Settings and records of the guarded MD runs of :mod:`pytest_mlpval.protocols.md.run`,
+and :class:`MDProtocolSettings`, the base of every MD protocol's settings (MD stability,
+melt-quench, compression).
 
 Plain library (no pytest), numpy only at import time.
 """
@@ -11,8 +13,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["with_overrides", "potential_name", "COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
-           "MDLimits", "MDSegment", "MDSettings", "MDFrame", "MDRecord"]
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.protocols.base import Settings
+from pytest_mlpval.units import is_chemical_symbol
+
+__all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
+           "MDLimits", "MDSegment", "MDSettings", "MDProtocolSettings", "MDFrame", "MDRecord",
+           "start_key"]
 
 #: run statuses
 COMPLETED, UNSTABLE, CUT_SHORT = "completed", "unstable", "cut_short"
@@ -29,13 +36,16 @@ INSTABILITIES = {
 }
 
 
-class MDParameterError(ValueError):
+class MDParameterError(SettingsError):
     """An MD or protocol parameter is invalid; the message names it and its value."""
 
 
 def with_overrides(settings: Any, what: str, **overrides: Any) -> Any:
     """``settings`` (a frozen dataclass) with some fields replaced; an unknown field is an
-    :class:`MDParameterError` naming it and listing the known ones."""
+    :class:`MDParameterError` naming it and listing the known ones.
+
+    Kept for settings classes not yet derived from :class:`MDProtocolSettings` (whose
+    :meth:`~pytest_mlpval.protocols.base.Settings.with_overrides` replaces it)."""
     known = [f.name for f in fields(settings)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
@@ -47,6 +57,18 @@ def with_overrides(settings: Any, what: str, **overrides: Any) -> Any:
 def potential_name(potential: Any) -> str:
     """The name of a loaded Potential, or the class name of a bare calculator."""
     return getattr(getattr(potential, "info", None), "name", type(potential).__name__)
+
+
+def start_key(start: Any) -> Any:
+    """A JSON digest of a user's start structure (ase.Atoms with momenta) for cache keys;
+    None for a generated start (``start=None``)."""
+    if start is None:
+        return None
+    return {"numbers": np.asarray(start.numbers).tolist(),
+            "positions": np.round(np.asarray(start.positions), 10).tolist(),
+            "cell": np.round(np.asarray(start.cell), 10).tolist(),
+            "pbc": np.asarray(start.pbc).tolist(),
+            "momenta": np.round(start.get_momenta(), 12).tolist()}
 
 
 def _positive(name: str, value: Any, allow_zero: bool = False, integer: bool = False) -> None:
@@ -61,7 +83,7 @@ def _positive(name: str, value: Any, allow_zero: bool = False, integer: bool = F
 
 
 @dataclass(frozen=True)
-class MDLimits:
+class MDLimits(Settings):
     """When an MD run is stopped as unstable, and how long it may take.
 
     Attributes
@@ -110,9 +132,6 @@ class MDLimits:
         if self.max_temperature_K is not None:
             return float(self.max_temperature_K)
         return float(max(3.0 * highest_K, highest_K + 1000.0))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -191,7 +210,7 @@ class MDSegment:
 
 
 @dataclass(frozen=True)
-class MDSettings:
+class MDSettings(Settings):
     """How the equations of motion are integrated and sampled.
 
     Attributes
@@ -243,8 +262,48 @@ class MDSettings:
             raise MDParameterError(f"MDSettings.barostat must be 'berendsen' or "
                                    f"'langevin_baoab', got {self.barostat!r}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class MDProtocolSettings(Settings):
+    """Base of the settings of a protocol made of guarded MD runs (MD stability,
+    melt-quench, compression): a frozen dataclass whose fields all key the cache, with
+    ``as_dict``, ``from_dict`` and ``with_overrides`` from
+    :class:`~pytest_mlpval.protocols.base.Settings`.
+
+    Attributes
+    ----------
+    symbol : str
+        Element of the generated start structures.
+    limits : MDLimits
+        Stability checks and the wall-time limit of the protocol's MD.
+
+    A subclass adds its fields and gives :meth:`segments` and :meth:`md_settings`;
+    construction checks ``symbol``, then the subclass's :meth:`validate`, then builds the
+    segments and the MD settings, so that any invalid value raises
+    :class:`MDParameterError` naming it when the settings are made, not when they run.
+    """
+
+    symbol: str = "Si"
+    limits: MDLimits = MDLimits()
+
+    def __post_init__(self) -> None:
+        if not is_chemical_symbol(self.symbol):
+            raise MDParameterError(f"symbol {self.symbol!r} is not a chemical symbol")
+        self.validate()
+        self.segments()
+        self.md_settings()
+
+    def validate(self) -> None:
+        """Check the subclass's own fields (raise :class:`MDParameterError`)."""
+
+    def segments(self) -> tuple[Any, ...]:
+        """The :class:`MDSegment` of the protocol's MD, in order (a protocol with
+        separate runs may group them in tuples)."""
+        raise NotImplementedError(f"{type(self).__name__}.segments()")
+
+    def md_settings(self) -> MDSettings:
+        """How the protocol's MD is integrated and sampled."""
+        raise NotImplementedError(f"{type(self).__name__}.md_settings()")
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-from pytest_mlpval.protocols.md.settings import (COMPLETED, MDLimits, MDParameterError, MDRecord, MDSegment, MDSettings,
-                      potential_name, with_overrides)
+from pytest_mlpval.protocols.md.settings import (COMPLETED, MDLimits, MDParameterError,
+                                                 MDProtocolSettings, MDRecord, MDSegment,
+                                                 MDSettings, potential_name)
 
 __all__ = ["StabilitySettings", "MDStabilityResult", "run_md_stability", "assert_md_stable",
            "assert_stable"]
@@ -39,13 +40,14 @@ TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
-class StabilitySettings:
+class StabilitySettings(MDProtocolSettings):
     """Parameters of :func:`run_md_stability` (all of them key the cache).
 
     Attributes
     ----------
     symbol : str
         Element of the default start (a rattled diamond supercell).
+    limits : MDLimits
     repeat : int
         The default start has 8 x repeat^3 atoms (2: 64 atoms).
     temperature_K : float
@@ -58,10 +60,10 @@ class StabilitySettings:
         temperature within 1-8% of the target over seeds 0-2.
     sample_every : int
         Frames (stored structures) every this many steps; energies are kept every step.
-    limits : MDLimits
     """
 
-    symbol: str = "Si"
+    VERSION: ClassVar[int] = 1
+
     repeat: int = 2
     temperature_K: float = 1000.0
     timestep_fs: float = 1.0
@@ -69,13 +71,8 @@ class StabilitySettings:
     nve_steps: int = 200
     taut_fs: float = 20.0
     sample_every: int = 20
-    limits: MDLimits = MDLimits()
 
-    def __post_init__(self) -> None:
-        from pytest_mlpval.units import is_chemical_symbol
-
-        if not is_chemical_symbol(self.symbol):
-            raise MDParameterError(f"symbol {self.symbol!r} is not a chemical symbol")
+    def validate(self) -> None:
         if not (isinstance(self.temperature_K, (int, float)) and self.temperature_K > 0
                 and math.isfinite(self.temperature_K)):
             raise MDParameterError(f"temperature_K must be a finite number > 0, got "
@@ -83,23 +80,14 @@ class StabilitySettings:
         if self.nvt_steps < 2 or self.nve_steps < 2:
             raise MDParameterError(f"nvt_steps and nve_steps must be >= 2 (a drift needs "
                                    f"points), got {self.nvt_steps!r}, {self.nve_steps!r}")
-        self.segments()
-        self.md()
 
     def segments(self) -> tuple[MDSegment, MDSegment]:
         return (MDSegment("nvt", self.nvt_steps, self.temperature_K),
                 MDSegment("nve", self.nve_steps))
 
-    def md(self) -> MDSettings:
+    def md_settings(self) -> MDSettings:
         return MDSettings(timestep_fs=self.timestep_fs, thermostat="bussi",
                           taut_fs=self.taut_fs, sample_every=self.sample_every)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "limits": self.limits.as_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StabilitySettings":
-        return cls(**{**data, "limits": MDLimits(**data["limits"])})
 
 
 def _check_record(value: Any) -> str | None:
@@ -116,7 +104,7 @@ def _stability_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     if start is None:
         start = diamond_start(settings.symbol, settings.repeat, seed=item["seed"])
     with single_threaded_blas():
-        record = run_md(start, calc, settings.segments(), settings=settings.md(),
+        record = run_md(start, calc, settings.segments(), settings=settings.md_settings(),
                         seed=item["seed"], limits=settings.limits,
                         initial_temperature_K=settings.temperature_K)
     return record.as_dict()
@@ -254,7 +242,7 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
     fields of ``settings``, e.g. ``temperature_K=1500, timestep_fs=2``."""
     from pytest_mlpval.campaign import run_campaign
 
-    settings = with_overrides(settings or StabilitySettings(), "stability", **overrides)
+    settings = (settings or StabilitySettings()).with_overrides(**overrides)
     if start is not None and len(start) == 0:
         raise MDParameterError("the start structure has no atoms")
     from pytest_mlpval.protocols.compression.settings import start_key as _start_key
