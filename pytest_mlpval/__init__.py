@@ -24,12 +24,14 @@ _EXPORTS = {
     "PotentialInfo": "potentials",
     "predict": "evaluate",
     "Predictions": "evaluate",
-    "NonFiniteError": "evaluate",
+    "NonFiniteError": "errors",
     "compute_errors": "metrics",
     "ErrorReport": "metrics",
     "ErrorStats": "metrics",
     "assert_errors_within": "assertions",
     "MlpvalAssertionError": "assertions",
+    "MlpvalError": "errors",
+    "MlpvalWarning": "errors",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -15,6 +15,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.metrics import STATS, ErrorReport, metric_unit
 
 __all__ = [
@@ -31,11 +32,11 @@ __all__ = [
 WORST_ROWS = 5
 
 
-class MlpvalAssertionError(AssertionError):
+class MlpvalAssertionError(MlpvalError, AssertionError):
     """A validation threshold was exceeded."""
 
 
-class MissingMetricError(LookupError):
+class MissingMetricError(MlpvalError, LookupError):
     """A threshold names a metric the report cannot provide (missing labels)."""
 
 

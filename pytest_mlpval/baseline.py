@@ -30,8 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from pytest_mlpval.assertions import format_table
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.fileio import write_json
 from pytest_mlpval.results import finite_or_none
-from pytest_mlpval.tolerance import DEFAULT_TOLERANCE, Tolerance, parse_tolerance, resolve_tolerance
+from pytest_mlpval.subjects import subject_label, subject_of
+from pytest_mlpval.tolerance import (DEFAULT_TOLERANCE, Tolerance, parse_tolerance,
+                                     resolve_tolerance)
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -68,7 +73,7 @@ SAVED_KINDS = ("errors", "checks", "protocol")
 COMPARED_KINDS = ("errors",)
 
 
-class BaselineError(ValueError):
+class BaselineError(MlpvalError, ValueError):
     """A baseline file that is missing, corrupt, foreign or of another schema version."""
 
 
@@ -76,7 +81,7 @@ class BaselineVersionError(BaselineError):
     """A baseline of another schema version (--mlpval-regen-baseline may overwrite it)."""
 
 
-class MlpvalRegressionError(AssertionError):
+class MlpvalRegressionError(MlpvalError, AssertionError):
     """A metric is worse than its baseline by more than its tolerance."""
 
 
@@ -239,8 +244,6 @@ def entry_key(nodeid: str, potential: str, dataset: str, subset: str, kind: str)
 
 
 def _who(rec: Mapping[str, Any]) -> str:
-    from pytest_mlpval.subjects import subject_of
-
     subject = subject_of(rec)
     kind = "potential" if subject["kind"] == "candidate" else subject["kind"]
     return f"{kind} {subject['name']!r}"
@@ -315,7 +318,7 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
-class _BadValue(ValueError):
+class _BadValue(MlpvalError, ValueError):
     """A metric value that is not a finite number."""
 
 
@@ -400,8 +403,6 @@ def _read_metric(name: str, metric: Any, finite: bool) -> dict[str, Any]:
 def baseline_entries(records: Iterable[tuple[str, Mapping[str, Any]]],
                      kinds: Sequence[str] = SAVED_KINDS) -> dict[str, dict[str, Any]]:
     """Baseline entries from (nodeid, record) pairs of a run."""
-    from pytest_mlpval.subjects import subject_label, subject_of
-
     entries = {}
     for nodeid, rec in records:
         kind = rec.get("kind", "errors")
@@ -445,8 +446,6 @@ def write_baseline(path: str | os.PathLike[str], entries: Mapping[str, Mapping[s
                    meta: Mapping[str, Any]) -> Path:
     """Write atomically (temporary file + rename): never a half-written baseline.
     ``entries`` as :func:`baseline_entries` or :func:`load_baseline` give them."""
-    from pytest_mlpval.fileio import write_json
-
     document = {"schema": SCHEMA, **meta,
                 "entries": [_encode(entries[k]) for k in sorted(entries)]}
     return write_json(path, document, indent=1)
@@ -459,8 +458,6 @@ MAX_ROWS = 25
 def regression_message(groups: Sequence[tuple[Mapping[str, Any], Sequence[Comparison]]],
                        baseline_path: str, regenerated: bool) -> str:
     """Failure text: one table (baseline, now, change, tolerance) per record."""
-    from pytest_mlpval.assertions import format_table
-
     lines = []
     for rec, comparisons in groups:
         verb = "changed or are new" if regenerated else "regressed"

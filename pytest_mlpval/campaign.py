@@ -47,9 +47,11 @@ from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from pytest_mlpval.campaign_cache import (CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning,
+                                          campaign_key, memo_key)
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.potentials import load_potential
 from pytest_mlpval.threads import single_threaded_worker
-from pytest_mlpval.campaign_cache import CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning, campaign_key, memo_key
-from pytest_mlpval.campaign_cache import canonical_json as _canonical_json  # noqa: F401 - external.py
 
 __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult",
            "CampaignResult", "run_campaign", "make_executor", "campaign_key", "Progress",
@@ -59,7 +61,7 @@ __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult
 _POLL_S = 1.0
 
 
-class CampaignError(RuntimeError):
+class CampaignError(MlpvalError, RuntimeError):
     """The campaign could not run (no executor, a scheduler that does not answer or has
     no worker, a calculator that cannot reach the workers)."""
 
@@ -91,7 +93,6 @@ class CalculatorSource:
                 if entry not in sys.path:
                     sys.path.append(entry)
             if self.spec is not None:
-                from pytest_mlpval.potentials import load_potential
                 calc = load_potential(self.spec, self.base_dir).calculator
             else:
                 calc = pickle.loads(self.pickled)

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from pytest_mlpval.errors import MlpvalWarning
+
 __all__ = ["CACHE_FORMAT", "CacheWarning", "campaign_key", "memo_key", "ResultMemo",
            "RESULT_MEMO"]
 
@@ -36,7 +38,7 @@ CACHE_FORMAT = 2  # 2: protocol version and loader versions in the key; checked 
 _HEADER_FIELDS = ("format", "protocol", "version", "parameters")
 
 
-class CacheWarning(RuntimeWarning):
+class CacheWarning(MlpvalWarning, RuntimeWarning):
     """A campaign cache file held damaged or foreign records; their items are computed
     again and the file is repaired."""
 

@@ -11,7 +11,9 @@ import math
 import re
 from typing import Any
 
+from pytest_mlpval.results import check_status, expected_status
 from pytest_mlpval.subjects import subject_label, subject_of
+from pytest_mlpval.verdict import failure_lines, verdict_rows
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 4) -> str:
@@ -132,8 +134,6 @@ def validation_card(results, document: dict[str, Any]) -> str:
 def _verdict(results) -> list[str]:
     """The run's verdict matrix as a Markdown table, with the failing groups' worst
     excesses."""
-    from pytest_mlpval.verdict import failure_lines, verdict_rows
-
     verdict = results.verdict()
     if not verdict["subjects"]:
         return []
@@ -150,8 +150,6 @@ def _verdict(results) -> list[str]:
 def _experiment_comparisons(results) -> list[dict[str, Any]]:
     """Property comparisons against experiment the run recorded (one per subject and
     property; a failure in an expected failure is ``xfail``)."""
-    from pytest_mlpval.results import check_status, expected_status
-
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for test in results.tests:
         outcome = results.outcome_of(test)

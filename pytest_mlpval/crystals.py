@@ -32,16 +32,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.threads import one_blas_thread
+from pytest_mlpval.units import EV_PER_A3_TO_GPA, is_chemical_symbol
+
 __all__ = ["CRYSTALS", "UnknownCrystalError", "build_crystal", "relax", "RelaxResult",
            "relaxed_crystal", "RelaxationError", "crystal_names", "canonical_crystal",
            "space_group"]
 
 
-class UnknownCrystalError(ValueError):
+class UnknownCrystalError(MlpvalError, ValueError):
     """No crystal of that name."""
 
 
-class RelaxationError(RuntimeError):
+class RelaxationError(MlpvalError, RuntimeError):
     """A relaxation did not converge, or the calculator failed during it."""
 
 
@@ -153,8 +157,6 @@ def build_crystal(name: str, symbol: str = "Si") -> Any:
     """
     from ase.data import atomic_numbers, covalent_radii
 
-    from pytest_mlpval.units import is_chemical_symbol
-
     canonical = canonical_crystal(name)
     if not is_chemical_symbol(symbol):
         raise ValueError(f"{symbol!r} is not a chemical symbol")
@@ -207,11 +209,7 @@ def relax(atoms: Any, calc: Any, *, pressure_GPa: float = 0.0, fmax_eV_A: float 
     """
     import ase.optimize
     from ase.filters import FrechetCellFilter
-
-    from pytest_mlpval.threads import one_blas_thread
     from ase.units import GPa
-
-    from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
     atoms = atoms.copy()
     atoms.calc = calc

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.potentials import sha256_file
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "ReferenceSet",
     "parse_dataset_spec",
     "read_dataset",
+    "frame_label",
+    "stress_voigt",
 ]
 
 #: label name -> default key in the file
@@ -37,7 +40,7 @@ DEFAULT_KEYS = {
 _SPEC_KEYS = {"energy", "forces", "stress", "virial", "config_type", "index", "format"}
 
 
-class DatasetError(ValueError):
+class DatasetError(MlpvalError, ValueError):
     """A dataset that cannot be read or lacks the labels asked for."""
 
 
@@ -184,7 +187,7 @@ def readonly_array(array: Any) -> np.ndarray:
     return array
 
 
-def _label(atoms, key: str, where: str):
+def frame_label(atoms, key: str, where: str):
     """Value of ``key`` in info/arrays or in an attached SinglePointCalculator."""
     store = atoms.info if where == "info" else atoms.arrays
     if key in store:
@@ -195,12 +198,14 @@ def _label(atoms, key: str, where: str):
     return None
 
 
-def _stress_voigt(value) -> np.ndarray:
+def stress_voigt(value) -> np.ndarray:
+    """A stress (or virial) as its 6 Voigt components (xx, yy, zz, yz, xz, xy), from 6, 9
+    or 3x3 values; :class:`DatasetError` for another shape."""
     value = np.asarray(value, dtype=float)
     if value.shape == (3, 3):
         return value[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
     if value.shape == (9,):
-        return _stress_voigt(value.reshape(3, 3))
+        return stress_voigt(value.reshape(3, 3))
     if value.shape == (6,):
         return value
     raise DatasetError(f"stress/virial of shape {value.shape}: expected 6, 9 or 3x3")
@@ -230,7 +235,7 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
     keys = spec.key_map
 
     def collect(label: str, where: str):
-        values = [_label(a, keys[label], where) for a in frames]
+        values = [frame_label(a, keys[label], where) for a in frames]
         present = [v is not None for v in values]
         if not any(present):
             return None
@@ -249,11 +254,11 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
         virials, stress_label = collect("virial", "info"), "virial"
         if virials is not None:
             _check_labels(spec, frames, "virial", virials)
-            stresses = [-_stress_voigt(v) / a.get_volume() for v, a in zip(virials, frames)]
+            stresses = [-stress_voigt(v) / a.get_volume() for v, a in zip(virials, frames)]
     for label, values in (("energy", energies), ("forces", forces), ("stress", stresses)):
         if values is not None and not (label == "stress" and stress_label == "virial"):
             _check_labels(spec, frames, label, values)
-    config = [_label(a, keys["config_type"], "info") for a in frames]
+    config = [frame_label(a, keys["config_type"], "info") for a in frames]
     n_atoms = np.array([len(a) for a in frames], dtype=int)
     n_atoms.flags.writeable = False
 
@@ -275,7 +280,7 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
         config_types=tuple(str(c) if c is not None else "default" for c in config),
         energy=None if energies is None else readonly_array([float(e) for e in energies]),
         forces=force_arrays,
-        stress=None if stresses is None else readonly_array([_stress_voigt(s) for s in stresses]),
+        stress=None if stresses is None else readonly_array([stress_voigt(s) for s in stresses]),
         file_keys=_file_keys(frames),
     )
 

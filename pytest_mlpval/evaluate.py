@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pytest_mlpval.data import ReferenceSet, readonly_array
+from pytest_mlpval.errors import MlpvalError, MlpvalWarning, NonFiniteError
 from pytest_mlpval.fileio import atomic_write
 
 __all__ = ["CacheWarning", "NonFiniteError", "PredictionShapeError", "Predictions",
@@ -30,15 +31,11 @@ __all__ = ["CacheWarning", "NonFiniteError", "PredictionShapeError", "Prediction
 CACHE_FORMAT = 2
 
 
-class NonFiniteError(ArithmeticError):
-    """The calculator returned NaN or inf."""
-
-
-class PredictionShapeError(ValueError):
+class PredictionShapeError(MlpvalError, ValueError):
     """The calculator returned forces or a stress of the wrong shape."""
 
 
-class CacheWarning(RuntimeWarning):
+class CacheWarning(MlpvalWarning, RuntimeWarning):
     """A cached prediction was unreadable or invalid and was computed again."""
 
 

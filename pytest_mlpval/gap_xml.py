@@ -17,6 +17,9 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree
 
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.units import chemical_symbol
+
 __all__ = ["GapModelError", "check_gap_xml", "species_of_descriptors"]
 
 # Fortran list-directed numbers: 20, -.795, 1.0E+000, 1.0D0 (and IEEE specials for reals)
@@ -50,7 +53,7 @@ _DESCRIPTOR_KEYS = {
 PARSE_LIMIT_BYTES = 64 << 20
 
 
-class GapModelError(ValueError):
+class GapModelError(MlpvalError, ValueError):
     """A GAP model that quippy could not read safely (message names file and fault)."""
 
 
@@ -202,8 +205,6 @@ def check_gap_xml(xml_path: Path) -> tuple[list[Path], ElementTree.Element]:
 def species_of_descriptors(root: ElementTree.Element) -> tuple[str, ...]:
     """Chemical symbols named by the descriptors of a GAP XML (``Z=``, ``Z1=``,
     ``species_Z={...}``)."""
-    from pytest_mlpval.units import chemical_symbol
-
     numbers: set[int] = set()
     for element in root.iter("descriptor"):
         text = element.text or ""

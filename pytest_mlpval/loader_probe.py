@@ -4,10 +4,11 @@ and the versions of the libraries that load it.
 Plain library (no pytest). Some loaders end the process instead of raising: quippy's
 Fortran parser exits on a malformed GAP attribute, a model library may segfault or call
 ``os._exit``. Loaded in the pytest process, such a model kills the run with no message
-(or "worker crashed" under xdist). The probe runs ``python -m pytest_mlpval.loader_probe
+(or "worker crashed" under xdist). The probe runs ``python -m pytest_mlpval.probe_child
 SPEC BASE_DIR SPECIES`` with the same spec: it loads the model and computes one energy on
-a two-atom cell; a probe that dies (exit status, signal, timeout) becomes a clear error
-naming the spec and quoting the end of what it printed. A success is remembered for the
+a two-atom cell (:mod:`pytest_mlpval.probe_child`); a probe that dies (exit status,
+signal, timeout) becomes a clear error naming the spec and quoting the end of what it
+printed. A success is remembered for the
 process (and, for content-addressed models such as a GAP, on disk under
 ``$XDG_CACHE_HOME/pytest-mlpval/probes``, keyed by the model's sha256, the loader
 versions and the Python version), so each model is probed once.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-__all__ = ["PROBE_TIMEOUT_S", "ProbeResult", "probe", "loader_versions",
+__all__ = ["PROBE_TIMEOUT_S", "LOAD_RAISED", "ProbeResult", "probe", "loader_versions",
            "distribution_versions"]
 
 # a probe that runs longer is inconclusive (the caller warns and loads in process)
@@ -147,7 +148,7 @@ def probe(raw: str, base_dir: str | os.PathLike[str], species: Iterable[str] = (
     key = key or f"spec:{raw}\0{os.path.abspath(base_dir)}\0{os.getcwd()}"
     if _remembered(key, disk):
         return ProbeResult(None, 0.0, cached=True)
-    command = [sys.executable, "-X", "faulthandler", "-m", "pytest_mlpval.loader_probe",
+    command = [sys.executable, "-X", "faulthandler", "-m", "pytest_mlpval.probe_child",
                raw, str(base_dir), ",".join(species)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -214,43 +215,3 @@ def loader_versions(loader: str, module: str | None = None,
                     if cls.__module__ != "builtins"]
         modules += [name for name in FRAMEWORKS if name in sys.modules]
     return distribution_versions(modules)
-
-
-# --- the probe process ----------------------------------------------------------------------
-
-def _small_cell(species: list[str]):
-    from ase.build import bulk
-
-    atoms = bulk("Si", "diamond", a=5.43)  # two atoms, 2.35 Å apart, periodic
-    if species:
-        atoms.set_chemical_symbols([species[i % len(species)] for i in range(len(atoms))])
-    return atoms
-
-
-def main(argv: list[str]) -> int:
-    """Load the spec, compute one energy; exit 0, or :data:`LOAD_RAISED` when the loader
-    raised (its traceback on stderr). An energy that raises is reported, not fatal."""
-    import traceback
-
-    raw, base_dir, species = argv
-    from pytest_mlpval.potentials import is_calculator, parse_potential_spec
-
-    try:
-        calculator = parse_potential_spec(raw, base_dir, probe=False).make()
-    except Exception:  # noqa: BLE001 - reported to the parent, which reloads in process
-        traceback.print_exc()
-        return LOAD_RAISED
-    if not is_calculator(calculator):
-        print(json.dumps({"calculator": False}))
-        return 0
-    atoms = _small_cell([s for s in species.split(",") if s])
-    atoms.calc = calculator
-    try:
-        print(json.dumps({"energy_eV": float(atoms.get_potential_energy())}))
-    except Exception as exc:  # noqa: BLE001 - e.g. a species the model lacks
-        print(json.dumps({"energy_error": f"{type(exc).__name__}: {exc}"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -33,6 +33,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pytest_mlpval import loader_probe
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.gap_xml import GapModelError, check_gap_xml, species_of_descriptors
+
 __all__ = [
     "BUILTINS",
     "ENTRY_POINT_GROUP",
@@ -48,7 +52,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "pytest_mlpval.loaders"
 
 
-class PotentialSpecError(ValueError):
+class PotentialSpecError(MlpvalError, ValueError):
     """A potential spec that cannot be used (detected without loading the model).
 
     ``unknown`` is true when the spec matched no known form at all (so a third-party
@@ -60,7 +64,7 @@ class PotentialSpecError(ValueError):
         self.unknown = unknown
 
 
-class PotentialLoadError(RuntimeError):
+class PotentialLoadError(MlpvalError, RuntimeError):
     """Loading the model failed or did not give an ASE calculator."""
 
 
@@ -194,8 +198,6 @@ def gap_model(xml_path: Path) -> tuple[list[Path], tuple[str, ...]]:
     raises PotentialSpecError if the XML is malformed, not a GAP, has a non-numeric or
     inconsistent attribute, or a sparseX file is missing, changed or short (see
     :func:`pytest_mlpval.gap_xml.check_gap_xml`)."""
-    from pytest_mlpval.gap_xml import GapModelError, check_gap_xml, species_of_descriptors
-
     try:
         files, root = check_gap_xml(xml_path)
     except GapModelError as exc:
@@ -357,19 +359,16 @@ def _file_backed_info(name: str, spec: str, loader: str, path: Path,
 
 
 def _versions(loader: str | None, module: str | None = None) -> dict[str, str]:
-    from pytest_mlpval.loader_probe import loader_versions
-
-    return loader_versions(loader or "", module)
+    return loader_probe.loader_versions(loader or "", module)
 
 
 # --- probes: load once in a subprocess, so a loader that ends the process cannot end ours
 
 def _probe_gap(info: PotentialInfo, xml_path: Path) -> None:
-    from pytest_mlpval.loader_probe import probe
-
     key = (f"gap:{info.sha256}:{sorted(info.loader_versions.items())}:"
            f"{sys.executable}:{sys.version}")
-    result = probe(str(xml_path), xml_path.parent, info.species, key=key, disk=True)
+    result = loader_probe.probe(str(xml_path), xml_path.parent, info.species, key=key,
+                                disk=True)
     if result.timed_out:
         warnings.warn(f"{xml_path}: loading it in a subprocess first (a probe) "
                       f"{result.describe()}; loading it here without that check",
@@ -384,8 +383,6 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
     """Probe a factory or entry point: load it and compute one energy in a subprocess.
     A probe that dies is a PotentialLoadError; one whose loader raised is not (loading
     here raises the same exception, with the usual message)."""
-    from pytest_mlpval.loader_probe import probe
-
     info = parsed.info
     base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
     key = None
@@ -394,7 +391,7 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
         origin = getattr(module_spec, "origin", None)
         if origin and os.path.isfile(origin):
             key = f"factory:{info.spec}:{origin}:{os.stat(origin).st_mtime_ns}"
-    result = probe(info.spec, base, info.species, key=key)
+    result = loader_probe.probe(info.spec, base, info.species, key=key)
     if result.timed_out:
         warnings.warn(f"{info.spec!r}: loading it in a subprocess first (a probe) "
                       f"{result.describe()}; loading it here without that check",
@@ -466,11 +463,9 @@ def load_potential(
         raise PotentialLoadError(f"loading {spec!r} failed: {type(exc).__name__}: {exc}") from exc
     info = parsed.info
     if code_defined:  # now the calculator's own package (and torch...) can be named
-        from pytest_mlpval.loader_probe import loader_versions
-
         module = parsed.info.spec.partition(":")[0] if info.loader == "factory" else None
         versions = {**info.loader_versions,
-                    **loader_versions(info.loader, module, calculator=calc)}
+                    **loader_probe.loader_versions(info.loader, module, calculator=calc)}
         info = replace(info, loader_versions=dict(sorted(versions.items())))
     return _checked(Potential(info, calc))
 

@@ -31,6 +31,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from pytest_mlpval.errors import MlpvalError
+
 __all__ = [
     "SCHEMA", "ReferenceDataError", "ReferenceFileError", "ReferenceUnitError",
     "MissingReferenceError", "UnknownPropertyError", "ReferenceValue", "ReferenceTable",
@@ -65,7 +67,7 @@ UNIT_ALIASES: dict[str, str] = {
 _PACKAGED = {"Si": "silicon.json"}
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(MlpvalError, ValueError):
     """Base class of the reference-table errors."""
 
 

@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest_mlpval
+from pytest_mlpval import plots
+from pytest_mlpval.cost import accuracy_cost_points as cost_points, scaling_exponent
+from pytest_mlpval.fileio import nonfinite_name, strict_json
 from pytest_mlpval.subjects import subject_label, subject_of
+from pytest_mlpval.verdict import build_verdict, combine_outcome
 
 SCHEMA = "pytest-mlpval/1"
 
@@ -42,8 +47,6 @@ class RunResults:
         outcome so far (``xfailed``/``xpassed`` for expected failures, ``error`` for a
         failed setup or teardown; see :func:`~pytest_mlpval.verdict.combine_outcome`).
         ``regression``: the call failed with a baseline regression only."""
-        from pytest_mlpval.verdict import combine_outcome
-
         entry = self.outcomes.setdefault(nodeid, {"nodeid": nodeid, "outcome": None})
         entry["outcome"] = combine_outcome(entry["outcome"], when, outcome, wasxfail)
         if subject:
@@ -58,8 +61,6 @@ class RunResults:
     def verdict(self) -> dict[str, Any]:
         """The verdict matrix (:func:`~pytest_mlpval.verdict.build_verdict`) of every
         test whose phases were reported, and of every test with records."""
-        from pytest_mlpval.verdict import build_verdict
-
         by_id = {t["nodeid"]: t for t in self.tests}
         tests = [{**entry, "records": by_id[nodeid]["records"] if nodeid in by_id else []}
                  for nodeid, entry in self.outcomes.items() if entry["outcome"]]
@@ -252,8 +253,6 @@ class RunResults:
                     for rec in self.records_of("protocol") for name in rec["metrics"]})
 
     def cost_rows(self) -> tuple[list[str], list[list[Any]]]:
-        from pytest_mlpval.cost import scaling_exponent
-
         by_pot: dict[str, list[tuple[int, float]]] = {}
         for rec in self.records_of("cost"):
             m = rec["metrics"]
@@ -268,9 +267,7 @@ class RunResults:
         return ["potential", "atoms", "s/call", "µs/atom/call", "scaling exponent"], rows
 
     def write_plots(self, out: Path, cost_dataset: str | None = None) -> list[Path]:
-        """Cost scaling and accuracy-cost plots (matplotlib, imported here only)."""
-        from pytest_mlpval import plots
-
+        """Cost scaling and accuracy-cost plots (matplotlib is imported only to draw them)."""
         out = Path(out)
         written = []
         _, cost = self.cost_rows()
@@ -287,9 +284,7 @@ class RunResults:
         with a cost and its own errors (:func:`pytest_mlpval.cost.accuracy_cost_points`:
         never a recipe's cross-validation errors); the dataset is --mlpval-cost-dataset
         or the first that every plotted candidate has force errors on."""
-        from pytest_mlpval.cost import accuracy_cost_points
-
-        return accuracy_cost_points(self.records_of("errors"), cost_rows, wanted)
+        return cost_points(self.records_of("errors"), cost_rows, wanted)
 
     # --- JSON ----------------------------------------------------------------------------
 
@@ -339,11 +334,9 @@ class RunResults:
     def run_info(self) -> dict[str, Any]:
         """Who ran what: package version, UTC time, machine, potentials and datasets
         (the header of the JSON document and of a baseline)."""
-        from pytest_mlpval import __version__
-
         potentials, datasets = self.identities()
         return {
-            "version": __version__,
+            "version": pytest_mlpval.__version__,
             "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "machine_info": machine_info(),
             "potentials": potentials,
@@ -362,8 +355,6 @@ def strict_document(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` made strict JSON: any non-finite number left in it (e.g. added by a
     ``pytest_mlpval_update_json`` hook) becomes null and is listed in its ``non_finite``
     list by JSON-pointer ``path``."""
-    from pytest_mlpval.fileio import strict_json
-
     clean, found = strict_json(document)
     if found:
         clean.setdefault("non_finite", []).extend(found)
@@ -402,8 +393,6 @@ def _is_nan(value: Any) -> bool:
 
 
 def _name(value: float) -> str:
-    from pytest_mlpval.fileio import nonfinite_name
-
     return nonfinite_name(float(value))
 
 

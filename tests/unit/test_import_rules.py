@@ -38,9 +38,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / PACKAGE
 
 CORE = frozenset({
     "", "potentials", "data", "metrics", "evaluate", "campaign", "campaign_cache", "units",
-    "fileio", "gap_xml", "loader_probe", "crystals", "references", "assertions",
-    "results", "baseline", "subjects", "tolerance", "verdict", "card", "plots", "threads",
-    "errors", "descriptors",
+    "fileio", "gap_xml", "loader_probe", "probe_child", "crystals", "references",
+    "assertions", "results", "baseline", "subjects", "tolerance", "verdict", "card", "plots",
+    "threads", "errors", "descriptors",
 })
 # modules that may import pytest (besides the ready-made test modules, *_tests)
 PYTEST_LAYER = frozenset({"plugin", "fixture", "session", "options", "markers", "hookspec",
@@ -385,6 +385,15 @@ def test_the_lazy_import_allowlist_has_no_stale_entries(package):
     stale = [f"{label(a)} -> {label(b)}" for a, b in LAZY_OWN_IMPORTS if (a, b) not in lazy]
     assert not stale, report(stale, "(f): allowlisted lazy imports that no longer exist")
     assert all(reason.strip() for reason in LAZY_OWN_IMPORTS.values())
+
+
+def test_the_core_knows_the_physics_check_names_it_does_not_import():
+    """tolerance.py (core) names the physics checks a tolerance may name, without
+    importing protocols.invariance (rule d): the two lists must stay equal."""
+    from pytest_mlpval.protocols.invariance import CHECKS
+    from pytest_mlpval.tolerance import PHYSICS_CHECKS
+
+    assert set(PHYSICS_CHECKS) == set(CHECKS)
 
 
 def test_the_layers_name_existing_modules(package):
