@@ -1,4 +1,5 @@
-"""Structure analysis: SOAP similarity (dscribe) and coordination numbers (matscipy).
+"""Structure analysis: SOAP similarity (dscribe), coordination numbers and the shortest
+interatomic distance (matscipy).
 
 Plain library (no pytest).
 
@@ -11,6 +12,7 @@ crystal's environments, so that a multi-site crystal (bc8, st12) counts every si
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -20,7 +22,8 @@ __all__ = [
     "SoapSettings", "SI_SOAP", "soap_descriptors", "SoapSpectra", "max_kernel",
     "structure_descriptors", "kernel",
     "similarity_to_reference", "fraction_above", "Similarity", "compare_with_crystals",
-    "Coordination", "coordination", "coordination_numbers", "cell_widths", "SI_BOND_CUTOFF_A",
+    "Coordination", "coordination", "coordination_numbers", "cell_widths", "min_distance",
+    "SI_BOND_CUTOFF_A",
     "HIGH_COORDINATION",
 ]
 
@@ -287,6 +290,26 @@ def cell_widths(cell: Any) -> np.ndarray:
 
     c = Cell(np.asarray(cell, dtype=float))
     return c.volume / c.areas()
+
+
+def min_distance(atoms: Any, cutoff_A: float = 4.0) -> float:
+    """Shortest interatomic distance of ``atoms`` in Å, periodic images included (an
+    atom's own images too: one atom in a periodic cell is as far from itself as the
+    shortest lattice vector).
+
+    Pairs are searched within ``cutoff_A``; when none is closer, ``cutoff_A`` is returned,
+    so ``min_distance(atoms, d) < d`` asks whether any two atoms are closer than ``d``.
+    ``inf`` for no atoms, or a single atom without periodic boundaries. Uses matscipy's
+    neighbour list for fully periodic cells, ASE's otherwise.
+    """
+    if len(atoms) == 0 or (len(atoms) < 2 and not any(atoms.pbc)):
+        return math.inf
+    if all(atoms.pbc):
+        from matscipy.neighbours import neighbour_list
+    else:
+        from ase.neighborlist import neighbor_list as neighbour_list
+    d = neighbour_list("d", atoms, float(cutoff_A))
+    return float(d.min()) if len(d) else float(cutoff_A)
 
 
 def coordination_numbers(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A) -> np.ndarray:

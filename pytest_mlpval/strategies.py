@@ -4,6 +4,8 @@ Periodic cells of bounded shape and volume, positions with a minimum separation 
 periodic boundary conditions, compositions drawn from a potential's species, and
 supercell repeats. Everything is drawn from Hypothesis' own primitives, so failing
 examples shrink: fewer atoms, a more regular cell, positions nearer the origin.
+(:func:`min_distance` is :func:`pytest_mlpval.descriptors.min_distance`, here for the
+tests that check a drawn structure.)
 
 Example::
 
@@ -22,19 +24,9 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from pytest_mlpval.descriptors import min_distance
+
 __all__ = ["cells", "repeats", "structures", "min_distance"]
-
-
-def min_distance(atoms) -> float:
-    """Smallest interatomic distance in Å, periodic images (and self-images) included;
-    ``inf`` for a single atom in an open box."""
-    from ase.neighborlist import neighbor_list
-
-    if len(atoms) == 0:
-        return float("inf")
-    cutoff = 6.0
-    d = neighbor_list("d", atoms, cutoff)
-    return float(d.min()) if len(d) else float("inf")
 
 
 @st.composite
@@ -98,7 +90,7 @@ def structures(
         else:
             assume(False)
     atoms = ase.Atoms(symbols, positions=np.array(placed), cell=cell, pbc=True)
-    assume(min_distance(atoms) >= min_separation_A)
+    assume(min_distance(atoms, min_separation_A) >= min_separation_A)
     return atoms
 
 

@@ -235,3 +235,31 @@ def test_coordination_as_dict_and_bad_cutoff():
     assert result.as_dict()["unphysical"] is False
     with pytest.raises(ValueError, match="cutoff_A must be > 0"):
         coordination(build_crystal("sh"), cutoff_A=0)
+
+
+# --- shortest distance ------------------------------------------------------------------
+
+def test_one_min_distance_for_md_strategies_and_checks():
+    """descriptors.min_distance is the one shortest-distance function (MD's overlap
+    check, the Hypothesis strategies): periodic images count, the cutoff comes back when
+    no pair is closer, open and periodic cells agree where they should."""
+    import math
+
+    import ase
+
+    from pytest_mlpval import strategies
+    from pytest_mlpval.descriptors import min_distance
+    from pytest_mlpval.protocols import md
+
+    assert strategies.min_distance is min_distance and md.min_distance is min_distance
+    diamond = build_crystal("diamond", "Si")
+    bond = diamond.get_distance(0, 1, mic=True)
+    assert min_distance(diamond) == pytest.approx(bond)
+    assert min_distance(diamond, cutoff_A=2.0) == 2.0  # none closer than 2 Å
+    assert min_distance(diamond * (2, 1, 1)) == pytest.approx(bond)
+    one = ase.Atoms("Si", positions=[[0, 0, 0]], cell=[2.5, 3.0, 4.0], pbc=True)
+    assert min_distance(one) == pytest.approx(2.5)  # its own image
+    pair = ase.Atoms("Si2", positions=[[0, 0, 0], [0, 0, 1.7]])  # open box: ASE's list
+    assert min_distance(pair) == pytest.approx(1.7)
+    assert min_distance(ase.Atoms("Si", positions=[[0, 0, 0]])) == math.inf
+    assert min_distance(ase.Atoms()) == math.inf

@@ -26,6 +26,7 @@ import numpy as np
 
 from pytest_mlpval.protocols.md.settings import (COMPLETED, CUT_SHORT, INSTABILITIES, UNSTABLE, MDFrame, MDLimits,
                       MDParameterError, MDRecord, MDSegment, MDSettings)
+from pytest_mlpval.descriptors import min_distance
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
 __all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
@@ -55,19 +56,6 @@ def single_threaded_blas():
     from pytest_mlpval.threads import one_blas_thread
 
     return one_blas_thread()
-
-
-def min_distance(atoms: Any, cutoff_A: float = 4.0) -> float:
-    """Shortest interatomic distance in Å (periodic images count); ``cutoff_A`` when no
-    pair is closer than ``cutoff_A``, ``inf`` for a single isolated atom."""
-    if len(atoms) < 2 and not any(atoms.pbc):
-        return math.inf
-    if all(atoms.pbc):
-        from matscipy.neighbours import neighbour_list
-    else:
-        from ase.neighborlist import neighbor_list as neighbour_list
-    d = neighbour_list("d", atoms, float(cutoff_A))
-    return float(d.min()) if len(d) else float(cutoff_A)
 
 
 def pressure_GPa(atoms: Any) -> float:
