@@ -1,16 +1,17 @@
 """Throughput of the random structure search with Stillinger-Weber.
 
 The same 24 random 8-atom Si cells (one seed) are relaxed with 1 and with 2 local worker
-processes (``run_rss(workers=N)``, no cache), alternating 1, 2, 2, 1 so that a change of
-the machine's load hits both; the speed-up is the ratio of the median wall times (pool
-start-up included, amortised over the structures; the target on 2 idle cores is >= 1.8,
-reported, not asserted). ``cpu_share_per_worker_N`` is the CPU time the workers got per
-second of their relaxations' wall time: below 1, other processes took their cores;
-``speedup_cpu_normalised`` scales the speed-up by the two shares (the speed-up the workers
-would show with a core each). The records split each relaxation's time into the
-calculator and the rest (the optimiser, ASE's FrechetCellFilter with its matrix
-exponentials and logarithms, our wrapper): both are reported per optimiser step. Load averages before and after are kept in
-``extra_info``: on a shared machine other processes take CPU time from the workers.
+processes (``CampaignOptions(workers=N)``, no cache), alternating 1, 2, 2, 1 so that a
+change of the machine's load hits both; the speed-up is the ratio of the median wall
+times (pool start-up included, amortised over the structures; the target on 2 idle cores
+is >= 1.8, reported, not asserted). ``cpu_share_per_worker_N`` is the CPU time the
+workers got per second of their relaxations' wall time: below 1, other processes took
+their cores; ``speedup_cpu_normalised`` scales the speed-up by the two shares (the
+speed-up the workers would show with a core each). The records split each relaxation's
+time into the calculator and the rest (the optimiser, ASE's FrechetCellFilter with its
+matrix exponentials and logarithms, our wrapper): both are reported per optimiser step.
+Load averages before and after are kept in ``extra_info``: on a shared machine other
+processes take CPU time from the workers.
 
 Run: ``pytest benchmarks/test_rss.py -p no:xdist`` (``-s`` shows the numbers).
 """
@@ -28,15 +29,16 @@ ATOMS = 8
 
 
 def _params():
-    from pytest_mlpval.protocols.rss.search import RssParameters
+    from pytest_mlpval.protocols.rss import RssSettings
 
-    return RssParameters(n_structures=N_STRUCTURES, atoms_per_cell=(ATOMS, ATOMS), seed=2024,
-                         references=())
+    return RssSettings(n_structures=N_STRUCTURES, atoms_per_cell=(ATOMS, ATOMS), seed=2024,
+                       references=())
 
 
 def test_rss_worker_scaling(benchmark):
     from pytest_mlpval.potentials import load_potential
-    from pytest_mlpval.protocols.rss.search import relax_structure, run_rss
+    from pytest_mlpval.protocols.base import CampaignOptions
+    from pytest_mlpval.protocols.rss import relax_structure, run_rss
 
     sw = load_potential("sw")
     params = _params()
@@ -46,7 +48,7 @@ def test_rss_worker_scaling(benchmark):
     results = {}
     for workers in (1, 2, 2, 1):
         start = time.perf_counter()
-        results[workers] = run_rss(sw, params, workers=workers)
+        results[workers] = run_rss(sw, params, options=CampaignOptions(workers=workers))
         walls[workers].append(time.perf_counter() - start)
         minima = results[workers].minima
         shares[workers].append(sum(m.cpu_seconds for m in minima)

@@ -14,15 +14,14 @@ import math
 import pytest
 
 from pytest_mlpval.crystals import relaxed_crystal
-from pytest_mlpval.protocols.rss.search import run_rss
-from pytest_mlpval.protocols.rss.analysis import (assert_basin, assert_diamond_like_fraction,
-                                        assert_failures_at_most, assert_no_basin)
-from pytest_mlpval.protocols.rss.generate import RssParameters
+from pytest_mlpval.protocols.rss import (RssSettings, assert_basin,
+                                        assert_diamond_like_fraction,
+                                        assert_failures_at_most, assert_no_basin, run_rss)
 from pytest_mlpval.descriptors import coordination, similarity_to_reference
 
-QUICK = RssParameters(n_structures=8, atoms_per_cell=(4, 8), seed=0, references=("diamond", "sh"))
-FULL = RssParameters(n_structures=10000, atoms_per_cell=(2, 16), seed=0,
-                     references=("diamond", "sh"))
+QUICK = RssSettings(n_structures=8, atoms_per_cell=(4, 8), seed=0, references=("diamond", "sh"))
+FULL = RssSettings(n_structures=10000, atoms_per_cell=(2, 16), seed=0,
+                   references=("diamond", "sh"))
 
 
 def search(mlpval):

@@ -17,8 +17,7 @@ from pytest_mlpval.protocols.properties.elastic import elastic_constants
 from pytest_mlpval.protocols.properties.eos import equation_of_state
 from pytest_mlpval.protocols.md.stability import StabilitySettings, run_md_stability
 from pytest_mlpval.protocols.properties.phonons import phonons
-from pytest_mlpval.protocols.rss.search import run_rss
-from pytest_mlpval.protocols.rss.generate import RssParameters
+from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
 TINY = CompressionSettings(n_atoms=8, start_cell="diamond", prerelax_steps=0, melt_steps=0,
                            quench_steps=0, ramp_steps=40, hold_steps=0,
@@ -51,8 +50,8 @@ def test_phonons(mlpval):
 
 
 def test_rss(mlpval):
-    mlpval.run(run_rss, RssParameters(n_structures=2, atoms_per_cell=(2, 2), max_steps=20,
-                                      seed=1))
+    mlpval.run(run_rss, RssSettings(n_structures=2, atoms_per_cell=(2, 2), max_steps=20,
+                                    seed=1))
 
 
 def test_md(mlpval):

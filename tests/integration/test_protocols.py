@@ -187,10 +187,9 @@ def test_unreachable_dask_scheduler_fails_the_test_clearly(pytester, run, protoc
 def test_random_structure_search_in_pytest_with_report(pytester, run, plugin_args):
     pytester.makepyfile(test_rss="""
         import pytest
-        from pytest_mlpval.protocols.rss.search import run_rss
-        from pytest_mlpval.protocols.rss.generate import RssParameters
+        from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
-        PARAMS = RssParameters(n_structures=3, atoms_per_cell=(2, 4), max_steps=60, seed=1)
+        PARAMS = RssSettings(n_structures=3, atoms_per_cell=(2, 4), max_steps=60, seed=1)
 
         @pytest.mark.mlpval_expect(max_n_failed=0, min_n_structures=3)
         def test_search(mlpval):

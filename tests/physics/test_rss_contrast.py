@@ -38,8 +38,10 @@ from pathlib import Path
 import pytest
 
 from pytest_mlpval.potentials import load_potential
-from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
-from pytest_mlpval.protocols.rss.analysis import (
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.rss import (
+    RssSettings,
+    run_rss,
     assert_basin,
     assert_no_basin,
     energy_volume_figure,
@@ -49,8 +51,8 @@ from pytest_mlpval.protocols.rss.analysis import (
 GAP_XML = (Path(__file__).resolve().parents[2] / "example_suites" / "silicon" / "potential"
            / "gap_si_mlearn.xml")
 N_STRUCTURES = 120
-PARAMS = RssParameters(n_structures=N_STRUCTURES, atoms_per_cell=(8, 8), seed=2023,
-                       references=("diamond", "sh", "beta-Sn"))
+PARAMS = RssSettings(n_structures=N_STRUCTURES, atoms_per_cell=(8, 8), seed=2023,
+                     references=("diamond", "sh", "beta-Sn"))
 BASIN = {"volume_per_atom_A3": (0.0, 17.0), "energy_window_eV": 0.5,
          "relative_to": "diamond"}
 WORKERS = 2
@@ -70,7 +72,8 @@ def searches(request, tmp_path_factory):
     out = {}
     for name, spec in (("sw", "sw"), ("gap", str(GAP_XML))):
         start = time.perf_counter()
-        out[name] = run_rss(load_potential(spec), PARAMS, workers=WORKERS, cache_dir=folder)
+        out[name] = run_rss(load_potential(spec), PARAMS,
+                            options=CampaignOptions(workers=WORKERS, cache_dir=folder))
         out[name + "_wall_s"] = time.perf_counter() - start
     return out
 

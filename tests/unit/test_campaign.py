@@ -18,6 +18,7 @@ import pytest
 from pytest_mlpval import campaign
 from pytest_mlpval.campaign import CampaignError, make_executor, print_progress, run_campaign
 from pytest_mlpval.potentials import Potential, PotentialInfo, load_potential
+from pytest_mlpval.protocols.base import CampaignOptions
 
 PARAMS = {"rattle_A": 0.05}
 
@@ -193,27 +194,28 @@ def test_dask_address_that_does_not_answer(sw, monkeypatch):
         make_executor(scheduler=address, timeout_s=1.0)
     assert time.perf_counter() - start < 10
     # through run_rss, with the connection timeout made small
-    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
     original = campaign.make_executor
     monkeypatch.setattr(campaign, "make_executor",
                         lambda workers=0, scheduler=None, timeout_s=10.0,
                         worker_timeout_s=60.0: original(workers, scheduler, 1.0))
     with pytest.raises(CampaignError, match="did not answer"):
-        run_rss(sw, RssParameters(n_structures=1), scheduler=address)
+        run_rss(sw, RssSettings(n_structures=1), options=CampaignOptions(scheduler=address))
 
 
 def test_real_dask_cluster_gives_the_same_results(sw, expected):
     from distributed import LocalCluster
 
-    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
-    params = RssParameters(n_structures=3, atoms_per_cell=(2, 4), seed=4)
+    params = RssSettings(n_structures=3, atoms_per_cell=(2, 4), seed=4)
     with LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         remote = run_campaign("demo", energy_task, range(4), sw, PARAMS, version=1,
                               scheduler=cluster.scheduler_address)
-        rss_remote = run_rss(sw, params, scheduler=cluster.scheduler_address)
+        rss_remote = run_rss(sw, params,
+                             options=CampaignOptions(scheduler=cluster.scheduler_address))
     assert remote.executor == "dask" and rss_remote.executor == "dask"
     assert os.getpid() not in {item.value["pid"] for item in remote.items}
     np.testing.assert_allclose(_energies(remote), expected[:4], rtol=0, atol=1e-12)
@@ -225,7 +227,7 @@ def test_real_dask_cluster_gives_the_same_results(sw, expected):
                                rtol=0, atol=1e-7)
     for a, b in zip(rss_remote.minima, local.minima):
         np.testing.assert_allclose(a.final.positions, b.final.positions, atol=1e-6)
-    assert dataclasses.asdict(rss_remote.parameters) == dataclasses.asdict(local.parameters)
+    assert dataclasses.asdict(rss_remote.settings) == dataclasses.asdict(local.settings)
 
 
 def test_progress_lines_are_throttled_and_short_campaigns_can_stay_quiet():

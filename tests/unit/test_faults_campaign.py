@@ -25,6 +25,7 @@ import pytest
 from pytest_mlpval import campaign
 from pytest_mlpval.campaign import CacheWarning, CampaignError, run_campaign
 from pytest_mlpval.potentials import load_potential
+from pytest_mlpval.protocols.base import CampaignOptions
 
 N = 6
 PARAMS = {"demo": 1}
@@ -142,17 +143,17 @@ def test_damaged_cache_is_recomputed_with_a_warning(sw, calls, tmp_path, case):
 
 
 def test_cached_rss_record_that_lacks_keys_is_recomputed(sw, tmp_path):
-    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
-    params = RssParameters(n_structures=2, atoms_per_cell=(2, 2), references=())
-    first = run_rss(sw, params, cache_dir=tmp_path)
+    params = RssSettings(n_structures=2, atoms_per_cell=(2, 2), references=())
+    first = run_rss(sw, params, options=CampaignOptions(cache_dir=tmp_path))
     path = Path(first.cache_path)
     lines = path.read_text("utf-8").splitlines(keepends=True)
     record = json.loads(lines[1])
     del record["value"]["status"]
     path.write_text(lines[0] + json.dumps(record) + "\n" + "".join(lines[2:]), "utf-8")
     with pytest.warns(CacheWarning, match="status"):
-        again = run_rss(sw, params, cache_dir=tmp_path)
+        again = run_rss(sw, params, options=CampaignOptions(cache_dir=tmp_path))
     assert again.statuses == first.statuses and again.n_from_cache == 1
     np.testing.assert_array_equal(again.energies_per_atom_eV, first.energies_per_atom_eV)
 
@@ -300,12 +301,12 @@ def test_dask_cluster_without_workers_times_out(sw):
 
 @pytest.mark.parametrize("fault,k", [("nan", 0), ("nan", 4), ("nan_forces", 3), ("inf", 6)])
 def test_rss_relaxation_on_non_finite_results_fails_fast(sw, fault, k):
-    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss import RssSettings, run_rss
     from pytest_mlpval.testing import FaultyCalculator
 
     calc = FaultyCalculator(sw.calculator, fault, at_call=k)
     start = time.perf_counter()
-    result = run_rss(calc, RssParameters(n_structures=2, atoms_per_cell=(4, 4)))
+    result = run_rss(calc, RssSettings(n_structures=2, atoms_per_cell=(4, 4)))
     assert time.perf_counter() - start < 20
     assert result.statuses == ("failed", "failed")
     assert all("non-finite" in m.error for m in result.minima), [m.error for m in
@@ -332,10 +333,10 @@ def _slow_calculator(base, seconds):
 
 
 def test_rss_relaxation_over_its_wall_time_limit_fails(sw):
-    from pytest_mlpval.protocols.rss.search import RssParameters, run_rss
+    from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
-    params = RssParameters(n_structures=1, atoms_per_cell=(4, 4), references=(),
-                           max_seconds_per_structure=0.3, fmax_eV_A=1e-6)
+    params = RssSettings(n_structures=1, atoms_per_cell=(4, 4), references=(),
+                         max_seconds_per_structure=0.3, fmax_eV_A=1e-6)
     assert "max_seconds_per_structure" not in params.relaxation_key()
     start = time.perf_counter()
     result = run_rss(_slow_calculator(sw.calculator, 0.05), params)
@@ -345,4 +346,4 @@ def test_rss_relaxation_over_its_wall_time_limit_fails(sw):
     assert "RelaxationTimeout: structure 0: wall-time limit" in minimum.error, minimum.error
     assert "0.3 s" in minimum.error
     with pytest.raises(ValueError, match="max_seconds_per_structure"):
-        RssParameters(max_seconds_per_structure=0)
+        RssSettings(max_seconds_per_structure=0)

@@ -21,8 +21,7 @@ from pytest_mlpval.protocols.properties.liquid import PairCorrelation
 from pytest_mlpval.protocols.md.settings import MDFrame
 from pytest_mlpval.protocols.properties.lattice import PropertyError
 from pytest_mlpval.protocols.properties.campaign import PropertySet
-from pytest_mlpval.protocols.rss.search import RssMinimum, RssResult
-from pytest_mlpval.protocols.rss.generate import RssParameters
+from pytest_mlpval.protocols.rss import RssMinimum, RssResult, RssSettings
 
 NAN = math.nan
 
@@ -101,7 +100,7 @@ def test_given_frames_have_no_temperature_a_run_always_has():
 # -- structure search --------------------------------------------------------------------
 
 def _search(statuses, references):
-    params = RssParameters(n_structures=len(statuses), atoms_per_cell=(2, 2))
+    params = RssSettings(n_structures=len(statuses), atoms_per_cell=(2, 2))
     minima = tuple(
         RssMinimum(i, s, 2, **({"energy_per_atom_eV": -4.3, "volume_per_atom_A3": 20.0,
                                 "enthalpy_per_atom_eV": -4.3, "n_steps": 5,

@@ -1,5 +1,5 @@
-"""Random structure search (pytest_mlpval.protocols.rss.search*): generator, relaxation statuses, SOAP
-classification, cache, file round trip and the analysis assertions, with
+"""Random structure search (pytest_mlpval.protocols.rss): generator, relaxation statuses,
+SOAP classification, cache, file round trip and the analysis assertions, with
 Stillinger-Weber on small cells (2-6 atoms) so the whole file stays fast."""
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from hypothesis import strategies as st
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.potentials import Potential, load_potential
-from pytest_mlpval.protocols.rss.search import (
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.rss import (
     RssGenerationError,
     RssMinimum,
-    RssParameters,
     RssResult,
+    RssSettings,
     classify,
     generate,
     relax_references,
     run_rss,
-)
-from pytest_mlpval.protocols.rss.analysis import (
     assert_basin,
     assert_diamond_like_fraction,
     assert_distributions_close,
@@ -36,7 +35,7 @@ from pytest_mlpval.protocols.rss.analysis import (
     find_basin,
 )
 
-QUICK = RssParameters(n_structures=6, atoms_per_cell=(2, 6), seed=11, fmax_eV_A=0.05,
+QUICK = RssSettings(n_structures=6, atoms_per_cell=(2, 6), seed=11, fmax_eV_A=0.05,
                       max_steps=300, references=("diamond", "sh"))
 
 
@@ -46,14 +45,15 @@ def sw():
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("rss-cache")
+def cached(tmp_path_factory):
+    """Campaign options with this module's cache."""
+    return CampaignOptions(cache_dir=tmp_path_factory.mktemp("rss-cache"))
 
 
 @pytest.fixture(scope="module")
-def search(sw, cache_dir):
-    """Six SW minima, computed once (and cached in ``cache_dir``)."""
-    return run_rss(sw, QUICK, cache_dir=cache_dir)
+def search(sw, cached):
+    """Six SW minima, computed once (and cached)."""
+    return run_rss(sw, QUICK, options=cached)
 
 
 def _calculator(kind: str, n_atoms_bad: int = 3):
@@ -108,7 +108,7 @@ def test_generator_respects_constraints(n, vol, sep, angle, ratio, seed, index):
     lo_n, hi_n = n[0], n[0] + n[1]
     vlo, vhi = vol[0], vol[0] + vol[1]
     d = sep * vlo ** (1 / 3)  # sparse enough that placement always succeeds
-    params = RssParameters(atoms_per_cell=(lo_n, hi_n), volume_per_atom_A3=(vlo, vhi),
+    params = RssSettings(atoms_per_cell=(lo_n, hi_n), volume_per_atom_A3=(vlo, vhi),
                            min_separation_A=d, min_angle_deg=angle,
                            max_angle_deg=180.0 - angle, max_length_ratio=ratio, seed=seed)
     atoms = generate(params, index)
@@ -123,7 +123,7 @@ def test_generator_respects_constraints(n, vol, sep, angle, ratio, seed, index):
 
 
 def test_compositions_hold_whole_formula_units():
-    params = RssParameters(composition={"Si": 2, "O": 4}, atoms_per_cell=(3, 9),
+    params = RssSettings(composition={"Si": 2, "O": 4}, atoms_per_cell=(3, 9),
                            volume_per_atom_A3=(12, 16), min_separation_A=1.5)
     assert params.composition == (("Si", 1), ("O", 2))  # ratios
     assert params.formula == "SiO2" and params.formula_units == (1, 2, 3)
@@ -131,8 +131,8 @@ def test_compositions_hold_whole_formula_units():
     assert counts <= {3, 6, 9} and len(counts) > 1
     atoms = generate(params, 0)
     assert atoms.get_chemical_symbols().count("O") == 2 * atoms.get_chemical_symbols().count("Si")
-    assert RssParameters(composition=["Si", "O", "O"]).composition == (("Si", 1), ("O", 2))
-    assert RssParameters.from_dict(params.as_dict()) == params
+    assert RssSettings(composition=["Si", "O", "O"]).composition == (("Si", 1), ("O", 2))
+    assert RssSettings.from_dict(params.as_dict()) == params
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -152,19 +152,19 @@ def test_compositions_hold_whole_formula_units():
 ])
 def test_bad_parameters_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        RssParameters(**kwargs)
+        RssSettings(**kwargs)
 
 
 def test_crowded_settings_give_up_with_a_clear_error(sw):
     # passes the close-packing check (6.5 Å^3/atom) but random placement jams
-    params = RssParameters(volume_per_atom_A3=(10.0, 10.0), min_separation_A=2.1,
+    params = RssSettings(volume_per_atom_A3=(10.0, 10.0), min_separation_A=2.1,
                            atoms_per_cell=(8, 8), max_attempts=5)
     with pytest.raises(RssGenerationError, match=r"after max_attempts=5 cells .*too crowded"):
         run_rss(sw, params)
 
 
 def test_composition_the_potential_does_not_cover(sw):
-    params = RssParameters(composition="SiC", volume_per_atom_A3=(10, 20),
+    params = RssSettings(composition="SiC", volume_per_atom_A3=(10, 20),
                            min_separation_A=1.5)
     with pytest.raises(ValueError, match=r"SiC has C, which the potential 'sw' does not"):
         run_rss(sw, params)
@@ -205,7 +205,7 @@ def test_same_seed_same_minima_different_seed_differs(sw, search):
 
 
 def test_raising_calculator_fails_those_structures_only():
-    params = RssParameters(n_structures=4, atoms_per_cell=(2, 4), seed=6)
+    params = RssSettings(n_structures=4, atoms_per_cell=(2, 4), seed=6)
     sizes = [len(generate(params, i)) for i in range(4)]
     assert 3 in sizes and set(sizes) != {3}
     result = run_rss(_calculator("raise"), params)
@@ -224,7 +224,7 @@ def test_raising_calculator_fails_those_structures_only():
 
 
 def test_nan_calculator_is_failed_with_the_reason():
-    params = RssParameters(n_structures=4, atoms_per_cell=(2, 4), seed=5, max_steps=20)
+    params = RssSettings(n_structures=4, atoms_per_cell=(2, 4), seed=5, max_steps=20)
     result = run_rss(_calculator("nan", n_atoms_bad=2), params)
     sizes = [m.n_atoms for m in result.minima]
     assert 2 in sizes
@@ -235,7 +235,7 @@ def test_nan_calculator_is_failed_with_the_reason():
 
 
 def test_step_limit_gives_not_converged(sw):
-    result = run_rss(sw, RssParameters(n_structures=3, atoms_per_cell=(4, 6), max_steps=2))
+    result = run_rss(sw, RssSettings(n_structures=3, atoms_per_cell=(4, 6), max_steps=2))
     assert result.statuses == ("not_converged",) * 3
     assert all(m.n_steps == 2 and m.fmax_eV_A > 0.05 for m in result.minima)
     with pytest.raises(MlpvalAssertionError, match="3 not_converged of 3"):
@@ -246,7 +246,7 @@ def test_energy_below_the_floor_is_exploded():
     from pytest_mlpval.testing import PerturbedCalculator
 
     calc = PerturbedCalculator(load_potential("sw").calculator, energy_shift_eV_atom=-100.0)
-    result = run_rss(calc, RssParameters(n_structures=2, atoms_per_cell=(2, 4), max_steps=5))
+    result = run_rss(calc, RssSettings(n_structures=2, atoms_per_cell=(2, 4), max_steps=5))
     assert result.statuses == ("exploded", "exploded")
     assert "below the sanity floor -50" in result.minima[0].error
     assert result.usable == () and math.isnan(result.metrics()["lowest_energy_per_atom_eV"])
@@ -256,29 +256,29 @@ def test_energy_below_the_floor_is_exploded():
 
 # -- cache -----------------------------------------------------------------------------
 
-def test_second_run_comes_from_the_cache(sw, search, cache_dir):
+def test_second_run_comes_from_the_cache(sw, search, cached):
     calls = []
-    again = run_rss(sw, QUICK, cache_dir=cache_dir, progress=calls.append)
+    again = run_rss(sw, QUICK, options=dataclasses.replace(cached, progress=calls.append))
     assert again.n_from_cache == 6 and again.task_seconds == 0.0
     assert again.executor == "cache" and again.cache_path == search.cache_path
     assert calls[-1].done == calls[-1].total == 6 and calls[-1].from_cache == 6
     np.testing.assert_array_equal(again.energies_per_atom_eV, search.energies_per_atom_eV)
     np.testing.assert_allclose(again.similarities("diamond"), search.similarities("diamond"))
     # a longer search reuses the structures of the shorter one
-    longer = run_rss(sw, dataclasses.replace(QUICK, n_structures=7), cache_dir=cache_dir)
+    longer = run_rss(sw, dataclasses.replace(QUICK, n_structures=7), options=cached)
     assert longer.n_from_cache == 6 and not longer.minima[6].from_cache
     # the classification is not part of the key: another cutoff reuses all relaxations
-    cutoff = run_rss(sw, dataclasses.replace(QUICK, diamond_cutoff=0.5), cache_dir=cache_dir)
+    cutoff = run_rss(sw, dataclasses.replace(QUICK, diamond_cutoff=0.5), options=cached)
     assert cutoff.n_from_cache == 6 and cutoff.n_diamond_like == 6  # all sims > 0.7
 
 
-def test_changed_parameter_or_potential_recomputes(sw, search, cache_dir):
-    params = dataclasses.replace(QUICK, n_structures=1)
-    assert run_rss(sw, params, cache_dir=cache_dir).n_from_cache == 1
-    changed = run_rss(sw, dataclasses.replace(params, fmax_eV_A=0.04), cache_dir=cache_dir)
+def test_changed_setting_or_potential_recomputes(sw, search, cached):
+    short = dataclasses.replace(QUICK, n_structures=1)
+    assert run_rss(sw, short, options=cached).n_from_cache == 1
+    changed = run_rss(sw, dataclasses.replace(short, fmax_eV_A=0.04), options=cached)
     assert changed.n_from_cache == 0 and changed.cache_path != search.cache_path
     other = Potential(dataclasses.replace(sw.info, sha256="0" * 64), sw.calculator)
-    recomputed = run_rss(other, params, cache_dir=cache_dir)
+    recomputed = run_rss(other, short, options=cached)
     assert recomputed.n_from_cache == 0 and recomputed.task_seconds > 0
 
 
@@ -287,7 +287,7 @@ def test_changed_parameter_or_potential_recomputes(sw, search, cache_dir):
 def test_diamond_counts_as_diamond_like_rattled_sh_does_not(sw):
     from pytest_mlpval.crystals import build_crystal
 
-    params = RssParameters(references=("diamond", "sh"))
+    params = RssSettings(references=("diamond", "sh"))
     crystals, info = relax_references(sw.calculator, params)
     assert info["diamond"]["volume_per_atom_A3"] == pytest.approx(20.02, abs=0.05)
     diamond = crystals["diamond"].repeat((2, 1, 1))
@@ -329,7 +329,7 @@ def test_write_read_round_trip(search, tmp_path):
         search.minima[1].energy_per_atom_eV)
     assert "similarity_diamond" in frames[2].info
     back = RssResult.read(path)
-    assert back.parameters == search.parameters and back.potential == "sw"
+    assert back.settings == search.settings and back.potential == "sw"
     assert back.potential_sha256 == search.potential_sha256
     assert back.statuses == search.statuses and back.references == search.references
     np.testing.assert_allclose(back.energies_per_atom_eV, search.energies_per_atom_eV)
@@ -340,7 +340,7 @@ def test_write_read_round_trip(search, tmp_path):
 
 
 def test_failed_structures_round_trip_with_their_error(tmp_path):
-    params = RssParameters(n_structures=2, atoms_per_cell=(3, 3), seed=2)
+    params = RssSettings(n_structures=2, atoms_per_cell=(3, 3), seed=2)
     result = run_rss(_calculator("raise"), params)
     back = RssResult.read(result.write(tmp_path / "failed.xyz"))
     assert back.statuses == ("failed", "failed")

@@ -118,11 +118,10 @@ def pytest_mlpval_load_potential(config, spec):
 
 TWO_TESTS = """
 from counting_calls import CALLS
-from pytest_mlpval.protocols.rss.search import run_rss
-from pytest_mlpval.protocols.rss.generate import RssParameters
+from pytest_mlpval.protocols.rss import RssSettings, run_rss
 
-PARAMS = RssParameters(n_structures=2, atoms_per_cell=(2, 2), max_steps=30, seed=0,
-                       references=("diamond",))
+PARAMS = RssSettings(n_structures=2, atoms_per_cell=(2, 2), max_steps=30, seed=0,
+                     references=("diamond",))
 SEEN = {}
 
 

@@ -8,24 +8,28 @@ from .analysis import (
     energy_volume, Basin, find_basin, assert_basin, assert_no_basin,
     assert_diamond_like_fraction, DistributionDistance, distribution_distance,
     assert_distributions_close, assert_failures_at_most, energy_volume_figure, gaps,
+    report_figure,
 )
 from .generate import (
-    RssParameters, RssGenerationError, generate, MIN_VOLUME_FACTOR,
+    RssSettings, RssParameters, RssGenerationError, generate, MIN_VOLUME_FACTOR,
 )
 from .io import (
-    write_rss, read_rss,
+    write_rss, read_rss_data,
+)
+from .result import (
+    RssMinimum, RssResult, read_rss, STATUSES, USABLE,
 )
 from .search import (
-    RssMinimum, RssResult, run_rss, relax_structure, relax_references, classify,
-    STATUSES, USABLE, PROTOCOL, RelaxationTimeout, NonFiniteResult,
+    run_rss, relax_structure, relax_references, classify, PROTOCOL, RelaxationTimeout,
+    NonFiniteResult,
 )
 
 __all__ = [
     'energy_volume', 'Basin', 'find_basin', 'assert_basin', 'assert_no_basin',
     'assert_diamond_like_fraction', 'DistributionDistance', 'distribution_distance',
     'assert_distributions_close', 'assert_failures_at_most', 'energy_volume_figure',
-    'gaps', 'RssParameters', 'RssGenerationError', 'generate', 'MIN_VOLUME_FACTOR',
-    'write_rss', 'read_rss', 'RssMinimum', 'RssResult', 'run_rss', 'relax_structure',
-    'relax_references', 'classify', 'STATUSES', 'USABLE', 'PROTOCOL',
-    'RelaxationTimeout', 'NonFiniteResult',
+    'gaps', 'report_figure', 'RssSettings', 'RssParameters', 'RssGenerationError', 'generate',
+    'MIN_VOLUME_FACTOR', 'write_rss', 'read_rss_data', 'RssMinimum', 'RssResult',
+    'read_rss', 'STATUSES', 'USABLE', 'run_rss', 'relax_structure', 'relax_references',
+    'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult',
 ]

@@ -30,7 +30,7 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 __all__ = ["energy_volume", "Basin", "find_basin", "assert_basin", "assert_no_basin",
            "assert_diamond_like_fraction", "DistributionDistance", "distribution_distance",
            "assert_distributions_close", "assert_failures_at_most", "energy_volume_figure",
-           "gaps"]
+           "gaps", "report_figure"]
 
 #: rows of the minima tables in failure messages
 ROWS = 8
@@ -51,10 +51,10 @@ def energy_volume(result: Any, relative_to: str = "lowest"
 
 
 def gaps(result: Any) -> set[str]:
-    """Metrics of an :class:`~pytest_mlpval.protocols.rss.search.RssResult` that are NaN with nothing to
-    count: ``diamond_like_fraction`` and ``lowest_minus_diamond_eV`` when no diamond
-    reference was asked for, the timings when no relaxation recorded its time (or took
-    a step). NaN because no minimum is usable (every structure failed or exploded) or
+    """Metrics of an :class:`~pytest_mlpval.protocols.rss.result.RssResult` that are NaN
+    with nothing to count: ``diamond_like_fraction`` and ``lowest_minus_diamond_eV`` when
+    no diamond reference was asked for, the timings when no relaxation recorded its time
+    (or took a step). NaN because no minimum is usable (every structure failed or exploded) or
     because the candidate could not relax the diamond reference is a fault, not a gap."""
     out = set()
     if "diamond" not in result.references:
@@ -84,7 +84,7 @@ def _zero(result: Any, relative_to: str, h: np.ndarray) -> float:
 
 def _who(result: Any) -> str:
     return (f"potential {result.potential!r}, {len(result.minima)} structures of "
-            f"{result.parameters.formula} (seed {result.parameters.seed})")
+            f"{result.settings.formula} (seed {result.settings.seed})")
 
 
 def _status_line(result: Any) -> str:
@@ -232,7 +232,7 @@ def assert_diamond_like_fraction(result: Any, *, min_fraction: float | None = No
                                  min_count: int | None = None,
                                  max_fraction: float | None = None) -> float:
     """Bounds on the diamond-like minima (mean SOAP similarity to the candidate's ideal
-    diamond above ``parameters.diamond_cutoff``): their fraction of all structures and/or
+    diamond above ``settings.diamond_cutoff``): their fraction of all structures and/or
     their count. Returns the fraction."""
     __tracebackhide__ = True
     if min_fraction is None and min_count is None and max_fraction is None:
@@ -240,7 +240,7 @@ def assert_diamond_like_fraction(result: Any, *, min_fraction: float | None = No
                          "max_fraction")
     ref = result.references.get("diamond")
     if ref is None or "error" in ref:
-        why = "not among parameters.references" if ref is None else ref["error"]
+        why = "not among settings.references" if ref is None else ref["error"]
         raise MlpvalAssertionError(f"no diamond-like count for {_who(result)}: the diamond "
                                    f"reference is missing ({why})")
     fraction, count = result.diamond_like_fraction, result.n_diamond_like
@@ -257,7 +257,7 @@ def assert_diamond_like_fraction(result: Any, *, min_fraction: float | None = No
         sims = result.similarities("diamond")
         order = [result.minima[k].index for k in np.argsort(-np.nan_to_num(sims, nan=-1.0))]
         lines = [f"diamond-like minima: {count} of {len(result.minima)} ({fraction:.3g}), "
-                 f"similarity cutoff {result.parameters.diamond_cutoff:g}; {_who(result)}; "
+                 f"similarity cutoff {result.settings.diamond_cutoff:g}; {_who(result)}; "
                  f"{_status_line(result)}", "",
                  *format_table(["quantity", "value", "limit", "status"], rows), "",
                  "minima most similar to diamond:", *_minima_table(result, order)]

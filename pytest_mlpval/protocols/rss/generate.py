@@ -1,6 +1,7 @@
 """Parameters and the random structure generator of the random structure search.
 
-Plain library (no pytest); see :mod:`pytest_mlpval.protocols.rss.search`.
+Plain library (no pytest); see :mod:`pytest_mlpval.protocols.rss.search`. An invalid
+setting is a :class:`~pytest_mlpval.errors.SettingsError` naming it.
 
 The generator follows the recipe of AIRSS (Pickard and Needs, J. Phys.: Condens. Matter
 23, 053201 (2011)): a random number of formula units, a random volume per atom in a range,
@@ -14,14 +15,19 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from pytest_mlpval.descriptors import SI_SOAP, SoapSettings
+from pytest_mlpval.crystals import UnknownCrystalError, canonical_crystal
+from pytest_mlpval.descriptors import SI_SOAP, SoapSettings, cell_widths
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.protocols.base import Settings
+from pytest_mlpval.units import is_chemical_symbol
 
-__all__ = ["RssParameters", "RssGenerationError", "generate", "MIN_VOLUME_FACTOR"]
+__all__ = ["RssSettings", "RssParameters", "RssGenerationError", "generate",
+           "MIN_VOLUME_FACTOR"]
 
 #: cells whose volume is below this fraction of a*b*c (nearly flat cells: e.g. all three
 #: angles near 120 degrees) are drawn again; a cube has 1, any single angle of 60 or 120
@@ -32,19 +38,18 @@ TRIES_PER_ATOM = 256
 _BATCH = 32
 
 
-class RssGenerationError(ValueError):
-    """No structure satisfies the parameters (minimum separation too large for the
+class RssGenerationError(SettingsError):
+    """No structure satisfies the settings (minimum separation too large for the
     volume, or cell-shape limits that leave no room)."""
 
 
 def _parse_composition(raw: Any) -> tuple[tuple[str, int], ...]:
-    from pytest_mlpval.units import is_chemical_symbol
-
     if isinstance(raw, str):
         text = raw.strip()
         parts = re.findall(r"([A-Z][a-z]?)(\d*)", text)
         if not parts or "".join(s + n for s, n in parts) != text:
-            raise ValueError(f"composition {raw!r} is not a formula such as 'Si' or 'SiO2'")
+            raise SettingsError(f"composition {raw!r} is not a formula such as 'Si' or "
+                                "'SiO2'")
         pairs = [(s, int(n) if n else 1) for s, n in parts]
     elif isinstance(raw, Mapping):
         pairs = list(raw.items())
@@ -57,16 +62,16 @@ def _parse_composition(raw: Any) -> tuple[tuple[str, int], ...]:
     counts: dict[str, int] = {}
     for pair in pairs:
         if len(pair) != 2:
-            raise ValueError(f"composition entry {pair!r} is not (symbol, count)")
+            raise SettingsError(f"composition entry {pair!r} is not (symbol, count)")
         symbol, count = pair
         if not isinstance(symbol, str) or not is_chemical_symbol(symbol):
-            raise ValueError(f"composition {raw!r}: unknown element {symbol!r}")
+            raise SettingsError(f"composition {raw!r}: unknown element {symbol!r}")
         if isinstance(count, bool) or not float(count).is_integer() or count < 1:
-            raise ValueError(f"composition {raw!r}: count of {symbol} must be a positive "
-                             f"integer, got {count!r}")
+            raise SettingsError(f"composition {raw!r}: count of {symbol} must be a positive "
+                                f"integer, got {count!r}")
         counts[symbol] = counts.get(symbol, 0) + int(count)
     if not counts:
-        raise ValueError("composition is empty")
+        raise SettingsError("composition is empty")
     divisor = math.gcd(*counts.values())  # ratios: Si2 is the same search as Si
     return tuple((s, c // divisor) for s, c in counts.items())
 
@@ -76,11 +81,11 @@ def _pair(value: Any, name: str, kind: type) -> tuple:
         lo, hi = value
         return kind(lo), kind(hi)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (min, max) pair, got {value!r}") from None
+        raise SettingsError(f"{name} must be a (min, max) pair, got {value!r}") from None
 
 
 @dataclass(frozen=True)
-class RssParameters:
+class RssSettings(Settings):
     """What a random structure search generates and how it relaxes it.
 
     The defaults are for silicon (diamond: 20.0 Å^3/atom, 2.35 Å bonds; sh near 16 Å^3).
@@ -137,6 +142,9 @@ class RssParameters:
         limit. Not part of the cache key.
     """
 
+    #: bump when the relaxation record changes meaning (part of the cache key)
+    VERSION: ClassVar[int] = 1
+
     composition: Any = "Si"
     atoms_per_cell: tuple[int, int] = (2, 8)
     volume_per_atom_A3: tuple[float, float] = (14.0, 26.0)
@@ -164,21 +172,22 @@ class RssParameters:
         set_(self, "composition", _parse_composition(self.composition))
         lo, hi = _pair(self.atoms_per_cell, "atoms_per_cell", int)
         if not 1 <= lo <= hi:
-            raise ValueError(f"atoms_per_cell must be (min, max) with 1 <= min <= max, "
-                             f"got {self.atoms_per_cell!r}")
+            raise SettingsError(f"atoms_per_cell must be (min, max) with 1 <= min <= max, "
+                                f"got {self.atoms_per_cell!r}")
         set_(self, "atoms_per_cell", (lo, hi))
         if not self.formula_units:
-            raise ValueError(f"no cell of {lo}-{hi} atoms holds whole formula units of "
-                             f"{self.formula} ({self.formula_size} atoms)")
+            raise SettingsError(f"no cell of {lo}-{hi} atoms holds whole formula units of "
+                                f"{self.formula} ({self.formula_size} atoms)")
         vlo, vhi = _pair(self.volume_per_atom_A3, "volume_per_atom_A3", float)
         if not (0 < vlo <= vhi < math.inf):
-            raise ValueError(f"volume_per_atom_A3 must be (min, max) with 0 < min <= max, "
-                             f"got {self.volume_per_atom_A3!r}"
-                             + (" (inverted)" if vlo > vhi > 0 else ""))
+            raise SettingsError(f"volume_per_atom_A3 must be (min, max) with 0 < min <= max, "
+                                f"got {self.volume_per_atom_A3!r}"
+                                + (" (inverted)" if vlo > vhi > 0 else ""))
         set_(self, "volume_per_atom_A3", (vlo, vhi))
         d = float(self.min_separation_A)
         if not 0 < d < math.inf:
-            raise ValueError(f"min_separation_A must be > 0, got {self.min_separation_A!r}")
+            raise SettingsError(f"min_separation_A must be > 0, got "
+                                f"{self.min_separation_A!r}")
         densest = d ** 3 / math.sqrt(2)  # close packing of spheres of diameter d
         if vhi < densest:
             raise RssGenerationError(
@@ -186,44 +195,51 @@ class RssParameters:
                 f"{vhi:g} Å^3/atom: even close-packed spheres {d:g} Å apart need "
                 f"{densest:.3g} Å^3/atom")
         if not 0 < self.min_angle_deg <= 90 <= self.max_angle_deg < 180:
-            raise ValueError(f"cell angles must satisfy 0 < min_angle_deg <= 90 <= "
-                             f"max_angle_deg < 180, got {self.min_angle_deg!r}, "
-                             f"{self.max_angle_deg!r}")
+            raise SettingsError(f"cell angles must satisfy 0 < min_angle_deg <= 90 <= "
+                                f"max_angle_deg < 180, got {self.min_angle_deg!r}, "
+                                f"{self.max_angle_deg!r}")
         if not 1 <= self.max_length_ratio < math.inf:
-            raise ValueError(f"max_length_ratio must be >= 1, got {self.max_length_ratio!r}")
+            raise SettingsError(f"max_length_ratio must be >= 1, got "
+                                f"{self.max_length_ratio!r}")
         for name in ("n_structures", "max_steps", "max_attempts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                     or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise SettingsError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
                 or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+            raise SettingsError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not 0 < self.fmax_eV_A < math.inf:
-            raise ValueError(f"fmax_eV_A must be > 0, got {self.fmax_eV_A!r}")
+            raise SettingsError(f"fmax_eV_A must be > 0, got {self.fmax_eV_A!r}")
         if not math.isfinite(self.pressure_GPa):
-            raise ValueError(f"pressure_GPa must be finite, got {self.pressure_GPa!r}")
+            raise SettingsError(f"pressure_GPa must be finite, got {self.pressure_GPa!r}")
         if not 0 < self.diamond_cutoff <= 1:
-            raise ValueError(f"diamond_cutoff must be in (0, 1], got {self.diamond_cutoff!r}")
+            raise SettingsError(f"diamond_cutoff must be in (0, 1], got "
+                                f"{self.diamond_cutoff!r}")
         if not isinstance(self.soap, SoapSettings):
-            raise ValueError(f"soap must be SoapSettings, got {type(self.soap).__name__}")
+            raise SettingsError(f"soap must be SoapSettings, got {type(self.soap).__name__}")
         refs = (self.references,) if isinstance(self.references, str) else self.references
-        set_(self, "references", tuple(dict.fromkeys(_crystal_name(r) for r in refs)))
+        try:
+            names = tuple(dict.fromkeys(canonical_crystal(r) for r in refs))
+        except UnknownCrystalError as exc:
+            raise SettingsError(f"references: {exc}") from None
+        set_(self, "references", names)
         sane = self.sane_volume_per_atom_A3 or (vlo / 3, vhi * 3)
         slo, shi = _pair(sane, "sane_volume_per_atom_A3", float)
         if not 0 <= slo < shi:
-            raise ValueError(f"sane_volume_per_atom_A3 must be (min, max) with 0 <= min < "
-                             f"max, got {self.sane_volume_per_atom_A3!r}")
+            raise SettingsError(f"sane_volume_per_atom_A3 must be (min, max) with 0 <= min < "
+                                f"max, got {self.sane_volume_per_atom_A3!r}")
         set_(self, "sane_volume_per_atom_A3", (slo, shi))
         if not self.distance_floor_A >= 0:
-            raise ValueError(f"distance_floor_A must be >= 0, got {self.distance_floor_A!r}")
+            raise SettingsError(f"distance_floor_A must be >= 0, got "
+                                f"{self.distance_floor_A!r}")
         _check_optimizer(self.optimizer)
         limit = self.max_seconds_per_structure
         if limit is not None and (isinstance(limit, bool)
                                   or not isinstance(limit, (int, float, np.number))
                                   or not 0 < limit < math.inf):
-            raise ValueError(f"max_seconds_per_structure must be a number of seconds > 0 "
-                             f"(or None: no limit), got {limit!r}")
+            raise SettingsError(f"max_seconds_per_structure must be a number of seconds > 0 "
+                                f"(or None: no limit), got {limit!r}")
 
     # -- derived ------------------------------------------------------------------------
     @property
@@ -245,33 +261,6 @@ class RssParameters:
         lo, hi = self.atoms_per_cell
         return tuple(k for k in range(max(1, -(-lo // size)), hi // size + 1))
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["composition"] = [list(p) for p in self.composition]
-        data["soap"] = self.soap.as_dict()
-        data["references"] = list(self.references)
-        for key in ("atoms_per_cell", "volume_per_atom_A3", "sane_volume_per_atom_A3"):
-            data[key] = list(data[key])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RssParameters":
-        data = dict(data)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown RSS parameters: {', '.join(unknown)}")
-        if isinstance(data.get("soap"), Mapping):
-            soap = dict(data["soap"])
-            if soap.get("species") is not None:
-                soap["species"] = tuple(soap["species"])
-            data["soap"] = SoapSettings(**soap)
-        for key in ("atoms_per_cell", "volume_per_atom_A3", "sane_volume_per_atom_A3",
-                    "references"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        return cls(**data)
-
     def relaxation_key(self) -> dict[str, Any]:
         """The parameters that change the relaxed structures (the campaign's cache key):
         all but ``n_structures``, the classification settings and the wall-time limit
@@ -283,10 +272,8 @@ class RssParameters:
         return data
 
 
-def _crystal_name(name: str) -> str:
-    from pytest_mlpval.crystals import _canonical
-
-    return _canonical(name)
+#: the name of :class:`RssSettings` before the protocols shared one settings base
+RssParameters = RssSettings
 
 
 def _check_optimizer(name: str) -> None:
@@ -294,8 +281,8 @@ def _check_optimizer(name: str) -> None:
 
     opt = getattr(ase.optimize, name, None) if isinstance(name, str) else None
     if not isinstance(opt, type) or not hasattr(opt, "run"):
-        raise ValueError(f"optimizer {name!r} is not an ASE optimizer class (e.g. FIRE, "
-                         "BFGS, LBFGS)")
+        raise SettingsError(f"optimizer {name!r} is not an ASE optimizer class (e.g. FIRE, "
+                            "BFGS, LBFGS)")
 
 
 # -- the generator -----------------------------------------------------------------------
@@ -303,8 +290,6 @@ def _check_optimizer(name: str) -> None:
 def _translations(cell: np.ndarray, d: float) -> np.ndarray:
     """Cartesian lattice translations that can bring the image of an atom of the cell
     within ``d`` of another atom (fractional differences lie in (-1, 1))."""
-    from pytest_mlpval.descriptors import cell_widths
-
     reach = [int(math.ceil(d / h)) + 1 for h in cell_widths(cell)]
     grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"),
                     axis=-1).reshape(-1, 3)
@@ -337,12 +322,12 @@ def _place(rng: np.random.Generator, cell: np.ndarray, n: int, d: float
     return frac
 
 
-def generate(params: RssParameters, index: int) -> Any:
+def generate(settings: RssSettings, index: int) -> Any:
     """Random structure ``index`` of the search: ASE Atoms, periodic, with
-    ``info["rss_seed"]`` and ``info["rss_index"]``. Depends only on ``(params.seed,
-    index)`` and the generation parameters (numpy's ``default_rng([seed, index])``).
+    ``info["rss_seed"]`` and ``info["rss_index"]``. Depends only on ``(settings.seed,
+    index)`` and the generation settings (numpy's ``default_rng([seed, index])``).
 
-    Raises :class:`RssGenerationError` when ``params.max_attempts`` cells give no room
+    Raises :class:`RssGenerationError` when ``settings.max_attempts`` cells give no room
     for the atoms.
     """
     from ase import Atoms
@@ -350,36 +335,36 @@ def generate(params: RssParameters, index: int) -> Any:
 
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
         raise ValueError(f"index must be an integer >= 0, got {index!r}")
-    rng = np.random.default_rng([int(params.seed), int(index)])
-    units = params.formula_units
-    vlo, vhi = params.volume_per_atom_A3
-    d = float(params.min_separation_A)
+    rng = np.random.default_rng([int(settings.seed), int(index)])
+    units = settings.formula_units
+    vlo, vhi = settings.volume_per_atom_A3
+    d = float(settings.min_separation_A)
     flat = crowded = 0
-    for _ in range(params.max_attempts):
+    for _ in range(settings.max_attempts):
         k = int(units[rng.integers(len(units))])
-        n = k * params.formula_size
+        n = k * settings.formula_size
         volume = n * rng.uniform(vlo, vhi)
-        angles = rng.uniform(params.min_angle_deg, params.max_angle_deg, 3)
+        angles = rng.uniform(settings.min_angle_deg, settings.max_angle_deg, 3)
         cos = np.cos(np.radians(angles))
         factor2 = 1.0 - float(cos @ cos) + 2.0 * float(cos.prod())
         if factor2 < MIN_VOLUME_FACTOR ** 2:
             flat += 1
             continue
-        ratios = rng.uniform(1.0, params.max_length_ratio, 3)
+        ratios = rng.uniform(1.0, settings.max_length_ratio, 3)
         scale = (volume / (ratios.prod() * math.sqrt(factor2))) ** (1 / 3)
         cell = cellpar_to_cell([*(ratios * scale), *angles])
         frac = _place(rng, cell, n, d)
         if frac is None:
             crowded += 1
             continue
-        symbols = [s for s, c in params.composition for _ in range(c * k)]
+        symbols = [s for s, c in settings.composition for _ in range(c * k)]
         atoms = Atoms(symbols, scaled_positions=frac, cell=cell, pbc=True)
-        atoms.info["rss_seed"] = int(params.seed)
+        atoms.info["rss_seed"] = int(settings.seed)
         atoms.info["rss_index"] = int(index)
         return atoms
     raise RssGenerationError(
-        f"structure {index} (seed {params.seed}): no room for {params.atoms_per_cell[0]}-"
-        f"{params.atoms_per_cell[1]} atoms of {params.formula} at min_separation_A="
-        f"{d:g} Å in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={params.max_attempts} "
+        f"structure {index} (seed {settings.seed}): no room for {settings.atoms_per_cell[0]}-"
+        f"{settings.atoms_per_cell[1]} atoms of {settings.formula} at min_separation_A="
+        f"{d:g} Å in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={settings.max_attempts} "
         f"cells ({crowded} too crowded, {flat} too flat); lower min_separation_A, raise "
         "volume_per_atom_A3 or widen the cell-shape limits")
