@@ -15,6 +15,7 @@ from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.errors import ProtocolError, SettingsError, UnknownProtocolError
 from pytest_mlpval.protocols.base import CampaignOptions, Result, get_protocol
 from pytest_mlpval.protocols.base import run_protocol as run_registered
+from pytest_mlpval.report import figure_reference
 from pytest_mlpval.markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
 from pytest_mlpval.session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
 
@@ -321,6 +322,9 @@ class MlpvalFixture:
         record["n_structures"] = int(n) if math.isfinite(n) else record["n_structures"]
         if self._session.settings.report_dir is not None and hasattr(result, "report_data"):
             record["arrays"] = result.report_data()  # small, JSON-able; drawn in the report
+            figure = getattr(type(result), "figure", None)  # Result.figure
+            if figure is not None:
+                record["figure"] = figure_reference(figure)
         return record
 
     def expect(self, result: Any, protocol: str | None = None, **bounds: float) -> list:

@@ -17,7 +17,8 @@ import numpy as np
 
 from pytest_mlpval.subjects import subject_label
 
-__all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report"]
+__all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report",
+           "figure_reference", "figure_function"]
 
 #: id and title of every section of the page, in order (the per-potential sections are
 #: ``potential-<name>``)
@@ -157,25 +158,40 @@ def _dataset_figures(dataset: str, per_pot: dict[str, dict[str, Any]]) -> list[s
     return parts
 
 
-def _protocol_figures(results) -> list[str]:
-    """Figures of protocol results that shipped ``report_data`` (with --mlpval-report):
-    the data names its drawing function as ``"figure": "module:function"``, called with
-    ``{potential: data}`` for every potential that ran the same protocol and group."""
+def figure_reference(function: Any) -> str:
+    """``"module:qualname"`` of a result's figure function (``type(result).figure``), as
+    a record carries it to the process that draws the report."""
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+def figure_function(reference: str) -> Any:
+    """The function a :func:`figure_reference` names (its module imported)."""
     from importlib import import_module
 
+    module, _, qualname = reference.partition(":")
+    function = import_module(module)
+    for name in qualname.split("."):
+        function = getattr(function, name)
+    return function
+
+
+def _protocol_figures(results) -> list[str]:
+    """Figures of protocol results that shipped ``report_data`` (with --mlpval-report),
+    drawn by the figure of the result's class (the record's ``figure``, or the data's
+    own ``"figure"`` key), called with ``{potential: data}`` for every potential that
+    ran the same protocol and group."""
     grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
     for rec in results.records_of("protocol"):
         data = rec.get("arrays")
-        if not data or "figure" not in data:
+        figure = rec.get("figure") or (data.get("figure") if data else None)
+        if not data or not figure:
             continue
-        key = (data["figure"], rec["dataset"]["name"], rec["subset"])
+        key = (figure, rec["dataset"]["name"], rec["subset"])
         grouped.setdefault(key, {}).setdefault(subject_label(rec), data)
     out = []
     for (figure, protocol, group), per_pot in grouped.items():
-        module, _, name = figure.partition(":")
         try:
-            draw = getattr(import_module(module), name)
-            fig = draw(per_pot)
+            fig = figure_function(figure)(per_pot)
         except Exception as exc:  # a report never fails the run: say what went wrong
             out.append(f"<p>[figure {html.escape(figure)} of {html.escape(protocol)} "
                        f"failed: {html.escape(type(exc).__name__)}: "

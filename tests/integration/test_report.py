@@ -214,3 +214,76 @@ def test_report_needs_matplotlib(pytester, run, monkeypatch):
     assert not (pytester.path / "out").exists()
     # only the report needs it
     run("--potential=sw").assert_outcomes(passed=1)
+
+
+# A registered protocol whose result draws itself (Result.figure), with no "figure" key
+# in its report_data: the report finds the figure through the result's class.
+FIGURED_PROTOCOL = """
+from dataclasses import dataclass
+
+from pytest_mlpval.protocols.base import Result, Settings, register
+
+
+def stretch_figure(per_potential):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    for name, data in per_potential.items():
+        ax.plot(data["lattice_A"], data["energy_eV"], label=name)
+    ax.legend()
+    return fig
+
+
+@dataclass(frozen=True)
+class StretchSettings(Settings):
+    lattices_A: tuple = (5.3, 5.43, 5.6)
+
+
+@dataclass(frozen=True)
+class StretchResult(Result):
+    protocol = "stretch"
+    figure = staticmethod(stretch_figure)
+    lattices_A: tuple
+    energies_eV: tuple
+
+    def metrics(self):
+        return {"lowest_energy_eV": min(self.energies_eV)}
+
+    def units(self):
+        return {"lowest_energy_eV": "eV/atom"}
+
+    def report_data(self):
+        return {"lattice_A": list(self.lattices_A), "energy_eV": list(self.energies_eV)}
+
+
+def stretch(calc, settings):
+    from ase.build import bulk
+
+    energies = []
+    for a in settings.lattices_A:
+        atoms = bulk("Si", "diamond", a=a)
+        atoms.calc = calc
+        energies.append(atoms.get_potential_energy() / len(atoms))
+    return StretchResult(tuple(settings.lattices_A), tuple(energies))
+
+
+register("stretch-report", stretch, StretchSettings, StretchResult)
+"""
+
+
+@needs_mpl
+def test_report_draws_the_figure_of_a_registered_protocols_result(pytester, run):
+    pytester.makepyfile(stretch_protocol=FIGURED_PROTOCOL)
+    pytester.makeconftest("import stretch_protocol  # registers the protocol\n")
+    pytester.makepyfile(test_stretch="""
+        def test_stretch(mlpval):
+            mlpval.run_protocol("stretch-report")
+    """)
+    result = run("--potential=sw", f"--potential=scaled={SCALED}", "--mlpval-report=out")
+    result.assert_outcomes(passed=2)
+    section = _section((pytester.path / "out" / "index.html").read_text(encoding="utf-8"),
+                       "protocols")
+    assert "failed" not in section
+    assert re.findall(r"<h3>(.*?)</h3>", section) == ["stretch-report (all)"]
+    assert _images(section) == ["stretch-report all"]  # one figure for both potentials

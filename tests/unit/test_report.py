@@ -671,3 +671,64 @@ def test_browser_check_sees_a_broken_image(written, tmp_path):
     dom = _chromium(tmp_path, copy, "--dump-dom").stdout
     assert _broken(dom) == "1"
     assert re.findall(MISSING, dom) == [f"<b>[image missing: {alt}]</b>"]
+
+
+# --- protocol figures -------------------------------------------------------------------
+
+def line_figure(per_potential):
+    """A protocol figure as the families write them: ``{potential: data}``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    for name, data in per_potential.items():
+        ax.plot(data["x"], data["y"], label=name)
+    return fig
+
+
+class Figures:
+    @staticmethod
+    def broken(per_potential):
+        raise ValueError("nothing to draw")
+
+
+def test_figure_reference_names_the_function_and_finds_it_again():
+    from pytest_mlpval.report import figure_function, figure_reference
+
+    assert figure_reference(line_figure) == f"{__name__}:line_figure"
+    assert figure_function(figure_reference(line_figure)) is line_figure
+    assert figure_reference(Figures.broken) == f"{__name__}:Figures.broken"
+    assert figure_function(figure_reference(Figures.broken)) is Figures.broken
+
+
+def _protocol_record(potential, protocol, data, figure=None):
+    rec = {"kind": "protocol", "potential": {"name": potential},
+           "dataset": {"name": protocol}, "subset": "all", "n_structures": 1, "n_atoms": 0,
+           "metrics": {"y_max": 1.0}, "units": {"y_max": ""}, "thresholds": [],
+           "arrays": data}
+    if figure is not None:
+        rec["figure"] = figure
+    return rec
+
+
+@needs_mpl
+def test_protocol_figures_from_the_record_or_the_data(tmp_path):
+    from pytest_mlpval.report import figure_reference
+
+    results = RunResults()
+    drawn = figure_reference(line_figure)
+    for pot in ("a", "b"):  # the figure of the result's class, one per protocol and group
+        results.add(f"t.py::test_new[{pot}]", "passed", "call", [_protocol_record(
+            pot, "new", {"x": [0, 1], "y": [1, 0]}, drawn)])
+    results.add("t.py::test_old[a]", "passed", "call", [_protocol_record(  # the old key
+        "a", "old", {"figure": drawn, "x": [0, 1], "y": [0, 1]})])
+    results.add("t.py::test_broken[a]", "passed", "call", [_protocol_record(
+        "a", "broken", {"x": [0]}, figure_reference(Figures.broken))])
+    results.add("t.py::test_none[a]", "passed", "call", [_protocol_record(
+        "a", "none", {"x": [0]})])
+    write_report(results, tmp_path, results.json_document())
+    section = _section((tmp_path / "index.html").read_text(encoding="utf-8"), "protocols")
+    assert re.findall(r"<h3>(.*?)</h3>", section) == ["new (all)", "old (all)"]
+    assert re.findall(r'<img alt="([^"]*)"', section) == ["new all", "old all"]
+    assert (f"[figure {figure_reference(Figures.broken)} of broken failed: ValueError: "
+            "nothing to draw]") in section
