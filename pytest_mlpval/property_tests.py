@@ -46,6 +46,13 @@ from typing import Any
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
+from pytest_mlpval.comparison import assert_properties, compare, compare_levels, level_table
+from pytest_mlpval.markers import PROPERTY, property_specs, training_level_of
+from pytest_mlpval.protocols.base import get_protocol
+from pytest_mlpval.protocols.properties import (PropertyError, VacancyConvergence,
+                                                compute_properties, property_protocols)
+from pytest_mlpval.references import (MissingReferenceError, ReferenceDataError,
+                                      load_references)
 
 __all__ = [
     "test_mlpval_lattice", "test_mlpval_elastic", "test_mlpval_phonons",
@@ -55,47 +62,53 @@ __all__ = [
     "PolymorphTests", "LiquidTests", "VacancyConvergenceTests",
 ]
 
-#: group -> (protocols of compute_properties, quick-tier parameters, full-tier parameters)
-GROUPS: dict[str, tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {
-    "lattice": (("lattice", "eos"), {"eos": {"strain_span": 0.01}},
-                {"eos": {"strain_span": 0.01, "n_points": 9}}),
-    "elastic": (("elastic",), {}, {"elastic": {"n_strains": 7}}),
-    "phonons": (("phonons",), {"phonons": {"mesh": [8, 8, 8]}}, {}),
-    "vacancy": (("vacancy",), {"vacancy": {"supercell": 2}}, {"vacancy": {"supercell": 2}}),
-    "surfaces": (("surface_100", "surface_110", "surface_111"), {}, {}),
-    "polymorphs": (("polymorphs",), {"polymorphs": {"names": ["diamond", "beta-Sn"]}},
-                   {"polymorphs": {"names": ["diamond", "beta-Sn", "sh", "bcc", "fcc"]}}),
-    "liquid": (("liquid",), {}, {}),
-    "vacancy_convergence": (("vacancy",), {}, {}),
-}
-
-#: which group computes a property (first match)
-_OWNERS = (
-    ("polymorphs", re.compile(r"^(energy_\w+_vs_\w+_per_atom_eV|volume_[a-z]\w*_per_atom_A3"
-                              r"|bulk_modulus_(?!derivative$|GPa$)\w+|\w+_transition_GPa)$")),
-    ("lattice", re.compile(r"^(lattice_\w+|volume_per_atom_A3|energy_per_atom_eV"
-                           r"|bulk_modulus_GPa|bulk_modulus_derivative|eos_\w+)$")),
-    ("elastic", re.compile(r"^(C\d\d(_clamped)?_GPa|elastic_\w+|born_stable)$")),
-    ("phonons", re.compile(r"^phonon_\w+$")),
-    ("vacancy", re.compile(r"^(vacancy_\w+|n_vacancy_supercell_atoms)$")),
-    ("surfaces", re.compile(r"^surface_\w+$")),
-    ("liquid", re.compile(r"^liquid_\w+$")),
-)
+#: the group of the vacancy size convergence: the vacancy protocol at each of
+#: :data:`VACANCY_SIZES`
+VACANCY_CONVERGENCE = "vacancy_convergence"
 
 #: vacancy sizes of the full-tier convergence test
 VACANCY_SIZES = (2, 3)
 
 
+def protocol_group(name: str) -> str:
+    """The group of property protocol ``name``: its settings class's ``group``, else its
+    own name."""
+    return getattr(get_protocol(name).settings, "group", "") or name
+
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """Each group of the registered property protocols and the protocols its test runs
+    (:func:`~pytest_mlpval.protocols.properties.property_protocols`, grouped by
+    :func:`protocol_group`), and the vacancy size convergence."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name in property_protocols():
+        group = protocol_group(name)
+        out[group] = out.get(group, ()) + (name,)
+    out[VACANCY_CONVERGENCE] = ("vacancy",)
+    return out
+
+
+def _owners() -> list[tuple[str, re.Pattern[str]]]:
+    """(group, pattern of the metric names it computes) from each protocol's result class
+    (``owns``), in the order the protocols were registered."""
+    out = []
+    for name in property_protocols():
+        pattern = getattr(get_protocol(name).result, "owns", "")
+        if pattern:
+            out.append((protocol_group(name), re.compile(f"^({pattern})$")))
+    return out
+
+
 def group_of(property: str) -> str | None:
     """The group whose test computes ``property`` (None: no ready-made test does)."""
-    for group, pattern in _OWNERS:
+    for group, pattern in _owners():
         if pattern.match(property):
             return group
     return None
 
 
 def _accepts(group: str) -> set[str]:
-    return {"vacancy"} if group == "vacancy_convergence" else {group}
+    return {"vacancy"} if group == VACANCY_CONVERGENCE else {group}
 
 
 def _element(species: tuple[str, ...]) -> str:
@@ -111,8 +124,6 @@ def _module_setting(request: pytest.FixtureRequest, name: str, default: Any) -> 
 
 
 def _references(request: pytest.FixtureRequest, element: str) -> Any:
-    from pytest_mlpval.references import ReferenceDataError, load_references
-
     files = _module_setting(request, "MLPVAL_REFERENCE_FILES", ())
     base = Path(str(request.node.path)).parent
     paths = [p if Path(p).is_absolute() else base / p for p in
@@ -124,27 +135,28 @@ def _references(request: pytest.FixtureRequest, element: str) -> Any:
 
 
 def _params(request: pytest.FixtureRequest, group: str, tier: str) -> dict[str, dict]:
-    protocols, quick, full = GROUPS[group]
-    params = {name: dict((full if tier == "full" else quick).get(name, {}))
-              for name in protocols}
+    """The settings of the group's protocols that differ from their defaults: the
+    tier's (the settings class's ``tiers``), then the module's
+    ``MLPVAL_PROPERTY_PARAMS``."""
     overrides = _module_setting(request, "MLPVAL_PROPERTY_PARAMS", {}) or {}
-    for name in protocols:
-        params[name].update(overrides.get(name, {}))
+    tier = "full" if tier == "full" else "quick"
+    params = {}
+    for name in groups()[group]:
+        tiers = getattr(get_protocol(name).settings, "tiers", {})
+        params[name] = {**tiers.get(tier, {}), **overrides.get(name, {})}
     return params
 
 
 def _specs_for(item: pytest.Item, group: str) -> list[Any]:
     """This test's property markers, validated; module-wide ones of other groups are
     left to their tests, closer ones must belong to this group."""
-    from pytest_mlpval.markers import PROPERTY, property_specs
-
     mine, seen = [], set()
     for spec in property_specs(item):
         owner = group_of(spec.metric or spec.name)
         if owner is None:
             raise pytest.UsageError(
                 f"{item.nodeid}: {spec.text}: no ready-made property test computes "
-                f"{spec.name!r}; groups: {', '.join(g for g, _ in _OWNERS)} (compare other "
+                f"{spec.name!r}; groups: {', '.join(dict(_owners()))} (compare other "
                 "properties with pytest_mlpval.comparison.assert_property in a test of "
                 "your own)")
         if owner not in _accepts(group):
@@ -163,9 +175,6 @@ def _specs_for(item: pytest.Item, group: str) -> list[Any]:
 
 def _level_lines(candidate: Any, references: Any, names: list[str], level: str | None
                  ) -> list[str]:
-    from pytest_mlpval.comparison import compare_levels, level_table
-    from pytest_mlpval.references import MissingReferenceError
-
     if not level or not level.startswith("DFT-"):
         return []
     rows = []
@@ -185,9 +194,6 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
              records: dict[str, dict[str, Any]], references: Any, level: str | None
              ) -> list[str]:
     """Compare, record the comparisons on their protocols' records; failure messages."""
-    from pytest_mlpval.comparison import assert_properties, compare
-    from pytest_mlpval.references import MissingReferenceError
-
     comparisons = []
     for spec in specs:
         key = spec.metric or spec.name
@@ -236,17 +242,11 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
 
 
 def _stability(result: Any) -> str | None:
-    from pytest_mlpval.protocols.properties.elastic import ElasticResult, assert_born_stable
-    from pytest_mlpval.protocols.properties.eos import EosResult, PolymorphResult, assert_physical_eos
-    from pytest_mlpval.protocols.properties.phonons import PhononResult, assert_dynamically_stable
-
+    """The message of the result's physical check (``assert_physical``), if it fails."""
+    check = getattr(result, "assert_physical", None)
     try:
-        if isinstance(result, ElasticResult):
-            assert_born_stable(result)
-        elif isinstance(result, (EosResult, PolymorphResult)):
-            assert_physical_eos(result)
-        elif isinstance(result, PhononResult):
-            assert_dynamically_stable(result)
+        if check is not None:
+            check()
     except MlpvalAssertionError as exc:
         return str(exc)
     return None
@@ -258,20 +258,16 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
     record them, check stability and the test's ``mlpval_property`` markers. Returns
     the results by protocol name."""
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
-    from pytest_mlpval.markers import training_level_of
-    from pytest_mlpval.protocols.properties.lattice import PropertyError
-    from pytest_mlpval.protocols.properties.campaign import compute_properties
-
     item = request.node
     element = _element(tuple(species))
     specs = _specs_for(item, group)
     level = training_level_of(item, specs,
                               _module_setting(request, "MLPVAL_TRAINING_LEVEL", None))
     references = _references(request, element)
-    protocols = GROUPS[group][0]
+    protocols = groups()[group]
     params = _params(request, group, mlpval.tier)
-    options = mlpval.campaign_options()
-    if group == "vacancy_convergence":
+    options = mlpval.run_options()
+    if group == VACANCY_CONVERGENCE:
         calls = [(f"vacancy_{size}", ["vacancy"], {"vacancy": {**params["vacancy"],
                                                                "supercell": size}})
                  for size in VACANCY_SIZES]
@@ -280,17 +276,15 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
     results: dict[str, Any] = {}
     for label, names, kwargs in calls:
         computed = compute_properties(mlpval.potential, names, kwargs, symbol=element,
-                                      **options)
+                                      options=options)
         for name in names:
             try:
                 results[label or name] = computed[name]
             except PropertyError as exc:
                 raise MlpvalAssertionError(f"{mlpval.potential.name}: {exc}") from None
-    if group == "vacancy_convergence":
-        from pytest_mlpval.protocols.properties.defects import VacancyConvergence
-
+    if group == VACANCY_CONVERGENCE:
         ordered = tuple(results[f"vacancy_{s}"] for s in VACANCY_SIZES)
-        results = {"vacancy_convergence": VacancyConvergence(
+        results = {VACANCY_CONVERGENCE: VacancyConvergence(
             ordered, ordered[-1].formation_eV - ordered[-2].formation_eV)}
     metrics: dict[str, float] = {}
     records: dict[str, dict[str, Any]] = {}

@@ -135,6 +135,17 @@ class Settings:
         hints = _hints(cls)
         return cls(**{k: _rebuild(hints.get(k), v) for k, v in data.items()})
 
+    @classmethod
+    def of(cls, settings: Any = None, **overrides: Any) -> Any:
+        """``settings`` (None: the defaults) with ``overrides`` of its fields: what a
+        protocol function taking ``(calc, settings=None, **overrides)`` runs with. A
+        SettingsError when ``settings`` is not a ``cls`` or a name is unknown."""
+        settings = cls() if settings is None else settings
+        if not isinstance(settings, cls):
+            raise SettingsError(f"expected {cls.__name__} settings, got "
+                                f"{type(settings).__name__}")
+        return settings.with_overrides(**overrides) if overrides else settings
+
     def with_overrides(self, **overrides: Any) -> Any:
         """A copy with some fields replaced; an unknown name is a SettingsError listing the
         known ones."""
@@ -333,36 +344,43 @@ def run_protocol(name: str | Protocol, potential: Any, settings: Settings | None
     fails (in a worker too); a cached result is validated when read.
     """
     spec = get_protocol(name)
-    settings = spec.settings() if settings is None else settings
-    if not isinstance(settings, spec.settings):
-        raise SettingsError(f"protocol {spec.name!r} takes {spec.settings.__name__}, got "
-                            f"{type(settings).__name__}")
-    options = options or CampaignOptions()
-    campaign = run_campaign(f"protocol:{spec.name}", _protocol_task,
-                            [(spec.function, settings)], potential,
-                            cache_parameters(spec, settings), version=settings.VERSION,
-                            validate=_check_result, **options.campaign_kwargs())
-    item = campaign.items[0]
+    item = _run_item(spec, potential, settings, options or CampaignOptions())
     if not item.ok:
         raise ProtocolError(f"protocol {spec.name!r} failed: {item.error or 'no result'}")
     return result_from_dict(item.value)
 
 
+def _run_item(spec: Protocol, potential: Any, settings: Settings | None,
+              options: CampaignOptions) -> Any:
+    """The campaign item (:class:`~pytest_mlpval.campaign.ItemResult`) of one run."""
+    settings = spec.settings() if settings is None else settings
+    if not isinstance(settings, spec.settings):
+        raise SettingsError(f"protocol {spec.name!r} takes {spec.settings.__name__}, got "
+                            f"{type(settings).__name__}")
+    campaign = run_campaign(f"protocol:{spec.name}", _protocol_task,
+                            [(spec.function, settings)], potential,
+                            cache_parameters(spec, settings), version=settings.VERSION,
+                            validate=_check_result, **options.campaign_kwargs())
+    return campaign.items[0]
+
+
 @dataclass(frozen=True)
 class ProtocolRuns:
-    """Results of :func:`run_protocols`: ``results`` and ``errors`` by protocol name."""
+    """Results of :func:`run_protocols`: ``results`` and ``errors`` by protocol name,
+    ``from_cache`` the names read back from the campaign cache."""
 
     results: Mapping[str, Result]
     errors: Mapping[str, str]
     seconds: float
+    from_cache: tuple[str, ...] = ()
 
 
 def run_protocols(requests: Sequence[tuple[str, Settings | None]], potential: Any, *,
                   options: CampaignOptions | None = None) -> ProtocolRuns:
     """Several protocols for one candidate over one pool (one worker pool or cluster
     for all when ``options`` is parallel); a protocol that fails is reported in
-    ``errors`` (``"ExceptionType: message"``), not raised. Ctrl-C cancels what has not
-    started."""
+    ``errors`` (``"ExceptionType: message"`` of the protocol's own exception), not
+    raised. Ctrl-C cancels what has not started."""
     options = options or CampaignOptions()
     start = time.perf_counter()
     shutdown = None
@@ -371,13 +389,17 @@ def run_protocols(requests: Sequence[tuple[str, Settings | None]], potential: An
         options = replace(options, executor=executor)
     results: dict[str, Result] = {}
     errors: dict[str, str] = {}
+    cached: set[str] = set()
 
     def one(request: tuple[str, Settings | None]) -> None:
         name, settings = request
-        try:
-            results[name] = run_protocol(name, potential, settings, options=options)
-        except ProtocolError as exc:
-            errors[name] = f"{type(exc).__name__}: {exc}"
+        item = _run_item(get_protocol(name), potential, settings, options)
+        if not item.ok:
+            errors[name] = item.error or "no result"
+            return
+        results[name] = result_from_dict(item.value)
+        if item.from_cache:
+            cached.add(name)
 
     try:
         if options.parallel:
@@ -395,7 +417,7 @@ def run_protocols(requests: Sequence[tuple[str, Settings | None]], potential: An
     order = [name for name, _ in requests]
     return ProtocolRuns({n: results[n] for n in order if n in results},
                         {n: errors[n] for n in order if n in errors},
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, tuple(n for n in order if n in cached))
 
 
 # -- cost ------------------------------------------------------------------------------

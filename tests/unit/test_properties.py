@@ -9,16 +9,18 @@ import math
 import numpy as np
 import pytest
 
-from pytest_mlpval.protocols.properties import lattice as properties
-from pytest_mlpval.protocols.properties.eos import EosResult, equation_of_state, polymorph_energies, \
-    transition_pressure
-from pytest_mlpval.protocols.properties.lattice import (
+from pytest_mlpval.errors import ProtocolError
+from pytest_mlpval.protocols import base
+from pytest_mlpval.protocols.base import (CampaignOptions, SymmetryChangedError, counting,
+                                          result_from_dict)
+from pytest_mlpval.protocols.properties import (
+    EosResult,
     PropertyError,
-    SymmetryChangedError,
     compute_properties,
-    counting,
+    equation_of_state,
+    polymorph_energies,
     relaxed_lattice,
-    result_from_dict,
+    transition_pressure,
 )
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
@@ -53,7 +55,7 @@ def test_lattice_of_sw_diamond_and_beta_sn(sw):
     assert result.spacegroup_before == result.spacegroup_after == "Fd-3m (227)"
     assert result.steps > 0 and result.n_force_calls >= result.steps
     assert result.units()["lattice_parameter_A"] == "Å"
-    tin = relaxed_lattice(sw.calculator, "beta-Sn")
+    tin = relaxed_lattice(sw.calculator, crystal="beta-Sn")
     assert tin.spacegroup_after == "I4_1/amd (141)"
     assert {"lattice_c_A", "lattice_b_A"} <= set(tin.metrics())
     assert tin.metrics()["lattice_c_A"] != pytest.approx(tin.lattice_parameter_A, rel=0.05)
@@ -86,8 +88,8 @@ def test_nan_and_raising_calculators_are_reported(sw):
 
 
 def test_symmetry_change_is_detected(sw, monkeypatch):
-    groups = iter(["Fd-3m (227)", "I4_1/amd (141)"])
-    monkeypatch.setattr(properties, "spacegroup", lambda atoms, symprec=1e-3: next(groups))
+    groups = iter([(227, "Fd-3m"), (141, "I4_1/amd")])
+    monkeypatch.setattr(base, "space_group", lambda atoms, symprec=1e-3: next(groups))
     with pytest.raises(SymmetryChangedError, match=r"Fd-3m \(227\) -> I4_1/amd \(141\)"):
         relaxed_lattice(sw.calculator)
 
@@ -215,7 +217,7 @@ def test_a_fit_with_negative_b_prime_gets_no_enthalpy_outside_its_samples():
 
 
 def test_polymorphs_of_sw(sw):
-    result = polymorph_energies(sw.calculator, ["beta-Sn"], n_points=7)
+    result = polymorph_energies(sw.calculator, names=["beta-Sn"], n_points=7)
     metrics = result.metrics()
     assert [e.crystal for e in result.eos] == ["diamond", "beta-Sn"]
     # SW: beta-Sn 0.206 eV/atom above diamond, 14 % denser
@@ -236,7 +238,7 @@ def test_results_round_trip_through_json(sw, eos_sw):
     for result in (eos_sw, relaxed_lattice(sw.calculator), vacancy):
         back = result_from_dict(json.loads(json.dumps(result.as_dict())))
         assert back == result and type(back) is type(result)
-    with pytest.raises(ValueError, match="not a property result"):
+    with pytest.raises(ValueError, match="not a protocol result"):
         result_from_dict({"type": "Nothing"})
 
 
@@ -252,9 +254,10 @@ def test_same_seed_same_vacancy(sw):
 def test_compute_properties_caches_each_protocol(sw, tmp_path):
     names = ["lattice", "eos", "phonons"]
     params = {"eos": {"strain_span": 0.02}, "phonons": {"mesh": [4, 4, 4]}}
-    first = compute_properties(sw, names, params, cache_dir=tmp_path)
+    options = CampaignOptions(cache_dir=tmp_path)
+    first = compute_properties(sw, names, params, options=options)
     assert first.errors == {} and first.from_cache == ()
-    again = compute_properties(sw, names + ["surface_111"], params, cache_dir=tmp_path)
+    again = compute_properties(sw, names + ["surface_111"], params, options=options)
     assert set(again.from_cache) == set(names)
     for name in names:
         assert again[name] == first[name]
@@ -265,27 +268,31 @@ def test_compute_properties_caches_each_protocol(sw, tmp_path):
 
 def test_compute_properties_reports_failures_and_bad_names(sw):
     result = compute_properties(sw, ["lattice", "eos"], {"eos": {"strain_span": 0.5}})
-    assert "lattice" in result.results and "ValueError" in result.errors["eos"]
-    with pytest.raises(PropertyError, match="'eos' failed: ValueError: strain_span"):
+    assert "lattice" in result.results and "SettingsError" in result.errors["eos"]
+    with pytest.raises(PropertyError, match="'eos' failed: SettingsError: strain_span"):
         result["eos"]
+    assert PropertyError is ProtocolError  # the family's old name catches every failure
     with pytest.raises(ValueError, match="unknown property protocol.*'elastics'"):
         compute_properties(sw, ["elastics"])
 
 
 def test_compute_properties_in_a_worker_process(sw, tmp_path):
-    result = compute_properties(sw, ["lattice"], workers=1, cache_dir=tmp_path)
+    result = compute_properties(sw, ["lattice"],
+                                options=CampaignOptions(workers=1, cache_dir=tmp_path))
     assert result.errors == {}
     assert result["lattice"].lattice_parameter_A == pytest.approx(5.431, abs=1e-3)
 
 
 def test_results_rebuild_in_a_fresh_process(eos_sw, tmp_path):
-    """A cached result is read back where no protocol module was imported yet."""
+    """A cached result is read back in a fresh process that imported the family's public
+    module only (which registers every result type of the family)."""
     import subprocess
     import sys
 
     path = tmp_path / "eos.json"
     path.write_text(json.dumps(eos_sw.as_dict()), encoding="utf-8")
-    code = ("import json, sys; from pytest_mlpval.protocols.properties.lattice import result_from_dict; "
+    code = ("import json, sys; import pytest_mlpval.protocols.properties; "
+            "from pytest_mlpval.protocols.base import result_from_dict; "
             "r = result_from_dict(json.load(open(sys.argv[1]))); "
             "print(type(r).__name__, r.bulk_modulus_GPa)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,

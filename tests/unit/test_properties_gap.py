@@ -49,10 +49,10 @@ def gap():
                "elastic": elastic.elastic_constants(calc),
                "phonons": phonons.phonons(calc),
                "vacancy": defects.vacancy_formation(calc, supercell=2),
-               "polymorphs": eos.polymorph_energies(calc, ["beta-Sn"])}
+               "polymorphs": eos.polymorph_energies(calc, names=["beta-Sn"])}
     for facet in ("100", "110", "111"):
-        results[f"surface_{facet}"] = defects.surface_energy(calc, facet)
-    results["surface_100_2x1"] = defects.surface_energy(calc, "100", reconstruction="2x1")
+        results[f"surface_{facet}"] = defects.surface_energy(calc, facet=facet)
+    results["surface_100_2x1"] = defects.surface_energy(calc, facet="100", reconstruction="2x1")
     merged = {}
     for result in results.values():
         merged.update(result.metrics())

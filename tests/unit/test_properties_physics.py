@@ -170,7 +170,7 @@ def test_phonon_branches_and_bookkeeping(phonons_sw):
 
 
 def test_fcc_silicon_with_sw_has_imaginary_modes(sw):
-    result = phonons(sw, "fcc", mesh=(4, 4, 4))
+    result = phonons(sw, crystal="fcc", mesh=(4, 4, 4))
     assert not result.stable and result.min_frequency_THz < -1.0
     with pytest.raises(MlpvalAssertionError, match=r"fcc is dynamically unstable: lowest "
                        r"frequency -\d"):
@@ -227,7 +227,7 @@ def test_vacancy_of_sw(sw):
     ("111", 1 / (np.sqrt(3) / 4 * SW_A0 ** 2)),  # shuffle plane: one bond per 1x1 cell
 ])
 def test_sw_surface_energies_equal_bond_counting(sw, facet, bonds_per_area_A2):
-    result = surface_energy(sw, facet)
+    result = surface_energy(sw, facet=facet)
     expected = SW_EPSILON_EV * bonds_per_area_A2 / 2 * EV_PER_A2_TO_J_PER_M2
     assert result.unrelaxed_energy_J_m2 == pytest.approx(expected, rel=1e-3)
     assert result.energy_J_m2 == pytest.approx(expected, rel=1e-3)  # no force in 1x1
@@ -236,16 +236,16 @@ def test_sw_surface_energies_equal_bond_counting(sw, facet, bonds_per_area_A2):
 
 
 def test_dimers_lower_the_100_surface(sw):
-    flat = surface_energy(sw, "100", layers=8)
-    dimers = surface_energy(sw, "100", layers=8, reconstruction="2x1")
+    flat = surface_energy(sw, facet="100", layers=8)
+    dimers = surface_energy(sw, facet="100", layers=8, reconstruction="2x1")
     assert dimers.energy_J_m2 < flat.energy_J_m2 - 0.5
     assert "surface_energy_100_2x1_J_m2" in dimers.metrics()
     with pytest.raises(ValueError, match="'2x1' is not available for \\(111\\)"):
-        surface_energy(sw, "111", reconstruction="2x1")
+        surface_energy(sw, facet="111", reconstruction="2x1")
 
 
 def test_every_metric_has_a_unit(sw, elastic_sw, phonons_sw):
-    for result in (elastic_sw, phonons_sw, surface_energy(sw, "111", layers=4),
+    for result in (elastic_sw, phonons_sw, surface_energy(sw, facet="111", layers=4),
                    vacancy_convergence(sw, sizes=(1, 2), start_shifts_A=(0.4,))):
         units = result.units()
         assert set(units) == set(result.metrics())

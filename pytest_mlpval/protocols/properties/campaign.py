@@ -1,61 +1,45 @@
 """Several property protocols for one potential, each as an item of a cached campaign
-(:func:`~pytest_mlpval.campaign.run_campaign`): cached by the potential's content hash,
-the protocol and its parameters, run in worker processes or on a Dask cluster.
+(:func:`~pytest_mlpval.protocols.base.run_protocols`): cached by the potential's content
+hash, the protocol, its settings' ``VERSION`` and the settings, run in worker processes
+or on a Dask cluster.
 
-Plain library (no pytest).
+Plain library (no pytest). The protocols are those registered with
+``family="properties"`` (:func:`~pytest_mlpval.protocols.base.register`), in the order
+they were registered.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Sequence
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, relaxed_lattice, result_from_dict
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.protocols.base import (PROTOCOLS, CampaignOptions, Settings,
+                                          get_protocol, run_protocols)
+from pytest_mlpval.protocols.properties.lattice import FAMILY, PropertyError, PropertyResult
 
-__all__ = ["PROTOCOLS", "PropertySet", "compute_properties", "property_task"]
-
-
-def _protocols() -> dict[str, tuple[Callable[..., PropertyResult], dict[str, Any]]]:
-    from pytest_mlpval.protocols.properties import defects
-    from pytest_mlpval.protocols.properties import elastic
-    from pytest_mlpval.protocols.properties import eos
-    from pytest_mlpval.protocols.properties import liquid
-    from pytest_mlpval.protocols.properties import phonons
-
-    return {
-        "lattice": (relaxed_lattice, {}),
-        "eos": (eos.equation_of_state, {}),
-        "polymorphs": (eos.polymorph_energies, {}),
-        "elastic": (elastic.elastic_constants, {}),
-        "phonons": (phonons.phonons, {}),
-        "vacancy": (defects.vacancy_formation, {}),
-        "surface_100": (defects.surface_energy, {"facet": "100"}),
-        "surface_110": (defects.surface_energy, {"facet": "110"}),
-        "surface_111": (defects.surface_energy, {"facet": "111"}),
-        "liquid": (liquid.liquid_structure, {}),
-    }
+__all__ = ["property_protocols", "property_settings", "PropertySet", "compute_properties"]
 
 
-#: names :func:`compute_properties` accepts
-PROTOCOLS = ("lattice", "eos", "polymorphs", "elastic", "phonons", "vacancy", "surface_100",
-             "surface_110", "surface_111", "liquid")
-
-#: bump when a protocol's results change meaning (part of the cache key)
-PROPERTIES_VERSION = 2  # 2: enthalpies over the sampled volumes only
+def property_protocols() -> list[str]:
+    """Names of the registered property protocols (:func:`compute_properties` runs
+    them), in the order they were registered."""
+    return [name for name, spec in PROTOCOLS.items() if spec.family == FAMILY]
 
 
-def property_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    """Campaign task: run protocol ``item["name"]`` with ``item["kwargs"]``; returns the
-    result's ``as_dict()``."""
-    function, fixed = _protocols()[item["name"]]
-    return function(calc, **{**fixed, **item["kwargs"]}).as_dict()
-
-
-def _check_result(value: Any) -> str | None:
-    """Why a cached protocol result is unusable (None: it is fine)."""
-    result_from_dict(value)
-    return None
+def property_settings(name: str, params: Settings | Mapping[str, Any] | None = None, *,
+                      symbol: str = "Si") -> Settings:
+    """The settings of protocol ``name``: ``params`` when it is a Settings object, else
+    the protocol's defaults for element ``symbol`` with ``params`` (a mapping of field
+    names to values, ``symbol`` among them if given) replacing fields. Raises
+    :class:`~pytest_mlpval.errors.SettingsError` naming an unknown or invalid field."""
+    spec = get_protocol(name)
+    if isinstance(params, Settings):
+        return params
+    overrides = dict(params or {})
+    if "symbol" in {f.name for f in fields(spec.settings)}:
+        overrides.setdefault("symbol", symbol)
+    return spec.settings().with_overrides(**overrides)
 
 
 @dataclass(frozen=True)
@@ -110,58 +94,36 @@ class PropertySet:
 
 
 def compute_properties(potential: Any, names: Sequence[str] = ("lattice", "eos", "elastic",
-                       "phonons"), params: Mapping[str, Mapping[str, Any]] | None = None, *,
-                       symbol: str = "Si", workers: int = 0, scheduler: str | None = None,
-                       cache_dir: Any = None, progress: Any = None) -> PropertySet:
-    """Run property protocols ``names`` (see :data:`PROTOCOLS`) for ``potential`` (a
-    :class:`~pytest_mlpval.potentials.Potential`; a bare calculator works uncached).
+                       "phonons"),
+                       params: Mapping[str, Settings | Mapping[str, Any]] | None = None, *,
+                       symbol: str = "Si", options: CampaignOptions | None = None
+                       ) -> PropertySet:
+    """Run property protocols ``names`` (see :func:`property_protocols`) for
+    ``potential`` (a :class:`~pytest_mlpval.potentials.Potential`; a bare calculator
+    works uncached) under the campaign ``options`` (workers, Dask scheduler, cache).
 
-    Each protocol is one campaign item with its own cache key (the potential's hash,
-    the protocol and its parameters ``params[name]``), so adding a protocol later does
-    not recompute the others. With ``workers`` > 0 or a Dask ``scheduler`` the protocols
-    run concurrently over one pool; a protocol whose worker process dies fails alone
-    (the others' items it took down run again). A protocol that fails is reported in
+    ``params[name]`` gives a protocol's settings: a Settings object, or a mapping of
+    the fields that differ from its defaults (:func:`property_settings`). Each protocol
+    is one campaign item with its own cache key (the potential's hash, the protocol, its
+    ``VERSION`` and settings), so adding a protocol later does not recompute the others.
+    With workers or a Dask scheduler the protocols run concurrently over one pool; a
+    protocol whose worker process dies fails alone (the others' items it took down run
+    again). A protocol that fails, or whose settings are invalid, is reported in
     ``errors``, not raised. Ctrl-C cancels what has not started.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from pytest_mlpval.campaign import make_executor, run_campaign
-
     params = dict(params or {})
-    unknown = [n for n in list(names) + list(params) if n not in PROTOCOLS]
+    known = property_protocols()
+    unknown = [n for n in list(names) + list(params) if n not in known]
     if unknown:
         raise ValueError(f"unknown property protocol(s) {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(PROTOCOLS)}")
-    start = time.perf_counter()
-    items = {name: {"name": name, "kwargs": {"symbol": symbol, **dict(params.get(name, {}))}}
-             for name in names}
-    parallel = bool(scheduler) or workers > 0
-    executor, _, shutdown = make_executor(workers, scheduler) if parallel else (None, "", None)
-
-    def one(name: str):
-        return run_campaign(f"property:{name}", property_task, [items[name]], potential,
-                            items[name], version=PROPERTIES_VERSION, executor=executor,
-                            cache_dir=cache_dir, progress=progress, validate=_check_result)
-
-    try:
-        if parallel:
-            threads = ThreadPoolExecutor(max_workers=max(1, len(items)))
-            try:
-                campaigns = dict(zip(items, threads.map(one, items)))
-            finally:  # on Ctrl-C: do not wait for the threads, the pool cancels their items
-                threads.shutdown(wait=False, cancel_futures=True)
-        else:
-            campaigns = {name: one(name) for name in items}
-    finally:
-        if shutdown is not None:
-            shutdown()
-    results, errors, cached = {}, {}, []
-    for name, campaign in campaigns.items():
-        item = campaign.items[0]
-        if item.ok:
-            results[name] = result_from_dict(item.value)
-            if item.from_cache:
-                cached.append(name)
-        else:
-            errors[name] = item.error or "failed"
-    return PropertySet(results, errors, tuple(cached), time.perf_counter() - start)
+                         f"known: {', '.join(known)}")
+    requests, refused = [], {}
+    for name in names:
+        try:
+            requests.append((name, property_settings(name, params.get(name), symbol=symbol)))
+        except SettingsError as exc:
+            refused[name] = f"{type(exc).__name__}: {exc}"
+    runs = run_protocols(requests, potential, options=options)
+    errors = {**runs.errors, **refused}
+    return PropertySet(dict(runs.results), {n: errors[n] for n in names if n in errors},
+                       runs.from_cache, runs.seconds)

@@ -23,14 +23,19 @@ paired surface atoms so that dimers can form.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.errors import ProtocolError, SettingsError
+from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
+                                                        PropertySettings)
+from pytest_mlpval.threads import single_threaded
 
-__all__ = ["VacancyResult", "vacancy_formation", "VacancyConvergence", "vacancy_convergence",
-           "SurfaceResult", "surface_energy", "EV_PER_A2_TO_J_PER_M2"]
+__all__ = ["VacancySettings", "VacancyResult", "vacancy_formation", "VacancyConvergence",
+           "vacancy_convergence", "SurfaceSettings", "Surface110Settings",
+           "Surface111Settings", "SurfaceResult", "surface_energy", "EV_PER_A2_TO_J_PER_M2"]
 
 #: 1 eV/Å^2 in J/m^2 (CODATA elementary charge)
 EV_PER_A2_TO_J_PER_M2 = 16.02176634
@@ -41,11 +46,54 @@ def _optimise(atoms: Any, optimizer: str, fmax_eV_A: float, steps: int, what: st
 
     opt_class = getattr(ase.optimize, optimizer, None)
     if opt_class is None:
-        raise ValueError(f"unknown ASE optimizer {optimizer!r}")
+        raise SettingsError(f"unknown ASE optimizer {optimizer!r}")
     opt = opt_class(atoms, logfile=None)
     if not opt.run(fmax=fmax_eV_A, steps=steps):
-        raise PropertyError(f"{what} did not relax to fmax {fmax_eV_A:g} eV/Å in {steps} steps")
+        raise ProtocolError(f"{what} did not relax to fmax {fmax_eV_A:g} eV/Å in {steps} steps")
     return int(opt.nsteps)
+
+
+@dataclass(frozen=True)
+class VacancySettings(PropertySettings):
+    """Settings of :func:`vacancy_formation`.
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    supercell : int
+        Repetitions of the relaxed conventional cell in each direction (>= 1).
+    start_shifts_A : tuple of float
+        Inward displacement of the first neighbours at each start (at least one).
+    rattle_A : float
+        Standard deviation of the seeded rattle of each start.
+    seed : int
+    fmax_eV_A : float
+    steps : int
+        Of each relaxation.
+    optimizer : str
+        An optimiser of ``ase.optimize``.
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "vacancy"
+    tiers: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"supercell": 2},
+                                                  "full": {"supercell": 2}}
+
+    crystal: str = "diamond"
+    supercell: int = 2
+    start_shifts_A: tuple[float, ...] = (0.0, 0.4)
+    rattle_A: float = 0.02
+    seed: int = 0
+    fmax_eV_A: float = 5e-3
+    steps: int = 1000
+    optimizer: str = "LBFGS"
+
+    def __post_init__(self) -> None:
+        if int(self.supercell) < 1:
+            raise SettingsError(f"supercell must be >= 1, got {self.supercell}")
+        if not self.start_shifts_A:
+            raise SettingsError("give at least one start in start_shifts_A")
+        object.__setattr__(self, "start_shifts_A", tuple(self.start_shifts_A))
 
 
 @dataclass(frozen=True)
@@ -96,6 +144,7 @@ class VacancyResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "vacancy"
+    owns = r"vacancy_\w+|n_vacancy_supercell_atoms"
 
     def metrics(self) -> dict[str, float]:
         return {"vacancy_formation_eV": self.formation_eV,
@@ -104,18 +153,16 @@ class VacancyResult(PropertyResult):
 
 
 @single_threaded
-def vacancy_formation(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
-                      supercell: int = 2, start_shifts_A: Sequence[float] = (0.0, 0.4),
-                      rattle_A: float = 0.02, seed: int = 0, fmax_eV_A: float = 5e-3,
-                      steps: int = 1000, optimizer: str = "LBFGS") -> VacancyResult:
+def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
+                      **overrides: Any) -> VacancyResult:
     """Relaxed vacancy formation energy in an ``supercell``^3 repetition of the relaxed
-    conventional cell (64 atoms for diamond with the default 2)."""
-    if int(supercell) < 1:
-        raise ValueError(f"supercell must be >= 1, got {supercell}")
-    if not start_shifts_A:
-        raise ValueError("give at least one start in start_shifts_A")
-    clock = _Clock(calc)
-    bulk = _relaxed(clock.calc, crystal, symbol, None, fmax_eV_A=1e-3, steps=500)[0]
+    conventional cell (64 atoms for diamond with the default 2). ``overrides`` replace
+    fields of ``settings`` (:class:`VacancySettings`)."""
+    s = VacancySettings.of(settings, **overrides)
+    crystal, supercell = s.crystal, s.supercell
+    meter = CostMeter(calc)
+    bulk = relax_keeping_symmetry(meter.calc, crystal, s.symbol, None, fmax_eV_A=1e-3,
+                                  steps=500)[0]
     perfect = bulk.atoms.repeat(int(supercell))
     n = len(perfect)
     e_bulk = bulk.energy_per_atom_eV
@@ -126,16 +173,16 @@ def vacancy_formation(calc: Any, crystal: str = "diamond", symbol: str = "Si", *
     vectors -= np.round(vectors @ np.linalg.inv(ideal.cell)) @ np.asarray(ideal.cell)
     distance = np.linalg.norm(vectors, axis=1)
     first = distance < 1.2 * distance.min()
-    ideal.calc = clock.calc
+    ideal.calc = meter.calc
     unrelaxed = float(ideal.get_potential_energy()) - (n - 1) * e_bulk
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(s.seed)
     energies, minima, total_steps = [], [], 0
-    for shift in start_shifts_A:
+    for shift in s.start_shifts_A:
         start = ideal.copy()
         start.positions[first] -= shift * vectors[first] / distance[first, None]
-        start.positions += rng.normal(0.0, rattle_A, start.positions.shape)
-        start.calc = clock.calc
-        total_steps += _optimise(start, optimizer, fmax_eV_A, steps,
+        start.positions += rng.normal(0.0, s.rattle_A, start.positions.shape)
+        start.calc = meter.calc
+        total_steps += _optimise(start, s.optimizer, s.fmax_eV_A, s.steps,
                                  f"vacancy in {n - 1} atoms (start shift {shift} Å)")
         energies.append(float(start.get_potential_energy()) - (n - 1) * e_bulk)
         minima.append(start)
@@ -143,10 +190,10 @@ def vacancy_formation(calc: Any, crystal: str = "diamond", symbol: str = "Si", *
     moved = minima[best].positions - ideal.positions
     moved -= np.round(moved @ np.linalg.inv(ideal.cell)) @ np.asarray(ideal.cell)
     return VacancyResult(
-        crystal, symbol, int(supercell), n, float(bulk.atoms.cell.lengths()[0]), e_bulk,
-        energies[best], unrelaxed, tuple(map(float, start_shifts_A)), tuple(energies),
-        float(rattle_A), int(seed), float(np.linalg.norm(moved, axis=1).max()), total_steps,
-        **clock.cost())
+        crystal, s.symbol, int(supercell), n, float(bulk.atoms.cell.lengths()[0]), e_bulk,
+        energies[best], unrelaxed, tuple(map(float, s.start_shifts_A)), tuple(energies),
+        float(s.rattle_A), int(s.seed), float(np.linalg.norm(moved, axis=1).max()),
+        total_steps, **meter.cost())
 
 
 @dataclass(frozen=True)
@@ -172,14 +219,81 @@ class VacancyConvergence(PropertyResult):
         return out
 
 
-def vacancy_convergence(calc: Any, sizes: Sequence[int] = (2, 3), **kwargs: Any
+def vacancy_convergence(calc: Any, sizes: Sequence[int] = (2, 3),
+                        settings: VacancySettings | None = None, **overrides: Any
                         ) -> VacancyConvergence:
-    """:func:`vacancy_formation` for each supercell size in ``sizes``."""
+    """:func:`vacancy_formation` with ``settings`` (and ``overrides``) for each supercell
+    size in ``sizes``."""
     sizes = sorted(int(s) for s in sizes)
     if len(sizes) < 2:
-        raise ValueError(f"give at least two supercell sizes, got {sizes}")
-    results = tuple(vacancy_formation(calc, supercell=s, **kwargs) for s in sizes)
+        raise SettingsError(f"give at least two supercell sizes, got {sizes}")
+    settings = VacancySettings.of(settings, **overrides)
+    results = tuple(vacancy_formation(calc, settings.with_overrides(supercell=s))
+                    for s in sizes)
     return VacancyConvergence(results, results[-1].formation_eV - results[-2].formation_eV)
+
+
+@dataclass(frozen=True)
+class SurfaceSettings(PropertySettings):
+    """Settings of :func:`surface_energy` (of diamond-structure ``symbol``).
+
+    Attributes
+    ----------
+    facet : str
+        ``"100"``, ``"110"`` or ``"111"`` (parentheses allowed).
+    symbol : str
+    layers : int or None
+        Atomic layers of the slab (even, >= 4; None: 12).
+    vacuum_A : float
+        Vacuum on each side.
+    reconstruction : str
+        ``"1x1"``, or ``"2x1"`` for (100) (dimers).
+    dimer_shift_A : float
+        Pairing shift of the surface atoms of a 2x1 start.
+    fmax_eV_A : float
+    steps : int
+    optimizer : str
+        An optimiser of ``ase.optimize``.
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "surfaces"
+
+    facet: str = "100"
+    layers: int | None = None
+    vacuum_A: float = 10.0
+    reconstruction: str = "1x1"
+    dimer_shift_A: float = 0.6
+    fmax_eV_A: float = 5e-3
+    steps: int = 2000
+    optimizer: str = "BFGS"
+
+    def __post_init__(self) -> None:
+        facet = str(self.facet).strip("()")
+        if facet not in ("100", "110", "111"):
+            raise SettingsError(f"facet must be '100', '110' or '111', got {facet!r}")
+        object.__setattr__(self, "facet", facet)
+        if self.reconstruction not in ("1x1", "2x1") or \
+                (self.reconstruction == "2x1" and facet != "100"):
+            raise SettingsError(f"reconstruction {self.reconstruction!r} is not available "
+                                f"for ({facet}); use '1x1', or '2x1' for (100)")
+        layers = int(self.layers or 12)
+        if layers < 4 or layers % 2:
+            raise SettingsError(f"layers must be an even number >= 4, got {layers}")
+
+
+@dataclass(frozen=True)
+class Surface110Settings(SurfaceSettings):
+    """:class:`SurfaceSettings` of the (110) surface (protocol ``surface_110``)."""
+
+    facet: str = "110"
+
+
+@dataclass(frozen=True)
+class Surface111Settings(SurfaceSettings):
+    """:class:`SurfaceSettings` of the (111) surface (protocol ``surface_111``)."""
+
+    facet: str = "111"
 
 
 @dataclass(frozen=True)
@@ -219,6 +333,7 @@ class SurfaceResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "surface"
+    owns = r"surface_\w+"
 
     def metrics(self) -> dict[str, float]:
         tag = self.facet if self.reconstruction == "1x1" else \
@@ -273,43 +388,43 @@ def _slab(facet: str, symbol: str, a: float, layers: int, vacuum_A: float,
 
 
 @single_threaded
-def surface_energy(calc: Any, facet: str = "100", symbol: str = "Si", *,
-                   layers: int | None = None, vacuum_A: float = 10.0,
-                   reconstruction: str = "1x1", dimer_shift_A: float = 0.6,
-                   fmax_eV_A: float = 5e-3, steps: int = 2000, optimizer: str = "BFGS"
+def surface_energy(calc: Any, settings: SurfaceSettings | None = None, **overrides: Any
                    ) -> SurfaceResult:
     """Relaxed surface energy of diamond-structure ``symbol`` on ``facet`` (J/m^2).
+    ``overrides`` replace fields of ``settings`` (:class:`SurfaceSettings`).
 
     ``layers``: atomic layers of the slab (even; 12 by default), recorded with the
     result with the slab's thickness in Å.
     """
-    facet = str(facet).strip("()")
-    if facet not in ("100", "110", "111"):
-        raise ValueError(f"facet must be '100', '110' or '111', got {facet!r}")
-    if reconstruction not in ("1x1", "2x1") or (reconstruction == "2x1" and facet != "100"):
-        raise ValueError(f"reconstruction {reconstruction!r} is not available for ({facet});"
-                         " use '1x1', or '2x1' for (100)")
-    layers = int(layers or 12)
-    if layers < 4 or layers % 2:
-        raise ValueError(f"layers must be an even number >= 4, got {layers}")
-    clock = _Clock(calc)
-    bulk = _relaxed(clock.calc, "diamond", symbol, None, fmax_eV_A=1e-3, steps=500)[0]
+    s = SurfaceSettings.of(settings, **overrides)
+    facet, symbol, reconstruction = s.facet, s.symbol, s.reconstruction
+    layers = int(s.layers or 12)
+    meter = CostMeter(calc)
+    bulk = relax_keeping_symmetry(meter.calc, "diamond", symbol, None, fmax_eV_A=1e-3,
+                                  steps=500)[0]
     a = float(bulk.atoms.cell.lengths()[0])
     bond = a * np.sqrt(3) / 4
-    slab = _slab(facet, symbol, a, layers + (2 if facet == "111" else 0), vacuum_A,
+    slab = _slab(facet, symbol, a, layers + (2 if facet == "111" else 0), s.vacuum_A,
                  reconstruction)
     if facet == "111":  # glide-plane ends (one bond) -> shuffle-plane surface
         del slab[np.where(_coordination(slab, 1.15 * bond) < 2)[0]]
     area = float(np.linalg.norm(np.cross(slab.cell[0], slab.cell[1])))
     z = slab.positions[:, 2]
     n = len(slab)
-    slab.calc = clock.calc
+    slab.calc = meter.calc
     unrelaxed = (float(slab.get_potential_energy()) - n * bulk.energy_per_atom_eV) / (2 * area)
     if reconstruction == "2x1":
-        _dimerise(slab, 1.15 * bond, dimer_shift_A)
-    steps_done = _optimise(slab, optimizer, fmax_eV_A, steps, f"({facet}) slab of {n} atoms")
+        _dimerise(slab, 1.15 * bond, s.dimer_shift_A)
+    steps_done = _optimise(slab, s.optimizer, s.fmax_eV_A, s.steps,
+                           f"({facet}) slab of {n} atoms")
     relaxed = (float(slab.get_potential_energy()) - n * bulk.energy_per_atom_eV) / (2 * area)
     return SurfaceResult(facet, symbol, reconstruction, a, bulk.energy_per_atom_eV, n,
                          len(np.unique(np.round(z, 1))), float(z.max() - z.min()),
-                         float(vacuum_A), area, relaxed * EV_PER_A2_TO_J_PER_M2,
-                         unrelaxed * EV_PER_A2_TO_J_PER_M2, steps_done, **clock.cost())
+                         float(s.vacuum_A), area, relaxed * EV_PER_A2_TO_J_PER_M2,
+                         unrelaxed * EV_PER_A2_TO_J_PER_M2, steps_done, **meter.cost())
+
+
+register("vacancy", vacancy_formation, VacancySettings, VacancyResult, family=FAMILY)
+register("surface_100", surface_energy, SurfaceSettings, SurfaceResult, family=FAMILY)
+register("surface_110", surface_energy, Surface110Settings, SurfaceResult, family=FAMILY)
+register("surface_111", surface_energy, Surface111Settings, SurfaceResult, family=FAMILY)

@@ -23,15 +23,21 @@ from __future__ import annotations
 import operator
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.crystals import space_group
+from pytest_mlpval.errors import ProtocolError, SettingsError
+from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
+                                                        PropertySettings)
+from pytest_mlpval.threads import single_threaded
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
-__all__ = ["ElasticResult", "elastic_constants", "born_stability", "assert_born_stable",
-           "matscipy_symmetry"]
+__all__ = ["ElasticSettings", "ElasticResult", "elastic_constants", "born_stability",
+           "assert_born_stable", "matscipy_symmetry"]
 
 
 def matscipy_symmetry(spacegroup_number: int) -> str:
@@ -64,6 +70,45 @@ def born_stability(C_GPa: Any, symmetry: str = "triclinic") -> tuple[bool, tuple
 
 def _matrix(C: np.ndarray) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(x) for x in row) for row in C)
+
+
+@dataclass(frozen=True)
+class ElasticSettings(PropertySettings):
+    """Settings of :func:`elastic_constants`.
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    max_strain : float
+        Largest strain along each pattern, in (0, 0.05].
+    n_strains : int
+        Strains evenly spaced in ``[-max_strain, max_strain]`` (at least 3).
+    relax_ions : bool
+        Also relax the positions at each strained cell (relaxed-ion constants).
+    fmax_eV_A : float
+    steps : int
+        Of each ionic relaxation.
+    optimizer : str
+        An optimiser of ``ase.optimize``.
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "elastic"
+    tiers: ClassVar[dict[str, dict[str, Any]]] = {"full": {"n_strains": 7}}
+
+    crystal: str = "diamond"
+    max_strain: float = 0.01
+    n_strains: int = 5
+    relax_ions: bool = True
+    fmax_eV_A: float = 1e-4
+    steps: int = 1000
+    optimizer: str = "BFGS"
+
+    def __post_init__(self) -> None:
+        if self.n_strains < 3:
+            raise SettingsError(f"n_strains must be >= 3, got {self.n_strains}")
+        if not 0 < self.max_strain <= 0.05:
+            raise SettingsError(f"max_strain must be in (0, 0.05], got {self.max_strain}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +157,10 @@ class ElasticResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "elastic"
+    owns = r"C\d\d(_clamped)?_GPa|elastic_\w+|born_stable"
+
+    def assert_physical(self) -> None:
+        assert_born_stable(self)
 
     @property
     def bulk_modulus_GPa(self) -> float:
@@ -171,45 +220,41 @@ def _frozen_copy(atoms: Any) -> Any:
 
 
 @single_threaded
-def elastic_constants(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
-                      max_strain: float = 0.01, n_strains: int = 5, relax_ions: bool = True,
-                      fmax_eV_A: float = 1e-4, steps: int = 1000, optimizer: str = "BFGS",
-                      atoms: Any = None) -> ElasticResult:
-    """Elastic constants of ``crystal`` (relaxed first, symmetry kept).
+def elastic_constants(calc: Any, settings: ElasticSettings | None = None, *,
+                      atoms: Any = None, **overrides: Any) -> ElasticResult:
+    """Elastic constants of ``crystal`` (or ``atoms``; relaxed first, symmetry kept).
+    ``overrides`` replace fields of ``settings`` (:class:`ElasticSettings`).
 
     ``n_strains`` strains evenly spaced in ``[-max_strain, max_strain]`` are applied along
     each strain pattern matscipy needs for the crystal class (one for cubic). At each,
     the stress is read with the ions clamped and, with ``relax_ions``, again after the
     positions are relaxed at the fixed strained cell (to ``fmax_eV_A``; a relaxation that
-    does not converge in ``steps`` raises :class:`PropertyError`).
+    does not converge in ``steps`` raises :class:`~pytest_mlpval.errors.ProtocolError`).
     """
     import ase.optimize
     from matscipy.elasticity import generate_strained_configs
 
-    from pytest_mlpval.protocols.properties.lattice import spacegroup
-
-    if n_strains < 3:
-        raise ValueError(f"n_strains must be >= 3, got {n_strains}")
-    if not 0 < max_strain <= 0.05:
-        raise ValueError(f"max_strain must be in (0, 0.05], got {max_strain}")
-    opt_class = getattr(ase.optimize, optimizer, None)
+    s = ElasticSettings.of(settings, **overrides)
+    crystal, n_strains, fmax_eV_A, steps = s.crystal, s.n_strains, s.fmax_eV_A, s.steps
+    relax_ions = s.relax_ions
+    opt_class = getattr(ase.optimize, s.optimizer, None)
     if opt_class is None:
-        raise ValueError(f"unknown ASE optimizer {optimizer!r}")
-    clock = _Clock(calc)
-    relaxed = _relaxed(clock.calc, crystal, symbol, atoms,
-                       fmax_eV_A=min(fmax_eV_A * 10, 1e-3), steps=500)[0]
+        raise SettingsError(f"unknown ASE optimizer {s.optimizer!r}")
+    meter = CostMeter(calc)
+    relaxed = relax_keeping_symmetry(meter.calc, crystal, s.symbol, atoms,
+                                     fmax_eV_A=min(fmax_eV_A * 10, 1e-3), steps=500)[0]
     base = relaxed.atoms
-    number = int(spacegroup(base).split("(")[-1].rstrip(")"))
+    number, _ = space_group(base)
     symmetry = matscipy_symmetry(number)
-    delta = 2 * max_strain / (n_strains - 1)
+    delta = 2 * s.max_strain / (n_strains - 1)
     clamped, relaxed_configs, max_force = [], [], 0.0
     for strained in generate_strained_configs(base, symmetry, n_strains, delta):
-        strained.calc = clock.calc
+        strained.calc = meter.calc
         clamped.append(_frozen_copy(strained))
         if relax_ions:
             opt = opt_class(strained, logfile=None)
             if not opt.run(fmax=fmax_eV_A, steps=steps):
-                raise PropertyError(
+                raise ProtocolError(
                     f"ionic relaxation of {crystal} at strain "
                     f"{np.round(strained.info['strain'], 5).tolist()} did not reach fmax "
                     f"{fmax_eV_A:g} eV/Å in {steps} steps")
@@ -222,17 +267,15 @@ def elastic_constants(calc: Any, crystal: str = "diamond", symbol: str = "Si", *
             else (None, None, float("nan"))
     stable, failures = born_stability(C if C is not None else C0, symmetry)
     strains = tuple(float(delta * (k + 1 - (n_strains + 1) / 2)) for k in range(n_strains))
-    return ElasticResult(crystal, symbol, symmetry, strains,
+    return ElasticResult(crystal, s.symbol, symmetry, strains,
                          _matrix(C) if C is not None else None, _matrix(C0),
                          _matrix(C_err) if C_err is not None else None, _matrix(C0_err),
-                         res, res0, stable, failures, max_force, **clock.cost())
+                         res, res0, stable, failures, max_force, **meter.cost())
 
 
 def assert_born_stable(result: ElasticResult) -> None:
     """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` listing the failed
     Born criteria."""
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
     if result.born_stable:
         return
@@ -241,3 +284,6 @@ def assert_born_stable(result: ElasticResult) -> None:
     raise MlpvalAssertionError("\n".join(
         [f"{result.crystal} is mechanically unstable (Born criteria failed: "
          f"{'; '.join(result.born_failures)})", ""] + format_table(["constant", "GPa"], rows)))
+
+
+register("elastic", elastic_constants, ElasticSettings, ElasticResult, family=FAMILY)

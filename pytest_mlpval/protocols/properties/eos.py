@@ -26,15 +26,22 @@ import math
 import operator
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.crystals import canonical_crystal
+from pytest_mlpval.errors import ProtocolError, SettingsError
+from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
+                                                        PropertySettings)
+from pytest_mlpval.threads import single_threaded
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
-__all__ = ["EosResult", "equation_of_state", "TransitionResult", "transition_pressure",
-           "PolymorphResult", "polymorph_energies", "slug", "assert_physical_eos",
+__all__ = ["EosSettings", "EosResult", "equation_of_state", "TransitionResult",
+           "transition_pressure", "PolymorphSettings", "PolymorphResult",
+           "polymorph_energies", "slug", "assert_physical_eos", "eos_figure",
            "PHYSICAL_B_PRIME"]
 
 #: accepted range of B' = dB/dP (solids: about 3-7; outside 1-10 the E(V) is unphysical)
@@ -44,6 +51,76 @@ PHYSICAL_B_PRIME = (1.0, 10.0)
 def slug(name: str) -> str:
     """Crystal name as used inside property names: ``"beta-Sn"`` -> ``"beta_sn"``."""
     return name.lower().replace("-", "_")
+
+
+def eos_figure(per_potential: dict[str, dict[str, Any]]):
+    """E(V) curves (points and Birch–Murnaghan fit) of each potential side by side, from
+    :meth:`EosResult.report_data` / :meth:`PolymorphResult.report_data`; energies
+    relative to the minimum of the reference crystal (meV/atom)."""
+    from ase.eos import birchmurnaghan
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        curves = data["curves"]
+        e_ref = curves.get(data.get("reference"), next(iter(curves.values())))["E0"]
+        for crystal, c in curves.items():
+            v = np.asarray(c["volumes_per_atom_A3"])
+            grid = np.linspace(v.min(), v.max(), 100)
+            fit = birchmurnaghan(grid, c["E0"], c["B_GPa"] / EV_PER_A3_TO_GPA, c["Bp"], c["V0"])
+            line, = ax.plot(grid, 1000 * (fit - e_ref), "-",
+                            label=f"{crystal} (B = {c['B_GPa']:.0f} GPa)")
+            ax.plot(v, 1000 * (np.asarray(c["energies_per_atom_eV"]) - e_ref), "o",
+                    color=line.get_color(), markersize=3)
+        title = pot
+        for name, p in (data.get("transitions") or {}).items():
+            title += f"\n{name}: {p:.1f} GPa" if math.isfinite(p) else f"\n{name}: none"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("volume (Å$^3$/atom)")
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("energy (meV/atom)")
+    return fig
+
+
+@dataclass(frozen=True)
+class EosSettings(PropertySettings):
+    """Settings of :func:`equation_of_state`.
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    strain_span : float
+        Largest strain of the lattice parameter (the points run over ``1 ± strain_span``
+        times the relaxed lattice vectors); in (0, 0.3).
+    n_points : int
+        Volumes sampled (at least 5 for a 4-parameter fit).
+    relax_shape : bool
+        Relax positions and cell shape at each volume (symmetry kept).
+    fmax_eV_A : float
+    steps : int
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "lattice"
+    tiers: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"strain_span": 0.01}, "full": {"strain_span": 0.01, "n_points": 9}}
+
+    crystal: str = "diamond"
+    strain_span: float = 0.01
+    n_points: int = 7
+    relax_shape: bool = True
+    fmax_eV_A: float = 1e-3
+    steps: int = 500
+
+    def __post_init__(self) -> None:
+        if not 0 < self.strain_span < 0.3:
+            raise SettingsError(f"strain_span must be in (0, 0.3), got {self.strain_span}")
+        if self.n_points < 5:
+            raise SettingsError(f"n_points must be >= 5 for a 4-parameter fit, got "
+                                f"{self.n_points}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +167,8 @@ class EosResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "eos"
+    owns = r"bulk_modulus_GPa|bulk_modulus_derivative|eos_\w+"
+    figure = staticmethod(eos_figure)
 
     def metrics(self) -> dict[str, float]:
         return {"bulk_modulus_GPa": self.bulk_modulus_GPa,
@@ -99,6 +178,9 @@ class EosResult(PropertyResult):
                 "eos_lattice_parameter_A": self.lattice_parameter_A,
                 "eos_fit_rms_per_atom_meV": self.fit_rms_per_atom_meV,
                 "eos_strain_span_fraction": self.strain_span, **self.cost_metrics()}
+
+    def assert_physical(self) -> None:
+        assert_physical_eos(self)
 
     def energy(self, volume_per_atom_A3: Any) -> Any:
         """The fitted E(V) in eV/atom (ASE's ``birchmurnaghan``)."""
@@ -131,13 +213,13 @@ def _fit(volumes: np.ndarray, energies: np.ndarray, crystal: str) -> tuple[float
             warnings.simplefilter("ignore", OptimizeWarning)
             eos.fit(warn=False)
     except (RuntimeError, ValueError) as exc:
-        raise PropertyError(f"Birch–Murnaghan fit for {crystal} failed: {exc}") from exc
+        raise ProtocolError(f"Birch–Murnaghan fit for {crystal} failed: {exc}") from exc
     e0, b0, bp, v0 = (float(x) for x in eos.eos_parameters)
     if not all(map(math.isfinite, (e0, b0, bp, v0))) or b0 <= 0:
-        raise PropertyError(f"Birch–Murnaghan fit for {crystal} gave no minimum "
+        raise ProtocolError(f"Birch–Murnaghan fit for {crystal} gave no minimum "
                             f"(E0={e0}, B0={b0 * EV_PER_A3_TO_GPA} GPa, V0={v0})")
     if not volumes.min() <= v0 <= volumes.max():
-        raise PropertyError(
+        raise ProtocolError(
             f"the E(V) minimum of {crystal} (V0 = {v0:.3f} Å^3/atom) lies outside the "
             f"sampled volumes {volumes.min():.3f}-{volumes.max():.3f}: the structure was not "
             "relaxed, or the strain span is too small for this potential")
@@ -168,7 +250,7 @@ def _energy_at_fixed_volume(atoms: Any, calc: Any, relax_shape: bool, fmax_eV_A:
                 atoms.set_constraint(FixSymmetry(atoms))
                 opt = BFGS(FrechetCellFilter(atoms, constant_volume=True), logfile=None)
                 if not opt.run(fmax=fmax_eV_A, steps=steps):
-                    raise PropertyError(
+                    raise ProtocolError(
                         f"constant-volume relaxation of {atoms.get_chemical_formula()} at "
                         f"{atoms.get_volume() / len(atoms):.3f} Å^3/atom did not reach fmax "
                         f"{fmax_eV_A:g} eV/Å in {steps} steps")
@@ -176,40 +258,37 @@ def _energy_at_fixed_volume(atoms: Any, calc: Any, relax_shape: bool, fmax_eV_A:
 
 
 @single_threaded
-def equation_of_state(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
-                      strain_span: float = 0.01, n_points: int = 7, relax_shape: bool = True,
-                      atoms: Any = None, fmax_eV_A: float = 1e-3, steps: int = 500
-                      ) -> EosResult:
-    """Relax ``crystal`` (symmetry kept), scale its lattice vectors by ``1 + s`` for
-    ``n_points`` values of s evenly spaced in ``[-strain_span, strain_span]``, relax
-    positions and cell shape at each fixed volume (``relax_shape``; symmetry kept) and fit
-    a Birch–Murnaghan E(V) with ASE.
+def equation_of_state(calc: Any, settings: EosSettings | None = None, *, atoms: Any = None,
+                      **overrides: Any) -> EosResult:
+    """Relax ``crystal`` (or the given ``atoms``; symmetry kept), scale its lattice vectors
+    by ``1 + s`` for ``n_points`` values of s evenly spaced in ``[-strain_span,
+    strain_span]``, relax positions and cell shape at each fixed volume (``relax_shape``;
+    symmetry kept) and fit a Birch–Murnaghan E(V) with ASE. ``overrides`` replace fields
+    of ``settings`` (:class:`EosSettings`).
 
-    Raises :class:`PropertyError` when a relaxation fails or the fit has no minimum
-    inside the sampled range.
+    Raises :class:`~pytest_mlpval.errors.ProtocolError` when a relaxation fails or the
+    fit has no minimum inside the sampled range.
     """
-    if not 0 < strain_span < 0.3:
-        raise ValueError(f"strain_span must be in (0, 0.3), got {strain_span}")
-    if n_points < 5:
-        raise ValueError(f"n_points must be >= 5 for a 4-parameter fit, got {n_points}")
-    clock = _Clock(calc)
-    relaxed, _, _ = _relaxed(clock.calc, crystal, symbol, atoms, fmax_eV_A=fmax_eV_A,
-                             steps=steps)
+    s = EosSettings.of(settings, **overrides)
+    crystal, strain_span, fmax_eV_A, steps = s.crystal, s.strain_span, s.fmax_eV_A, s.steps
+    meter = CostMeter(calc)
+    relaxed, _, _ = relax_keeping_symmetry(meter.calc, crystal, s.symbol, atoms,
+                                           fmax_eV_A=fmax_eV_A, steps=steps)
     base = relaxed.atoms
     n = len(base)
     volumes, energies = [], []
-    for s in np.linspace(-strain_span, strain_span, n_points):
+    for strain in np.linspace(-strain_span, strain_span, s.n_points):
         scaled = base.copy()
-        scaled.set_cell(base.cell * (1 + s), scale_atoms=True)
+        scaled.set_cell(base.cell * (1 + strain), scale_atoms=True)
         volumes.append(scaled.get_volume() / n)
-        energies.append(_energy_at_fixed_volume(scaled, clock.calc, relax_shape, fmax_eV_A,
-                                                steps))
+        energies.append(_energy_at_fixed_volume(scaled, meter.calc, s.relax_shape,
+                                                fmax_eV_A, steps))
     v, e = np.array(volumes), np.array(energies)
     e0, b0, bp, v0, rms = _fit(v, e, crystal)
     a0 = float(base.cell.lengths()[0] * (v0 / (base.get_volume() / n)) ** (1 / 3))
-    return EosResult(crystal, symbol, tuple(map(float, v)), tuple(map(float, e)), v0, e0,
+    return EosResult(crystal, s.symbol, tuple(map(float, v)), tuple(map(float, e)), v0, e0,
                      b0 * EV_PER_A3_TO_GPA, bp, a0, float(strain_span), rms * 1000,
-                     bool(relax_shape), **clock.cost())
+                     bool(s.relax_shape), **meter.cost())
 
 
 @dataclass(frozen=True)
@@ -281,7 +360,7 @@ def transition_pressure(low: EosResult, high: EosResult, *, max_pressure_GPa: fl
     values = [delta(p) for p in grid]
     broken = [float(p) for p, d in zip(grid, values) if not math.isfinite(d)]
     if broken:  # a NaN compares as no crossing: never report it as "none found"
-        raise PropertyError(
+        raise ProtocolError(
             f"the enthalpy difference {high.crystal} - {low.crystal} is not finite at "
             f"{len(broken)} of {len(grid)} pressures (first at {broken[0]:g} GPa): the "
             "Birch–Murnaghan fits cannot be compared")
@@ -299,6 +378,47 @@ def transition_pressure(low: EosResult, high: EosResult, *, max_pressure_GPa: fl
     outside = any(not 1.001 * min(e.volumes_per_atom_A3) < v < 0.999 * max(e.volumes_per_atom_A3)
                   for e, v in ((low, v_low), (high, v_high)))
     return TransitionResult(low.crystal, high.crystal, pressure, v_low, v_high, h, outside)
+
+
+@dataclass(frozen=True)
+class PolymorphSettings(PropertySettings):
+    """Settings of :func:`polymorph_energies`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Crystals of :func:`~pytest_mlpval.crystals.build_crystal` (``reference`` is added
+        when missing).
+    symbol, reference : str
+    strain_span : float
+        Of each equation of state; the default (±5 % in the lattice parameter, ±15 % in
+        volume) covers diamond at the ~11 GPa of the diamond -> beta-Sn transition.
+    n_points : int
+    max_pressure_GPa : float
+        Upper end of the search for transitions.
+    fmax_eV_A : float
+    steps : int
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "polymorphs"
+    tiers: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"names": ("diamond", "beta-Sn")},
+        "full": {"names": ("diamond", "beta-Sn", "sh", "bcc", "fcc")}}
+
+    names: tuple[str, ...] = ("diamond", "beta-Sn", "sh")
+    reference: str = "diamond"
+    strain_span: float = 0.05
+    n_points: int = 11
+    max_pressure_GPa: float = 60.0
+    fmax_eV_A: float = 1e-3
+    steps: int = 500
+
+    def __post_init__(self) -> None:
+        if isinstance(self.names, str):
+            raise SettingsError(f"names must be a sequence of crystal names, got "
+                                f"{self.names!r}")
+        object.__setattr__(self, "names", tuple(self.names))
 
 
 @dataclass(frozen=True)
@@ -325,6 +445,9 @@ class PolymorphResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "polymorphs"
+    owns = (r"energy_\w+_vs_\w+_per_atom_eV|volume_[a-z]\w*_per_atom_A3"
+            r"|bulk_modulus_(?!derivative$|GPa$)\w+|\w+_transition_GPa")
+    figure = staticmethod(eos_figure)
 
     def get(self, crystal: str) -> EosResult:
         for result in self.eos:
@@ -351,6 +474,9 @@ class PolymorphResult(PropertyResult):
         out.update(self.cost_metrics())
         return out
 
+    def assert_physical(self) -> None:
+        assert_physical_eos(self)
+
     def not_measured(self) -> set[str]:
         """The transition pressures of the transitions not found in the range searched."""
         return set().union(*(t.not_measured() for t in self.transitions))
@@ -364,64 +490,26 @@ class PolymorphResult(PropertyResult):
 
 
 @single_threaded
-def polymorph_energies(calc: Any, names: Sequence[str] = ("diamond", "beta-Sn", "sh"),
-                       symbol: str = "Si", *, reference: str = "diamond",
-                       strain_span: float = 0.05, n_points: int = 11,
-                       max_pressure_GPa: float = 60.0, fmax_eV_A: float = 1e-3,
-                       steps: int = 500) -> PolymorphResult:
+def polymorph_energies(calc: Any, settings: PolymorphSettings | None = None,
+                       **overrides: Any) -> PolymorphResult:
     """E(V) of each crystal of :func:`~pytest_mlpval.crystals.build_crystal` named in
     ``names`` (relaxed with symmetry kept, positions and cell shape relaxed at each
     volume), energies relative to ``reference`` and the transition pressures from it.
-
-    The default span (±5 % in the lattice parameter, ±15 % in volume) covers diamond at
-    the ~11 GPa of the diamond -> beta-Sn transition.
+    ``overrides`` replace fields of ``settings`` (:class:`PolymorphSettings`).
     """
-    from pytest_mlpval.crystals import _canonical
-
-    names = [_canonical(n) for n in names]
-    reference = _canonical(reference)
+    s = PolymorphSettings.of(settings, **overrides)
+    names = [canonical_crystal(n) for n in s.names]
+    reference = canonical_crystal(s.reference)
     if reference not in names:
         names = [reference] + names
-    clock = _Clock(calc)
-    results = tuple(equation_of_state(clock.calc, name, symbol, strain_span=strain_span,
-                                      n_points=n_points, fmax_eV_A=fmax_eV_A, steps=steps)
-                    for name in names)
+    meter = CostMeter(calc)
+    results = tuple(equation_of_state(meter.calc, EosSettings(
+        crystal=name, symbol=s.symbol, strain_span=s.strain_span, n_points=s.n_points,
+        fmax_eV_A=s.fmax_eV_A, steps=s.steps)) for name in names)
     ref = next(r for r in results if r.crystal == reference)
-    transitions = tuple(transition_pressure(ref, r, max_pressure_GPa=max_pressure_GPa)
+    transitions = tuple(transition_pressure(ref, r, max_pressure_GPa=s.max_pressure_GPa)
                         for r in results if r.crystal != reference)
-    return PolymorphResult(symbol, reference, results, transitions, **clock.cost())
-
-
-def eos_figure(per_potential: dict[str, dict[str, Any]]):
-    """E(V) curves (points and Birch–Murnaghan fit) of each potential side by side, from
-    :meth:`EosResult.report_data` / :meth:`PolymorphResult.report_data`; energies
-    relative to the minimum of the reference crystal (meV/atom)."""
-    from ase.eos import birchmurnaghan
-    from matplotlib.figure import Figure
-
-    names = sorted(per_potential)
-    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(names), squeeze=False)[0]
-    for ax, pot in zip(axes, names):
-        data = per_potential[pot]
-        curves = data["curves"]
-        e_ref = curves.get(data.get("reference"), next(iter(curves.values())))["E0"]
-        for crystal, c in curves.items():
-            v = np.asarray(c["volumes_per_atom_A3"])
-            grid = np.linspace(v.min(), v.max(), 100)
-            fit = birchmurnaghan(grid, c["E0"], c["B_GPa"] / EV_PER_A3_TO_GPA, c["Bp"], c["V0"])
-            line, = ax.plot(grid, 1000 * (fit - e_ref), "-",
-                            label=f"{crystal} (B = {c['B_GPa']:.0f} GPa)")
-            ax.plot(v, 1000 * (np.asarray(c["energies_per_atom_eV"]) - e_ref), "o",
-                    color=line.get_color(), markersize=3)
-        title = pot
-        for name, p in (data.get("transitions") or {}).items():
-            title += f"\n{name}: {p:.1f} GPa" if math.isfinite(p) else f"\n{name}: none"
-        ax.set_title(title, fontsize="small")
-        ax.set_xlabel("volume (Å$^3$/atom)")
-        ax.legend(fontsize="x-small")
-    axes[0].set_ylabel("energy (meV/atom)")
-    return fig
+    return PolymorphResult(s.symbol, reference, results, transitions, **meter.cost())
 
 
 def assert_physical_eos(result: EosResult | PolymorphResult,
@@ -429,8 +517,6 @@ def assert_physical_eos(result: EosResult | PolymorphResult,
     """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when an equation of
     state of ``result`` has B' outside ``b_prime`` or a transition pressure rests on an
     enthalpy minimum at the edge of the sampled volumes (an extrapolated fit)."""
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
     curves = result.eos if isinstance(result, PolymorphResult) else (result,)
     transitions = result.transitions if isinstance(result, PolymorphResult) else ()
@@ -462,3 +548,7 @@ def assert_physical_eos(result: EosResult | PolymorphResult,
                   "Å^3/atom); widen strain_span, the pressure is an extrapolation"
                   for t in cut]
     raise MlpvalAssertionError("\n".join(lines))
+
+
+register("eos", equation_of_state, EosSettings, EosResult, family=FAMILY)
+register("polymorphs", polymorph_energies, PolymorphSettings, PolymorphResult, family=FAMILY)

@@ -24,16 +24,23 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
-from typing import Any, Sequence
+import os
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, single_threaded
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.descriptors import cell_widths
+from pytest_mlpval.errors import ProtocolError
+from pytest_mlpval.protocols.base import CostMeter, register
+from pytest_mlpval.protocols.md import MDSegment, MDSettings, random_start, run_md
+from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
+                                                        PropertySettings)
+from pytest_mlpval.threads import single_threaded
 
-__all__ = ["PairCorrelation", "pair_correlation", "liquid_structure", "read_curve",
-           "CurveComparison", "compare_curve", "assert_curve"]
+__all__ = ["PairCorrelation", "pair_correlation", "LiquidSettings", "liquid_structure",
+           "read_curve", "CurveComparison", "compare_curve", "assert_curve"]
 
 #: g/cm^3 per (amu/Å^3)
 _G_CM3_PER_AMU_A3 = 1.66053906660
@@ -93,6 +100,7 @@ class PairCorrelation(PropertyResult):
     calculator_seconds: float = 0.0
     seconds: float = 0.0
     protocol = "pair_correlation"
+    owns = r"liquid_\w+"
 
     def metrics(self) -> dict[str, float]:
         p = self.label
@@ -188,71 +196,104 @@ def pair_correlation(frames: Sequence[Any], *, label: str = "liquid",
                                 floor=1.0)]), len(frames), n)
 
 
+@dataclass(frozen=True)
+class LiquidSettings(PropertySettings):
+    """Settings of :func:`liquid_structure`: the run, then the analysis of
+    :func:`pair_correlation` (``r_max_A`` to ``smoothing_A``).
+
+    Attributes
+    ----------
+    symbol : str
+    temperature_K : float
+        Of the equilibration and the sampling.
+    density_g_cm3 : float
+        Default: experimental liquid Si at its melting point.
+    n_atoms : int
+    melt_temperature_K : float
+    melt_steps, equilibration_steps, sample_steps, sample_every : int
+    timestep_fs : float
+    seed : int
+    prerelax_steps : int
+        FIRE steps (to 0.5 eV/Å, fixed cell) on the random start; 0: none.
+    r_max_A, bin_A, coordination_cutoff_A, q_max_invA, dq_invA, smoothing_A
+        As in :func:`pair_correlation`.
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "liquid"
+
+    temperature_K: float = 1800.0
+    density_g_cm3: float = 2.56
+    n_atoms: int = 64
+    melt_temperature_K: float = 3000.0
+    melt_steps: int = 1000
+    equilibration_steps: int = 1000
+    sample_steps: int = 2000
+    sample_every: int = 20
+    timestep_fs: float = 1.0
+    seed: int = 0
+    prerelax_steps: int = 200
+    r_max_A: float | None = None
+    bin_A: float = 0.02
+    coordination_cutoff_A: float | None = None
+    q_max_invA: float = 15.0
+    dq_invA: float = 0.02
+    smoothing_A: float = 0.1
+
+
 @single_threaded
-def liquid_structure(calc: Any, symbol: str = "Si", *, temperature_K: float = 1800.0,
-                     density_g_cm3: float = 2.56, n_atoms: int = 64,
-                     melt_temperature_K: float = 3000.0, melt_steps: int = 1000,
-                     equilibration_steps: int = 1000, sample_steps: int = 2000,
-                     sample_every: int = 20, timestep_fs: float = 1.0, seed: int = 0,
-                     prerelax_steps: int = 200, **analysis: Any) -> PairCorrelation:
+def liquid_structure(calc: Any, settings: LiquidSettings | None = None, **overrides: Any
+                     ) -> PairCorrelation:
     """A liquid at ``density_g_cm3`` (default: experimental liquid Si at its melting
     point, 2.56 g/cm^3) of ``n_atoms`` placed at random: NVT (Langevin, ASE through
-    :func:`~pytest_mlpval.protocols.md.run.run_md`) at ``melt_temperature_K``, then at ``temperature_K``,
-    sampled every ``sample_every`` steps during the last ``sample_steps``; returns its
-    :func:`pair_correlation` with the mean temperature and the mean-square displacement
-    over the sampling (``msd_A2``: a liquid diffuses, about 1 Å^2/ps for Si; a crystal or
-    glass stays below ~0.5 Å^2). A run that does not complete raises
-    :class:`PropertyError`.
+    :func:`~pytest_mlpval.protocols.md.run_md`) at ``melt_temperature_K``, then at
+    ``temperature_K``, sampled every ``sample_every`` steps during the last
+    ``sample_steps``; returns its :func:`pair_correlation` with the mean temperature and
+    the mean-square displacement over the sampling (``msd_A2``: a liquid diffuses, about
+    1 Å^2/ps for Si; a crystal or glass stays below ~0.5 Å^2). ``overrides`` replace
+    fields of ``settings`` (:class:`LiquidSettings`). A run that does not complete raises
+    :class:`~pytest_mlpval.errors.ProtocolError`.
     """
-    import time
+    from ase.data import atomic_masses, atomic_numbers, covalent_radii
+    from ase.optimize import FIRE
 
-    from ase.data import atomic_masses, atomic_numbers
-
-    from ase.data import covalent_radii
-
-    from pytest_mlpval.protocols.md.run import MDSegment, MDSettings, random_start, run_md
-    from pytest_mlpval.protocols.properties.lattice import _Clock
-
+    s = LiquidSettings.of(settings, **overrides)
+    symbol, seed = s.symbol, s.seed
     mass = atomic_masses[atomic_numbers[symbol]]
-    volume = mass / (density_g_cm3 / _G_CM3_PER_AMU_A3)
+    volume = mass / (s.density_g_cm3 / _G_CM3_PER_AMU_A3)
     # random positions (no memory of a crystal), then a short relaxation at fixed cell
     # (FIRE to 0.5 eV/Å, at most ``prerelax_steps``): a random start's close contacts
     # release enough energy to overheat the run to thousands of kelvin in a few steps
-    start = random_start(symbol, n_atoms, volume_per_atom_A3=volume, seed=seed,
+    start = random_start(symbol, s.n_atoms, volume_per_atom_A3=volume, seed=seed,
                          min_separation_A=1.8 * covalent_radii[atomic_numbers[symbol]])
-    segments = [MDSegment("melt", melt_steps, melt_temperature_K),
-                MDSegment("equilibrate", equilibration_steps, temperature_K),
-                MDSegment("liquid", sample_steps, temperature_K)]
-    clock = _Clock(calc)
-    t0 = time.perf_counter()
-    if prerelax_steps:
-        from ase.optimize import FIRE
-
-        start.calc = clock.calc
-        FIRE(start, logfile=None).run(fmax=0.5, steps=prerelax_steps)
+    segments = [MDSegment("melt", s.melt_steps, s.melt_temperature_K),
+                MDSegment("equilibrate", s.equilibration_steps, s.temperature_K),
+                MDSegment("liquid", s.sample_steps, s.temperature_K)]
+    meter = CostMeter(calc)
+    if s.prerelax_steps:
+        start.calc = meter.calc
+        FIRE(start, logfile=None).run(fmax=0.5, steps=s.prerelax_steps)
         start.calc = None
-    record = run_md(start, clock.calc, segments, seed=seed, record_series=False,
-                    settings=MDSettings(timestep_fs=timestep_fs, sample_every=sample_every))
+    record = run_md(start, meter.calc, segments, seed=seed, record_series=False,
+                    settings=MDSettings(timestep_fs=s.timestep_fs,
+                                        sample_every=s.sample_every))
     if not record.completed:
-        raise PropertyError(f"the liquid run did not complete ({record.status}, "
+        raise ProtocolError(f"the liquid run did not complete ({record.status}, "
                             f"{record.instability}): {record.message}")
-    frames = [s for s, f in zip(record.structures, record.frames) if f.phase == "liquid"]
+    frames = [f_s for f_s, f in zip(record.structures, record.frames) if f.phase == "liquid"]
     temps = [f.temperature_K for f in record.frames if f.phase == "liquid"]
-    result = pair_correlation(frames, label="liquid", **analysis)
-    cost = clock.cost()
-    cost["seconds"] = time.perf_counter() - t0
-    from dataclasses import replace
-
+    result = pair_correlation(frames, label="liquid", r_max_A=s.r_max_A, bin_A=s.bin_A,
+                              coordination_cutoff_A=s.coordination_cutoff_A,
+                              q_max_invA=s.q_max_invA, dq_invA=s.dq_invA,
+                              smoothing_A=s.smoothing_A)
     msd = float(np.mean(np.sum((frames[-1].positions - frames[0].positions) ** 2, axis=1)))
     return replace(result, temperature_K=float(np.mean(temps)), msd_A2=msd,
-                   md_status=record.status, **cost)
+                   md_status=record.status, **meter.cost())
 
 
 def read_curve(path: Any) -> tuple[np.ndarray, np.ndarray]:
     """Two whitespace- or comma-separated columns (x, y), ``#`` comments; raises
     ``ValueError`` naming the file when it is not that."""
-    import os
-
     try:
         data = np.loadtxt(path, comments="#", delimiter="," if str(path).endswith(".csv")
                           else None, ndmin=2)
@@ -330,8 +371,6 @@ def assert_curve(result: PairCorrelation, path: Any, curve: str = "g_r", *,
                  **kwargs: Any) -> CurveComparison:
     """:func:`compare_curve` with limits; raises
     :class:`~pytest_mlpval.assertions.MlpvalAssertionError` with a table."""
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
     if max_rms is None and max_r_factor is None:
         raise ValueError("give max_rms and/or max_r_factor")
@@ -346,3 +385,6 @@ def assert_curve(result: PairCorrelation, path: Any, curve: str = "g_r", *,
              f"{check.x_min:.3g}-{check.x_max:.3g} ({check.n_points} points)", ""]
             + format_table(["measure", "value", "limit", "status"], rows)))
     return check
+
+
+register("liquid", liquid_structure, LiquidSettings, PairCorrelation, family=FAMILY)

@@ -23,14 +23,132 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from pytest_mlpval.protocols.properties.lattice import PropertyError, PropertyResult, _Clock, _relaxed, single_threaded
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.crystals import build_crystal
 from pytest_mlpval.descriptors import cell_widths
+from pytest_mlpval.errors import ProtocolError, SettingsError
+from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
+                                                        PropertySettings)
+from pytest_mlpval.references import MissingReferenceError, load_references
+from pytest_mlpval.threads import single_threaded
 
-__all__ = ["PhononResult", "phonons", "assert_dynamically_stable", "branch_labels"]
+__all__ = ["PhononSettings", "PhononResult", "phonons", "assert_dynamically_stable",
+           "branch_labels", "band_figure"]
+
+
+def _experimental_points(symbol: str) -> dict[str, list[float]]:
+    """Experimental frequencies (THz) at each special point from the reference table."""
+    try:
+        table = load_references(symbol)
+    except MissingReferenceError:
+        return {}
+    points: dict[str, list[float]] = {}
+    for name in table.properties():
+        parts = name.split("_")
+        if parts[0] != "phonon" or not name.endswith("_THz") or len(parts) < 4:
+            continue
+        try:
+            value = table.get(name, "experiment").value
+        except MissingReferenceError:
+            continue
+        point = "G" if parts[1] == "gamma" else parts[1]
+        points.setdefault(point, []).append(value)
+    return points
+
+
+def band_figure(per_potential: dict[str, dict[str, Any]]):
+    """Phonon bands of each potential side by side (:meth:`PhononResult.report_data`),
+    with the experimental frequencies of the reference table at the special points."""
+    from matplotlib.figure import Figure
+
+    names = sorted(per_potential)
+    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, pot in zip(axes, names):
+        data = per_potential[pot]
+        x = np.asarray(data["distances"])
+        ax.plot(x, np.asarray(data["frequencies_THz"]), color="tab:blue", linewidth=1)
+        experiment = _experimental_points(data["symbol"])
+        labelled = False
+        for position, label in data.get("special_points", []):
+            ax.axvline(position, color="0.8", linewidth=0.5)
+            values = experiment.get(label, [])
+            ax.plot([position] * len(values), values, "o", color="tab:red", markersize=4,
+                    label=None if labelled or not values else "experiment")
+            labelled = labelled or bool(values)
+        ticks = data.get("special_points", [])
+        ax.set_xticks([t[0] for t in ticks],
+                      [r"$\Gamma$" if t[1] == "G" else t[1] for t in ticks])
+        ax.axhline(0, color="0.5", linewidth=0.5)
+        ax.set_xlim(x.min(), x.max())
+        ax.set_title(pot + ("" if data.get("stable", True) else " (unstable)"),
+                     fontsize="small")
+        if labelled:
+            ax.legend(fontsize="x-small", loc="lower right")
+    axes[0].set_ylabel("frequency (THz)")
+    return fig
+
+
+@dataclass(frozen=True)
+class PhononSettings(PropertySettings):
+    """Settings of :func:`phonons`.
+
+    Attributes
+    ----------
+    crystal, symbol : str
+    supercell : int, three ints or None
+        Repetitions of the unit cell (an int for all three directions); None: the
+        smallest with every face-to-face width at least ``min_length_A``.
+    min_length_A : float
+    displacement_A : float
+        Finite displacement (> 0).
+    mesh : three ints
+        Gamma-centred mesh of the DOS and the stability check.
+    band_path : str or None
+        An ASE path string (ASE's default path of the lattice if None).
+    band_npoints : int
+    imaginary_tol_THz : float
+        Frequencies down to ``-imaginary_tol_THz`` count as stable.
+    relax : bool
+        Relax the crystal first (symmetry kept).
+    fmax_eV_A : float
+    steps : int
+        Of that relaxation.
+    dos_pitch_THz, degenerate_tol_THz : float
+    label_points : tuple of str
+        Special points whose branches are labelled (two-atom primitive cells only).
+    """
+
+    VERSION: ClassVar[int] = 1
+    group: ClassVar[str] = "phonons"
+    tiers: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"mesh": (8, 8, 8)}}
+
+    crystal: str = "diamond"
+    supercell: int | tuple[int, ...] | None = None
+    min_length_A: float = 10.0
+    displacement_A: float = 0.01
+    mesh: tuple[int, ...] = (12, 12, 12)
+    band_path: str | None = None
+    band_npoints: int = 101
+    imaginary_tol_THz: float = 0.05
+    relax: bool = True
+    fmax_eV_A: float = 1e-3
+    steps: int = 500
+    dos_pitch_THz: float = 0.1
+    degenerate_tol_THz: float = 0.05
+    label_points: tuple[str, ...] = ("G", "X", "L")
+
+    def __post_init__(self) -> None:
+        if self.displacement_A <= 0:
+            raise SettingsError(f"displacement_A must be > 0, got {self.displacement_A}")
+        for name in ("mesh", "label_points") + (
+                ("supercell",) if isinstance(self.supercell, (list, tuple)) else ()):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -102,6 +220,11 @@ class PhononResult(PropertyResult):
     calculator_seconds: float
     seconds: float
     protocol = "phonons"
+    owns = r"phonon_\w+"
+    figure = staticmethod(band_figure)
+
+    def assert_physical(self) -> None:
+        assert_dynamically_stable(self)
 
     def metrics(self) -> dict[str, float]:
         out = {f"phonon_{name}_THz": value for name, value in self.branches_THz.items()}
@@ -137,62 +260,6 @@ class PhononResult(PropertyResult):
                 "frequencies_THz": [list(f) for f in self.band_frequencies_THz[::step]],
                 "special_points": self.special_point_positions(),
                 "branches_THz": dict(self.branches_THz), "stable": self.stable}
-
-
-def _experimental_points(symbol: str) -> dict[str, list[float]]:
-    """Experimental frequencies (THz) at each special point from the reference table."""
-    from pytest_mlpval.references import MissingReferenceError, load_references
-
-    try:
-        table = load_references(symbol)
-    except MissingReferenceError:
-        return {}
-    points: dict[str, list[float]] = {}
-    for name in table.properties():
-        parts = name.split("_")
-        if parts[0] != "phonon" or not name.endswith("_THz") or len(parts) < 4:
-            continue
-        try:
-            value = table.get(name, "experiment").value
-        except MissingReferenceError:
-            continue
-        point = "G" if parts[1] == "gamma" else parts[1]
-        points.setdefault(point, []).append(value)
-    return points
-
-
-def band_figure(per_potential: dict[str, dict[str, Any]]):
-    """Phonon bands of each potential side by side (:meth:`PhononResult.report_data`),
-    with the experimental frequencies of the reference table at the special points."""
-    from matplotlib.figure import Figure
-
-    names = sorted(per_potential)
-    fig = Figure(figsize=(4.2 * len(names), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
-    for ax, pot in zip(axes, names):
-        data = per_potential[pot]
-        x = np.asarray(data["distances"])
-        ax.plot(x, np.asarray(data["frequencies_THz"]), color="tab:blue", linewidth=1)
-        experiment = _experimental_points(data["symbol"])
-        labelled = False
-        for position, label in data.get("special_points", []):
-            ax.axvline(position, color="0.8", linewidth=0.5)
-            values = experiment.get(label, [])
-            ax.plot([position] * len(values), values, "o", color="tab:red", markersize=4,
-                    label=None if labelled or not values else "experiment")
-            labelled = labelled or bool(values)
-        ticks = data.get("special_points", [])
-        ax.set_xticks([t[0] for t in ticks],
-                      [r"$\Gamma$" if t[1] == "G" else t[1] for t in ticks])
-        ax.axhline(0, color="0.5", linewidth=0.5)
-        ax.set_xlim(x.min(), x.max())
-        ax.set_title(pot + ("" if data.get("stable", True) else " (unstable)"),
-                     fontsize="small")
-        if labelled:
-            ax.legend(fontsize="x-small", loc="lower right")
-    axes[0].set_ylabel("frequency (THz)")
-    return fig
-
 
 
 def branch_labels(point: str, frequencies: np.ndarray, eigenvectors: np.ndarray,
@@ -241,15 +308,10 @@ def _phonopy(unit: Any, supercell: np.ndarray, displacement_A: float):
 
 
 @single_threaded
-def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
-            supercell: int | Sequence[int] | None = None, min_length_A: float = 10.0,
-            displacement_A: float = 0.01, mesh: Sequence[int] = (12, 12, 12),
-            band_path: str | None = None, band_npoints: int = 101,
-            imaginary_tol_THz: float = 0.05, relax: bool = True, atoms: Any = None,
-            fmax_eV_A: float = 1e-3, steps: int = 500, dos_pitch_THz: float = 0.1,
-            degenerate_tol_THz: float = 0.05,
-            label_points: Sequence[str] = ("G", "X", "L")) -> PhononResult:
+def phonons(calc: Any, settings: PhononSettings | None = None, *, atoms: Any = None,
+            **overrides: Any) -> PhononResult:
     """Phonons of ``crystal`` (or ``atoms``), relaxed first unless ``relax=False``.
+    ``overrides`` replace fields of ``settings`` (:class:`PhononSettings`).
 
     ``supercell``: repetitions of the unit cell (an int for all three directions, or
     three ints); by default the smallest with every face-to-face width at least
@@ -257,40 +319,37 @@ def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
     lattice if None). Branches are labelled at ``label_points`` (two-atom primitive
     cells only), where symmetry separates longitudinal from transverse modes.
     """
+    from ase import Atoms
     from ase.cell import Cell
 
-    if displacement_A <= 0:
-        raise ValueError(f"displacement_A must be > 0, got {displacement_A}")
-    clock = _Clock(calc)
-    if relax:
-        unit = _relaxed(clock.calc, crystal, symbol, atoms, fmax_eV_A=fmax_eV_A,
-                        steps=steps)[0].atoms
+    s = PhononSettings.of(settings, **overrides)
+    crystal, supercell, displacement_A = s.crystal, s.supercell, s.displacement_A
+    meter = CostMeter(calc)
+    if s.relax:
+        unit = relax_keeping_symmetry(meter.calc, crystal, s.symbol, atoms,
+                                      fmax_eV_A=s.fmax_eV_A, steps=s.steps)[0].atoms
     else:
-        from pytest_mlpval.crystals import build_crystal
-
-        unit = (build_crystal(crystal, symbol) if atoms is None else atoms).copy()
+        unit = (build_crystal(crystal, s.symbol) if atoms is None else atoms).copy()
     if supercell is None:
-        reps = np.ceil(min_length_A / cell_widths(np.asarray(unit.cell)) - 1e-9).astype(int)
+        reps = np.ceil(s.min_length_A / cell_widths(np.asarray(unit.cell)) - 1e-9).astype(int)
     else:
         reps = np.broadcast_to(np.asarray(supercell, dtype=int), (3,))
     if (reps < 1).any():
-        raise ValueError(f"supercell repetitions must be >= 1, got {reps.tolist()}")
+        raise SettingsError(f"supercell repetitions must be >= 1, got {reps.tolist()}")
     matrix = np.diag(reps)
     phonon = _phonopy(unit, matrix, displacement_A)
     forces = []
     for displaced in phonon.supercells_with_displacements:
-        from ase import Atoms
-
         cell = Atoms(displaced.symbols, cell=displaced.cell,
                      scaled_positions=displaced.scaled_positions, pbc=True)
-        cell.calc = clock.calc
+        cell.calc = meter.calc
         forces.append(np.array(cell.get_forces()))
     phonon.forces = forces
     phonon.produce_force_constants()
     phonon.symmetrize_force_constants()
 
     prim_cell = Cell(np.asarray(phonon.primitive.cell))
-    path = prim_cell.bandpath(band_path, npoints=band_npoints)
+    path = prim_cell.bandpath(s.band_path, npoints=s.band_npoints)
     special = {k: tuple(float(x) for x in v) for k, v in path.special_points.items()}
     names = list(special)
     phonon.run_qpoints([special[k] for k in names], with_eigenvectors=True)
@@ -301,42 +360,40 @@ def phonons(calc: Any, crystal: str = "diamond", symbol: str = "Si", *,
     branches: dict[str, float] = {}
     if len(phonon.primitive) == 2:
         for i, k in enumerate(names):
-            if k not in label_points:
+            if k not in s.label_points:
                 continue
             branches.update(branch_labels(k, freqs[i], vecs[i],
                                           np.asarray(special[k]) @ reciprocal,
-                                          degenerate_tol_THz))
+                                          s.degenerate_tol_THz))
     phonon.run_qpoints(path.kpts)
     band = np.asarray(phonon.qpoints.frequencies)
     distances = path.get_linear_kpoint_axis()[0]
-    phonon.run_mesh(list(mesh), is_gamma_center=True)
+    phonon.run_mesh(list(s.mesh), is_gamma_center=True)
     mesh_freqs = np.asarray(phonon.mesh.frequencies)
     mesh_q = np.asarray(phonon.mesh.qpoints)
-    phonon.run_total_dos(freq_pitch=dos_pitch_THz)
+    phonon.run_total_dos(freq_pitch=s.dos_pitch_THz)
     dos = phonon.total_dos
     candidates = [(float(band.min()), tuple(map(float, path.kpts[np.argmin(band.min(1))]))),
                   (float(mesh_freqs.min()),
                    tuple(map(float, mesh_q[np.argmin(mesh_freqs.min(1))])))]
     fmin, qmin = min(candidates)
     if not math.isfinite(fmin):
-        raise PropertyError(f"phonon frequencies of {crystal} are not finite")
+        raise ProtocolError(f"phonon frequencies of {crystal} are not finite")
     return PhononResult(
-        crystal, symbol, float(unit.cell.lengths()[0]),
+        crystal, s.symbol, float(unit.cell.lengths()[0]),
         tuple(tuple(int(x) for x in row) for row in matrix),
         int(len(unit) * np.prod(reps)),
         float(cell_widths(np.asarray(unit.cell) * reps[:, None]).min()),
         float(displacement_A), len(forces), special, frequencies, branches, path.path,
         tuple(map(float, distances)), tuple(tuple(map(float, f)) for f in band),
         tuple(map(float, dos.frequency_points)), tuple(map(float, dos.dos)),
-        tuple(int(m) for m in mesh), fmin, qmin, float(imaginary_tol_THz),
-        fmin >= -imaginary_tol_THz, **clock.cost())
+        tuple(int(m) for m in s.mesh), fmin, qmin, float(s.imaginary_tol_THz),
+        fmin >= -s.imaginary_tol_THz, **meter.cost())
 
 
 def assert_dynamically_stable(result: PhononResult) -> None:
     """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when the crystal has
     imaginary modes beyond the tolerance."""
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
     if result.stable:
         return
@@ -348,3 +405,6 @@ def assert_dynamically_stable(result: PhononResult) -> None:
          f"supercell {result.n_supercell_atoms} atoms, displacement "
          f"{result.displacement_A} Å", ""]
         + format_table(["special point", "lowest THz"], rows)))
+
+
+register("phonons", phonons, PhononSettings, PhononResult, family=FAMILY)
