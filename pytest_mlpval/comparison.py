@@ -314,14 +314,14 @@ def compare_levels(candidate: Any, references: ReferenceTable, properties: str |
     out = []
     for name in properties:
         value = candidate_value(candidate, name, metric)
-        found = {}
+        found, missing = {}, {}
         for kind in (level, "experiment"):
             try:
                 found[kind] = references.get(name, kind)
-            except MissingReferenceError:
-                found[kind] = None
+            except MissingReferenceError as exc:
+                found[kind], missing[kind] = None, exc
         if found[level] is None and found["experiment"] is None:
-            raise MissingReferenceError(references._missing(name, level))
+            raise missing[level]
         dft, exp = found[level], found["experiment"]
         fit = value - dft.value if dft else math.nan
         truth = dft.value - exp.value if dft and exp else math.nan

@@ -20,7 +20,7 @@ error. To give one group its own markers (or an ``xfail``), subclass its class i
         pass
 
 Markers on a class or a test must name properties of that test's group. Every test
-runs its protocols through :func:`~pytest_mlpval.protocols.properties.campaign.compute_properties`
+runs its protocols through :func:`~pytest_mlpval.protocols.properties.compute_properties`
 with the campaign options (workers, Dask scheduler, the campaign cache: a rerun is read
 back, not recomputed), records every protocol's metrics (summary, ``--mlpval-json``,
 baselines; EoS and phonon figures in ``--mlpval-report``) and compares the marked
@@ -32,8 +32,17 @@ The candidate's training level (``"PBE"``) comes from a marker's ``training_leve
 the ini line ``mlpval_training_level`` (where the suite registers it) or the test
 module's ``MLPVAL_TRAINING_LEVEL``; ``MLPVAL_REFERENCE_FILES`` (paths relative to the
 test module) adds users' reference files, and ``MLPVAL_PROPERTY_PARAMS`` (protocol ->
-keyword arguments) overrides the protocols' parameters. The liquid and vacancy-size
-tests are campaigns of the full tier (``--mlpval-tier=full``).
+fields of its settings, e.g. ``{"elastic": {"n_strains": 3}}``) overrides the protocols'
+settings after the tier's. The liquid and vacancy-size tests are campaigns of the full
+tier (``--mlpval-tier=full``).
+
+The groups come from the registry: a property protocol registered with
+``family="properties"`` (:func:`~pytest_mlpval.protocols.base.register`) joins the
+group its settings class names (``group``, else a group of its own) with the tier's
+settings (``tiers``); the metric names its result class claims (``owns``, a regular
+expression) route markers to that group, and the result's ``assert_physical()`` is its
+physical check. :func:`check_group` runs any group, one without a ready-made test
+included.
 """
 
 from __future__ import annotations
@@ -194,21 +203,22 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
              records: dict[str, dict[str, Any]], references: Any, level: str | None
              ) -> list[str]:
     """Compare, record the comparisons on their protocols' records; failure messages."""
-    comparisons = []
-    for spec in specs:
+    from pytest_mlpval.assertions import MissingMetricError
+    from pytest_mlpval.checks import perform_bounds_check
+
+    def check(metrics: Any, units: Any, spec: Any, source: str) -> list[Any]:
         key = spec.metric or spec.name
         if key not in metrics:
-            raise pytest.UsageError(
-                f"{item.nodeid}: {spec.text}: the protocols of this test gave no "
-                f"{key!r}; they gave {', '.join(sorted(metrics))} (set their parameters "
-                "with MLPVAL_PROPERTY_PARAMS in the test module)")
-        try:
-            c = compare(metrics, references, spec.name, spec.against, rel=spec.rel,
-                        abs=spec.abs, training_level=level, metric=spec.metric)
-        except MissingReferenceError as exc:
-            raise pytest.UsageError(f"{item.nodeid}: {spec.text}: {exc}") from None
-        comparisons.append((spec, c))
-        record = records[key]
+            raise MissingMetricError(
+                f"the protocols of this test gave no {key!r}; they gave "
+                f"{', '.join(sorted(metrics))} (set their parameters with "
+                "MLPVAL_PROPERTY_PARAMS in the test module)")
+        return [compare(metrics, references, spec.name, spec.against, rel=spec.rel,
+                        abs=spec.abs, training_level=level, metric=spec.metric)]
+
+    def record(spec: Any, checked: list[Any]) -> None:
+        (c,) = checked
+        record = records[spec.metric or spec.name]
         name = f"|{spec.name} - {c.against}|"
         record["metrics"][name] = abs(c.difference)
         record["units"][name] = c.unit
@@ -218,6 +228,27 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
             "property": c.property, "candidate": c.candidate, "against": c.against,
             "reference": c.reference.value, "source": c.reference.source,
             "level_mismatch": c.level_mismatch, "training_level": level})
+
+    def failures(checked: Any) -> list[str]:
+        return _failures([(spec, c) for spec, _, (c,) in checked], metrics, references,
+                         level, mlpval.potential.name, item.nodeid)
+
+    try:
+        perform_bounds_check(
+            metrics, {}, [(spec, spec.text) for spec in specs],
+            what=mlpval.potential.name, record=record, check=check, failures=failures,
+            usage_errors=(MissingMetricError, MissingReferenceError),
+            on_usage_error=lambda exc, source: pytest.UsageError(
+                f"{item.nodeid}: {source}: {exc}"))
+    except MlpvalAssertionError as exc:
+        return [str(exc)]
+    return []
+
+
+def _failures(comparisons: list[tuple[Any, Any]], metrics: dict[str, float],
+              references: Any, level: str | None, potential: str, nodeid: str
+              ) -> list[str]:
+    """Failure messages of the comparisons: a table per reference kind with a failure."""
     failed = [(s, c) for s, c in comparisons if not c.passed]
     if not failed:
         return []
@@ -231,13 +262,13 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
         try:
             assert_properties(metrics, references, tolerances, kind, training_level=level)
         except MlpvalAssertionError as exc:
-            messages.append(f"{mlpval.potential.name}: {exc}")
+            messages.append(f"{potential}: {exc}")
     names = [s.name for s, _ in failed]
     if not messages:  # cannot happen: the same comparisons failed above
-        messages = [f"{mlpval.potential.name}: {', '.join(names)} outside tolerance"]
+        messages = [f"{potential}: {', '.join(names)} outside tolerance"]
     messages[-1] += "\n" + "\n".join(_level_lines(metrics, references, names, level)
                               + ["", f"tolerances from {'; '.join(s.text for s, _ in failed)}"
-                                 f" in {item.nodeid}; change them there"])
+                                 f" in {nodeid}; change them there"])
     return messages
 
 

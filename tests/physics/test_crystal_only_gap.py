@@ -25,7 +25,8 @@ import pytest
 
 from pytest_mlpval.comparison import compare
 from pytest_mlpval.potentials import load_potential
-from pytest_mlpval.protocols.properties.campaign import compute_properties
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.properties import compute_properties
 from pytest_mlpval.references import load_references
 
 SILICON = Path(__file__).resolve().parents[2] / "example_suites" / "silicon"
@@ -70,8 +71,8 @@ def _cache(request, tmp_path_factory) -> Path:
 
 
 def _liquid(potential, request, tmp_path_factory):
-    return compute_properties(potential, ["liquid"], cache_dir=_cache(request,
-                                                                       tmp_path_factory))
+    options = CampaignOptions(cache_dir=_cache(request, tmp_path_factory))
+    return compute_properties(potential, ["liquid"], options=options)
 
 
 def test_crystal_only_gap_passes_the_crystal(crystal_gap, si, record_property):

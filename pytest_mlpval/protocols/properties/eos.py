@@ -26,7 +26,7 @@ import math
 import operator
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -199,7 +199,7 @@ class EosResult(PropertyResult):
 
     def report_data(self) -> dict[str, Any]:
         """For the HTML report: the E(V) curve, drawn by :func:`eos_figure`."""
-        return {"figure": "pytest_mlpval.protocols.properties.eos:eos_figure", "reference": self.crystal,
+        return {"reference": self.crystal,
                 "strain_span": self.strain_span, "curves": {self.crystal: self.curve_data()}}
 
 
@@ -483,7 +483,7 @@ class PolymorphResult(PropertyResult):
 
     def report_data(self) -> dict[str, Any]:
         """For the HTML report: E(V) of every polymorph, drawn by :func:`eos_figure`."""
-        return {"figure": "pytest_mlpval.protocols.properties.eos:eos_figure", "reference": self.reference,
+        return {"reference": self.reference,
                 "curves": {e.crystal: e.curve_data() for e in self.eos},
                 "transitions": {f"{t.low} -> {t.high}": t.pressure_GPa
                                 for t in self.transitions}}

@@ -255,7 +255,7 @@ class PhononResult(PropertyResult):
         the special points and the labelled branches, drawn by :func:`band_figure` with
         the experimental frequencies at Gamma, X and L."""
         step = max(1, -(-len(self.band_distances) // max_points))
-        return {"figure": "pytest_mlpval.protocols.properties.phonons:band_figure", "symbol": self.symbol,
+        return {"symbol": self.symbol,
                 "crystal": self.crystal, "distances": list(self.band_distances[::step]),
                 "frequencies_THz": [list(f) for f in self.band_frequencies_THz[::step]],
                 "special_points": self.special_point_positions(),
