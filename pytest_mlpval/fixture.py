@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
+from pytest_mlpval.checks import perform_bounds_check
 from pytest_mlpval.errors import ProtocolError, SettingsError, UnknownProtocolError
 from pytest_mlpval.protocols.base import CampaignOptions, Result, get_protocol
 from pytest_mlpval.protocols.base import run_protocol as run_registered
@@ -343,8 +344,8 @@ class MlpvalFixture:
         if not groups:
             raise pytest.UsageError(f"{self._item.nodeid}: mlpval.expect() without bounds, "
                                     f"and the test has no @pytest.mark.{EXPECT} marker")
-        return _apply_bounds(result.metrics(), result.units(), groups, label,
-                             _of(self.subject), record)
+        return perform_bounds_check(result.metrics(), result.units(), groups,
+                                    what=f"{label} of {_of(self.subject)}", record=record)
 
     def failure_dir(self) -> Any:
         """Where failing structures are written: ``mlpval-failures`` in pytest's cache
@@ -510,28 +511,6 @@ def auto_check(item: pytest.Item, session: MlpvalSession) -> None:
     fixture.check(funcargs["mlpval_errors"])
 
 
-def _apply_bounds(metrics: dict[str, float], units: dict[str, str], groups: list,
-                  protocol: str, potential: str, record: dict[str, Any] | None) -> list:
-    from pytest_mlpval.assertions import MissingMetricError, bounds_message, check_bounds
-
-    __tracebackhide__ = True
-    checked, messages = [], []
-    for bounds, text in groups:
-        try:
-            results = check_bounds(metrics, units, bounds, text)
-        except (MissingMetricError, ValueError) as exc:
-            raise pytest.UsageError(str(exc)) from None
-        checked.extend(results)
-        if record is not None:
-            record["thresholds"].extend(r.as_dict() for r in results)
-        if not all(r.passed for r in results):
-            messages.append(bounds_message(results, f"{protocol} of {potential}",
-                                           f"bounds from {text}"))
-    if messages:
-        raise MlpvalAssertionError("\n\n".join(messages))
-    return checked
-
-
 def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
     """After a passing test body: apply ``mlpval_expect`` markers to the protocol results
     the test recorded (unless the test called mlpval.expect itself)."""
@@ -559,8 +538,9 @@ def auto_expect(item: pytest.Item, session: MlpvalSession) -> None:
             targets = [r for r in targets if names & set(r["metrics"])] or targets
         for rec in targets:
             try:
-                _apply_bounds(rec["metrics"], rec["units"], [(spec.bounds, spec.text)],
-                              rec["dataset"]["name"], _of(subject_of(rec)), rec)
+                perform_bounds_check(rec["metrics"], rec["units"], [(spec.bounds, spec.text)],
+                                     what=f"{rec['dataset']['name']} of {_of(subject_of(rec))}",
+                                     record=rec)
             except MlpvalAssertionError as exc:
                 failures.append(str(exc))
     if failures:
