@@ -126,8 +126,7 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
     ``protocol`` or without one), ``defaults`` where no marker bounds the same metric,
     and ``explicit``. On failure the message ends with ``details()`` lines."""
     __tracebackhide__ = True
-    from pytest_mlpval.assertions import MissingMetricError, MlpvalAssertionError, bounds_message, \
-        check_bounds
+    from pytest_mlpval.checks import perform_bounds_check, usage_error
     from pytest_mlpval.fixture import item_state
     from pytest_mlpval.markers import expectations_of
 
@@ -144,18 +143,9 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
     record = mlpval.record_result(result, protocol, group)
     if specs:
         item_state(item).expected = True  # the markers are applied here
-    messages = []
-    for bounds, text in groups:
-        try:
-            checked = check_bounds(metrics, units, bounds, text)
-        except (MissingMetricError, ValueError) as exc:
-            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
-        record["thresholds"].extend(r.as_dict() for r in checked)
-        if not all(r.passed for r in checked):
-            messages.append(bounds_message(checked, f"{protocol} of {group}",
-                                           f"bounds from {text}"))
-    if messages:
-        raise MlpvalAssertionError("\n\n".join(messages + ["\n".join(details())]))
+    perform_bounds_check(metrics, units, groups, what=f"{protocol} of {group}",
+                         record=record, on_usage_error=usage_error(item.nodeid),
+                         details=details)
 
 
 # --- the training set ------------------------------------------------------------------
