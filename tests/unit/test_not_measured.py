@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from pytest_mlpval.protocols.compression.outcome import classify_frames
+from pytest_mlpval.protocols.compression import classify_frames
 from pytest_mlpval.protocols.fitting.crossval import CrossValidationResult, FoldResult
 from pytest_mlpval.protocols.properties.eos import (EosResult, PolymorphResult, TransitionResult,
                                transition_pressure)
@@ -19,7 +19,7 @@ from pytest_mlpval.fixture import not_measured
 from pytest_mlpval.protocols.fitting.learning_curve import LearningCurveResult, LearningPoint
 from pytest_mlpval.protocols.properties.liquid import PairCorrelation
 from pytest_mlpval.protocols.md.settings import MDFrame
-from pytest_mlpval.protocols.properties.lattice import PropertyError
+from pytest_mlpval.protocols.properties import PropertyError
 from pytest_mlpval.protocols.properties.campaign import PropertySet
 from pytest_mlpval.protocols.rss import RssMinimum, RssResult, RssSettings
 
@@ -161,7 +161,7 @@ def _frames(coordination, sh):
 
 
 def test_compression_onset_and_collapse_not_reached_are_gaps_a_stopped_run_is_not():
-    from pytest_mlpval.protocols.compression.run import CompressionResult
+    from pytest_mlpval.protocols.compression import CompressionResult
 
     # stays four-fold and amorphous: neither onset nor collapse happened
     amorphous = classify_frames(_frames([4.0] * 6, [0.0] * 6), expected_phase="sh")

@@ -16,7 +16,7 @@ from pytest_mlpval.protocols.properties.liquid import (
     read_curve,
 )
 from pytest_mlpval.protocols.md.run import diamond_start, random_start
-from pytest_mlpval.protocols.properties.lattice import PropertyError
+from pytest_mlpval.protocols.properties import PropertyError
 from pytest_mlpval.references import load_references
 
 

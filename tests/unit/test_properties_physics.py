@@ -20,7 +20,7 @@ from pytest_mlpval.protocols.properties.defects import (
 )
 from pytest_mlpval.protocols.properties.elastic import assert_born_stable, born_stability, elastic_constants
 from pytest_mlpval.protocols.properties.phonons import assert_dynamically_stable, phonons
-from pytest_mlpval.protocols.properties.lattice import PropertyError
+from pytest_mlpval.protocols.properties import PropertyError
 from pytest_mlpval.references import load_references
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 

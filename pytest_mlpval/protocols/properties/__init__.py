@@ -8,9 +8,11 @@ Importing it registers the family's protocols (:data:`~pytest_mlpval.protocols.b
 
 from __future__ import annotations
 
+from .common import (
+    FAMILY, PropertyError, PropertySettings, PropertyResult,
+)
 from .lattice import (
-    FAMILY, PropertyError, PropertySettings, PropertyResult, LatticeSettings, LatticeResult,
-    relaxed_lattice,
+    LatticeSettings, LatticeResult, relaxed_lattice,
 )
 from .eos import (
     EosSettings, EosResult, equation_of_state, TransitionResult, transition_pressure,

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import (PROTOCOLS, CampaignOptions, Settings,
                                           get_protocol, run_protocols)
-from pytest_mlpval.protocols.properties.lattice import FAMILY, PropertyError, PropertyResult
+from pytest_mlpval.protocols.properties.common import FAMILY, PropertyError, PropertyResult
 
 __all__ = ["property_protocols", "property_settings", "PropertySet", "compute_properties"]
 

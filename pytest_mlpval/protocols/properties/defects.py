@@ -29,8 +29,8 @@ import numpy as np
 
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
-                                                        PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
+                                                       PropertySettings)
 from pytest_mlpval.threads import single_threaded
 
 __all__ = ["VacancySettings", "VacancyResult", "vacancy_formation", "VacancyConvergence",

@@ -34,8 +34,8 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.crystals import canonical_crystal
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
-                                                        PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
+                                                       PropertySettings)
 from pytest_mlpval.threads import single_threaded
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 

@@ -1,10 +1,11 @@
 """Physical properties of a candidate for comparison with experiment and DFT (the
-tutorial's Table I): what the property protocols share, and the relaxed lattice.
+tutorial's Table I): the relaxed lattice.
 
 Plain library (no pytest). The family (:mod:`pytest_mlpval.protocols.properties`) has
 
-- :mod:`.lattice` (this module): :class:`PropertySettings` and :class:`PropertyResult`,
-  the bases of the family's settings and results, and :func:`relaxed_lattice`;
+- :mod:`.common`: :class:`~.common.PropertySettings` and
+  :class:`~.common.PropertyResult`, the bases of the family's settings and results;
+- :mod:`.lattice` (this module): :func:`relaxed_lattice`;
 - :mod:`.campaign`: :func:`compute_properties`, which runs several protocols as items
   of one cached campaign (:func:`~pytest_mlpval.protocols.base.run_protocols`);
 - :mod:`.eos`: Birch–Murnaghan equation of state, polymorph energies, transition pressure;
@@ -15,7 +16,7 @@ Plain library (no pytest). The family (:mod:`pytest_mlpval.protocols.properties`
   liquid run, comparison with users' curves.
 
 Each protocol is a function ``protocol(calc, settings=None, **overrides)`` with its
-settings (a :class:`PropertySettings`) and its result (a :class:`PropertyResult`),
+settings (a ``PropertySettings``) and its result (a ``PropertyResult``),
 registered with one line ``register(name, function, Settings, Result,
 family="properties")`` (:func:`~pytest_mlpval.protocols.base.register`): the campaign,
 the cache, the ready-made tests (their groups, which property each computes, the
@@ -32,62 +33,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
-from pytest_mlpval.errors import ProtocolError
-from pytest_mlpval.protocols.base import (CostMeter, Result, Settings, register,
-                                          relax_keeping_symmetry)
+from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
+                                                       PropertySettings)
 from pytest_mlpval.threads import single_threaded
 
-__all__ = ["FAMILY", "PropertyError", "PropertySettings", "PropertyResult",
-           "LatticeSettings", "LatticeResult", "relaxed_lattice"]
-
-#: the family name the property protocols are registered under
-FAMILY = "properties"
-
-#: the family's old name of :class:`~pytest_mlpval.errors.ProtocolError`: ``except
-#: PropertyError`` catches every protocol failure (non-finite results and symmetry
-#: changes included)
-PropertyError = ProtocolError
-
-
-@dataclass(frozen=True)
-class PropertySettings(Settings):
-    """Base of the property protocols' settings: the element, and what the ready-made
-    tests (:mod:`pytest_mlpval.property_tests`) need to know of a protocol.
-
-    Class attributes
-    ----------------
-    group : str
-        The ready-made test that runs the protocol (``"lattice"`` runs ``lattice`` and
-        ``eos``); empty: a group of its own, named like the protocol.
-    tiers : mapping of str to mapping
-        Overrides of the settings in each tier (``{"full": {"n_points": 9}}``).
-    """
-
-    group: ClassVar[str] = ""
-    tiers: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-
-    symbol: str = "Si"
-
-
-class PropertyResult(Result):
-    """Base of the property results (:class:`~pytest_mlpval.protocols.base.Result`).
-
-    Class attributes
-    ----------------
-    owns : str
-        A regular expression matching the names of the metrics the ready-made tests take
-        from this result (the properties it computes); empty: none.
-    """
-
-    protocol = "property"
-    owns: ClassVar[str] = ""
-
-    def assert_physical(self) -> None:
-        """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when the result
-        describes no physical solid (Born- or dynamically unstable, an extrapolated
-        equation of state); nothing to check by default."""
+__all__ = ["LatticeSettings", "LatticeResult", "relaxed_lattice"]
 
 
 @dataclass(frozen=True)

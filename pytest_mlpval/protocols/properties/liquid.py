@@ -35,8 +35,8 @@ from pytest_mlpval.descriptors import cell_widths
 from pytest_mlpval.errors import ProtocolError
 from pytest_mlpval.protocols.base import CostMeter, register
 from pytest_mlpval.protocols.md import MDSegment, MDSettings, random_start, run_md
-from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
-                                                        PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
+                                                       PropertySettings)
 from pytest_mlpval.threads import single_threaded
 
 __all__ = ["PairCorrelation", "pair_correlation", "LiquidSettings", "liquid_structure",

@@ -32,8 +32,8 @@ from pytest_mlpval.crystals import build_crystal
 from pytest_mlpval.descriptors import cell_widths
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.lattice import (FAMILY, PropertyResult,
-                                                        PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
+                                                       PropertySettings)
 from pytest_mlpval.references import MissingReferenceError, load_references
 from pytest_mlpval.threads import single_threaded
 
