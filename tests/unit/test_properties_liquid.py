@@ -8,15 +8,15 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.comparison import compare
-from pytest_mlpval.protocols.properties.liquid import (
+from pytest_mlpval.protocols.md import diamond_start, random_start
+from pytest_mlpval.protocols.properties import (
+    PropertyError,
     assert_curve,
     compare_curve,
     liquid_structure,
     pair_correlation,
     read_curve,
 )
-from pytest_mlpval.protocols.md.run import diamond_start, random_start
-from pytest_mlpval.protocols.properties import PropertyError
 from pytest_mlpval.references import load_references
 
 

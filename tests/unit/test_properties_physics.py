@@ -12,15 +12,18 @@ import pytest
 from conftest import GAP_XML, needs_quippy
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.comparison import assert_property, compare
-from pytest_mlpval.protocols.properties.defects import (
+from pytest_mlpval.protocols.properties import (
     EV_PER_A2_TO_J_PER_M2,
+    PropertyError,
+    assert_born_stable,
+    assert_dynamically_stable,
+    born_stability,
+    elastic_constants,
+    phonons,
     surface_energy,
     vacancy_convergence,
     vacancy_formation,
 )
-from pytest_mlpval.protocols.properties.elastic import assert_born_stable, born_stability, elastic_constants
-from pytest_mlpval.protocols.properties.phonons import assert_dynamically_stable, phonons
-from pytest_mlpval.protocols.properties import PropertyError
 from pytest_mlpval.references import load_references
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
@@ -95,7 +98,7 @@ def test_elastic_constants_of_sw(sw, elastic_sw):
 
 
 def test_bulk_modulus_from_elastic_constants_matches_eos(sw, elastic_sw):
-    from pytest_mlpval.protocols.properties.eos import equation_of_state
+    from pytest_mlpval.protocols.properties import equation_of_state
 
     eos = equation_of_state(sw, strain_span=0.01)
     c = elastic_sw.metrics()
