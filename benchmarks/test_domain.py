@@ -2,9 +2,10 @@
 13,233 environments) against a 10,000-atom application trajectory.
 
 The trajectory is ten frames of a 1000-atom diamond cell rattled by 0.02 to 0.3 Å (a cell
-heated towards melting). Ours is :func:`~pytest_mlpval.protocols.domain.coverage.check_applicability`: SOAP
-of the training set and of the trajectory, then the per-atom maximum kernel over all
-training environments (chunked matrix products). The bare side is dscribe's own
+heated towards melting). Ours is
+:func:`~pytest_mlpval.protocols.domain.check_applicability`: SOAP of the training set
+and of the trajectory, then the per-atom maximum kernel over all training environments
+(chunked matrix products). The bare side is dscribe's own
 descriptor time on the same atoms (``SOAP.create`` on the training frames and the
 trajectory, same settings). The ratio ours / bare is the cost of the kernel and the
 bookkeeping on top of the descriptors; the atoms per second are of the trajectory, with
@@ -59,14 +60,14 @@ def _bare(training, trajectory, settings):
 
 
 def _ours(training, trajectory):
-    from pytest_mlpval.protocols.domain.coverage import check_applicability
+    from pytest_mlpval.protocols.domain import check_applicability
 
     return check_applicability(trajectory, training)
 
 
 def test_applicability_throughput(benchmark, training, trajectory):
-    from pytest_mlpval.protocols.domain.coverage import check_applicability, training_domain
     from pytest_mlpval.descriptors import SI_SOAP
+    from pytest_mlpval.protocols.domain import check_applicability, training_domain
 
     assert sum(len(a) for a in trajectory) == 10_000
     assert all(all(a.pbc) for a in training.structures)  # the bare side takes them all

@@ -41,47 +41,54 @@ Tests: ``test_mlpval_leakage`` (every configured dataset except the training one
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from pytest_mlpval import options
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.external_tests import ExternalSets, mlpval_external
+from pytest_mlpval.fixture import MlpvalFixture
+from pytest_mlpval.markers import CV, parse_cv_marker, thresholds_of
+from pytest_mlpval.plugin import LINKS, SESSION
+from pytest_mlpval.protocols.domain import (OUTSIDE_CUTOFF, ApplicabilitySettings,
+                                            check_applicability, check_leakage,
+                                            duplicate_table, training_domain)
+from pytest_mlpval.protocols.fitting import (CrossValidationResult, CrossValidationSettings,
+                                             FitSpecError, LearningCurveSettings, as_fitter,
+                                             assert_cv_errors, cross_validate,
+                                             learning_curve, subset)
+from pytest_mlpval.subjects import dataset_subject, default_recipe_name, recipe_subject
 
 __all__ = ["mlpval_cv", "mlpval_domain", "mlpval_external", "test_mlpval_leakage",
            "test_mlpval_applicability", "test_mlpval_cross_validation", "LEAKAGE_BOUNDS",
            "APPLICABILITY_BOUNDS", "CrossValidation", "DomainChecks", "ExternalSets",
            "cv_dataset_name"]
 
-#: default limits of the leakage check (pytest_mlpval.protocols.domain.coverage.assert_no_leakage)
+#: default limits of the leakage check (pytest_mlpval.protocols.domain.assert_no_leakage)
 LEAKAGE_BOUNDS = {"max_duplicate_fraction": 0.05, "max_median_min_similarity": 0.9999}
-#: default limit of the applicability check (pytest_mlpval.protocols.domain.coverage.assert_applicable)
+#: default limit of the applicability check (pytest_mlpval.protocols.domain.assert_applicable)
 APPLICABILITY_BOUNDS = {"max_outside_fraction": 0.05}
 
 _DOMAINS: dict[str, Any] = {}  # training-set sha256 -> TrainingDomain (per process)
 
 
 def _session(config: pytest.Config) -> Any:
-    from pytest_mlpval.plugin import SESSION
-
     return config.stash[SESSION]
 
 
 def _recorder(request: pytest.FixtureRequest, subject: dict[str, Any]) -> Any:
     """An ``mlpval`` fixture object recording under ``subject`` (no candidate)."""
-    from pytest_mlpval.fixture import MlpvalFixture
-
     return MlpvalFixture(request.node, _session(request.config), None, subject)
 
 
 def _recipe(config: pytest.Config, fit: Any, spec: Any) -> dict[str, Any]:
     """The recipe subject of ``fit`` under ``spec`` (its name, model file name, time
     limit), with the candidates linked to it; FitSpecError for a bad fitter."""
-    from pytest_mlpval.protocols.fitting.fit import as_fitter
-    from pytest_mlpval.plugin import LINKS
-    from pytest_mlpval.subjects import default_recipe_name, recipe_subject
-
     fitter = as_fitter(fit, spec.model_name, spec.timeout_s)
     name = spec.recipe or default_recipe_name(fitter)
     fits = sorted(c for c, r in config.stash.get(LINKS, {}).items() if r == name)
@@ -119,6 +126,13 @@ class _Metrics:
         return dict(self._units)
 
 
+class _CrossValidationSummary(_Metrics):
+    """The fold statistics of a cross-validation with its ``report_data``, drawn in the
+    report by the figure of :class:`CrossValidationResult` (the parity plot)."""
+
+    figure = staticmethod(CrossValidationResult.figure)
+
+
 def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, group: str,
                   defaults: dict[str, float], explicit: dict[str, float],
                   details: Any) -> None:
@@ -153,8 +167,6 @@ def _check_bounds(mlpval: Any, item: pytest.Item, result: Any, protocol: str, gr
 def _training(config: pytest.Config, name: str | None = None) -> Any:
     """The configured training dataset (a ReferenceSet); skip when there is none (fail
     with --mlpval-require-dataset)."""
-    from pytest_mlpval import options
-
     session = _session(config)
     name = name or session.settings.training_dataset
     configured = {d.name: d for d in session.settings.datasets}
@@ -172,8 +184,6 @@ def _training(config: pytest.Config, name: str | None = None) -> Any:
 
 
 def _domain_of(reference: Any) -> Any:
-    from pytest_mlpval.protocols.domain.coverage import training_domain
-
     if reference.sha256 not in _DOMAINS:
         _DOMAINS[reference.sha256] = training_domain(reference)
     return _DOMAINS[reference.sha256]
@@ -191,8 +201,6 @@ class CrossValidation:
     def _provisional(self) -> dict[str, Any]:
         """The recipe as the marker and configuration name it, before :meth:`run`
         (which may be given another ``fit``); ``no-recipe`` where there is none yet."""
-        from pytest_mlpval.protocols.fitting.fit import FitSpecError
-
         try:
             spec = self.spec()
             return _recipe(self._request.config, self.fitter(spec, skip=False), spec)
@@ -205,8 +213,6 @@ class CrossValidation:
         return self._mlpval.subject
 
     def _use(self, fit: Any, spec: Any) -> None:
-        from pytest_mlpval.protocols.fitting.fit import FitSpecError
-
         try:
             self._mlpval.subject = _recipe(self._request.config, fit, spec)
         except FitSpecError as exc:
@@ -215,8 +221,6 @@ class CrossValidation:
 
     def spec(self, **overrides: Any) -> Any:
         """The test's ``mlpval_cv`` marker (defaults without one) with ``overrides``."""
-        from pytest_mlpval.markers import CV, parse_cv_marker
-
         item = self._request.node
         mark = item.get_closest_marker(CV)
         kwargs = {**(dict(mark.kwargs) if mark else {}), **overrides}
@@ -226,8 +230,6 @@ class CrossValidation:
         """The marker's ``fit``, else the ``mlpval_fit`` fixture's value, else the
         configured fit command; skip (or UsageError with ``required=True``) without
         (``skip=False``: None)."""
-        from pytest_mlpval import options
-
         if spec.fit is not None:
             return spec.fit
         try:
@@ -239,8 +241,9 @@ class CrossValidation:
             return None
         if fit is None:
             message = (f"no fitting recipe for cross-validation: give "
-                       f"{options.FIT_COMMAND_OPTION}=TEMPLATE, the ini key {options.FIT_COMMAND_INI}, a fit= argument "
-                       "of @pytest.mark.mlpval_cv or an mlpval_fit fixture")
+                       f"{options.FIT_COMMAND_OPTION}=TEMPLATE, the ini key "
+                       f"{options.FIT_COMMAND_INI}, a fit= argument of "
+                       "@pytest.mark.mlpval_cv or an mlpval_fit fixture")
             if spec.required:
                 raise pytest.UsageError(f"{self._request.node.nodeid}: {message}")
             pytest.skip(message)
@@ -249,10 +252,6 @@ class CrossValidation:
     def data(self, spec: Any) -> Any:
         """The dataset to cross-validate (``max_structures``: evenly spaced in file
         order)."""
-        import numpy as np
-
-        from pytest_mlpval.protocols.fitting.splits import subset
-
         reference = _training(self._request.config, spec.dataset)
         n = len(reference)
         if spec.max_structures is None or spec.max_structures >= n:
@@ -270,33 +269,27 @@ class CrossValidation:
         MlpvalAssertionError for a failed fold (with the fit's output) or a limit not met.
         """
         __tracebackhide__ = True
-        import pickle
-
-        from pytest_mlpval.protocols.fitting.crossval import assert_cv_errors, cross_validate
-        from pytest_mlpval.protocols.fitting.fit import FitSpecError
-        from pytest_mlpval.markers import thresholds_of
-
         spec = self.spec(**overrides)
         fit = self.fitter(spec)
         self._use(fit, spec)
         data = self.data(spec)
         mlpval, config = self._mlpval, self._request.config
-        options = mlpval.campaign_options()
-        in_process = options["workers"] == 0 and options["scheduler"] is None
+        run_options = mlpval.run_options()
+        in_process = run_options.workers == 0 and run_options.scheduler is None
         if callable(fit) and not in_process:
             try:
                 pickle.dumps(fit)
             except Exception:  # a local function: fit in this process
-                options.update(workers=0, scheduler=None)
+                run_options = replace(run_options, workers=0, scheduler=None)
                 in_process = True
         loader = None
         if in_process:
             def loader(path: str) -> Any:
                 return config.hook.pytest_mlpval_load_potential(config=config, spec=path)
         try:
-            result = cross_validate(data, fit, k=spec.k, split=spec.split, seed=spec.seed,
-                                    model_name=spec.model_name, timeout_s=spec.timeout_s,
-                                    loader=loader, **options)
+            settings = CrossValidationSettings(k=spec.k, method=spec.split, seed=spec.seed)
+            result = cross_validate(data, as_fitter(fit, spec.model_name, spec.timeout_s),
+                                    settings, options=run_options, loader=loader)
         except (FitSpecError, ValueError) as exc:
             raise pytest.UsageError(f"{self._request.node.nodeid}: {spec.text}: "
                                     f"{type(exc).__name__}: {exc}") from None
@@ -304,8 +297,6 @@ class CrossValidation:
         assert_cv_errors(result, max_failed_folds=spec.max_failed_folds)
         if thresholds_of(self._request.node):
             if result.pooled is None:
-                from pytest_mlpval.assertions import MlpvalAssertionError
-
                 raise MlpvalAssertionError(f"cross-validation of {data.name!r}: no fold "
                                            "succeeded, no errors to check")
             mlpval.check(replace(result.pooled, dataset=cv_dataset_name(result)))
@@ -318,19 +309,16 @@ class CrossValidation:
         ``learning-curve`` (metrics: RMSEs at the smallest and largest size, log-log
         slopes) with its plot for the report."""
         __tracebackhide__ = True
-        from pytest_mlpval.protocols.fitting.fit import FitSpecError
-        from pytest_mlpval.protocols.fitting.learning_curve import learning_curve
-
         spec = self.spec(**overrides)
         fit = self.fitter(spec)
         self._use(fit, spec)
         data = self.data(spec)
-        options = self._mlpval.campaign_options()
         try:
-            result = learning_curve(data, fit, test_fraction=test_fraction,
-                                    sizes=sizes, seeds=seeds, split_seed=spec.seed,
-                                    model_name=spec.model_name, timeout_s=spec.timeout_s,
-                                    **options)
+            settings = LearningCurveSettings(sizes=sizes, seeds=seeds,
+                                             test_fraction=test_fraction,
+                                             split_seed=spec.seed)
+            result = learning_curve(data, as_fitter(fit, spec.model_name, spec.timeout_s),
+                                    settings, options=self._mlpval.run_options())
         except (FitSpecError, ValueError) as exc:
             raise pytest.UsageError(f"{self._request.node.nodeid}: learning curve: "
                                     f"{type(exc).__name__}: {exc}") from None
@@ -348,9 +336,9 @@ class CrossValidation:
         metrics, units = result.metrics(), result.units()
         keep = [k for k in metrics if k.startswith(("energy_rmse_fold", "force_rmse_fold"))
                 or k in ("n_folds", "n_failed_folds")]
-        mlpval.record_result(_Metrics({k: metrics[k] for k in keep},
-                                      {k: units[k] for k in keep}, result.report_data),
-                             name)
+        mlpval.record_result(_CrossValidationSummary({k: metrics[k] for k in keep},
+                                                     {k: units[k] for k in keep},
+                                                     result.report_data), name)
         for fold in result.folds:
             m = {k: v for k, v in fold.metrics().items() if k in ("energy_rmse", "force_rmse")}
             m.update(n_structures=float(fold.n_test), failed=float(not fold.ok))
@@ -374,8 +362,6 @@ class DomainChecks:
     """What the ``mlpval_domain`` fixture returns."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
-        from pytest_mlpval.subjects import dataset_subject
-
         self._request = request
         self._mlpval = _recorder(request, dataset_subject(
             name=self.training_name or "no-training-dataset"))
@@ -391,8 +377,6 @@ class DomainChecks:
 
     def training(self) -> Any:
         """The training dataset (a ReferenceSet): the subject of the checks."""
-        from pytest_mlpval.subjects import dataset_subject
-
         reference = _training(self._request.config)
         self._mlpval.subject = dataset_subject(reference)
         return reference
@@ -404,8 +388,6 @@ class DomainChecks:
         ``mlpval_expect`` markers or ``bounds`` say otherwise. Recorded as protocol
         ``leakage``, group = the test set's name. Returns the LeakageResult."""
         __tracebackhide__ = True
-        from pytest_mlpval.protocols.domain.coverage import _duplicate_table, check_leakage
-
         result = check_leakage(_domain_of(self.training()), test, test_name=test.name)
 
         def details() -> list[str]:
@@ -416,7 +398,7 @@ class DomainChecks:
                      f"{int(m['n_test_structures'])} test structures"]
             if result.duplicates:
                 lines += [f"duplicates (kernel >= {result.duplicate_similarity}):"]
-                lines += _duplicate_table(result)
+                lines += duplicate_table(result)
             return lines
 
         _check_bounds(self._mlpval, self._request.node, result, "leakage", test.name,
@@ -427,13 +409,10 @@ class DomainChecks:
                       cutoff: float | None = None, **bounds: float) -> Any:
         """Check that at most 5% of the atoms of ``structures`` (a file path, ASE Atoms
         or a ReferenceSet) have a per-atom SOAP similarity to the training set below
-        ``cutoff`` (default 0.95, :data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`), unless
-        ``mlpval_expect`` markers or ``bounds`` say otherwise; a failure names the least
+        ``cutoff`` (default 0.95, :data:`~pytest_mlpval.protocols.domain.OUTSIDE_CUTOFF`),
+        unless ``mlpval_expect`` markers or ``bounds`` say otherwise; a failure names the least
         covered structures. Recorded as protocol ``applicability``, group ``name``."""
         __tracebackhide__ = True
-        from pytest_mlpval.assertions import format_table
-        from pytest_mlpval.protocols.domain.coverage import OUTSIDE_CUTOFF, check_applicability
-
         names = None
         if isinstance(structures, (str, Path)):
             import ase.io
@@ -444,8 +423,8 @@ class DomainChecks:
             names = [f"{path.name}[{i}] {a.info.get('config_type', '')}".rstrip()
                      for i, a in enumerate(frames)]
             name, structures = name or path.name, frames
-        result = check_applicability(structures, _domain_of(self.training()),
-                                     cutoff=OUTSIDE_CUTOFF if cutoff is None else cutoff,
+        settings = ApplicabilitySettings(cutoff=OUTSIDE_CUTOFF if cutoff is None else cutoff)
+        result = check_applicability(structures, _domain_of(self.training()), settings,
                                      names=names)
         label = name or getattr(structures, "name", None) or "structures"
 
@@ -488,8 +467,6 @@ def test_mlpval_applicability(mlpval_domain, request):
     similarity to the training set below 0.95 (mlpval_expect max_outside_fraction
     overrides); a failure names the least covered structures."""
     __tracebackhide__ = True
-    from pytest_mlpval import options
-
     files = _session(request.config).settings.applications
     if not files:
         pytest.skip(f"no application structures: give {options.APPLICATION_OPTION}=PATH "
@@ -501,8 +478,6 @@ def test_mlpval_applicability(mlpval_domain, request):
         except AssertionError as exc:
             failures.append(str(exc))
     if failures:
-        from pytest_mlpval.assertions import MlpvalAssertionError
-
         raise MlpvalAssertionError("\n\n".join(failures))
 
 
@@ -510,8 +485,6 @@ def test_mlpval_cross_validation(mlpval_cv, request):
     """k-fold cross-validation of the fitting recipe (--mlpval-fit-command) on the
     training dataset (marker mlpval_cv, default 5-fold random split, seed 0); runs with
     --mlpval-tier=full or when the test carries an mlpval_cv marker. Once per run."""
-    from pytest_mlpval.markers import CV
-
     tier = _session(request.config).settings.tier
     if tier != "full" and request.node.get_closest_marker(CV) is None:
         pytest.skip("cross-validation refits the model k times: run with "

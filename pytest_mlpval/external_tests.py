@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from pytest_mlpval.markers import thresholds_of
+from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError, load_potential
+from pytest_mlpval.protocols.domain import build_external_set, frames_sha256, structures_of
+
 __all__ = ["ExternalSets", "mlpval_external"]
 
 
@@ -35,7 +39,6 @@ class ExternalSets:
         labeller = config.hook.pytest_mlpval_labeller(config=config, name=reference)
         if labeller is not None:
             return labeller
-        from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError, load_potential
 
         def hook(spec: str) -> Any:
             return config.hook.pytest_mlpval_load_potential(config=config, spec=spec)
@@ -61,33 +64,29 @@ class ExternalSets:
         (``mlpval-external/<name>-<digest>.xyz`` and its ``.json`` provenance sidecar).
         The provenance holds the protocol, its ``parameters``, the candidate that made
         the structures and the reference's identity. Returns the ExternalSet."""
-        from pytest_mlpval.protocols.domain.external import _frames_sha256, _structures, build_external_set
-
-        structures = _structures(frames)
+        structures = structures_of(frames)
         labeller = self.reference(reference)
         potential = self._mlpval.potential
         params = {**(parameters or {}), "made_by": potential.info.name,
                   "made_by_sha256": potential.info.sha256}
-        key = json.dumps({"frames": _frames_sha256(structures), "reference": repr(reference)
+        key = json.dumps({"frames": frames_sha256(structures), "reference": repr(reference)
                           if not isinstance(reference, str) else reference,
                           "protocol": protocol, "parameters": params},
                          sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        options = self._mlpval.campaign_options()
+        options = self._mlpval.run_options()
         if callable(labeller) and not hasattr(labeller, "get_potential_energy") \
                 and not hasattr(labeller, "calculator"):
-            options.update(workers=0, scheduler=None)  # the user's function, here
+            options = self._mlpval.run_options(workers=0, scheduler=None)  # the user's, here
         return build_external_set(structures, self._folder() / f"{name}-{digest}.xyz",
                                   labeller, protocol=protocol, parameters=params, name=name,
-                                  skip_failed=skip_failed, **options)
+                                  skip_failed=skip_failed, options=options)
 
     def evaluate(self, external: Any, **limits: float) -> Any:
         """The candidate's errors on an ExternalSet (recorded under its name, beside the
         internal test sets); checked against ``limits`` and the test's
         ``mlpval_thresholds`` markers when there are any."""
         __tracebackhide__ = True
-        from pytest_mlpval.markers import thresholds_of
-
         report = self._mlpval.errors(external.read())
         if limits or thresholds_of(self._request.node):
             self._mlpval.check(report, **limits)

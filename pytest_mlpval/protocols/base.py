@@ -40,7 +40,7 @@ from pytest_mlpval.threads import calculator_threads
 __all__ = ["Settings", "Result", "RESULT_TYPES", "result_from_dict", "CampaignOptions",
            "Protocol", "PROTOCOLS", "register", "get_protocol", "run_protocol",
            "run_protocols", "ProtocolRuns", "CostMeter", "counting", "NonFiniteResultError",
-           "SymmetryChangedError", "relax_keeping_symmetry", "plain"]
+           "SymmetryChangedError", "relax_keeping_symmetry", "plain", "cache_parameters"]
 
 
 class NonFiniteResultError(ProtocolError, NonFiniteError):
@@ -329,9 +329,12 @@ def _check_result(value: Any) -> str | None:
     return None
 
 
-def cache_parameters(spec: Protocol, settings: Settings) -> dict[str, Any]:
-    """What keys a protocol's cache entry besides the candidate's identity."""
-    return {"name": spec.name, "version": settings.VERSION, "settings": settings.as_dict()}
+def cache_parameters(spec: Protocol | str, settings: Settings) -> dict[str, Any]:
+    """What keys a protocol's cache entry besides the candidate's identity:
+    ``{"name", "version", "settings"}`` (``spec`` a Protocol or a protocol's name, for
+    campaigns of several items that build their own)."""
+    name = spec if isinstance(spec, str) else spec.name
+    return {"name": name, "version": settings.VERSION, "settings": settings.as_dict()}
 
 
 def run_protocol(name: str | Protocol, potential: Any, settings: Settings | None = None, *,

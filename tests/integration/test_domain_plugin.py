@@ -336,3 +336,38 @@ def test_learning_curve_is_recorded_with_its_figure(pytester, run, suite):
     assert record["metrics"]["force_rmse_at_max_size"]["value"] > 0.1
     page = (pytester.path / "rep" / "index.html").read_text(encoding="utf-8")
     assert "<h3>learning-curve (all)</h3>" in page
+
+
+def test_cv_leakage_and_applicability_figures_come_from_their_result_classes(pytester, run,
+                                                                            suite):
+    """The report draws the CV parity, leakage and applicability figures through the
+    figure of each result's class (the record's reference), with no "figure" key in the
+    results' report data."""
+    from ase.build import bulk
+
+    crystal = bulk("Si", "diamond", a=5.43, cubic=True)
+    crystal.rattle(0.005, seed=1)
+    crystal.write(suite / "near.xyz", format="extxyz")
+    _ini(pytester)
+    pytester.makepyfile(test_figures="""
+        import pytest
+        from pytest_mlpval.domain_tests import mlpval_cv, mlpval_domain
+
+        def fit_sw(frames, workdir):
+            return "sw"
+
+        @pytest.mark.mlpval_cv(k=3, split="stratified", fit=fit_sw)
+        def test_cv(mlpval_cv):
+            mlpval_cv.run()
+
+        @pytest.mark.mlpval_expect(max_outside_fraction=1.0)
+        def test_domain(mlpval_domain):
+            mlpval_domain.applicability("near.xyz")
+            mlpval_domain.leakage(mlpval_domain.training())
+    """)
+    result = run("--potential=sw", "--mlpval-report=rep", "-rf")
+    result.assert_outcomes(passed=1, failed=1)  # the training set leaks into itself
+    page = (suite / "rep" / "index.html").read_text(encoding="utf-8")
+    for heading in ("cv-stratified-k3 (all)", "applicability (near.xyz)", "leakage (train)"):
+        assert f"<h3>{heading}</h3>" in page
+    assert "failed: " not in page

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlpval.protocols.fitting.crossval import assert_cv_errors, cross_validate
 from pytest_mlpval.data import read_dataset
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.fitting import (CrossValidationSettings, assert_cv_errors,
+                                             cross_validate, subset)
 
 SILICON = Path(__file__).resolve().parents[2] / "example_suites" / "silicon"
 TRAIN = f"train={SILICON / 'data' / 'mlearn_Si_training.xyz'},energy=dft_energy," \
@@ -49,14 +51,13 @@ def _recipe():
 
 @needs_gap_fit
 def test_small_gap_cross_validation(tmp_path):
-    from pytest_mlpval.protocols.fitting.splits import subset
-
     train = read_dataset(TRAIN)
     data = subset(train, range(0, len(train), 8), "mlearn-27")
     command = ["gap_fit", "at_file={train}", *SMALL_GAP, "gp_file={model}"]
     start = time.perf_counter()
-    result = cross_validate(data, command, k=3, split="stratified", seed=1,
-                            cache_dir=tmp_path / "cache")
+    settings = CrossValidationSettings(k=3, method="stratified", seed=1)
+    cached = CampaignOptions(cache_dir=tmp_path / "cache")
+    result = cross_validate(data, command, settings, options=cached)
     seconds = time.perf_counter() - start
     print(f"\n3-fold CV of a small GAP on 27 mlearn structures: {seconds:.1f} s")
     print("\n".join(result.table()))
@@ -69,8 +70,7 @@ def test_small_gap_cross_validation(tmp_path):
     assert m["energy_rmse"] < 0.05
     assert_cv_errors(result, force_rmse=0.4, energy_rmse=0.05)
     assert all(f.model_sha256 for f in result.folds)
-    again = cross_validate(data, command, k=3, split="stratified", seed=1,
-                           cache_dir=tmp_path / "cache")
+    again = cross_validate(data, command, settings, options=cached)
     assert again.n_from_cache == 3 and again.metrics() == pytest.approx(m, nan_ok=True)
 
 
@@ -81,7 +81,8 @@ def random_cv():
 
 
 def _bundled_cv(split, k):
-    result = cross_validate(read_dataset(TRAIN), _recipe(), k=k, split=split, seed=0)
+    result = cross_validate(read_dataset(TRAIN), _recipe(),
+                            CrossValidationSettings(k=k, method=split, seed=0))
     print(f"\n{result.describe()}\n" + "\n".join(result.table()))
     for name, report in result.by_config_type.items():
         m = report.metrics()

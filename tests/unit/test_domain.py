@@ -11,14 +11,17 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.data import read_dataset
-from pytest_mlpval.protocols.domain.coverage import (OUTSIDE_CUTOFF, assert_applicable, assert_no_leakage,
-                                  check_applicability, check_leakage, find_duplicates,
-                                  similarity_to_training, training_domain)
-from pytest_mlpval.protocols.domain.errors import (errors_by_similarity, plot_errors_by_similarity,
-                                         plot_similarity_histogram, report_figure)
+from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.evaluate import Predictions
 from pytest_mlpval.metrics import compute_errors
-from pytest_mlpval.protocols.fitting.splits import subset
+from pytest_mlpval.protocols.domain import (OUTSIDE_CUTOFF, ApplicabilitySettings,
+                                            LeakageSettings, assert_applicable,
+                                            assert_no_leakage, check_applicability,
+                                            check_leakage, errors_by_similarity,
+                                            find_duplicates, plot_errors_by_similarity,
+                                            plot_similarity_histogram, report_figure,
+                                            similarity_to_training, training_domain)
+from pytest_mlpval.protocols.fitting import subset
 
 DATA = Path(__file__).resolve().parents[2] / "example_suites" / "silicon" / "data"
 KEYS = "energy=dft_energy,forces=dft_forces,stress=dft_stress"
@@ -134,6 +137,7 @@ def test_crystal_training_set_does_not_cover_the_liquid(mlearn, groups, crystal_
     assert len(data["similarity"]) == 50 and data["cutoff"] == OUTSIDE_CUTOFF
     assert data["similarity"][0] == pytest.approx(m["min_similarity"])
     assert len(report_figure({"elastic": data}).axes) == 1
+    assert "figure" not in data  # the report draws it with type(liquid).figure
 
 
 def test_held_out_crystals_are_inside_the_crystal_domain(mlearn, crystal_domain):
@@ -200,7 +204,8 @@ def test_bad_cutoff(crystal_domain, kwargs, message):
     from ase.build import bulk
 
     with pytest.raises(ValueError, match=message):
-        check_applicability([bulk("Si", "diamond", a=5.43)], crystal_domain, **kwargs)
+        check_applicability([bulk("Si", "diamond", a=5.43)], crystal_domain,
+                            ApplicabilitySettings(**kwargs))
 
 
 def test_similarity_is_deterministic_and_falls_with_distortion(crystal_domain):
@@ -214,3 +219,28 @@ def test_similarity_is_deterministic_and_falls_with_distortion(crystal_domain):
     rattled = crystal.copy()
     rattled.rattle(0.2, seed=1)
     assert similarity_to_training([rattled], crystal_domain).mean[0] < a.mean[0] - 0.01
+
+
+def test_domain_settings_results_and_figures_follow_the_protocol_contract(crystal_domain):
+    """Leakage and applicability take Settings (a bad value is a SettingsError naming
+    it), and their results are protocol Results that name the report's figure."""
+    from ase.build import bulk
+
+    from pytest_mlpval.protocols.base import Result, Settings
+    from pytest_mlpval.protocols.domain import (ApplicabilityResult, BinnedErrors,
+                                                LeakageResult, coverage)
+
+    for cls in (LeakageSettings, ApplicabilitySettings):
+        assert issubclass(cls, Settings) and cls.VERSION == 1
+        assert cls.from_dict(json.loads(json.dumps(cls().as_dict()))) == cls()
+    for cls in (LeakageResult, ApplicabilityResult, BinnedErrors):
+        assert issubclass(cls, Result)
+    assert LeakageResult.figure is ApplicabilityResult.figure is coverage.report_figure
+    with pytest.raises(SettingsError, match=r"duplicate_similarity must be in \(0, 1\]"):
+        LeakageSettings(duplicate_similarity=0.0)
+    crystal = bulk("Si", "diamond", a=5.47, cubic=True)
+    strict = check_applicability([crystal], crystal_domain,
+                                 ApplicabilitySettings(cutoff=1.0))
+    assert strict.cutoff == 1.0 and strict.metrics()["outside_fraction"] > 0
+    copy = check_leakage(crystal_domain, [crystal], LeakageSettings(duplicate_similarity=1.0))
+    assert copy.duplicate_similarity == 1.0

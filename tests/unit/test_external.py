@@ -12,10 +12,13 @@ import pytest
 
 from pytest_mlpval.data import read_dataset
 from pytest_mlpval.evaluate import predict
-from pytest_mlpval.protocols.domain.external import (ExternalSetError, build_external_set, label_structures,
-                                    labels_from_file, read_external_set)
+from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.metrics import compute_errors
 from pytest_mlpval.potentials import load_potential
+from pytest_mlpval.protocols.base import CampaignOptions, Result, Settings
+from pytest_mlpval.protocols.domain import (ExternalSet, ExternalSetError, FileLabels,
+                                            build_external_set, label_structures,
+                                            labels_from_file, read_external_set)
 from pytest_mlpval.testing import BrokenCalculator
 
 
@@ -175,13 +178,17 @@ def test_stress_only_where_every_structure_is_periodic(tmp_path, frames, sw):
 
 
 def test_labels_are_cached(tmp_path, frames, sw):
-    first = label_structures(frames, sw, cache_dir=tmp_path / "cache")
-    second = label_structures(frames, sw, cache_dir=tmp_path / "cache")
+    cached = CampaignOptions(cache_dir=tmp_path / "cache")
+    first = label_structures(frames, sw, options=cached)
+    second = label_structures(frames, sw, options=cached)
     assert first.n_from_cache == 0 and second.n_from_cache == 4
     assert second.values[3]["energy"] == first.values[3]["energy"]
     moved = [a.copy() for a in frames]
     moved[0].positions[0, 0] += 0.01
-    assert label_structures(moved, sw, cache_dir=tmp_path / "cache").n_from_cache == 0
+    assert label_structures(moved, sw, options=cached).n_from_cache == 0
+    es = build_external_set(frames, tmp_path / "c.xyz", sw, protocol="md", options=cached)
+    assert es.n_structures == 4 and es.provenance["reference"]["name"] == "sw"
+    assert label_structures(frames, sw, options=cached).n_from_cache == 4
 
 
 def test_bad_inputs(tmp_path, frames, sw):
@@ -195,3 +202,16 @@ def test_bad_inputs(tmp_path, frames, sw):
         ok = build_external_set(frames, tmp_path / "ok.xyz", sw, protocol="md")
         (tmp_path / "plain.xyz").write_text(Path(ok.path).read_text())
         read_external_set(tmp_path / "plain.xyz")
+
+
+def test_external_sets_follow_the_protocol_contract(tmp_path, frames, sw):
+    """ExternalSetError is the package's error and a ValueError; an external set is a
+    protocol Result; a labels file is a reference given by its settings."""
+    assert issubclass(ExternalSetError, MlpvalError) and issubclass(ExternalSetError,
+                                                                      ValueError)
+    assert issubclass(ExternalSet, Result) and issubclass(FileLabels, Settings)
+    es = build_external_set(frames, tmp_path / "md.xyz", sw, protocol="md")
+    assert es.metrics() == {"n_structures": 4.0, "n_failed": 0.0}
+    labels = labels_from_file(es.path, energy="ref_energy", forces="ref_forces",
+                              stress="ref_stress")
+    assert FileLabels.from_dict(json.loads(json.dumps(labels.as_dict()))) == labels

@@ -24,28 +24,36 @@ environment is in the training set). The training descriptor matrix is computed 
   where more than 5% of the structures have a duplicate, or where the median over test
   structures of the lowest per-atom similarity exceeds 0.9999 (a test set of training
   structures scores 1).
-- **Applicability** (:func:`check_applicability`): the fraction of a user's atoms whose
-  similarity to the training set is below ``cutoff`` (default 0.95) is *outside the
-  training domain*. Calibration (mlearn Si, SI_SOAP): the mlearn test set against the
-  mlearn training set: no atom below 0.976; liquid snapshots (AIMD-NVT at 2530-3374 K)
-  against the Elastic group alone (strained crystals): 86-97% of the atoms below 0.95,
-  mean similarity 0.84-0.88.
-- **Errors against similarity** (:func:`pytest_mlpval.protocols.domain.errors.errors_by_similarity`):
-  force-component errors of atoms and per-atom energy errors of structures, binned by
+- **Applicability**
+  (:func:`~pytest_mlpval.protocols.domain.applicability.check_applicability`): the
+  fraction of a user's atoms whose similarity to the training set is below ``cutoff``
+  (default 0.95) is *outside the training domain*. Calibration (mlearn Si, SI_SOAP): the
+  mlearn test set against the mlearn training set: no atom below 0.976; liquid snapshots
+  (AIMD-NVT at 2530-3374 K) against the Elastic group alone (strained crystals): 86-97%
+  of the atoms below 0.95, mean similarity 0.84-0.88.
+- **Errors against similarity**
+  (:func:`pytest_mlpval.protocols.domain.errors.errors_by_similarity`): force-component
+  errors of atoms and per-atom energy errors of structures, binned by
   similarity.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.descriptors import SI_SOAP, SoapSettings, soap_descriptors
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.protocols.base import Result, Settings
+from pytest_mlpval.threads import one_blas_thread
+
 __all__ = ["DUPLICATE_SIMILARITY", "OUTSIDE_CUTOFF", "TrainingDomain", "training_domain",
-           "DomainSimilarity", "similarity_to_training", "Duplicate", "find_duplicates",
-           "LeakageResult", "check_leakage", "assert_no_leakage", "ApplicabilityResult",
-           "check_applicability", "assert_applicable"]
+           "DomainSimilarity", "similarity_to_training", "Duplicate", "same_geometry",
+           "find_duplicates", "duplicate_table", "quantiles", "LeakageSettings",
+           "LeakageResult", "check_leakage", "assert_no_leakage", "report_figure"]
 
 #: per-atom kernel at or above which a matched structure is a near duplicate
 DUPLICATE_SIMILARITY = 0.9999
@@ -76,8 +84,9 @@ def _frames(data: Any) -> list[Any]:
     return frames
 
 
-def _quantiles(values: np.ndarray, n: int) -> list[float]:
-    """At most ``n`` evenly spaced quantiles of ``values`` (all of them when fewer)."""
+def quantiles(values: np.ndarray, n: int) -> list[float]:
+    """At most ``n`` evenly spaced quantiles of ``values`` (all of them when fewer): the
+    similarity distribution a report figure draws."""
     values = np.sort(np.asarray(values, dtype=float))
     if len(values) > n:
         values = np.quantile(values, np.linspace(0.0, 1.0, n))
@@ -147,8 +156,6 @@ def training_domain(train: Any, settings: Any = None, name: str | None = None,
     """The :class:`TrainingDomain` of ``train`` (ReferenceSet, LabelledData or ASE
     Atoms); ``species`` adds elements absent from it (default: its own). ``name``
     defaults to the dataset's name, else ``"training"``."""
-    from pytest_mlpval.descriptors import SI_SOAP, soap_descriptors
-
     if isinstance(train, TrainingDomain):
         return train
     settings = settings or SI_SOAP
@@ -178,8 +185,6 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 def _descriptors(frames: Sequence[Any], domain: TrainingDomain) -> list[np.ndarray]:
-    from pytest_mlpval.descriptors import soap_descriptors
-
     for i, atoms in enumerate(frames):
         extra = set(atoms.get_chemical_symbols()) - set(domain.species)
         if extra:
@@ -293,7 +298,10 @@ class Duplicate:
     structure_similarity: float
 
 
-def _same_geometry(a: Any, b: Any, tol_A: float) -> bool:
+def same_geometry(a: Any, b: Any, tol_A: float) -> bool:
+    """Whether ASE Atoms ``a`` and ``b`` are the same structure: same elements in the
+    same order, same periodicity, cells within ``tol_A`` (Å) and every atom within
+    ``tol_A`` of its counterpart (across periodic boundaries)."""
     if len(a) != len(b) or not np.array_equal(a.numbers, b.numbers) \
             or not np.array_equal(a.pbc, b.pbc):
         return False
@@ -318,13 +326,6 @@ def find_duplicates(structures: Any, domain: Any,
                             duplicate_similarity, position_tol_A)
 
 
-def _single_threaded_blas():
-    """Many small matrix products: one BLAS thread (:mod:`pytest_mlpval.threads`)."""
-    from pytest_mlpval.threads import one_blas_thread
-
-    return one_blas_thread()
-
-
 def _find_duplicates(frames: Sequence[Any], per_structure: Sequence[np.ndarray],
                      domain: TrainingDomain, duplicate_similarity: float,
                      position_tol_A: float) -> tuple[Duplicate, ...]:
@@ -333,7 +334,7 @@ def _find_duplicates(frames: Sequence[Any], per_structure: Sequence[np.ndarray],
     zeta = domain.settings.zeta
     compositions = [tuple(sorted(a.numbers)) for a in domain.frames]
     found = []
-    with _single_threaded_blas():
+    with one_blas_thread():  # many small matrix products
         for i, (atoms, p) in enumerate(zip(frames, per_structure)):
             structure_k = np.clip(domain.structure_vectors @ _unit(p.mean(axis=0)), 0, 1)
             structure_k = structure_k ** zeta
@@ -342,7 +343,7 @@ def _find_duplicates(frames: Sequence[Any], per_structure: Sequence[np.ndarray],
                           if structure_k[j] >= PREFILTER_SIMILARITY
                           and compositions[j] == mine][:MAX_CANDIDATES]
             exact = next((j for j in candidates
-                          if _same_geometry(atoms, domain.frames[j], position_tol_A)), None)
+                          if same_geometry(atoms, domain.frames[j], position_tol_A)), None)
             if exact is not None:
                 found.append(Duplicate(i, exact, "exact", 1.0, float(structure_k[exact])))
                 continue
@@ -363,9 +364,9 @@ def _find_duplicates(frames: Sequence[Any], per_structure: Sequence[np.ndarray],
     return tuple(found)
 
 
-def _duplicate_table(result: Any, rows: int = 10) -> list[str]:
-    from pytest_mlpval.assertions import format_table
-
+def duplicate_table(result: Any, rows: int = 10) -> list[str]:
+    """Table lines of the first ``rows`` duplicates of a :class:`LeakageResult`: test and
+    training index and config_type, kind and lowest per-atom kernel."""
     table = [[d.test_index, result.test_config_types[d.test_index], d.train_index,
               result.train_config_types[d.train_index], d.kind, f"{d.similarity:.6f}"]
              for d in result.duplicates[:rows]]
@@ -373,8 +374,54 @@ def _duplicate_table(result: Any, rows: int = 10) -> list[str]:
                          "min atom kernel"], table)
 
 
+def report_figure(per_potential: Any) -> Any:
+    """Cumulative distributions of the per-atom similarity to a training set (from
+    ``report_data`` of leakage and applicability results), with each run's cutoff."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for name, data in per_potential.items():
+        values = np.asarray(data["similarity"], dtype=float)
+        fraction = np.linspace(0.0, 1.0, len(values))
+        line, = ax.plot(values, fraction, label=f"{name}: {data.get('title', '')}")
+        ax.axvline(data["cutoff"], color=line.get_color(), ls="--", lw=0.8)
+    ax.set_xlabel("per-atom SOAP similarity to the training set")
+    ax.set_ylabel("fraction of atoms below")
+    ax.legend(fontsize=7)
+    return fig
+
+
 @dataclass(frozen=True)
-class LeakageResult:
+class LeakageSettings(Settings):
+    """How :func:`check_leakage` compares a test set with a training set.
+
+    Attributes
+    ----------
+    soap : SoapSettings or None
+        The descriptor (None: ``SI_SOAP``; not used when the training set is given as a
+        ready :class:`TrainingDomain`, which has its own).
+    duplicate_similarity : float
+        Per-atom kernel in (0, 1] at or above which a matched structure is a near
+        duplicate.
+    position_tol_A : float
+        Cell and position tolerance (Å) of an exact copy.
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    soap: SoapSettings | None = None
+    duplicate_similarity: float = DUPLICATE_SIMILARITY
+    position_tol_A: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duplicate_similarity <= 1:
+            raise SettingsError(f"duplicate_similarity must be in (0, 1], got "
+                                f"{self.duplicate_similarity}")
+
+
+@dataclass(frozen=True)
+class LeakageResult(Result):
     """How close a test set is to its training set.
 
     Attributes
@@ -395,6 +442,8 @@ class LeakageResult:
     test_config_types: tuple[str, ...] = field(repr=False, default=())
     train_config_types: tuple[str, ...] = field(repr=False, default=())
 
+    figure = staticmethod(report_figure)
+
     def metrics(self) -> dict[str, float]:
         """``n_test_structures``, ``n_exact_duplicates``, ``n_near_duplicates``,
         ``duplicate_fraction`` (test structures with a duplicate), and over test structures
@@ -414,11 +463,10 @@ class LeakageResult:
 
     def report_data(self, max_points: int = 2000) -> dict[str, Any]:
         """Quantiles of the test atoms' similarity to the training set, drawn by
-        :func:`~pytest_mlpval.protocols.domain.errors.report_figure`."""
-        return {"figure": "pytest_mlpval.protocols.domain.errors:report_figure",
-                "title": f"{self.test} against {self.training}",
+        :attr:`figure`."""
+        return {"title": f"{self.test} against {self.training}",
                 "cutoff": self.duplicate_similarity,
-                "similarity": _quantiles(self.similarity.all_atoms(), max_points)}
+                "similarity": quantiles(self.similarity.all_atoms(), max_points)}
 
     def as_dict(self) -> dict[str, Any]:
         return {"training": self.training, "test": self.test, "metrics": self.metrics(),
@@ -428,17 +476,19 @@ class LeakageResult:
                 "per_structure_mean_similarity": self.similarity.mean.tolist()}
 
 
-def check_leakage(train: Any, test: Any, *, settings: Any = None,
-                  duplicate_similarity: float = DUPLICATE_SIMILARITY,
-                  position_tol_A: float = 1e-4, test_name: str = "test") -> LeakageResult:
+def check_leakage(train: Any, test: Any, settings: LeakageSettings | None = None, *,
+                  test_name: str = "test") -> LeakageResult:
     """Similarity of ``test`` to ``train`` (data or a :class:`TrainingDomain`) and the
-    test structures with a copy in the training set."""
-    domain = training_domain(train, settings)
+    test structures with a copy in the training set (``settings``: default
+    :class:`LeakageSettings`); ``test_name`` names a test set that has no name."""
+    settings = LeakageSettings() if settings is None else settings
+    duplicate_similarity = settings.duplicate_similarity
+    domain = training_domain(train, settings.soap)
     frames = _frames(test)
     per_structure = _descriptors(frames, domain)
     similarity = _similarity(frames, per_structure, domain, _config_types(test, frames))
     duplicates = _find_duplicates(frames, per_structure, domain, duplicate_similarity,
-                                  position_tol_A)
+                                  settings.position_tol_A)
     return LeakageResult(domain.name, _name(test, test_name),
                          similarity, duplicates, duplicate_similarity,
                          similarity.config_types, domain.config_types)
@@ -450,8 +500,6 @@ def assert_no_leakage(result: LeakageResult, *, max_duplicate_fraction: float = 
     in the training set, or when the median of the per-structure lowest similarity
     exceeds ``max_median_min_similarity`` (None: not checked)."""
     __tracebackhide__ = True
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     m = result.metrics()
     checks = [("duplicate_fraction", m["duplicate_fraction"], max_duplicate_fraction)]
     if max_median_min_similarity is not None:
@@ -471,107 +519,5 @@ def assert_no_leakage(result: LeakageResult, *, max_duplicate_fraction: float = 
                            for n, v, lim in checks])
     if result.duplicates:
         lines += ["", f"duplicates (kernel >= {result.duplicate_similarity}):"]
-        lines += _duplicate_table(result)
-    raise MlpvalAssertionError("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class ApplicabilityResult:
-    """How much of a set of structures lies inside a training set's domain.
-
-    Attributes
-    ----------
-    training : str
-    cutoff : float
-        Per-atom similarity below which an atom is outside.
-    similarity : DomainSimilarity
-    names : tuple of str
-        A name per structure (its config_type and index by default).
-    """
-
-    training: str
-    cutoff: float
-    similarity: DomainSimilarity = field(repr=False)
-    names: tuple[str, ...] = ()
-
-    @property
-    def outside_fractions(self) -> np.ndarray:
-        """Per structure, the fraction of atoms below ``cutoff``."""
-        return np.array([float(np.mean(s < self.cutoff)) for s in self.similarity.per_atom])
-
-    def least_covered(self, k: int = 5) -> list[tuple[int, str, int, float, float, float]]:
-        """The ``k`` structures with the most atoms outside (then lowest mean):
-        (index, name, atoms, outside fraction, mean and min similarity)."""
-        out, mean = self.outside_fractions, self.similarity.mean
-        order = sorted(range(len(out)), key=lambda i: (-out[i], mean[i]))[:k]
-        return [(i, self.names[i], int(self.similarity.n_atoms[i]), float(out[i]),
-                 float(mean[i]), float(self.similarity.min[i])) for i in order]
-
-    def metrics(self) -> dict[str, float]:
-        """``outside_fraction`` (of all atoms), ``n_atoms``, ``n_structures``,
-        ``n_structures_with_outside_atoms``, ``max_structure_outside_fraction``,
-        ``mean_similarity``, ``min_similarity``, ``p05_similarity`` (5th percentile of
-        the per-atom similarity) and ``cutoff``."""
-        sims = self.similarity.all_atoms()
-        out = self.outside_fractions
-        return {"outside_fraction": float(np.mean(sims < self.cutoff)),
-                "n_atoms": float(sims.size), "n_structures": float(len(out)),
-                "n_structures_with_outside_atoms": float(np.sum(out > 0)),
-                "max_structure_outside_fraction": float(out.max()),
-                "mean_similarity": float(sims.mean()), "min_similarity": float(sims.min()),
-                "p05_similarity": float(np.percentile(sims, 5)), "cutoff": self.cutoff}
-
-    def units(self) -> dict[str, str]:
-        return {name: "" for name in self.metrics()}
-
-    def report_data(self, max_points: int = 2000) -> dict[str, Any]:
-        """Quantiles of the per-atom similarity (JSON-able), drawn by
-        :func:`~pytest_mlpval.protocols.domain.errors.report_figure`."""
-        return {"figure": "pytest_mlpval.protocols.domain.errors:report_figure",
-                "title": f"similarity to {self.training}", "cutoff": self.cutoff,
-                "similarity": _quantiles(self.similarity.all_atoms(), max_points)}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"training": self.training, "cutoff": self.cutoff, "metrics": self.metrics(),
-                "names": list(self.names),
-                "outside_fractions": self.outside_fractions.tolist(),
-                "mean_similarity": self.similarity.mean.tolist(),
-                "min_similarity": self.similarity.min.tolist()}
-
-
-def check_applicability(structures: Any, train: Any, *, cutoff: float = OUTSIDE_CUTOFF,
-                        settings: Any = None, names: Sequence[str] | None = None
-                        ) -> ApplicabilityResult:
-    """Per-atom similarity of a user's ``structures`` to the training set ``train`` (data
-    or a :class:`TrainingDomain`) and the fraction of atoms below ``cutoff``."""
-    if not 0 < cutoff <= 1:
-        raise ValueError(f"cutoff must be in (0, 1], got {cutoff}")
-    domain = training_domain(train, settings)
-    similarity = similarity_to_training(structures, domain)
-    if names is None:
-        names = tuple(f"{i}: {c}" for i, c in enumerate(similarity.config_types))
-    elif len(names) != len(similarity):
-        raise ValueError(f"{len(names)} names for {len(similarity)} structures")
-    return ApplicabilityResult(domain.name, float(cutoff), similarity, tuple(names))
-
-
-def assert_applicable(result: ApplicabilityResult, *, max_outside_fraction: float = 0.05,
-                      rows: int = 5) -> None:
-    """Fail when more than ``max_outside_fraction`` of the atoms are outside the training
-    domain; the message names the least covered structures."""
-    __tracebackhide__ = True
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
-    if not 0 <= max_outside_fraction <= 1:
-        raise ValueError(f"max_outside_fraction must be in [0, 1], got {max_outside_fraction}")
-    m = result.metrics()
-    if m["outside_fraction"] <= max_outside_fraction:
-        return
-    lines = [f"{m['outside_fraction']:.1%} of {int(m['n_atoms'])} atoms are outside the "
-             f"domain of training set {result.training!r} (per-atom SOAP similarity < "
-             f"{result.cutoff}); at most {max_outside_fraction:.1%} allowed", ""]
-    lines += format_table(["metric", "value"], [(k, v) for k, v in m.items()])
-    lines += ["", "least covered structures:"]
-    lines += format_table(["index", "structure", "atoms", "outside", "mean sim", "min sim"],
-                          result.least_covered(rows))
+        lines += duplicate_table(result)
     raise MlpvalAssertionError("\n".join(lines))

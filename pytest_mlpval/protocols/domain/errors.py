@@ -3,10 +3,11 @@
 Plain library (no pytest).
 
 Force-component errors are binned per atom by the atom's similarity to the training set
-(:func:`~pytest_mlpval.protocols.domain.coverage.similarity_to_training`); per-atom energy errors per
-structure by the structure's mean similarity. Each bin reports its count and the RMSE
-(eV/Å for force components, eV/atom for energies). ``inside``/``outside`` split the same
-errors at the applicability cutoff (:data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`).
+(:func:`~pytest_mlpval.protocols.domain.coverage.similarity_to_training`); per-atom
+energy errors per structure by the structure's mean similarity. Each bin reports its
+count and the RMSE (eV/Å for force components, eV/atom for energies).
+``inside``/``outside`` split the same errors at the applicability cutoff
+(:data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pytest_mlpval.assertions import format_table
+from pytest_mlpval.metrics import compute_errors
+from pytest_mlpval.protocols.base import Result
+from pytest_mlpval.protocols.domain.coverage import OUTSIDE_CUTOFF
+
 __all__ = ["DEFAULT_BINS", "BinnedErrors", "errors_by_similarity",
-           "plot_errors_by_similarity", "plot_similarity_histogram", "report_figure"]
+           "plot_errors_by_similarity", "plot_similarity_histogram"]
 
 #: bin edges of the similarity (kernel) axis: most environments of a good test set are
 #: above 0.99, an unknown phase lies between 0.5 and 0.95
@@ -31,7 +37,7 @@ def _rmse(values: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
-class BinnedErrors:
+class BinnedErrors(Result):
     """Errors against similarity to the training set.
 
     Attributes
@@ -87,8 +93,6 @@ class BinnedErrors:
                 "n_atoms_outside": "", "n_structures_outside": "", "cutoff": ""}
 
     def table(self) -> list[str]:
-        from pytest_mlpval.assertions import format_table
-
         rows = [[f"{lo:.3f}-{hi:.3f}", int(nf), fr, int(ne), er]
                 for lo, hi, nf, fr, ne, er in zip(self.edges[:-1], self.edges[1:],
                                                   self.force_counts, self.force_rmse,
@@ -121,17 +125,15 @@ def errors_by_similarity(errors: Any, similarity: Any, bins: Sequence[float] = D
         ``similarity`` (its ``indices`` pick them, so a config_type subset works); a
         ``Predictions`` needs ``reference``.
     similarity : DomainSimilarity
-        From :func:`~pytest_mlpval.protocols.domain.coverage.similarity_to_training` on the same structures.
+        From :func:`~pytest_mlpval.protocols.domain.coverage.similarity_to_training` on
+        the same structures.
     bins : sequence of float
         Increasing similarity edges.
     cutoff : float, optional
-        Inside/outside split (default :data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`).
+        Inside/outside split (default
+        :data:`~pytest_mlpval.protocols.domain.coverage.OUTSIDE_CUTOFF`).
     """
-    from pytest_mlpval.protocols.domain.coverage import OUTSIDE_CUTOFF
-
     if reference is not None:
-        from pytest_mlpval.metrics import compute_errors
-
         errors = compute_errors(reference, errors)
     if not hasattr(errors, "force_error"):
         raise TypeError(f"errors must be an ErrorReport (or Predictions with reference=), "
@@ -210,8 +212,6 @@ def plot_errors_by_similarity(binned: BinnedErrors, axes: Any = None) -> Any:
 def plot_similarity_histogram(similarity: Any, cutoff: float | None = None,
                               ax: Any = None) -> Any:
     """Histogram of the per-atom similarity to the training set, with the cutoff."""
-    from pytest_mlpval.protocols.domain.coverage import OUTSIDE_CUTOFF
-
     if ax is None:
         from matplotlib.figure import Figure
 
@@ -225,20 +225,3 @@ def plot_similarity_histogram(similarity: Any, cutoff: float | None = None,
     ax.set_ylabel("atoms")
     return fig
 
-
-def report_figure(per_potential: Any) -> Any:
-    """Cumulative distributions of the per-atom similarity to a training set (from
-    ``report_data`` of leakage and applicability results), with each run's cutoff."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.8), layout="constrained")
-    ax = fig.subplots()
-    for name, data in per_potential.items():
-        values = np.asarray(data["similarity"], dtype=float)
-        fraction = np.linspace(0.0, 1.0, len(values))
-        line, = ax.plot(values, fraction, label=f"{name}: {data.get('title', '')}")
-        ax.axvline(data["cutoff"], color=line.get_color(), ls="--", lw=0.8)
-    ax.set_xlabel("per-atom SOAP similarity to the training set")
-    ax.set_ylabel("fraction of atoms below")
-    ax.legend(fontsize=7)
-    return fig

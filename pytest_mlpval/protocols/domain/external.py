@@ -29,18 +29,31 @@ set did not come from) are made in three steps:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["REF_KEYS", "ExternalSetError", "FileLabels", "labels_from_file", "LabelResult",
-           "label_structures", "ExternalSet", "build_external_set", "read_external_set",
-           "label_task", "PROTOCOL"]
+import pytest_mlpval
+from pytest_mlpval.campaign import run_campaign
+from pytest_mlpval.campaign_cache import canonical_json
+from pytest_mlpval.data import frame_label, read_dataset, stress_voigt
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.fileio import atomic_write, write_json
+from pytest_mlpval.potentials import (Potential, PotentialInfo, is_calculator,
+                                      load_potential, sha256_file)
+from pytest_mlpval.protocols.base import CampaignOptions, Result, Settings
+from pytest_mlpval.protocols.domain.coverage import same_geometry
+from pytest_mlpval.protocols.fitting import FitCampaignSource, FitIdentity, extxyz_text
+
+__all__ = ["REF_KEYS", "ExternalSetError", "structures_of", "frames_sha256", "FileLabels",
+           "labels_from_file", "LabelResult", "label_structures", "ExternalSet",
+           "build_external_set", "read_external_set", "label_task", "PROTOCOL"]
 
 PROTOCOL = "label"
 TASK_VERSION = 1
@@ -50,11 +63,14 @@ REF_KEYS = {"energy": "ref_energy", "forces": "ref_forces", "stress": "ref_stres
 _LABEL_LIKE = {"energy", "forces", "stress", "free_energy", "virial", "magmoms", "charges"}
 
 
-class ExternalSetError(ValueError):
+class ExternalSetError(MlpvalError, ValueError):
     """An external test set that cannot be built or read."""
 
 
-def _structures(frames: Any) -> list[Any]:
+def structures_of(frames: Any) -> list[Any]:
+    """The ASE Atoms of ``frames``: a list of them, one Atoms, or an object with a
+    ``structures`` attribute (its usable structures, None left out);
+    :class:`ExternalSetError` for none, or for something else or an empty structure."""
     if hasattr(frames, "structures") and not hasattr(frames, "get_positions"):
         frames = [a for a in frames.structures if a is not None]
     frames = [frames] if hasattr(frames, "get_positions") else list(frames)
@@ -74,7 +90,9 @@ def _bare(atoms: Any) -> Any:
     return ase.Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
 
 
-def _frames_sha256(frames: Sequence[Any]) -> str:
+def frames_sha256(frames: Sequence[Any]) -> str:
+    """Digest of the geometry of ``frames`` (atomic numbers, positions, cells,
+    periodicity), in order."""
     digest = hashlib.sha256()
     for atoms in frames:
         for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
@@ -99,9 +117,7 @@ def _check_labels(values: Mapping[str, Any], n_atoms: int, where: str) -> dict[s
                                    f"({n_atoms}, 3)")
         out["forces"] = forces.tolist()
     if values.get("stress") is not None:
-        from pytest_mlpval.data import _stress_voigt
-
-        out["stress"] = _stress_voigt(values["stress"]).tolist()
+        out["stress"] = stress_voigt(values["stress"]).tolist()
     if all(v is None for v in out.values()):
         raise ExternalSetError(f"{where}: no energy, forces or stress")
     for name, value in out.items():
@@ -113,8 +129,6 @@ def _check_labels(values: Mapping[str, Any], n_atoms: int, where: str) -> dict[s
 def label_task(labeller: Any, atoms: Any) -> dict[str, Any]:
     """Campaign task: labels of one structure from an ASE calculator or a labelling
     function, checked (shapes, finite) and JSON-serialisable."""
-    from pytest_mlpval.potentials import is_calculator
-
     if is_calculator(labeller):
         work = _bare(atoms)
         work.calc = labeller
@@ -131,9 +145,12 @@ def label_task(labeller: Any, atoms: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class FileLabels:
+class FileLabels(Settings):
     """Labels already in a file, matched to structures by geometry (same elements, cell
-    and positions within ``tol_A``; the frame with the same index is tried first)."""
+    and positions within ``tol_A``; the frame with the same index is tried first): the
+    settings of a reference that reads labels instead of computing them."""
+
+    VERSION: ClassVar[int] = 1
 
     path: str
     keys: tuple[tuple[str, str], ...] = (("energy", "energy"), ("forces", "forces"),
@@ -142,16 +159,11 @@ class FileLabels:
     tol_A: float = 1e-4
 
     def identity(self) -> dict[str, Any]:
-        from pytest_mlpval.potentials import sha256_file
-
         return {"name": Path(self.path).name, "spec": self.path, "loader": "file",
                 "sha256": sha256_file(self.path), "keys": dict(self.keys)}
 
     def label(self, frames: Sequence[Any]) -> list[tuple[dict | None, str | None]]:
         import ase.io
-
-        from pytest_mlpval.data import _label
-        from pytest_mlpval.protocols.domain.coverage import _same_geometry
 
         stored = ase.io.read(self.path, index=self.index)
         stored = stored if isinstance(stored, list) else [stored]
@@ -159,13 +171,13 @@ class FileLabels:
         out = []
         for i, atoms in enumerate(frames):
             order = ([i] if i < len(stored) else []) + [j for j in range(len(stored)) if j != i]
-            match = next((j for j in order if _same_geometry(atoms, stored[j], self.tol_A)),
+            match = next((j for j in order if same_geometry(atoms, stored[j], self.tol_A)),
                          None)
             if match is None:
                 out.append((None, f"no structure in {self.path} matches structure {i}"))
                 continue
             s = stored[match]
-            values = {name: _label(s, keys[name], "arrays" if name == "forces" else "info")
+            values = {name: frame_label(s, keys[name], "arrays" if name == "forces" else "info")
                       for name in ("energy", "forces", "stress") if name in keys}
             try:
                 out.append((_check_labels({k: v for k, v in values.items() if v is not None},
@@ -213,11 +225,6 @@ class LabelResult:
 
 def _label_source(reference: Any) -> tuple[Any, dict[str, Any]]:
     """(campaign potential, identity) of a reference potential or labelling function."""
-    import inspect
-
-    from pytest_mlpval.protocols.fitting.fit import FitCampaignSource, FitIdentity
-    from pytest_mlpval.potentials import Potential, PotentialInfo, is_calculator, load_potential
-
     if isinstance(reference, (str, os.PathLike)):
         reference = load_potential(str(reference))
     if isinstance(reference, Potential):
@@ -244,16 +251,15 @@ def _label_source(reference: Any) -> tuple[Any, dict[str, Any]]:
                            f"dict; got {type(reference).__name__}")
 
 
-def label_structures(frames: Any, reference: Any, *, workers: int = 0,
-                     scheduler: str | None = None, executor: Any = None,
-                     cache_dir: str | os.PathLike[str] | None = None,
-                     progress: Any = None) -> LabelResult:
-    """Label ``frames`` with ``reference`` (module docstring). Cached in ``cache_dir`` by
-    the reference's content hash (a labelling function: its name and source) and the
-    structures' geometry; a bare calculator is not cached."""
-    from pytest_mlpval.campaign import run_campaign
-
-    frames = _structures(frames)
+def label_structures(frames: Any, reference: Any, *, options: CampaignOptions | None = None
+                     ) -> LabelResult:
+    """Label ``frames`` with ``reference`` (module docstring), where ``options`` say
+    (default: in this process, uncached). Cached in ``options.cache_dir`` by the
+    reference's content hash (a labelling function: its name and source) and the
+    structures' geometry (the labelling has no settings); a bare calculator is not
+    cached."""
+    options = options or CampaignOptions()
+    frames = structures_of(frames)
     start = time.perf_counter()
     if isinstance(reference, FileLabels):
         pairs = reference.label(frames)
@@ -262,9 +268,8 @@ def label_structures(frames: Any, reference: Any, *, workers: int = 0,
                            time.perf_counter() - start)
     source, identity = _label_source(reference)
     campaign = run_campaign(PROTOCOL, label_task, [_bare(a) for a in frames], source,
-                            {"frames_sha256": _frames_sha256(frames)},
-                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
-                            executor=executor, cache_dir=cache_dir, progress=progress)
+                            {"frames_sha256": frames_sha256(frames)},
+                            version=TASK_VERSION, **options.campaign_kwargs())
     return LabelResult(identity, tuple(item.value if item.ok else None
                                        for item in campaign.items),
                        tuple((item.index, item.error) for item in campaign.failures),
@@ -274,7 +279,7 @@ def label_structures(frames: Any, reference: Any, *, workers: int = 0,
 # -- the file --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ExternalSet:
+class ExternalSet(Result):
     """A labelled external test set on disk.
 
     Attributes
@@ -307,8 +312,6 @@ class ExternalSet:
                         + [f"{k}={v}" for k, v in sorted(self.keys.items())])
 
     def read(self) -> Any:
-        from pytest_mlpval.data import read_dataset
-
         return read_dataset(self.dataset_spec)
 
     def metrics(self) -> dict[str, float]:
@@ -326,18 +329,14 @@ class ExternalSet:
 
 
 def _json_safe(value: Any) -> Any:
-    from pytest_mlpval.campaign import _canonical_json
-
-    return json.loads(_canonical_json(value))
+    return json.loads(canonical_json(value))
 
 
 def build_external_set(frames: Any, path: str | os.PathLike[str], reference: Any, *,
                        protocol: str, parameters: Mapping[str, Any] | None = None,
                        name: str | None = None, config_type: str | None = None,
-                       skip_failed: bool = False, workers: int = 0,
-                       scheduler: str | None = None, executor: Any = None,
-                       cache_dir: str | os.PathLike[str] | None = None,
-                       progress: Any = None) -> ExternalSet:
+                       skip_failed: bool = False, options: CampaignOptions | None = None
+                       ) -> ExternalSet:
     """Label a protocol's structures with ``reference`` and save them as an external
     test set (module docstring).
 
@@ -359,21 +358,18 @@ def build_external_set(frames: Any, path: str | os.PathLike[str], reference: Any
     skip_failed : bool
         Leave out structures whose labelling failed (listed in the provenance) instead
         of raising :class:`ExternalSetError`.
+    options : CampaignOptions, optional
+        Where the labelling runs and where it is cached (:func:`label_structures`).
     """
-    from pytest_mlpval import __version__
-    from pytest_mlpval.fileio import atomic_write, write_json
-    from pytest_mlpval.potentials import sha256_file
-
     if not protocol or not isinstance(protocol, str):
         raise ExternalSetError(f"protocol must be a non-empty string, got {protocol!r}")
-    frames = _structures(frames)
+    frames = structures_of(frames)
     path = Path(path).resolve()
     name = name or path.stem
     if "," in str(path) or "=" in name:
         raise ExternalSetError(f"{path}: a dataset path may not contain ',' (nor the name "
                                "'='): it could not be given as NAME=PATH")
-    labels = label_structures(frames, reference, workers=workers, scheduler=scheduler,
-                              executor=executor, cache_dir=cache_dir, progress=progress)
+    labels = label_structures(frames, reference, options=options)
     if labels.errors and not skip_failed:
         lines = [f"{len(labels.errors)} of {len(frames)} structures could not be labelled "
                  f"by {labels.reference.get('name')!r}:"]
@@ -394,9 +390,9 @@ def build_external_set(frames: Any, path: str | os.PathLike[str], reference: Any
         "protocol": protocol, "parameters": dict(parameters or {}),
         "reference": dict(labels.reference), "n_source_structures": len(frames),
         "n_structures": len(kept), "source_indices": kept,
-        "source_sha256": _frames_sha256(frames),
+        "source_sha256": frames_sha256(frames),
         "failed": [{"index": i, "error": e} for i, e in labels.errors],
-        "labels": keys, "notes": notes, "pytest_mlpval_version": __version__,
+        "labels": keys, "notes": notes, "pytest_mlpval_version": pytest_mlpval.__version__,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     compact = json.dumps(provenance, sort_keys=True, separators=(",", ":"))
     out = []
@@ -418,9 +414,7 @@ def build_external_set(frames: Any, path: str | os.PathLike[str], reference: Any
                            "mlpval_reference_sha256": str(labels.reference.get("sha256")),
                            "mlpval_provenance": compact})
         out.append(frame)
-    from pytest_mlpval.protocols.fitting.splits import _extxyz_text
-
-    text = _extxyz_text(out)
+    text = extxyz_text(out)
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
     sha = sha256_file(path)
     sidecar = Path(f"{path}.json")
@@ -432,8 +426,6 @@ def build_external_set(frames: Any, path: str | os.PathLike[str], reference: Any
 def read_external_set(path: str | os.PathLike[str], verify: bool = True) -> ExternalSet:
     """The :class:`ExternalSet` of ``path`` from its sidecar; with ``verify`` an
     :class:`ExternalSetError` if the file changed since it was written."""
-    from pytest_mlpval.potentials import sha256_file
-
     path = Path(path).resolve()
     sidecar = Path(f"{path}.json")
     if not path.is_file():

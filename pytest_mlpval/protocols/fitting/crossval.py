@@ -3,10 +3,11 @@
 Plain library (no pytest).
 
 :func:`cross_validate` splits a labelled dataset into k folds (:func:`~pytest_mlpval.
-splits.make_split`: random, stratified by config_type, grouped by config_type, or clusters
-of similar structures), fits one model per fold on the other folds with the user's fitting
-command or function (:mod:`pytest_mlpval.protocols.fitting.fit`), predicts the held-out fold and reports
-the errors with the metrics of :mod:`pytest_mlpval.metrics`. The folds run through
+protocols.fitting.splits.make_split`: random, stratified by config_type, grouped by
+config_type, or clusters of similar structures), fits one model per fold on the other
+folds with the user's fitting command or function
+(:mod:`pytest_mlpval.protocols.fitting.fit`), predicts the held-out fold and reports the
+errors with the metrics of :mod:`pytest_mlpval.metrics`. The folds run through
 :func:`~pytest_mlpval.campaign.run_campaign` (in this process, local processes or Dask),
 cached on disk under the content hash of the data, the fitter, the split and its seed.
 
@@ -23,14 +24,22 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from pytest_mlpval.protocols.fitting.splits import CVSplit, labelled_data, make_split, subset
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.data import readonly_array
+from pytest_mlpval.evaluate import Predictions
+from pytest_mlpval.metrics import compute_errors
+from pytest_mlpval.protocols.base import CampaignOptions, Result
+from pytest_mlpval.protocols.fitting.fit import as_fitter, predictions_from, run_fits
+from pytest_mlpval.protocols.fitting.splits import (CVSplit, SplitSettings, labelled_data,
+                                                    make_split, subset)
 
-__all__ = ["FoldResult", "CrossValidationResult", "cross_validate", "assert_cv_errors",
-           "plot_cv_parity", "report_figure", "PROTOCOL", "QUANTITY_UNITS"]
+__all__ = ["CrossValidationSettings", "FoldResult", "CrossValidationResult",
+           "cross_validate", "assert_cv_errors", "plot_cv_parity", "report_figure",
+           "PROTOCOL", "QUANTITY_UNITS"]
 
 PROTOCOL = "crossval"
 
@@ -39,10 +48,49 @@ QUANTITY_UNITS = {"energy": "eV/atom", "energy_offset_removed": "eV/atom", "forc
                   "stress": "GPa"}
 _POOLED_STATS = ("rmse", "mae", "max")
 _FOLD_QUANTITIES = ("energy", "force", "stress")
+_PROPERTIES = ("energy", "forces", "stress")
 
 
 @dataclass(frozen=True)
-class FoldResult:
+class CrossValidationSettings(SplitSettings):
+    """What a cross-validation does: the split (:class:`~pytest_mlpval.protocols.fitting.
+    splits.SplitSettings`: ``k``, ``method``, ``seed``, ``soap``) and the labels to
+    predict and compare (``properties``, where the data has them and the model implements
+    them). The fitting recipe (its command's model file name, time limit, environment)
+    is the :class:`~pytest_mlpval.protocols.fitting.fit.FitCommand`."""
+
+    VERSION: ClassVar[int] = 1
+
+    properties: tuple[str, ...] = _PROPERTIES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "properties", tuple(sorted(self.properties)))
+
+
+def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Out-of-fold parity plots of :meth:`CrossValidationResult.report_data`, one colour
+    per run (the report's drawing function)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, data in per_potential.items():
+        for ax, key in zip(axes, ("energy", "force")):
+            if f"{key}_ref" in data:
+                ax.scatter(data[f"{key}_ref"], data[f"{key}_pred"], s=5, alpha=0.5,
+                           label=f"{name}: {data.get('title', '')}")
+    for ax, label in zip(axes, ("energy per atom (eV/atom)", "force component (eV/Å)")):
+        low, high = ax.get_xlim()
+        ax.plot([low, high], [low, high], color="black", lw=0.8)
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"out-of-fold prediction, {label}")
+    axes[0].legend(fontsize=7)
+    return fig
+
+
+@dataclass(frozen=True)
+class FoldResult(Result):
     """One fold: a model fitted without the fold, tested on it.
 
     Attributes
@@ -97,7 +145,7 @@ class FoldResult:
 
 
 @dataclass(frozen=True)
-class CrossValidationResult:
+class CrossValidationResult(Result):
     """k-fold cross-validation errors of a fitting recipe on a dataset.
 
     Attributes
@@ -134,6 +182,8 @@ class CrossValidationResult:
     workers: int = 0
     executor: str = "local"
     cache_path: str | None = None
+
+    figure = staticmethod(report_figure)
 
     @property
     def failures(self) -> tuple[FoldResult, ...]:
@@ -223,8 +273,6 @@ class CrossValidationResult:
 
     def table(self) -> list[str]:
         """Per-fold and pooled errors as table lines."""
-        from pytest_mlpval.assertions import format_table
-
         rows = []
         for f in self.folds:
             m = f.metrics()
@@ -246,7 +294,7 @@ class CrossValidationResult:
 
     def report_data(self, max_points: int = 3000, seed: int = 0) -> dict[str, Any]:
         """Small JSON-able parity data for the report (all energies, a seeded sample of at
-        most ``max_points`` force components), drawn by :func:`report_figure`."""
+        most ``max_points`` force components), drawn by :attr:`figure`."""
         data = {k: v.tolist() for k, v in self.parity().items()
                 if k in ("energy_ref", "energy_pred", "config_types")}
         parity = self.parity()
@@ -255,8 +303,7 @@ class CrossValidationResult:
             keep = np.sort(np.random.default_rng(seed).permutation(n)[:max_points])
             data["force_ref"] = parity["force_ref"][keep].tolist()
             data["force_pred"] = parity["force_pred"][keep].tolist()
-        return {"figure": "pytest_mlpval.protocols.fitting.crossval:report_figure",
-                "title": f"{self.split.k}-fold CV ({self.split.method})", **data}
+        return {"title": f"{self.split.k}-fold CV ({self.split.method})", **data}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -297,13 +344,9 @@ def _pm(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4g} ± {std:.2g}"
 
 
-def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSplit =
-                   "random", seed: int = 0, keys: Mapping[str, str] | None = None,
-                   model_name: str = "model.xml", timeout_s: float | None = None,
-                   env: Mapping[str, str] | None = None, soap: Any = None,
-                   properties: Sequence[str] = ("energy", "forces", "stress"),
-                   workers: int = 0, scheduler: str | None = None, executor: Any = None,
-                   cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
+def cross_validate(data: Any, fit: Any, settings: CrossValidationSettings | None = None, *,
+                   split: CVSplit | None = None, keys: Mapping[str, str] | None = None,
+                   options: CampaignOptions | None = None,
                    work_dir: str | os.PathLike[str] | None = None, loader: Any = None
                    ) -> CrossValidationResult:
     """k-fold cross-validation of the fitting recipe ``fit`` on ``data``.
@@ -313,18 +356,18 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
     data : ReferenceSet, dataset spec string, sequence of ASE Atoms or LabelledData
         Labelled structures (labels of Atoms under ``keys``; see
         :func:`~pytest_mlpval.protocols.fitting.splits.labelled_data`).
-    fit : str, sequence of str or callable
-        A fit command template or a function (:mod:`pytest_mlpval.protocols.fitting.fit`).
-    k, split, seed, soap
-        The split: ``split`` is a method of :func:`~pytest_mlpval.protocols.fitting.splits.make_split` or a
-        ready :class:`CVSplit` of this data. ``seed`` also fills ``{seed}``.
-    model_name, timeout_s, env
-        For a fit command: the model's file name, a time limit per fit (s), extra
-        environment variables.
-    properties : sequence of str
-        Labels to predict and compare (where the data has them and the model implements
-        them).
-    workers, scheduler, executor, cache_dir, progress
+    fit : str, sequence of str, callable, FitCommand or FitCallable
+        A fit command template or a function (:mod:`pytest_mlpval.protocols.fitting.fit`);
+        :func:`~pytest_mlpval.protocols.fitting.fit.as_fitter` sets a command's model
+        file name, time limit per fit (s) and extra environment variables.
+    settings : CrossValidationSettings, optional
+        The split (``k``, ``method``, ``seed``, ``soap``; ``seed`` also fills
+        ``{seed}``) and the labels compared (default: 5 random folds, seed 0).
+    split : CVSplit, optional
+        A ready split of this data (from
+        :func:`~pytest_mlpval.protocols.fitting.splits.make_split`), used instead of the
+        settings' method, k and seed.
+    options : CampaignOptions, optional
         Where the folds run and where they are cached; see
         :func:`~pytest_mlpval.campaign.run_campaign`.
     work_dir : path, optional
@@ -345,29 +388,26 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
     A fold whose fit fails is kept as a failed :class:`FoldResult` with the fit's output;
     check it with :func:`assert_cv_errors` (``max_failed_folds=0`` by default).
     """
-    from pytest_mlpval.protocols.fitting.fit import as_fitter, predictions_from, run_fits
-    from pytest_mlpval.metrics import compute_errors
-
+    settings = CrossValidationSettings() if settings is None else settings
     labelled = labelled_data(data, keys)
-    fitter = as_fitter(fit, model_name, timeout_s, env)
-    if isinstance(split, CVSplit):
+    fitter = as_fitter(fit)
+    if split is not None:
         if split.dataset_sha256 != labelled.sha256 or split.n_structures != len(labelled):
             raise ValueError(f"the split given ({split.describe()}) was made for other data "
                              f"(dataset sha256 {split.dataset_sha256[:16]}, this data "
                              f"{labelled.sha256[:16]})")
         the_split = split
+        settings = settings.with_overrides(method=split.method, k=split.k, seed=split.seed)
     else:
-        the_split = make_split(labelled, k, split, seed, soap=soap)
+        the_split = make_split(labelled, settings)
     reference = labelled.reference
     jobs = [{"train": the_split.train_indices(i),
              "test": subset(reference, the_split.test_indices(i),
                             f"{reference.name}[{the_split.labels[i]}]"),
              "fold": i, "seed": the_split.seed} for i in range(len(the_split))]
-    parameters = {"split": the_split.method, "k": the_split.k, "seed": the_split.seed,
-                  "folds_digest": the_split.digest, "properties": sorted(properties)}
-    campaign = run_fits(PROTOCOL, labelled, fitter, jobs, parameters, workers=workers,
-                        scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-                        progress=progress, work_dir=work_dir, loader=loader)
+    campaign = run_fits(PROTOCOL, labelled, fitter, jobs, settings,
+                        extra={"folds_digest": the_split.digest}, options=options,
+                        work_dir=work_dir, loader=loader)
     folds, predicted = [], {}
     for i, item in enumerate(campaign.items):
         test = jobs[i]["test"]
@@ -389,21 +429,18 @@ def cross_validate(data: Any, fit: Any, *, k: int | None = 5, split: str | CVSpl
             the_split.test_indices(i))), fit_seconds=float(value.get("fit_seconds", 0.0)),
             predict_seconds=float(value.get("predict_seconds", 0.0)), model=value.get("model"),
             model_sha256=value.get("model_sha256"), **base))
-    pooled, pooled_ref, pooled_pred = _pooled(reference, the_split, predicted, compute_errors)
+    pooled, pooled_ref, pooled_pred = _pooled(reference, the_split, predicted)
     return CrossValidationResult(
         reference.name, labelled.sha256, the_split, fitter.describe(), tuple(folds), pooled,
         pooled_ref, pooled_pred, campaign.seconds, campaign.task_seconds, campaign.workers,
         campaign.executor, campaign.cache_path)
 
 
-def _pooled(reference: Any, split: CVSplit, predicted: Mapping[int, Any], compute_errors
+def _pooled(reference: Any, split: CVSplit, predicted: Mapping[int, Any]
             ) -> tuple[Any, Any, Any]:
     """Out-of-fold errors: the predictions of the successful folds, each structure by the
     model that did not see it, in dataset order. A label is pooled when every
     successful fold predicted it."""
-    from pytest_mlpval.data import readonly_array
-    from pytest_mlpval.evaluate import Predictions
-
     if not predicted:
         return None, None, None
     where = {int(index): (fold, j) for fold in predicted
@@ -443,8 +480,6 @@ def assert_cv_errors(result: CrossValidationResult, *, max_failed_folds: int = 0
     unknown metric or a bad limit. A NaN metric (a label no fold predicted) fails.
     """
     __tracebackhide__ = True
-    from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-
     metrics = result.metrics()
     checks = []
     for name, limit in limits.items():
@@ -510,23 +545,3 @@ def plot_cv_parity(result: CrossValidationResult, axes: Any = None) -> Any:
     fig.suptitle(f"{result.split.k}-fold CV ({result.split.method}), out-of-fold")
     return fig
 
-
-def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Out-of-fold parity plots of :meth:`CrossValidationResult.report_data`, one colour
-    per run (the report's drawing function)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for name, data in per_potential.items():
-        for ax, key in zip(axes, ("energy", "force")):
-            if f"{key}_ref" in data:
-                ax.scatter(data[f"{key}_ref"], data[f"{key}_pred"], s=5, alpha=0.5,
-                           label=f"{name}: {data.get('title', '')}")
-    for ax, label in zip(axes, ("energy per atom (eV/atom)", "force component (eV/Å)")):
-        low, high = ax.get_xlim()
-        ax.plot([low, high], [low, high], color="black", lw=0.8)
-        ax.set_xlabel(f"reference {label}")
-        ax.set_ylabel(f"out-of-fold prediction, {label}")
-    axes[0].legend(fontsize=7)
-    return fig

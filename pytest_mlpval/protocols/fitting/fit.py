@@ -38,6 +38,7 @@ import hashlib
 import inspect
 import json
 import os
+import pickle
 import re
 import shlex
 import shutil
@@ -47,12 +48,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+from pytest_mlpval.campaign import run_campaign
+from pytest_mlpval.data import readonly_array
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.evaluate import Predictions, predict, properties_for
+from pytest_mlpval.potentials import Potential, PotentialInfo, is_calculator, load_potential
+from pytest_mlpval.protocols.base import CampaignOptions, Settings, cache_parameters
 
 __all__ = ["FitError", "FitSpecError", "FitCommand", "FitCallable", "as_fitter",
            "fit_and_predict", "run_fits", "predictions_from", "FitIdentity",
-           "FitCampaignSource", "fit_source", "check_sendable", "PLACEHOLDERS",
-           "TASK_VERSION"]
+           "FitCampaignSource", "NoCalculator", "fit_source", "check_sendable",
+           "PLACEHOLDERS", "TASK_VERSION"]
 
 #: placeholders of a fit command template
 PLACEHOLDERS = ("train", "model", "workdir", "fold", "seed")
@@ -64,12 +72,12 @@ TAIL_LINES = 15
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)\}")
 
 
-class FitSpecError(ValueError):
+class FitSpecError(MlpvalError, ValueError):
     """A fitter that cannot be used: a bad template, an executable that does not exist,
     a callable that cannot be sent to worker processes."""
 
 
-class FitError(RuntimeError):
+class FitError(MlpvalError, RuntimeError):
     """One fit failed: the command exited non-zero, timed out or wrote no model, or the
     callable raised or returned no usable model."""
 
@@ -93,8 +101,9 @@ def _tail(text: str, lines: int = TAIL_LINES) -> str:
 
 
 @dataclass(frozen=True)
-class FitCommand:
-    """A fit command template (see the module docstring).
+class FitCommand(Settings):
+    """A fit command template (see the module docstring): the settings of a fitting
+    recipe given as a command.
 
     Attributes
     ----------
@@ -113,6 +122,8 @@ class FitCommand:
     model_name: str = "model.xml"
     timeout_s: float | None = None
     env: tuple[tuple[str, str], ...] = ()
+
+    VERSION: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         if not self.argv or not self.argv[0].strip():
@@ -294,15 +305,11 @@ def as_fitter(fit: Any, model_name: str = "model.xml", timeout_s: float | None =
 # -- the campaign task -----------------------------------------------------------------
 
 def _load_model(spec: Any, workdir: Path, loader: Any = None):
-    from pytest_mlpval.potentials import Potential, is_calculator, load_potential
-
     if isinstance(spec, Potential):
         return spec
     if isinstance(spec, (str, os.PathLike)):
         return load_potential(str(spec), base_dir=workdir, fallback=loader)
     if is_calculator(spec):
-        from pytest_mlpval.potentials import PotentialInfo
-
         return Potential(PotentialInfo(type(spec).__name__, "", "calculator"), spec)
     raise FitError(f"the fit returned {type(spec).__name__} {spec!r:.60}: not a potential "
                    "spec, a model path, a Potential or an ASE calculator")
@@ -313,8 +320,6 @@ def fit_and_predict(_calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     ``item["test"]`` (a ReferenceSet). Returns JSON-serialisable predictions (eV, eV/Å,
     eV/Å³), fit and predict times (s), the model's spec and sha256. Raises
     :class:`FitError` for a failed fit."""
-    from pytest_mlpval.evaluate import predict, properties_for
-
     fitter = item["fitter"]
     fold, seed = int(item["fold"]), int(item["seed"])
     work_root = item.get("workdir")
@@ -323,12 +328,13 @@ def fit_and_predict(_calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
-        return _fit_in(fitter, item, workdir, fold, seed, predict, properties_for)
+        return _fit_in(fitter, item, workdir, fold, seed)
     with tempfile.TemporaryDirectory(prefix=f"mlpval-fit-{fold}-") as tmp:
-        return _fit_in(fitter, item, Path(tmp), fold, seed, predict, properties_for)
+        return _fit_in(fitter, item, Path(tmp), fold, seed)
 
 
-def _fit_in(fitter, item, workdir: Path, fold: int, seed: int, predict, properties_for):
+def _fit_in(fitter: FitCommand | FitCallable, item: Mapping[str, Any], workdir: Path,
+            fold: int, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     spec, output = fitter.run(item["train"], workdir, fold, seed)
     fit_seconds = time.perf_counter() - start
@@ -414,8 +420,6 @@ def check_sendable(fitter: FitCommand | FitCallable, *, here: bool, in_workers: 
             fitter.check()
         return
     if in_workers:
-        import pickle
-
         try:
             pickle.dumps(fitter.function)
         except Exception as exc:
@@ -426,43 +430,42 @@ def check_sendable(fitter: FitCommand | FitCallable, *, here: bool, in_workers: 
 
 
 def run_fits(protocol: str, data: Any, fitter: FitCommand | FitCallable,
-             jobs: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], *,
-             workers: int = 0, scheduler: str | None = None, executor: Any = None,
-             cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
+             jobs: Sequence[Mapping[str, Any]], settings: Settings, *,
+             extra: Mapping[str, Any] | None = None, options: CampaignOptions | None = None,
              work_dir: str | os.PathLike[str] | None = None, loader: Any = None) -> Any:
     """Fit one model per job and predict its held-out set, through
     :func:`~pytest_mlpval.campaign.run_campaign`.
 
     Each job has ``train`` (indices into ``data``, a LabelledData), ``test`` (a
-    ReferenceSet), ``fold`` and ``seed``. The cache key is the digest of ``protocol``,
-    the data's content, the fitter's identity and ``parameters``. With ``work_dir`` the
-    fits run in ``work_dir/<key>/fit-<fold>`` and keep their files (models, logs);
-    otherwise in temporary directories removed after each fit. ``loader(spec)`` (e.g.
-    the ``pytest_mlpval_load_potential`` hook) is asked first when a fitted model is
-    loaded, as :func:`~pytest_mlpval.potentials.load_potential`'s ``fallback``; it must be
-    picklable for worker processes.
+    ReferenceSet), ``fold`` and ``seed``. The cache key is the digest of the data's
+    content, the fitter's identity and the protocol's parameters: ``{"name": protocol,
+    "version", "settings"}`` of ``settings`` (as every protocol's cache key), with
+    ``extra`` (what the settings do not fix, such as the folds of a split given ready).
+    ``settings.properties``, when the settings have it, are the labels predicted. With
+    ``work_dir`` the fits run in ``work_dir/<key>/fit-<fold>`` and keep their files
+    (models, logs); otherwise in temporary directories removed after each fit.
+    ``loader(spec)`` (e.g. the ``pytest_mlpval_load_potential`` hook) is asked first when
+    a fitted model is loaded, as :func:`~pytest_mlpval.potentials.load_potential`'s
+    ``fallback``; it must be picklable for worker processes.
     """
-    from pytest_mlpval.campaign import run_campaign
-
-    check_sendable(fitter, here=scheduler is None and executor is None,
-                   in_workers=workers > 0 or scheduler is not None or executor is not None)
-    full = {"task_version": TASK_VERSION, **parameters}
-    source = fit_source(protocol, data, fitter, full)
+    options = options or CampaignOptions()
+    check_sendable(fitter, here=options.scheduler is None and options.executor is None,
+                   in_workers=options.parallel)
+    parameters = {**cache_parameters(protocol, settings), **(extra or {})}
+    source = fit_source(protocol, data, fitter, parameters)
     root = None if work_dir is None else Path(work_dir).resolve() / source.info.sha256[:16]
+    properties = getattr(settings, "properties", None)
     items = [{"fitter": fitter, "train": data.training_frames(job["train"]),
               "test": job["test"], "fold": int(job["fold"]), "seed": int(job["seed"]),
               "workdir": None if root is None else str(root / f"fit-{int(job['fold']):03d}"),
-              "properties": parameters.get("properties"), "loader": loader} for job in jobs]
-    return run_campaign(protocol, fit_and_predict, items, source, full,
-                        version=TASK_VERSION, workers=workers, scheduler=scheduler,
-                        executor=executor, cache_dir=cache_dir, progress=progress)
+              "properties": None if properties is None else list(properties),
+              "loader": loader} for job in jobs]
+    return run_campaign(protocol, fit_and_predict, items, source, parameters,
+                        version=TASK_VERSION, **options.campaign_kwargs())
 
 
-def predictions_from(value: Mapping[str, Any], name: str) -> Any:
+def predictions_from(value: Mapping[str, Any], name: str) -> Predictions:
     """A :class:`~pytest_mlpval.evaluate.Predictions` from a task's JSON value."""
-    from pytest_mlpval.data import readonly_array
-    from pytest_mlpval.evaluate import Predictions
-
     return Predictions(
         dataset=name,
         energy=None if value.get("energy") is None else readonly_array(value["energy"]),

@@ -5,9 +5,10 @@ Plain library (no pytest).
 :func:`learning_curve` holds out a fixed test set (given, or a seeded fraction of the
 data), then for every training-set size and every seed fits a model on a random subset of
 the remaining structures and tests it on the held-out set, with the same machinery as
-:func:`~pytest_mlpval.protocols.fitting.crossval.cross_validate` (fitting command or function, campaign,
-cache). For one seed the subsets are nested (the first n structures of one seeded
-permutation), so the curve of a seed is smooth; several seeds give the spread. Errors are
+:func:`~pytest_mlpval.protocols.fitting.crossval.cross_validate` (fitting command or
+function, campaign, cache). For one seed the subsets are nested (the first n structures
+of one seeded permutation), so the curve of a seed is smooth; several seeds give the
+spread. Errors are
 the RMSE of the energy per atom (eV/atom) and of the Cartesian force components (eV/Å) on
 the held-out set.
 """
@@ -17,18 +18,77 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.metrics import compute_errors
+from pytest_mlpval.protocols.base import CampaignOptions, Result, Settings
+from pytest_mlpval.protocols.fitting.fit import as_fitter, predictions_from, run_fits
 from pytest_mlpval.protocols.fitting.splits import labelled_data, subset
 
-__all__ = ["LearningPoint", "LearningCurveResult", "learning_curve",
-           "plot_learning_curve", "report_figure", "PROTOCOL"]
+__all__ = ["LearningCurveSettings", "LearningPoint", "LearningCurveResult",
+           "learning_curve", "plot_learning_curve", "report_figure", "PROTOCOL"]
 
 PROTOCOL = "learning-curve"
 _UNITS = {"energy": "eV/atom", "energy_offset_removed": "eV/atom", "force": "eV/Å",
           "stress": "GPa"}
+
+
+@dataclass(frozen=True)
+class LearningCurveSettings(Settings):
+    """What a learning curve does.
+
+    Attributes
+    ----------
+    sizes : tuple of float or int
+        Training-set sizes: fractions (floats in (0, 1]) of the pool or counts (ints).
+    seeds : tuple of int
+        One subset and one fit per seed and size (distinct).
+    test_fraction : float
+        Held out of the data when no fixed test set is given, drawn with ``split_seed``.
+    split_seed : int
+    properties : tuple of str
+        Labels predicted and compared.
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    sizes: tuple[float | int, ...] = (0.25, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    properties: tuple[str, ...] = ("energy", "forces", "stress")
+
+    def __post_init__(self) -> None:
+        seeds = [int(s) for s in self.seeds]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise SettingsError(f"seeds must be distinct integers, got {seeds}")
+        object.__setattr__(self, "seeds", tuple(seeds))
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        object.__setattr__(self, "properties", tuple(sorted(self.properties)))
+
+
+def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Learning curves of :meth:`LearningCurveResult.report_data`, one line per run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, data in per_potential.items():
+        for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
+            curve = data.get(metric)
+            if curve:
+                ax.errorbar(curve["n_train"], curve["mean"], yerr=curve["std"], marker="o",
+                            capsize=3, label=name)
+    for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(f"{metric} ({_UNITS[metric.partition('_rmse')[0]]})")
+    axes[0].legend(fontsize=7)
+    return fig
 
 
 @dataclass(frozen=True)
@@ -60,7 +120,7 @@ class LearningPoint:
 
 
 @dataclass(frozen=True)
-class LearningCurveResult:
+class LearningCurveResult(Result):
     """Held-out errors against training-set size.
 
     Attributes
@@ -92,6 +152,8 @@ class LearningCurveResult:
     seconds: float = 0.0
     task_seconds: float = 0.0
     cache_path: str | None = None
+
+    figure = staticmethod(report_figure)
 
     @property
     def failures(self) -> tuple[LearningPoint, ...]:
@@ -141,9 +203,8 @@ class LearningCurveResult:
                 else _UNITS[name.partition("_rmse")[0]] for name in self.metrics()}
 
     def report_data(self) -> dict[str, Any]:
-        """The mean curves (JSON-able), drawn by :func:`report_figure`."""
-        return {"figure": "pytest_mlpval.protocols.fitting.learning_curve:report_figure",
-                **self.as_dict()["curves"]}
+        """The mean curves (JSON-able), drawn by :attr:`figure`."""
+        return dict(self.as_dict()["curves"])
 
     def as_dict(self) -> dict[str, Any]:
         curves = {}
@@ -198,15 +259,10 @@ def _sizes(sizes: Sequence[float | int], n_pool: int) -> list[int]:
     return sorted(set(out))
 
 
-def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: float = 0.2,
-                   sizes: Sequence[float | int] = (0.25, 0.5, 1.0),
-                   seeds: Sequence[int] = (0, 1, 2), split_seed: int = 0,
-                   keys: Mapping[str, str] | None = None, test_keys: Mapping[str, str] |
-                   None = None, model_name: str = "model.xml", timeout_s: float | None = None,
-                   env: Mapping[str, str] | None = None,
-                   properties: Sequence[str] = ("energy", "forces", "stress"),
-                   workers: int = 0, scheduler: str | None = None, executor: Any = None,
-                   cache_dir: str | os.PathLike[str] | None = None, progress: Any = None,
+def learning_curve(data: Any, fit: Any, settings: LearningCurveSettings | None = None, *,
+                   test: Any = None, keys: Mapping[str, str] | None = None,
+                   test_keys: Mapping[str, str] | None = None,
+                   options: CampaignOptions | None = None,
                    work_dir: str | os.PathLike[str] | None = None, loader: Any = None
                    ) -> LearningCurveResult:
     """Held-out errors of the fitting recipe ``fit`` against training-set size.
@@ -215,24 +271,23 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
     ----------
     data : ReferenceSet, dataset spec, sequence of ASE Atoms or LabelledData
         The pool the training subsets are drawn from.
-    fit : str, sequence of str or callable
-        Fit command template or function (:mod:`pytest_mlpval.protocols.fitting.fit`); ``{seed}`` is the
-        point's seed, ``{fold}`` its number.
+    fit : str, sequence of str, callable, FitCommand or FitCallable
+        Fit command template or function (:mod:`pytest_mlpval.protocols.fitting.fit`);
+        ``{seed}`` is the point's seed, ``{fold}`` its number.
+    settings : LearningCurveSettings, optional
+        Sizes, seeds, the held-out fraction and its seed, the labels compared.
     test : dataset, optional
-        The fixed held-out set; by default ``test_fraction`` of ``data`` (drawn with
-        ``split_seed``) is held out and the rest is the pool.
-    sizes : sequence of float or int
-        Fractions (floats in (0, 1]) of the pool or counts (ints).
-    seeds : sequence of int
-        One subset and one fit per seed and size.
-    workers, scheduler, executor, cache_dir, progress, work_dir, loader
+        The fixed held-out set; by default ``settings.test_fraction`` of ``data`` (drawn
+        with ``settings.split_seed``) is held out and the rest is the pool.
+    keys, test_keys
+        Label keys of ASE Atoms given as ``data`` and ``test``.
+    options, work_dir, loader
         As :func:`~pytest_mlpval.protocols.fitting.crossval.cross_validate`.
     """
-    from pytest_mlpval.protocols.fitting.fit import as_fitter, predictions_from, run_fits
-    from pytest_mlpval.metrics import compute_errors
-
+    settings = LearningCurveSettings() if settings is None else settings
+    test_fraction, split_seed = settings.test_fraction, settings.split_seed
     pool = labelled_data(data, keys)
-    fitter = as_fitter(fit, model_name, timeout_s, env)
+    fitter = as_fitter(fit)
     if test is None:
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -246,10 +301,8 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
     else:
         test_ref = labelled_data(test, test_keys or keys, "test").reference
         pool_indices = list(range(len(pool)))
-    counts = _sizes(sizes, len(pool_indices))
-    seeds = [int(s) for s in seeds]
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers, got {seeds}")
+    counts = _sizes(settings.sizes, len(pool_indices))
+    seeds = list(settings.seeds)
     jobs, keys_of_jobs = [], []
     for n in counts:
         for seed in seeds:
@@ -257,12 +310,10 @@ def learning_curve(data: Any, fit: Any, *, test: Any = None, test_fraction: floa
             jobs.append({"train": sorted(int(i) for i in chosen), "test": test_ref,
                          "fold": len(jobs), "seed": seed})
             keys_of_jobs.append((n, seed))
-    parameters = {"sizes": counts, "seeds": seeds, "test": test_ref.sha256,
-                  "pool": pool_indices if test is None else "all", "split_seed": split_seed,
-                  "properties": sorted(properties)}
-    campaign = run_fits(PROTOCOL, pool, fitter, jobs, parameters, workers=workers,
-                        scheduler=scheduler, executor=executor, cache_dir=cache_dir,
-                        progress=progress, work_dir=work_dir, loader=loader)
+    extra = {"counts": counts, "test": test_ref.sha256,
+             "pool": pool_indices if test is None else "all"}
+    campaign = run_fits(PROTOCOL, pool, fitter, jobs, settings, extra=extra,
+                        options=options, work_dir=work_dir, loader=loader)
     points = []
     for (n, seed), item in zip(keys_of_jobs, campaign.items):
         if not item.ok:
@@ -310,23 +361,3 @@ def plot_learning_curve(result: LearningCurveResult,
     fig.suptitle(f"learning curve on {result.test}")
     return fig
 
-
-def report_figure(per_potential: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Learning curves of :meth:`LearningCurveResult.report_data`, one line per run."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for name, data in per_potential.items():
-        for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
-            curve = data.get(metric)
-            if curve:
-                ax.errorbar(curve["n_train"], curve["mean"], yerr=curve["std"], marker="o",
-                            capsize=3, label=name)
-    for ax, metric in zip(axes, ("energy_rmse", "force_rmse")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training structures")
-        ax.set_ylabel(f"{metric} ({_UNITS[metric.partition('_rmse')[0]]})")
-    axes[0].legend(fontsize=7)
-    return fig

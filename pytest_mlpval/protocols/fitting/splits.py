@@ -29,16 +29,24 @@ in its training set.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LabelledData", "labelled_data", "subset", "CVSplit", "make_split",
-           "SPLIT_METHODS"]
+from pytest_mlpval.data import DatasetError, DatasetSpec, ReferenceSet, read_dataset, \
+    readonly_array
+from pytest_mlpval.descriptors import SI_SOAP, SoapSettings, structure_descriptors
+from pytest_mlpval.errors import SettingsError
+from pytest_mlpval.potentials import sha256_file
+from pytest_mlpval.protocols.base import Settings
+
+__all__ = ["LabelledData", "labelled_data", "subset", "extxyz_text", "SplitSettings",
+           "CVSplit", "make_split", "SPLIT_METHODS"]
 
 SPLIT_METHODS = ("random", "stratified", "grouped", "cluster")
 
@@ -76,9 +84,8 @@ class LabelledData:
         return [self.frames[int(i)].copy() for i in indices]
 
 
-def _extxyz_text(frames: Sequence[Any]) -> str:
-    import io
-
+def extxyz_text(frames: Sequence[Any]) -> str:
+    """``frames`` (ASE Atoms with their info and arrays) as the text of an extxyz file."""
     import ase.io
 
     buffer = io.StringIO()
@@ -106,8 +113,6 @@ def _originals(reference: Any) -> list[Any] | None:
     """The frames of the file a ReferenceSet was read from (all keys), if unchanged."""
     import ase.io
 
-    from pytest_mlpval.potentials import sha256_file
-
     path = Path(reference.spec.path)
     try:
         if not path.is_file() or sha256_file(path) != reference.sha256:
@@ -132,8 +137,6 @@ def labelled_data(data: Any, keys: Mapping[str, str] | None = None,
     Raises :class:`~pytest_mlpval.data.DatasetError` for data without energy or force
     labels, or with labels on some structures only.
     """
-    from pytest_mlpval.data import DatasetError, DatasetSpec, ReferenceSet, read_dataset
-
     if isinstance(data, LabelledData):
         return data
     if isinstance(data, (str, DatasetSpec)):
@@ -154,15 +157,13 @@ def labelled_data(data: Any, keys: Mapping[str, str] | None = None,
                            f"(looked for keys {reference.spec.key_map['energy']!r} and "
                            f"{reference.spec.key_map['forces']!r}): nothing to fit or test")
     labelled = tuple(_with_labels(a, reference, i) for i, a in enumerate(originals))
-    digest = hashlib.sha256(_extxyz_text(labelled).encode()).hexdigest()
+    digest = hashlib.sha256(extxyz_text(labelled).encode()).hexdigest()
     return LabelledData(reference, labelled, digest)
 
 
 def _reference_from_frames(frames: Sequence[Any], keys: Mapping[str, str], name: str):
     """Read labelled in-memory frames through :func:`read_dataset` (same rules, same
     errors) via an extxyz text in a temporary file."""
-    from pytest_mlpval.data import DatasetSpec, read_dataset
-
     unknown = set(keys) - {"energy", "forces", "stress", "virial", "config_type"}
     if unknown:
         raise ValueError(f"unknown label name(s) {sorted(unknown)} in keys; known: energy, "
@@ -170,11 +171,9 @@ def _reference_from_frames(frames: Sequence[Any], keys: Mapping[str, str], name:
     frames = [_calc_to_keys(a) for a in frames]
     with tempfile.TemporaryDirectory(prefix="mlpval-data-") as tmp:
         path = Path(tmp) / "data.xyz"
-        path.write_text(_extxyz_text(frames))
+        path.write_text(extxyz_text(frames))
         spec = DatasetSpec(name, str(path), tuple(sorted(keys.items())))
         reference = read_dataset(spec)
-    from dataclasses import replace
-
     return replace(reference, spec=replace(reference.spec, path=f"<memory:{name}>"))
 
 
@@ -193,10 +192,6 @@ def _calc_to_keys(atoms: Any) -> Any:
 
 def subset(reference: Any, indices: Sequence[int], name: str | None = None) -> Any:
     """The structures ``indices`` of a ReferenceSet, as a ReferenceSet (labels sliced)."""
-    from dataclasses import replace
-
-    from pytest_mlpval.data import readonly_array
-
     idx = [int(i) for i in indices]
     n_atoms = np.array(reference.n_atoms)[idx] if idx else np.zeros(0, dtype=int)
     n_atoms.flags.writeable = False
@@ -211,6 +206,49 @@ def subset(reference: Any, indices: Sequence[int], name: str | None = None) -> A
         stress=None if reference.stress is None else readonly_array(reference.stress[idx]))
 
 # -- splits ----------------------------------------------------------------------------
+
+def _whole(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+@dataclass(frozen=True)
+class SplitSettings(Settings):
+    """How :func:`make_split` splits data into folds (each field changes the folds).
+
+    Attributes
+    ----------
+    k : int or None
+        Number of folds (>= 2, at most the number of structures). ``grouped`` takes one
+        fold per config_type: leave ``k`` None or give that number.
+    method : str
+        ``"random"``, ``"stratified"``, ``"grouped"`` or ``"cluster"`` (module docstring).
+    seed : int
+    soap : SoapSettings or None
+        Descriptor of the ``cluster`` method (None: ``SI_SOAP``).
+
+    A bad method, seed or k is a :class:`~pytest_mlpval.errors.SettingsError` (a
+    ValueError).
+    """
+
+    VERSION: ClassVar[int] = 1
+
+    k: int | None = 5
+    method: str = "random"
+    seed: int = 0
+    soap: SoapSettings | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in SPLIT_METHODS:
+            raise SettingsError(f"unknown split method {self.method!r}; known: "
+                                f"{', '.join(SPLIT_METHODS)}")
+        if not _whole(self.seed):
+            raise SettingsError(f"seed must be an integer, got {self.seed!r}")
+        if self.k is not None and (not _whole(self.k) or self.k < 2):
+            raise SettingsError(f"k must be an integer >= 2, got {self.k!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+        if self.k is not None:
+            object.__setattr__(self, "k", int(self.k))
+
 
 @dataclass(frozen=True)
 class CVSplit:
@@ -282,35 +320,24 @@ class CVSplit:
                 "dataset_sha256": self.dataset_sha256, "digest": self.digest}
 
 
-def make_split(data: Any, k: int | None = 5, method: str = "random", seed: int = 0, *,
-               soap: Any = None, keys: Mapping[str, str] | None = None) -> CVSplit:
-    """Split labelled ``data`` (see :func:`labelled_data`) into k folds.
-
-    Parameters
-    ----------
-    data : ReferenceSet, dataset spec, sequence of ASE Atoms or LabelledData
-    k : int or None
-        Number of folds (>= 2, at most the number of structures). ``grouped`` takes one
-        fold per config_type: leave ``k`` None or give that number.
-    method : str
-        ``"random"``, ``"stratified"``, ``"grouped"`` or ``"cluster"`` (module docstring).
-    seed : int
-    soap : SoapSettings, optional
-        Descriptor of the ``cluster`` method (default ``SI_SOAP``).
+def make_split(data: Any, settings: SplitSettings | None = None, *,
+               keys: Mapping[str, str] | None = None) -> CVSplit:
+    """Split labelled ``data`` (see :func:`labelled_data`; labels of ASE Atoms under
+    ``keys``) into folds as ``settings`` say (default :class:`SplitSettings`: 5 random
+    folds, seed 0).
 
     Raises
     ------
     ValueError
-        An unknown method, k < 2, k larger than the dataset, a grouped split of data with
-        a single config_type, or fewer distinct structures than clusters.
+        k larger than the dataset, a grouped split of data with a single config_type or
+        a k other than its number of config_types, or fewer distinct structures than
+        clusters (a bad method, k or seed is a SettingsError when the settings are made).
     """
+    settings = SplitSettings() if settings is None else settings
+    k, method, seed = settings.k, settings.method, settings.seed
     data = labelled_data(data, keys)
     n = len(data)
     types = list(data.reference.config_types)
-    if method not in SPLIT_METHODS:
-        raise ValueError(f"unknown split method {method!r}; known: {', '.join(SPLIT_METHODS)}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
     names = sorted(set(types))
     if method == "grouped":
         if len(names) < 2:
@@ -322,8 +349,8 @@ def make_split(data: Any, k: int | None = 5, method: str = "random", seed: int =
         folds = [[i for i, t in enumerate(types) if t == name] for name in names]
         return CVSplit(method, len(names), int(seed), n, _frozen(folds),
                        tuple(names), (), data.sha256)
-    if k is None or isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+    if k is None:
+        raise SettingsError(f"k must be an integer >= 2, got {k!r}")
     if k > n:
         raise ValueError(f"k={k} folds is more than the {n} structures of dataset "
                          f"{data.name!r}: every fold needs at least one structure")
@@ -348,7 +375,7 @@ def make_split(data: Any, k: int | None = 5, method: str = "random", seed: int =
                        else ""))
         labels = tuple(f"fold {i}" for i in range(k))
     else:
-        folds, labels = _cluster_folds(data, k, rng, soap)
+        folds, labels = _cluster_folds(data, k, rng, settings.soap)
     if any(not f for f in folds):
         raise ValueError(f"the {method} split of {n} structures into {k} folds left a fold "
                          "empty; use fewer folds")
@@ -363,8 +390,6 @@ def _frozen(folds: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
 def _cluster_folds(data: LabelledData, k: int, rng: np.random.Generator, soap: Any
                    ) -> tuple[list[list[int]], tuple[str, ...]]:
     from scipy.cluster.vq import ClusterError, kmeans2
-
-    from pytest_mlpval.descriptors import SI_SOAP, structure_descriptors
 
     vectors = structure_descriptors(list(data.reference.structures), soap or SI_SOAP)
     distinct = len(np.unique(np.round(vectors, 10), axis=0))
