@@ -27,10 +27,10 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def setup():
-    from pytest_mlpval.protocols.compression.run import (CompressionAnalyser, CompressionSettings,
-                                           reference_crystals)
+    from pytest_mlpval.protocols.compression import (CompressionAnalyser, CompressionSettings,
+                                                     reference_crystals)
     from pytest_mlpval.crystals import relax
-    from pytest_mlpval.protocols.md.run import random_start
+    from pytest_mlpval.protocols.md import random_start
     from pytest_mlpval.potentials import load_potential
 
     potential = load_potential("sw")
@@ -43,7 +43,7 @@ def setup():
 
 
 def _run(setup, analyse: bool):
-    from pytest_mlpval.protocols.md.run import MDSegment, run_md
+    from pytest_mlpval.protocols.md import MDSegment, run_md
 
     calc, settings, analyser, start = setup
     segment = MDSegment("compress", STEPS, 500.0, None, 0.0, 20.0)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from pytest_mlpval.protocols.base import Result
+from pytest_mlpval.subjects import subject_of
 
 __all__ = ["CostResult", "accuracy_cost_points", "cost_structure", "force_call",
            "scaling_exponent", "time_force_calls"]
@@ -56,7 +59,7 @@ def force_call(calc: Any, atoms: Any):
 
 
 @dataclass(frozen=True)
-class CostResult:
+class CostResult(Result):
     """Timing of force calls on one structure.
 
     Attributes
@@ -64,7 +67,12 @@ class CostResult:
     n_atoms : int
     seconds : tuple of float
         Wall time of each timed call (s).
+
+    ``metrics()``: ``n_atoms``, ``time_per_call_s`` (the median) and
+    ``time_per_atom_us``, as the cost tests record them.
     """
+
+    protocol: ClassVar[str] = "cost"
 
     n_atoms: int
     seconds: tuple[float, ...]
@@ -77,6 +85,13 @@ class CostResult:
     def per_atom_us(self) -> float:
         """Median time per atom per force call, in µs."""
         return 1e6 * self.median_s / self.n_atoms
+
+    def metrics(self) -> dict[str, float]:
+        return {"n_atoms": float(self.n_atoms), "time_per_call_s": self.median_s,
+                "time_per_atom_us": self.per_atom_us}
+
+    def units(self) -> dict[str, str]:
+        return {"n_atoms": "atoms", "time_per_call_s": "s", "time_per_atom_us": "µs"}
 
 
 def time_force_calls(calc: Any, atoms: Any, rounds: int = 5, warmup: int = 1) -> CostResult:
@@ -111,8 +126,6 @@ def accuracy_cost_points(records: Iterable[Mapping[str, Any]], cost_rows: Sequen
     exponent). The dataset is ``wanted`` (--mlpval-cost-dataset), else the first dataset
     (in run order) on which every plotted candidate has force errors, so that the points
     compare like with like; else each candidate's first dataset with force errors."""
-    from pytest_mlpval.subjects import subject_of
-
     largest: dict[str, tuple[int, float]] = {}
     for pot, n, _, per_atom, _ in cost_rows:
         if pot not in largest or n > largest[pot][0]:

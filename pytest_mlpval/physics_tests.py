@@ -23,6 +23,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from pytest_mlpval.cost import cost_structure, force_call
+from pytest_mlpval.protocols.invariance import (CheckNotApplicable, assert_check,
+                                                not_evaluated, run_check)
+from pytest_mlpval.strategies import structures
+
 __all__ = [
     "test_mlpval_translation_invariance",
     "test_mlpval_rotation_equivariance",
@@ -63,8 +68,6 @@ _cheap = settings(deadline=None, suppress_health_check=_QUIET, phases=_PHASES)
 
 def _run(mlpval, name, atoms, tolerances, **kwargs):
     __tracebackhide__ = True
-    from pytest_mlpval.protocols.invariance import CheckNotApplicable, assert_check, not_evaluated, run_check
-
     try:
         result = run_check(name, mlpval.calculator, atoms, tolerances, **kwargs)
     except CheckNotApplicable as exc:  # a row that says so, then the skip with the reason
@@ -86,8 +89,6 @@ def _final_example() -> bool:
 
 
 def _structure(data, species, max_atoms=MAX_ATOMS, min_atoms=1):
-    from pytest_mlpval.strategies import structures
-
     return data.draw(structures(species=species, min_atoms=min_atoms, max_atoms=max_atoms),
                      label="structure")
 
@@ -173,8 +174,6 @@ def test_mlpval_cost(benchmark, mlpval, mlpval_species, repeat):
     """Wall time of an energy+forces call on a repeat^3 supercell of the species' crystal;
     recorded per atom (µs/atom/call) for the cost table, the scaling exponent and the
     accuracy-cost plot."""
-    from pytest_mlpval.cost import cost_structure, force_call
-
     if benchmark.disabled:
         pytest.skip("pytest-benchmark is disabled (it turns itself off under pytest-xdist "
                     "and with --benchmark-disable): run the cost tests without -n")

@@ -13,11 +13,10 @@ and judge what happens. The melt-quench benchmark of Fig. 6 is test_meltquench.p
 
 import pytest
 
-from pytest_mlpval.protocols.compression.run import run_compression
-from pytest_mlpval.protocols.compression.outcome import (assert_crystallizes, assert_no_false_maximum,
-                                               assert_no_false_minimum)
-from pytest_mlpval.protocols.compression.settings import CompressionSettings
-from pytest_mlpval.protocols.md.stability import StabilitySettings, assert_md_stable, run_md_stability
+from pytest_mlpval.protocols.compression import (CompressionSettings, assert_crystallizes,
+                                                 assert_no_false_maximum,
+                                                 assert_no_false_minimum, run_compression)
+from pytest_mlpval.protocols.md import StabilitySettings, assert_md_stable, run_md_stability
 
 QUICK = CompressionSettings(melt_steps=250, quench_steps=400, ramp_steps=750, hold_steps=100)
 FULL = CompressionSettings()

@@ -14,7 +14,7 @@ What is missing: the mlearn data hold no quenched (amorphous, low-temperature) f
 the benchmark here has no ``quench`` phase. Labelling a quench with a potential instead
 (the bundled GAP, say) would judge candidates against that potential, not against DFT,
 and the bundled GAP against itself. With a DFT-labelled melt-quench trajectory of your
-own, ``pytest_mlpval.protocols.md.meltquench.read_meltquench(path, energy_key=..., forces_key=...,
+own, ``pytest_mlpval.protocols.md.read_meltquench(path, energy_key=..., forces_key=...,
 phase_key=...)`` gives the same errors per phase for the quench too.
 
 A candidate fitted only to crystals fails it at the melt (measured 2026-12-06, force RMSE
@@ -30,8 +30,7 @@ relative to the crystal). Select with ``-k "melt or quench"``.
 
 import pytest
 
-from pytest_mlpval.protocols.md.meltquench import read_meltquench
-from pytest_mlpval.protocols.md.meltquench_errors import meltquench_errors, meltquench_table
+from pytest_mlpval.protocols.md import meltquench_errors, meltquench_table, read_meltquench
 
 #: mean SOAP similarity to diamond above which a frame is crystalline
 CRYSTAL_SIMILARITY = 0.95

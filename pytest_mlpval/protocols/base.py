@@ -40,7 +40,8 @@ from pytest_mlpval.threads import calculator_threads
 __all__ = ["Settings", "Result", "RESULT_TYPES", "result_from_dict", "CampaignOptions",
            "Protocol", "PROTOCOLS", "register", "get_protocol", "run_protocol",
            "run_protocols", "ProtocolRuns", "CostMeter", "counting", "NonFiniteResultError",
-           "SymmetryChangedError", "relax_keeping_symmetry", "plain", "cache_parameters"]
+           "SymmetryChangedError", "relax_keeping_symmetry", "plain", "cache_parameters",
+           "potential_name"]
 
 
 class NonFiniteResultError(ProtocolError, NonFiniteError):
@@ -52,6 +53,11 @@ class SymmetryChangedError(ProtocolError):
 
 
 # -- plain values ----------------------------------------------------------------------
+
+def potential_name(potential: Any) -> str:
+    """The name of a loaded Potential, or the class name of a bare calculator."""
+    return getattr(getattr(potential, "info", None), "name", type(potential).__name__)
+
 
 def plain(value: Any) -> Any:
     """``value`` as JSON-ready data: dataclasses with ``as_dict`` through it, mappings

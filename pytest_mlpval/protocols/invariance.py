@@ -33,10 +33,12 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.protocols.base import Result, Settings
 from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
 
 __all__ = [
@@ -54,7 +56,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Tolerances:
+class Tolerances(Settings):
     """Tolerances of the checks. Defaults suit float64 models; :data:`FLOAT32` suits
     single-precision models (most neural-network potentials run in float32 on GPUs).
 
@@ -103,22 +105,25 @@ FLOAT32 = Tolerances(
 )
 
 
-class CheckNotApplicable(Exception):
+class CheckNotApplicable(MlpvalError):
     """The check does not apply (e.g. no stress from the calculator, non-periodic cell)."""
 
 
-class InvarianceError(AssertionError):
+class InvarianceError(MlpvalError, AssertionError):
     """A physical invariance or consistency check failed."""
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Result):
     """Outcome of one check on one structure.
 
     ``error`` is set when the check could not be evaluated (the calculator raised:
     ``value`` is NaN, the check fails), ``skipped`` when it does not apply (the reason);
-    ``status`` is ``ok``, ``FAIL``, ``ERROR`` or ``skipped``.
+    ``status`` is ``ok``, ``FAIL``, ``ERROR`` or ``skipped``. ``metrics()`` is
+    ``{check: value}`` in ``unit``.
     """
+
+    protocol: ClassVar[str] = "invariance"
 
     check: str
     value: float
@@ -142,6 +147,17 @@ class CheckResult:
         if self.error is not None:
             return "ERROR"
         return "ok" if self.passed else "FAIL"
+
+    def metrics(self) -> dict[str, float]:
+        return {self.check: float(self.value)}
+
+    def units(self) -> dict[str, str]:
+        return {self.check: self.unit}
+
+    def not_measured(self) -> set[str]:
+        """The check, when it does not apply (skipped); a check the calculator broke is
+        a fault, not a gap."""
+        return {self.check} if self.skipped is not None else set()
 
 
 # --- evaluation helpers ---------------------------------------------------------------

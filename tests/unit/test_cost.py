@@ -150,6 +150,20 @@ def test_cost_result_per_atom():
     assert result.per_atom_us == pytest.approx(20.0)
 
 
+def test_cost_result_is_a_protocol_result():
+    """CostResult is a protocols.base.Result: metrics named and in the units the cost
+    tests record, and a round trip through as_dict()."""
+    from pytest_mlpval.protocols.base import Result, result_from_dict
+
+    result = CostResult(n_atoms=8, seconds=(0.004, 0.002, 0.003))
+    assert isinstance(result, Result)
+    assert result.metrics() == pytest.approx({"n_atoms": 8, "time_per_call_s": 0.003,
+                                              "time_per_atom_us": 375.0})
+    assert result.units() == {"n_atoms": "atoms", "time_per_call_s": "s",
+                              "time_per_atom_us": "µs"}
+    assert result_from_dict(result.as_dict()) == result
+
+
 def test_time_force_calls_grows_with_size():
     from pytest_mlpval import load_potential
 

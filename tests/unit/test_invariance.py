@@ -21,6 +21,7 @@ from pytest_mlpval.protocols.invariance import (
     InvarianceError,
     Tolerances,
     assert_check,
+    not_evaluated,
     run_check,
 )
 from pytest_mlpval.potentials import BUILTINS
@@ -329,6 +330,27 @@ def test_check_result_passed():
     assert CheckResult("x", 1.0, 1.0, "eV", "").passed
     assert not CheckResult("x", 1.0 + 1e-12, 1.0, "eV", "").passed
     assert not CheckResult("x", math.nan, 1.0, "eV", "").passed
+
+
+def test_results_and_errors_are_on_the_contract(sw, cubic):
+    """A CheckResult is a protocols.base.Result ({check: value} in its unit; a skipped
+    check is not measured, a broken one is a fault); the errors derive from MlpvalError
+    and keep their builtin base (InvarianceError an AssertionError); the tolerances are
+    Settings."""
+    from pytest_mlpval.errors import MlpvalError
+    from pytest_mlpval.protocols.base import Result, Settings
+
+    result = run_check("force_sum", sw, cubic)
+    assert isinstance(result, Result)
+    assert result.metrics() == {"force_sum": result.value}
+    assert result.units() == {"force_sum": "eV/Å"} and result.not_measured() == set()
+    skipped = not_evaluated("stress_gradient", skipped="no stress")
+    assert skipped.not_measured() == {"stress_gradient"}
+    assert not_evaluated("finite", error="raised").not_measured() == set()
+    assert issubclass(InvarianceError, MlpvalError) and issubclass(InvarianceError,
+                                                                   AssertionError)
+    assert issubclass(CheckNotApplicable, MlpvalError)
+    assert isinstance(FLOAT32, Settings) and Tolerances.from_dict(FLOAT32.as_dict()) == FLOAT32
 
 
 # --- tolerances -----------------------------------------------------------------------

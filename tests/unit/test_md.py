@@ -15,13 +15,13 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.errors import SettingsError
-from pytest_mlpval.protocols.base import Settings
+from pytest_mlpval.protocols.base import CampaignOptions, Settings
 from pytest_mlpval.protocols.md import (MDLimits, MDParameterError, MDProtocolSettings,
-                                        MDSegment, MDSettings, MeltQuenchSettings,
-                                        StabilitySettings, assert_md_stable, assert_stable,
-                                        diamond_start, melt_quench_segments, min_distance,
-                                        random_start, run_md, run_md_stability,
-                                        write_trajectory)
+                                        MDSegment, MDSettings, MDStabilityResult,
+                                        MeltQuenchSettings, StabilitySettings,
+                                        assert_md_stable, assert_stable, diamond_start,
+                                        melt_quench_segments, min_distance, random_start,
+                                        run_md, run_md_stability, write_trajectory)
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +248,8 @@ QUICK = dict(nvt_steps=200, nve_steps=100)
 @pytest.fixture(scope="module")
 def stable(sw, tmp_path_factory):
     cache = tmp_path_factory.mktemp("md-cache")
-    return cache, run_md_stability(sw, seed=0, cache_dir=cache, **QUICK)
+    return cache, run_md_stability(sw, seed=0, options=CampaignOptions(cache_dir=cache),
+                                   **QUICK)
 
 
 def test_stillinger_weber_is_stable(stable):
@@ -264,10 +265,11 @@ def test_stillinger_weber_is_stable(stable):
 def test_stability_is_cached(sw, stable):
     cache, result = stable
     start = time.perf_counter()
-    again = run_md_stability(sw, seed=0, cache_dir=cache, **QUICK)
+    again = run_md_stability(sw, seed=0, options=CampaignOptions(cache_dir=cache), **QUICK)
     assert again.from_cache and time.perf_counter() - start < 5
     assert again.metrics() == result.metrics()
-    other = run_md_stability(sw, seed=0, cache_dir=cache, nvt_steps=3, nve_steps=3)
+    other = run_md_stability(sw, seed=0, options=CampaignOptions(cache_dir=cache),
+                             nvt_steps=3, nve_steps=3)
     assert not other.from_cache  # another setting is another cache entry
 
 
@@ -313,3 +315,20 @@ def test_a_failing_analysis_is_not_blamed_on_the_potential(sw):
 
     with pytest.raises(RuntimeError, match="frame analysis failed at step 0: ValueError"):
         _small_run(sw.calculator, steps=5, analyse=analyse)
+
+
+def test_md_stability_is_a_registered_protocol_on_the_contract(sw):
+    """md_stability is registered (protocols.base.register): run_protocol gives the
+    MDStabilityResult of run_md_stability's default run (seed 0), a base.Result that
+    comes back from its as_dict() whole, record and settings included."""
+    from pytest_mlpval.protocols.base import PROTOCOLS, Result, result_from_dict, run_protocol
+
+    assert PROTOCOLS["md_stability"].settings is StabilitySettings
+    settings = StabilitySettings(repeat=1, nvt_steps=20, nve_steps=20, sample_every=10)
+    result = run_protocol("md_stability", sw, settings)
+    assert isinstance(result, MDStabilityResult) and isinstance(result, Result)
+    direct = run_md_stability(sw, settings)
+    assert result.metrics() == direct.metrics() and result.settings == settings
+    again = result_from_dict(direct.as_dict())
+    assert again.metrics() == direct.metrics() and again.settings == settings
+    assert [f.step for f in again.record.frames] == [f.step for f in direct.record.frames]

@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.evaluate import NonFiniteError
-from pytest_mlpval.errors import SettingsError
-from pytest_mlpval.protocols.md.run import MDLimits
-from pytest_mlpval.protocols.md.settings import MDParameterError
-from pytest_mlpval.protocols.md.meltquench import (MeltQuenchSettings, read_meltquench, relabel,
-                                      run_meltquench)
-from pytest_mlpval.protocols.md.meltquench_errors import (assert_phase_errors, compare_meltquench,
-                                             meltquench_errors, meltquench_table)
+from pytest_mlpval.errors import NonFiniteError, SettingsError
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.md import (MDLimits, MDParameterError, MeltQuenchSettings,
+                                        assert_phase_errors, compare_meltquench,
+                                        meltquench_errors, meltquench_table, read_meltquench,
+                                        relabel, run_meltquench)
 
 SHORT = dict(crystal_steps=50, melt_steps=200, quench_steps=100, snapshot_every=25)
 
@@ -35,7 +33,8 @@ def sw():
 def mq(sw, tmp_path_factory):
     cache = tmp_path_factory.mktemp("mq-cache")
     path = tmp_path_factory.mktemp("mq") / "meltquench.extxyz"
-    return cache, run_meltquench(sw, cache_dir=cache, trajectory_path=path, **SHORT)
+    return cache, run_meltquench(sw, options=CampaignOptions(cache_dir=cache),
+                                 trajectory_path=path, **SHORT)
 
 
 def test_snapshots_are_tagged_by_phase_and_labelled(mq):
@@ -152,10 +151,23 @@ def test_relabel_and_compare(sw, mq):
     assert results["SWx1.5"].as_dict()["snapshots"][0]["phase"] == "crystal"
 
 
+def test_errors_are_a_protocol_result_whose_summary_is_not_read_back(sw, mq):
+    """MeltQuenchErrors is a protocols.base.Result; its as_dict() is a summary without
+    the per-structure errors, which from_dict refuses rather than misreads."""
+    from pytest_mlpval.protocols.base import Result, result_from_dict
+
+    errors = meltquench_errors(sw, mq[1])
+    assert isinstance(errors, Result) and errors.protocol == "meltquench"
+    with pytest.raises(TypeError, match="summary"):
+        type(errors).from_dict(errors.as_dict())
+    with pytest.raises(ValueError, match="not a protocol result"):
+        result_from_dict(errors.as_dict())
+
+
 def test_cached_run_is_reused(sw, mq):
     cache, traj = mq
     start = time.perf_counter()
-    again = run_meltquench(sw, cache_dir=cache, **SHORT)
+    again = run_meltquench(sw, options=CampaignOptions(cache_dir=cache), **SHORT)
     assert time.perf_counter() - start < 10
     np.testing.assert_allclose(again.reference.energy, traj.reference.energy, atol=1e-6)
 

@@ -4,6 +4,9 @@ Plain library (no pytest). The public names of the family are imported from here
 
 from __future__ import annotations
 
+from pytest_mlpval.descriptors import min_distance
+from pytest_mlpval.protocols.base import potential_name
+
 from .meltquench import (
     MeltQuenchSettings, MeltQuenchTrajectory, run_meltquench, read_meltquench, relabel,
 )
@@ -12,28 +15,26 @@ from .meltquench_errors import (
     assert_phase_errors, PHASE_METRICS,
 )
 from .run import (
-    COMPLETED, CUT_SHORT, UNSTABLE, INSTABILITIES, MDParameterError, MDLimits,
-    MDSegment, MDSettings, MDFrame, MDRecord, run_md, min_distance, pressure_GPa,
-    diamond_start, random_start, melt_quench_segments, write_trajectory,
-    single_threaded_blas,
+    run_md, run_md_campaign, pressure_GPa, diamond_start, random_start,
+    melt_quench_segments, write_trajectory,
 )
 from .settings import (
-    MDProtocolSettings, potential_name, start_key,
+    COMPLETED, CUT_SHORT, UNSTABLE, INSTABILITIES, MDParameterError, MDLimits, MDSegment,
+    MDSettings, MDProtocolSettings, MDFrame, MDRecord, start_key,
 )
 from .stability import (
-    StabilitySettings, MDStabilityResult, run_md_stability, assert_md_stable,
-    assert_stable,
+    StabilitySettings, MDStabilityResult, run_md_stability, md_stability, analyse_stability,
+    assert_md_stable, assert_stable,
 )
 
 __all__ = [
     'MeltQuenchSettings', 'MeltQuenchTrajectory', 'run_meltquench', 'read_meltquench',
     'relabel', 'MeltQuenchErrors', 'meltquench_errors', 'compare_meltquench',
-    'meltquench_table', 'assert_phase_errors', 'PHASE_METRICS', 'COMPLETED',
-    'CUT_SHORT', 'UNSTABLE', 'INSTABILITIES', 'MDParameterError', 'MDLimits',
-    'MDSegment', 'MDSettings', 'MDFrame', 'MDRecord', 'run_md', 'min_distance',
+    'meltquench_table', 'assert_phase_errors', 'PHASE_METRICS', 'run_md', 'run_md_campaign',
     'pressure_GPa', 'diamond_start', 'random_start', 'melt_quench_segments',
-    'write_trajectory', 'single_threaded_blas', 'MDProtocolSettings', 'potential_name',
-    'start_key',
-    'StabilitySettings', 'MDStabilityResult', 'run_md_stability', 'assert_md_stable',
-    'assert_stable',
+    'write_trajectory', 'min_distance', 'COMPLETED', 'CUT_SHORT', 'UNSTABLE',
+    'INSTABILITIES', 'MDParameterError', 'MDLimits', 'MDSegment', 'MDSettings',
+    'MDProtocolSettings', 'MDFrame', 'MDRecord', 'start_key', 'StabilitySettings',
+    'MDStabilityResult', 'run_md_stability', 'md_stability', 'analyse_stability',
+    'assert_md_stable', 'assert_stable', 'potential_name',
 ]

@@ -22,21 +22,27 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from pytest_mlpval.crystals import build_crystal
+from pytest_mlpval.data import DatasetSpec, ReferenceSet, read_dataset, readonly_array
+from pytest_mlpval.descriptors import SI_SOAP, SoapSpectra, coordination_numbers, max_kernel
+from pytest_mlpval.protocols.base import CampaignOptions, potential_name
+from pytest_mlpval.protocols.md.run import (diamond_start, run_md, run_md_campaign,
+                                            write_trajectory)
 from pytest_mlpval.protocols.md.settings import (MDParameterError, MDProtocolSettings,
-                                                 MDRecord, MDSegment, MDSettings,
-                                                 potential_name)
+                                                 MDRecord, MDSegment, MDSettings)
+from pytest_mlpval.threads import one_blas_thread
 
 __all__ = ["MeltQuenchSettings", "MeltQuenchTrajectory", "run_meltquench",
            "read_meltquench", "relabel"]
 
+#: the protocol's name (its campaign cache)
 PROTOCOL = "mlpval-md-meltquench"
-#: bump when the task's record changes meaning (part of the cache key)
-TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,6 @@ class MeltQuenchSettings(MDProtocolSettings):
 
 
 def _start(settings: MeltQuenchSettings, seed: int) -> Any:
-    from pytest_mlpval.protocols.md.run import diamond_start
-
     atoms = diamond_start(settings.symbol, settings.repeat, seed=seed)
     rng = np.random.default_rng([seed, 7])
     remove = rng.choice(len(atoms), settings.vacancies, replace=False)
@@ -105,18 +109,9 @@ def _start(settings: MeltQuenchSettings, seed: int) -> Any:
     return atoms
 
 
-def _check_record(value: Any) -> str | None:
-    """Why a cached MD record is unusable (None: it is fine)."""
-    MDRecord.from_dict(value)
-    return None
-
-
-def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_mlpval.crystals import build_crystal
-    from pytest_mlpval.protocols.md.run import run_md, single_threaded_blas
-    from pytest_mlpval.descriptors import SI_SOAP, SoapSpectra, coordination_numbers, max_kernel
-
-    settings = MeltQuenchSettings.from_dict(item["settings"])
+def _meltquench_task(calc: Any, item: tuple[MeltQuenchSettings, int, Any]) -> dict[str, Any]:
+    """Campaign task (module level: workers import it): the run's record as a dict."""
+    settings, seed, start = item
     crystal = build_crystal(settings.crystal_reference, settings.symbol)
     spectra = SoapSpectra(SI_SOAP, [settings.symbol])
     ref = spectra(crystal)
@@ -129,10 +124,10 @@ def _meltquench_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
                  "coordination_mean": float(cn.mean())},
                 {"crystal_similarity": sims, "coordination": cn})
 
-    start = item["start"] if item["start"] is not None else _start(settings, item["seed"])
-    with single_threaded_blas():
+    start = start if start is not None else _start(settings, seed)
+    with one_blas_thread():
         record = run_md(start, calc, settings.segments(), settings=settings.md_settings(),
-                        seed=item["seed"], limits=settings.limits, analyse=analyse)
+                        seed=seed, limits=settings.limits, analyse=analyse)
     return record.as_dict()
 
 
@@ -215,8 +210,6 @@ def _reference_set(frames: Sequence[Any], name: str, path: str | None) -> Any:
     import ase
     import ase.io
 
-    from pytest_mlpval.data import DatasetSpec, ReferenceSet, readonly_array
-
     buffer = io.StringIO()
     ase.io.write(buffer, list(frames), format="extxyz")
     digest = hashlib.sha256(buffer.getvalue().encode()).hexdigest()
@@ -274,8 +267,6 @@ def _label(frames: Sequence[Any], labeller: Any) -> list[Any]:
     return out
 
 
-
-
 def _trajectory(frames: Sequence[Any], name: str, labelled_by: str,
                 record: MDRecord | None, path: str | None) -> MeltQuenchTrajectory:
     def info(key, default):
@@ -297,31 +288,21 @@ def relabel(trajectory: MeltQuenchTrajectory, labeller: Any) -> MeltQuenchTrajec
 
 def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *,
                    seed: int = 0, start: Any = None, labeller: Any = None,
-                   cache_dir: Any = None, workers: int = 0, scheduler: str | None = None,
-                   progress: Callable[[Any], None] | None = None,
-                   trajectory_path: Any = None, name: str = "meltquench",
-                   **overrides: Any) -> MeltQuenchTrajectory:
+                   options: CampaignOptions | None = None, trajectory_path: Any = None,
+                   name: str = "meltquench", **overrides: Any) -> MeltQuenchTrajectory:
     """Run the melt-quench with ``potential`` (the reference model) and return its
-    snapshots, labelled by ``potential`` itself or by ``labeller``.
+    snapshots, labelled by ``potential`` itself or by ``labeller``. The MD is a campaign
+    item (``options``: workers, cache; cached under the potential's hash, every setting,
+    the seed and the start); ``overrides`` replace fields of ``settings``.
 
-    Raises :class:`~pytest_mlpval.protocols.md.settings.MDParameterError` when the reference's own MD is
-    unstable or cut short: a benchmark from a broken trajectory would mislead.
+    Raises :class:`~pytest_mlpval.protocols.md.settings.MDParameterError` when the
+    reference's own MD is unstable or cut short: a benchmark from a broken trajectory
+    would mislead.
     """
-    from pytest_mlpval.campaign import run_campaign
-    from pytest_mlpval.protocols.compression.settings import start_key as _start_key
-
     settings = (settings or MeltQuenchSettings()).with_overrides(**overrides)
-    item = {"settings": settings.as_dict(), "seed": int(seed), "start": start}
-    campaign = run_campaign(PROTOCOL, _meltquench_task, [item], potential,
-                            {"settings": settings.as_dict(), "seed": int(seed),
-                             "start": _start_key(start)},
-                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
-                            cache_dir=cache_dir, progress=progress,
-                            validate=_check_record)
-    done = campaign.items[0]
-    if not done.ok:
-        raise MDParameterError(f"the melt-quench could not be run: {done.error}")
-    record = MDRecord.from_dict(done.value)
+    record, _ = run_md_campaign(PROTOCOL, _meltquench_task, potential, settings, seed=seed,
+                                start=start, options=options,
+                                failure="the melt-quench could not be run")
     if not record.completed:
         raise MDParameterError(f"the reference's melt-quench MD is {record.status} after "
                                f"{record.n_steps} of {record.n_steps_planned} steps: "
@@ -332,8 +313,6 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
         frames, labelled_by = _label(frames, labeller), potential_name(labeller)
     path = None
     if trajectory_path is not None:
-        from pytest_mlpval.protocols.md.run import write_trajectory
-
         write_trajectory(frames, trajectory_path)
         path = str(trajectory_path)
     return _trajectory(frames, name, labelled_by, record, path)
@@ -346,12 +325,8 @@ def read_meltquench(path: Any, *, energy_key: str = "energy", forces_key: str = 
     arrays, or the file's calculator results), the phase under ``phase_key`` (info), and
     ``step``, ``time_fs``, ``temperature_K`` where present. With ``labeller`` the file's
     labels are ignored and the snapshots labelled by it."""
-    from pathlib import Path
-
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
-
-    from pytest_mlpval.data import DatasetSpec, read_dataset
 
     path = Path(path)
     if not path.is_file():

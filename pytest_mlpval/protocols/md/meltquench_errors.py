@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from pytest_mlpval.assertions import MlpvalAssertionError, assert_errors_within, format_table
+from pytest_mlpval.evaluate import predict_cached, properties_for
+from pytest_mlpval.metrics import compute_errors
+from pytest_mlpval.protocols.base import Result
+from pytest_mlpval.protocols.md.meltquench import MeltQuenchTrajectory, read_meltquench
 
 __all__ = ["MeltQuenchErrors", "meltquench_errors", "compare_meltquench",
            "meltquench_table", "assert_phase_errors", "PHASE_METRICS"]
@@ -29,7 +33,7 @@ PHASE_METRICS = ("energy_rmse", "energy_mae", "energy_offset_removed_rmse", "for
 
 
 @dataclass(frozen=True)
-class MeltQuenchErrors:
+class MeltQuenchErrors(Result):
     """One candidate's errors on the melt-quench snapshots.
 
     Attributes
@@ -48,7 +52,12 @@ class MeltQuenchErrors:
         RMSE of the force components of each snapshot (NaN without force labels).
     seconds : float
         Time spent in the candidate (0 when read from the cache).
+
+    ``as_dict()`` is a summary (metrics and per-snapshot errors) for reports; the
+    per-structure errors themselves are not stored, so it is not read back.
     """
+
+    protocol: ClassVar[str] = "meltquench"
 
     candidate: str
     labelled_by: str
@@ -97,10 +106,13 @@ class MeltQuenchErrors:
                                   self.force_rmse_eV_A)],
                 "seconds": self.seconds}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeltQuenchErrors:
+        raise TypeError("MeltQuenchErrors.as_dict() is a summary without the errors of "
+                        "each structure: compute the errors again with meltquench_errors()")
+
 
 def _trajectory_of(benchmark: Any) -> Any:
-    from pytest_mlpval.protocols.md.meltquench import MeltQuenchTrajectory, read_meltquench
-
     if isinstance(benchmark, MeltQuenchTrajectory):
         return benchmark
     if isinstance(benchmark, (str, bytes)) or hasattr(benchmark, "__fspath__"):
@@ -114,13 +126,10 @@ def meltquench_errors(potential: Any, benchmark: Any, *, cache_dir: Any = None,
     """Errors of ``potential`` (a Potential or an ASE calculator) on ``benchmark`` (a
     :class:`~pytest_mlpval.protocols.md.meltquench.MeltQuenchTrajectory` or an extxyz path).
 
-    Raises :class:`~pytest_mlpval.evaluate.NonFiniteError` naming the snapshot and its
+    Raises :class:`~pytest_mlpval.errors.NonFiniteError` naming the snapshot and its
     phase when the candidate returns NaN, and the candidate's own exception when it
     raises: a benchmark with silently missing snapshots would flatter it.
     """
-    from pytest_mlpval.evaluate import predict_cached, properties_for
-    from pytest_mlpval.metrics import compute_errors
-
     trajectory = _trajectory_of(benchmark)
     reference = trajectory.reference
     calc = getattr(potential, "calculator", potential)
@@ -148,8 +157,6 @@ def compare_meltquench(candidates: Mapping[str, Any], benchmark: Any, *,
                        cache_dir: Any = None) -> dict[str, MeltQuenchErrors]:
     """:func:`meltquench_errors` of several candidates (``{name: potential}``) on the
     same snapshots; the names given replace the potentials' own."""
-    from dataclasses import replace
-
     trajectory = _trajectory_of(benchmark)
     return {name: replace(meltquench_errors(pot, trajectory, cache_dir=cache_dir),
                           candidate=name) for name, pot in candidates.items()}

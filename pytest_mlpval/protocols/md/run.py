@@ -24,21 +24,26 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pytest_mlpval.protocols.md.settings import (COMPLETED, CUT_SHORT, INSTABILITIES, UNSTABLE, MDFrame, MDLimits,
-                      MDParameterError, MDRecord, MDSegment, MDSettings)
+from pytest_mlpval.campaign import ItemResult, run_campaign
+from pytest_mlpval.crystals import build_crystal
 from pytest_mlpval.descriptors import min_distance
+from pytest_mlpval.errors import MlpvalError, ProtocolError
+from pytest_mlpval.protocols.base import CampaignOptions, cache_parameters
+from pytest_mlpval.protocols.md.settings import (COMPLETED, CUT_SHORT, UNSTABLE, MDFrame,
+                                                 MDLimits, MDParameterError,
+                                                 MDProtocolSettings, MDRecord, MDSegment,
+                                                 MDSettings, start_key)
+from pytest_mlpval.threads import one_blas_thread
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
-__all__ = ["COMPLETED", "CUT_SHORT", "UNSTABLE", "INSTABILITIES", "MDParameterError",
-           "MDLimits", "MDSegment", "MDSettings", "MDFrame", "MDRecord", "run_md",
-           "min_distance", "pressure_GPa", "diamond_start", "random_start",
-           "melt_quench_segments", "write_trajectory", "single_threaded_blas"]
+__all__ = ["run_md", "run_md_campaign", "pressure_GPa", "diamond_start", "random_start",
+           "melt_quench_segments", "write_trajectory"]
 
 #: an analysis callback: (atoms, partial frame values) -> (scalars, per-atom arrays)
 Analyse = Callable[[Any, Mapping[str, Any]], tuple[dict[str, Any], dict[str, np.ndarray]]]
 
 
-class _Stop(Exception):
+class _Stop(MlpvalError):
     """Internal: a check failed."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -46,16 +51,9 @@ class _Stop(Exception):
         self.reason = reason
 
 
-class _AnalysisError(RuntimeError):
+class _AnalysisError(ProtocolError):
     """The protocol's frame analysis raised (a bug or an unsupported structure, not an
     instability of the potential)."""
-
-
-def single_threaded_blas():
-    """One BLAS thread inside the block: :func:`pytest_mlpval.threads.one_blas_thread`."""
-    from pytest_mlpval.threads import one_blas_thread
-
-    return one_blas_thread()
 
 
 def pressure_GPa(atoms: Any) -> float:
@@ -73,8 +71,6 @@ def diamond_start(symbol: str = "Si", repeat: int = 2, rattle_A: float = 0.05,
                   seed: int = 0) -> Any:
     """A cubic diamond supercell (8 x ``repeat``^3 atoms) with positions displaced by a
     seeded Gaussian of ``rattle_A``: a start for melting."""
-    from pytest_mlpval.crystals import build_crystal
-
     if int(repeat) != repeat or repeat < 1:
         raise MDParameterError(f"repeat must be a positive integer, got {repeat!r}")
     atoms = build_crystal("diamond", symbol) * ((int(repeat),) * 3)
@@ -94,8 +90,6 @@ def random_start(symbol: str = "Si", n_atoms: int = 64, volume_per_atom_A3: floa
     """
     from ase import Atoms
     from ase.data import atomic_numbers, covalent_radii
-
-    from pytest_mlpval.crystals import build_crystal
 
     if int(n_atoms) != n_atoms or n_atoms < 1:
         raise MDParameterError(f"n_atoms must be a positive integer, got {n_atoms!r}")
@@ -300,7 +294,7 @@ def run_md(atoms: Any, calc: Any, segments: Sequence[MDSegment], *,
     record_series : bool
         Keep per-step energies and temperature in :attr:`MDRecord.series`.
     """
-    with single_threaded_blas():
+    with one_blas_thread():
         return _run_md(atoms, calc, tuple(segments), settings, seed, limits, analyse,
                        initial_temperature_K, deadline, record_series)
 
@@ -445,3 +439,32 @@ def write_trajectory(structures: Sequence[Any], path: Any, append: bool = False)
 
     ase.io.write(str(path), list(structures), format="extxyz", append=append)
 
+
+
+def _check_record(value: Any) -> str | None:
+    """Why a cached MD record is unusable (None: it is fine)."""
+    MDRecord.from_dict(value)
+    return None
+
+
+def run_md_campaign(name: str, task: Callable[[Any, Any], Any], potential: Any,
+                    settings: MDProtocolSettings, *, seed: int = 0, start: Any = None,
+                    options: CampaignOptions | None = None,
+                    failure: str = "the MD could not be run") -> tuple[MDRecord, ItemResult]:
+    """An MD protocol's run as one cached campaign item: ``task(calc, (settings, seed,
+    start))`` returns an :class:`MDRecord` as a dict. Cached under ``name`` with the
+    recipe of :func:`~pytest_mlpval.protocols.base.run_protocol` (``name``, the settings'
+    ``VERSION`` and ``as_dict()``) plus the seed and the start structure
+    (:func:`~pytest_mlpval.protocols.md.settings.start_key`), and the candidate's
+    identity. Raises :class:`MDParameterError` (``failure: error``) when the task fails.
+    Returns the record and the campaign item (``seconds``, ``from_cache``)."""
+    options = options or CampaignOptions()
+    parameters = {**cache_parameters(name, settings), "seed": int(seed),
+                  "start": start_key(start)}
+    campaign = run_campaign(name, task, [(settings, int(seed), start)], potential,
+                            parameters, version=settings.VERSION, validate=_check_record,
+                            **options.campaign_kwargs())
+    done = campaign.items[0]
+    if not done.ok:
+        raise MDParameterError(f"{failure}: {done.error}")
+    return MDRecord.from_dict(done.value), done

@@ -8,7 +8,7 @@ Plain library (no pytest), numpy only at import time.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -38,25 +38,6 @@ INSTABILITIES = {
 
 class MDParameterError(SettingsError):
     """An MD or protocol parameter is invalid; the message names it and its value."""
-
-
-def with_overrides(settings: Any, what: str, **overrides: Any) -> Any:
-    """``settings`` (a frozen dataclass) with some fields replaced; an unknown field is an
-    :class:`MDParameterError` naming it and listing the known ones.
-
-    Kept for settings classes not yet derived from :class:`MDProtocolSettings` (whose
-    :meth:`~pytest_mlpval.protocols.base.Settings.with_overrides` replaces it)."""
-    known = [f.name for f in fields(settings)]
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise MDParameterError(f"unknown {what} setting(s) {unknown}; known: "
-                               f"{', '.join(sorted(known))}")
-    return replace(settings, **overrides)
-
-
-def potential_name(potential: Any) -> str:
-    """The name of a loaded Potential, or the class name of a bare calculator."""
-    return getattr(getattr(potential, "info", None), "name", type(potential).__name__)
 
 
 def start_key(start: Any) -> Any:

@@ -21,22 +21,27 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, ClassVar, Mapping
+import time
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-from pytest_mlpval.protocols.md.settings import (COMPLETED, MDLimits, MDParameterError,
+from pytest_mlpval.protocols.base import (CampaignOptions, Result, potential_name,
+                                          register)
+from pytest_mlpval.protocols.md.run import (diamond_start, run_md, run_md_campaign,
+                                            write_trajectory)
+from pytest_mlpval.protocols.md.settings import (COMPLETED, MDParameterError,
                                                  MDProtocolSettings, MDRecord, MDSegment,
-                                                 MDSettings, potential_name)
+                                                 MDSettings)
+from pytest_mlpval.threads import one_blas_thread
 
-__all__ = ["StabilitySettings", "MDStabilityResult", "run_md_stability", "assert_md_stable",
-           "assert_stable"]
+__all__ = ["StabilitySettings", "MDStabilityResult", "run_md_stability", "md_stability",
+           "analyse_stability", "assert_md_stable", "assert_stable"]
 
+#: the protocol's name (registered, and its campaign cache)
 PROTOCOL = "mlpval-md-stability"
-#: bump when the task's record changes meaning (part of the cache key)
-TASK_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -90,24 +95,20 @@ class StabilitySettings(MDProtocolSettings):
                           taut_fs=self.taut_fs, sample_every=self.sample_every)
 
 
-def _check_record(value: Any) -> str | None:
-    """Why a cached MD record is unusable (None: it is fine)."""
-    MDRecord.from_dict(value)
-    return None
-
-
-def _stability_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_mlpval.protocols.md.run import diamond_start, run_md, single_threaded_blas
-
-    settings = StabilitySettings.from_dict(item["settings"])
-    start = item["start"]
+def _stability_record(calc: Any, settings: StabilitySettings, seed: int, start: Any
+                      ) -> MDRecord:
     if start is None:
-        start = diamond_start(settings.symbol, settings.repeat, seed=item["seed"])
-    with single_threaded_blas():
-        record = run_md(start, calc, settings.segments(), settings=settings.md_settings(),
-                        seed=item["seed"], limits=settings.limits,
-                        initial_temperature_K=settings.temperature_K)
-    return record.as_dict()
+        start = diamond_start(settings.symbol, settings.repeat, seed=seed)
+    with one_blas_thread():
+        return run_md(start, calc, settings.segments(), settings=settings.md_settings(),
+                      seed=seed, limits=settings.limits,
+                      initial_temperature_K=settings.temperature_K)
+
+
+def _stability_task(calc: Any, item: tuple[StabilitySettings, int, Any]) -> dict[str, Any]:
+    """Campaign task (module level: workers import it): the run's record as a dict."""
+    settings, seed, start = item
+    return _stability_record(calc, settings, seed, start).as_dict()
 
 
 def _slope_per_ps(time_fs: np.ndarray, values: np.ndarray) -> tuple[float, float]:
@@ -121,7 +122,7 @@ def _slope_per_ps(time_fs: np.ndarray, values: np.ndarray) -> tuple[float, float
 
 
 @dataclass(frozen=True)
-class MDStabilityResult:
+class MDStabilityResult(Result):
     """A stability run and what it measured (NaN where the run did not get there).
 
     Attributes
@@ -147,6 +148,8 @@ class MDStabilityResult:
     from_cache : bool
     trajectory_path : str or None
     """
+
+    protocol: ClassVar[str] = "md_stability"
 
     potential: str
     settings: StabilitySettings
@@ -197,15 +200,6 @@ class MDStabilityResult:
         error; or cut short by the wall-time limit) is a fault of the run, not a gap."""
         return set()
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"potential": self.potential, "settings": self.settings.as_dict(),
-                "seed": self.seed, "status": self.record.status,
-                "instability": self.record.instability, "message": self.record.message,
-                "n_steps": self.record.n_steps, "n_steps_planned": self.record.n_steps_planned,
-                "metrics": self.metrics(), "seconds": self.seconds,
-                "from_cache": self.from_cache, "trajectory_path": self.trajectory_path}
-
-
 def analyse_stability(potential: str, settings: StabilitySettings, seed: int,
                       record: MDRecord, seconds: float = 0.0, from_cache: bool = False
                       ) -> MDStabilityResult:
@@ -232,40 +226,35 @@ def analyse_stability(potential: str, settings: StabilitySettings, seed: int,
 
 
 def run_md_stability(potential: Any, settings: StabilitySettings | None = None, *,
-                     seed: int = 0, start: Any = None, cache_dir: Any = None,
-                     workers: int = 0, scheduler: str | None = None,
-                     progress: Callable[[Any], None] | None = None,
+                     seed: int = 0, start: Any = None, options: CampaignOptions | None = None,
                      trajectory_path: Any = None, **overrides: Any) -> MDStabilityResult:
     """NVT then NVE with ``potential`` (a loaded Potential or a bare ASE calculator)
-    from ``start`` (default: rattled diamond of ``settings.symbol``); cached in
-    ``cache_dir`` under the potential's hash and every setting. ``overrides`` replace
-    fields of ``settings``, e.g. ``temperature_K=1500, timestep_fs=2``."""
-    from pytest_mlpval.campaign import run_campaign
-
+    from ``start`` (default: rattled diamond of ``settings.symbol``), as a campaign item
+    (``options``: workers, cache; cached under the potential's hash, every setting, the
+    seed and the start). ``overrides`` replace fields of ``settings``, e.g.
+    ``temperature_K=1500, timestep_fs=2``."""
     settings = (settings or StabilitySettings()).with_overrides(**overrides)
     if start is not None and len(start) == 0:
         raise MDParameterError("the start structure has no atoms")
-    from pytest_mlpval.protocols.compression.settings import start_key as _start_key
-
-    item = {"settings": settings.as_dict(), "seed": int(seed), "start": start}
-    campaign = run_campaign(PROTOCOL, _stability_task, [item], potential,
-                            {"settings": settings.as_dict(), "seed": int(seed),
-                             "start": _start_key(start)},
-                            version=TASK_VERSION, workers=workers, scheduler=scheduler,
-                            cache_dir=cache_dir, progress=progress,
-                            validate=_check_record)
-    done = campaign.items[0]
-    if not done.ok:
-        raise MDParameterError(f"the stability run could not be made: {done.error}")
-    record = MDRecord.from_dict(done.value)
-    result = analyse_stability(potential_name(potential), settings, int(seed), record, done.seconds,
-                               done.from_cache)
+    record, done = run_md_campaign(PROTOCOL, _stability_task, potential, settings,
+                                   seed=seed, start=start, options=options,
+                                   failure="the stability run could not be made")
+    result = analyse_stability(potential_name(potential), settings, int(seed), record,
+                               done.seconds, done.from_cache)
     if trajectory_path is not None and record.structures:
-        from pytest_mlpval.protocols.md.run import write_trajectory
-
         write_trajectory(record.structures, trajectory_path)
         result = replace(result, trajectory_path=str(trajectory_path))
     return result
+
+
+def md_stability(calc: Any, settings: StabilitySettings) -> MDStabilityResult:
+    """The protocol as registered (``mlpval.run_protocol("md_stability", settings)``,
+    :func:`~pytest_mlpval.protocols.base.run_protocol`): :func:`run_md_stability`'s run
+    from the default start with seed 0, in this process."""
+    began = time.perf_counter()
+    record = _stability_record(calc, settings, 0, None)
+    return analyse_stability(potential_name(calc), settings, 0, record,
+                             time.perf_counter() - began)
 
 
 def assert_md_stable(result: Any, *, max_energy_drift_per_atom_eV_ps: float = 1e-3,
@@ -347,3 +336,6 @@ def assert_stable(result: Any, **limits: Any) -> Any:
             [f"potential {getattr(result, 'potential', '?')!r}: MD not completed: {why}", ""]
             + format_table(["run", "status", "instability", "steps", "planned"], rows)))
     return result
+
+
+register("md_stability", md_stability, StabilitySettings, MDStabilityResult, family="md")
