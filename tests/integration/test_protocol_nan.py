@@ -11,8 +11,7 @@ import re
 import pytest
 
 SUITE = """
-from pytest_mlpval.protocols.compression.run import run_compression
-from pytest_mlpval.protocols.compression.settings import CompressionSettings
+from pytest_mlpval.protocols.compression import CompressionSettings, run_compression
 from pytest_mlpval.protocols.properties.elastic import elastic_constants
 from pytest_mlpval.protocols.properties.eos import equation_of_state
 from pytest_mlpval.protocols.md.stability import StabilitySettings, run_md_stability

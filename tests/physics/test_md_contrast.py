@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlpval.protocols.compression.run import run_compression
-from pytest_mlpval.protocols.compression.outcome import (assert_crystallizes, assert_no_false_maximum,
-                                               assert_no_false_minimum, frames_table)
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.compression import (assert_crystallizes, assert_no_false_maximum,
+                                                 assert_no_false_minimum, frames_table,
+                                                 run_compression)
 from pytest_mlpval.protocols.md.meltquench import run_meltquench
 from pytest_mlpval.protocols.md.meltquench_errors import (assert_phase_errors, compare_meltquench,
                                              meltquench_table)
@@ -107,7 +108,7 @@ def test_crystal_only_gap_fails_on_melt_snapshots(request, tmp_path_factory, ela
     from pytest_mlpval import compute_errors, predict, read_dataset
 
     cache = _cache(request, tmp_path_factory)
-    trajectory = run_meltquench(reference_gap, seed=0, cache_dir=cache,
+    trajectory = run_meltquench(reference_gap, seed=0, options=CampaignOptions(cache_dir=cache),
                                 trajectory_path=tmp_path_factory.mktemp("mq") / "mq.extxyz",
                                 **MELTQUENCH)
     frames = trajectory.frames()
@@ -149,7 +150,7 @@ def test_sw_does_not_collapse_where_gap_does(request, tmp_path_factory, referenc
     trajectories = tmp_path_factory.mktemp("compression")
     results = {}
     for name, potential in (("SW", sw), ("GAP", reference_gap)):
-        result = run_compression(potential, seed=0, cache_dir=cache,
+        result = run_compression(potential, seed=0, options=CampaignOptions(cache_dir=cache),
                                  trajectory_dir=trajectories, **COMPRESSION)
         results[name] = result
         out = result.outcome

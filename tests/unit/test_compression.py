@@ -1,5 +1,5 @@
-"""Compression protocol (pytest_mlpval.protocols.compression.run) and its outcome classification and
-assertions (pytest_mlpval.protocols.compression.outcome).
+"""Compression protocol (pytest_mlpval.protocols.compression): the runs, their outcome
+classification and the assertions.
 
 The classification is tested on synthetic frame records (every outcome); one small
 Stillinger-Weber run (64 atoms, about 350 MD steps) checks the protocol end to end;
@@ -15,13 +15,16 @@ import numpy as np
 import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
-from pytest_mlpval.protocols.compression.run import CompressionSettings, run_compression, run_compressions
-from pytest_mlpval.protocols.compression.outcome import (OUTCOMES, OutcomeThresholds,
-                                               assert_crystallizes, assert_no_false_maximum,
-                                               assert_no_false_minimum, classify_frames,
-                                               frames_table)
-from pytest_mlpval.protocols.md.run import MDLimits, diamond_start
-from pytest_mlpval.protocols.md.settings import MDFrame, MDParameterError, MDSettings
+from pytest_mlpval.errors import MlpvalError, SettingsError
+from pytest_mlpval.protocols.base import CampaignOptions, Settings
+from pytest_mlpval.protocols.compression import (OUTCOMES, CompressionSettings,
+                                                 OutcomeThresholds, assert_crystallizes,
+                                                 assert_no_false_maximum,
+                                                 assert_no_false_minimum, classify_frames,
+                                                 frames_table, run_compression,
+                                                 run_compressions)
+from pytest_mlpval.protocols.md import (MDFrame, MDLimits, MDParameterError, MDSettings,
+                                        diamond_start)
 
 
 # -- synthetic frames -------------------------------------------------------------------------
@@ -143,11 +146,32 @@ def test_fixed_reference_and_thresholds():
     ({"similarity_cutoff": 1.2}, "similarity_cutoff"),
     ({"start_cell": "fcc"}, "start_cell"),
     ({"n_atoms": 1}, "n_atoms"),
-    ({"pressure": 5}, "unknown compression setting"),
+    ({"pressure": 5}, "unknown CompressionSettings setting"),
 ])
 def test_invalid_settings_name_the_value(overrides, words):
-    with pytest.raises(MDParameterError, match=words):
+    with pytest.raises(SettingsError, match=words):
         CompressionSettings().with_overrides(**overrides)
+
+
+def test_settings_round_trip_through_json_and_key_the_cache_by_version():
+    import json
+
+    from pytest_mlpval.protocols.compression.run import cache_parameters
+
+    settings = CompressionSettings(pressure_end_GPa=15.0, references=("diamond", "sh"),
+                                   md=MDSettings(timestep_fs=1.0, sample_every=5),
+                                   limits=MDLimits(wall_time_s=60.0))
+    assert isinstance(settings, Settings) and settings.VERSION == 1
+    back = CompressionSettings.from_dict(json.loads(json.dumps(settings.as_dict())))
+    assert back == settings and back.md == settings.md and back.limits == settings.limits
+    key = cache_parameters(settings, [0, 1])
+    assert key["name"] == "mlpval-md-compression" and key["version"] == 1
+    assert key["settings"] == settings.as_dict() and key["seeds"] == [0, 1]
+    with pytest.raises(SettingsError, match="unknown CompressionSettings setting"):
+        CompressionSettings.from_dict({**settings.as_dict(), "pressure": 1})
+    with pytest.raises(SettingsError, match="workers"):  # campaign options are not settings
+        run_compression(None, workers=2)
+    assert issubclass(MDParameterError, MlpvalError)
 
 
 def test_pressure_grid_snaps_to_points():
@@ -177,8 +201,9 @@ def sw_run(sw, tmp_path_factory):
     cache = tmp_path_factory.mktemp("compression-cache")
     traj = tmp_path_factory.mktemp("trajectories")
     seen = []
-    result = run_compression(sw, seed=0, cache_dir=cache, trajectory_dir=traj,
-                             progress=seen.append, **SHORT)
+    result = run_compression(sw, seed=0, trajectory_dir=traj,
+                             options=CampaignOptions(cache_dir=cache, progress=seen.append),
+                             **SHORT)
     return cache, result, seen
 
 
@@ -240,7 +265,7 @@ def test_trajectory_opens_in_ase_with_info(sw_run):
 def test_cached_run_is_reused(sw, sw_run):
     cache, result, _ = sw_run
     start = time.perf_counter()
-    again = run_compression(sw, seed=0, cache_dir=cache, **SHORT)
+    again = run_compression(sw, seed=0, options=CampaignOptions(cache_dir=cache), **SHORT)
     assert again.from_cache and time.perf_counter() - start < 10
     assert [f.as_dict()["analysis"] for f in again.frames] == \
         [f.as_dict()["analysis"] for f in result.frames]

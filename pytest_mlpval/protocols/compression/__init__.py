@@ -10,17 +10,16 @@ from .outcome import (
     assert_crystallizes, assert_no_false_minimum, assert_no_false_maximum, frames_table,
 )
 from .run import (
-    CompressionSettings, CompressionResult, CompressionAnalyser, run_compression,
-    run_compressions, reference_crystals, atom_key,
+    CompressionResult, run_compression, run_compressions, PROTOCOL,
 )
 from .settings import (
-    start_key,
+    CompressionSettings, CompressionAnalyser, reference_crystals, atom_key,
 )
 
 __all__ = [
     'OUTCOMES', 'OutcomeThresholds', 'CompressionOutcome', 'classify_frames',
     'classify_result', 'assert_crystallizes', 'assert_no_false_minimum',
-    'assert_no_false_maximum', 'frames_table', 'CompressionSettings',
-    'CompressionResult', 'CompressionAnalyser', 'run_compression', 'run_compressions',
-    'reference_crystals', 'atom_key', 'start_key',
+    'assert_no_false_maximum', 'frames_table', 'CompressionResult', 'run_compression',
+    'run_compressions', 'PROTOCOL', 'CompressionSettings', 'CompressionAnalyser',
+    'reference_crystals', 'atom_key',
 ]

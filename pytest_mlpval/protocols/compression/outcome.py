@@ -18,7 +18,7 @@ outcome                meaning
 ``high_coordination``  disordered with mean coordination >= ``high_coordination`` (10):
                        a "false minimum", unphysical
 ``unstable``           atoms overlapped, energy, force or temperature exploded, NaN, or the
-                       calculator raised (:data:`~pytest_mlpval.protocols.md.settings.INSTABILITIES`)
+                       calculator raised (:data:`~pytest_mlpval.protocols.md.INSTABILITIES`)
 ``incomplete``         cut short by the wall-time limit (or not run): nothing is claimed
 =====================  ===============================================================
 """
@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-from pytest_mlpval.protocols.md.settings import COMPLETED, CUT_SHORT, UNSTABLE, MDParameterError
+from pytest_mlpval.protocols.compression.settings import atom_key
+from pytest_mlpval.protocols.md import COMPLETED, CUT_SHORT, UNSTABLE, MDParameterError
 
 __all__ = ["OUTCOMES", "OutcomeThresholds", "CompressionOutcome", "classify_frames",
            "classify_result", "assert_crystallizes", "assert_no_false_minimum",
@@ -218,16 +219,13 @@ def classify_frames(frames: Sequence[Any], *, expected_phase: str = "sh",
                     message: str | None = None, target_pressure_GPa: float | None = None,
                     thresholds: OutcomeThresholds | None = None, **overrides: Any
                     ) -> CompressionOutcome:
-    """Classify a compression from its frames (:class:`~pytest_mlpval.protocols.md.settings.MDFrame`
-    with the analysis of :mod:`pytest_mlpval.protocols.compression.run`: ``coordination_mean`` and
-    ``<phase>_fraction`` / ``<phase>_fraction_fixed`` per reference).
+    """Classify a compression from its frames (:class:`~pytest_mlpval.protocols.md.MDFrame`
+    with the analysis of :class:`~pytest_mlpval.protocols.compression.settings.
+    CompressionAnalyser`: ``coordination_mean`` and ``<phase>_fraction`` /
+    ``<phase>_fraction_fixed`` per reference).
 
     ``overrides`` replace fields of ``thresholds``.
     """
-    from dataclasses import replace
-
-    from pytest_mlpval.protocols.compression.run import atom_key
-
     t = replace(thresholds or OutcomeThresholds(), **overrides)
     nan = math.nan
     expected = atom_key(expected_phase)
@@ -289,7 +287,8 @@ def classify_frames(frames: Sequence[Any], *, expected_phase: str = "sh",
 
 
 def classify_result(result: Any, **thresholds: Any) -> CompressionOutcome:
-    """Classify a :class:`~pytest_mlpval.protocols.compression.run.CompressionResult`."""
+    """Classify a :class:`~pytest_mlpval.protocols.compression.run.CompressionResult`
+    (its settings, records and error)."""
     expected = result.settings.expected_phase
     prep, comp = result.preparation, result.compression
     if result.error is not None:
@@ -333,8 +332,6 @@ def _outcome_of(result: Any, thresholds: Mapping[str, Any]) -> tuple[Compression
         outcome = result.classify(**thresholds) if thresholds else result.outcome
         return outcome, result.frames
     if isinstance(result, CompressionOutcome):
-        from dataclasses import replace
-
         if thresholds and replace(result.thresholds, **thresholds) != result.thresholds:
             raise ValueError(f"thresholds {thresholds} differ from those this outcome was "
                              "classified with: pass the CompressionResult (it re-classifies) "
@@ -387,8 +384,6 @@ def assert_crystallizes(result: Any, *, phase: str | None = None,
     if min_fraction is not None:
         thresholds["min_fraction"] = min_fraction
     outcome, frames = _outcome_of(result, thresholds)
-    from pytest_mlpval.protocols.compression.run import atom_key
-
     want = atom_key(phase or outcome.expected_phase)
     problem = _usable(outcome, require_target)
     if problem is None and (outcome.outcome != "crystallised" or outcome.phase != want):

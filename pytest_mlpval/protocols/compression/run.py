@@ -15,33 +15,39 @@ pressure-adjusted reference: ``relaxed_crystal(name, calc, pressure_GPa=p)`` on 
 ``reference_grid_GPa``, relaxed once per grid point and cached).
 
 Runs go through :func:`~pytest_mlpval.campaign.run_campaign` (one item per seed): cached
-under the potential's hash and every setting, in parallel over seeds with ``workers``.
-The outcome of each run is classified by :mod:`pytest_mlpval.protocols.compression.outcome`.
+under the potential's hash and every setting, in parallel over seeds as the
+:class:`~pytest_mlpval.protocols.base.CampaignOptions` say. The outcome of each run is
+classified by :mod:`pytest_mlpval.protocols.compression.outcome`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
 
-from pytest_mlpval.protocols.compression.settings import (CompressionAnalyser, CompressionSettings, atom_key,
-                                   reference_crystals, start_key)
-from pytest_mlpval.protocols.md.settings import MDParameterError, MDRecord, potential_name
+from pytest_mlpval.campaign import run_campaign
+from pytest_mlpval.crystals import RelaxationError, relax
+from pytest_mlpval.protocols.base import CampaignOptions, Result
+from pytest_mlpval.protocols.compression.outcome import CompressionOutcome, classify_result
+from pytest_mlpval.protocols.compression.settings import (CompressionAnalyser,
+                                                          CompressionSettings, atom_key,
+                                                          reference_crystals)
+from pytest_mlpval.protocols.md import (UNSTABLE, MDParameterError, MDRecord, diamond_start,
+                                        potential_name, random_start, run_md, start_key,
+                                        write_trajectory)
+from pytest_mlpval.threads import one_blas_thread
 
-__all__ = ["CompressionSettings", "CompressionResult", "CompressionAnalyser", "run_compression",
-           "run_compressions", "reference_crystals", "atom_key"]
+__all__ = ["CompressionResult", "run_compression", "run_compressions", "PROTOCOL"]
 
+#: campaign protocol name (part of the cache key)
 PROTOCOL = "mlpval-md-compression"
-#: bump when the task's record changes meaning (part of the cache key)
-TASK_VERSION = 1
 
 
 # -- one run -----------------------------------------------------------------------------
 
 def _start(settings: CompressionSettings, seed: int) -> Any:
-    from pytest_mlpval.protocols.md.run import diamond_start, random_start
-
     if settings.start_cell == "diamond":
         repeat = max(1, round((settings.n_atoms / 8) ** (1 / 3)))
         return diamond_start(settings.symbol, repeat, seed=seed)
@@ -49,17 +55,11 @@ def _start(settings: CompressionSettings, seed: int) -> Any:
 
 
 def _compression_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_mlpval.protocols.md.run import single_threaded_blas
-
-    with single_threaded_blas():
+    with one_blas_thread():
         return _compress(calc, item)
 
 
 def _compress(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_mlpval.crystals import RelaxationError, relax
-    from pytest_mlpval.protocols.md.run import run_md
-    from pytest_mlpval.protocols.md.settings import UNSTABLE
-
     settings = CompressionSettings.from_dict(item["settings"])
     seed = item["seed"]
     limits = settings.limits
@@ -90,7 +90,7 @@ def _compress(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class CompressionResult:
+class CompressionResult(Result):
     """One compression run and its outcome.
 
     Attributes
@@ -108,7 +108,8 @@ class CompressionResult:
     reference_errors : mapping of str to str
         Reference relaxations that failed.
     outcome : CompressionOutcome
-        Classified with the default thresholds; :meth:`classify` for others.
+        Classified with the default thresholds; :meth:`classify` for others (None only
+        while :func:`run_compressions` builds the result).
     seconds : float
         Wall time of the run (in its worker; 0 when read from the cache).
     from_cache : bool
@@ -117,6 +118,8 @@ class CompressionResult:
     trajectory_path : str or None
     """
 
+    protocol: ClassVar[str] = "compression"
+
     potential: str
     seed: int
     settings: CompressionSettings
@@ -124,7 +127,7 @@ class CompressionResult:
     compression: MDRecord | None
     crystals: Mapping[str, Mapping[float, Any]] = field(repr=False)
     reference_errors: Mapping[str, str]
-    outcome: Any
+    outcome: CompressionOutcome | None
     seconds: float
     from_cache: bool
     error: str | None = None
@@ -144,11 +147,9 @@ class CompressionResult:
         """Stored structures of the preparation and the compression, in order."""
         return tuple(s for r in self.records for s in r.structures)
 
-    def classify(self, **thresholds: Any):
+    def classify(self, **thresholds: Any) -> CompressionOutcome:
         """The outcome with other thresholds (see
-        :func:`~pytest_mlpval.protocols.compression.outcome.classify_run`)."""
-        from pytest_mlpval.protocols.compression.outcome import classify_result
-
+        :func:`~pytest_mlpval.protocols.compression.outcome.classify_result`)."""
         return classify_result(self, **thresholds)
 
     def metrics(self) -> dict[str, float]:
@@ -161,7 +162,12 @@ class CompressionResult:
     def units(self) -> dict[str, str]:
         return self.outcome.units()
 
+    def cost_metrics(self) -> dict[str, float]:
+        """No calculator count is kept: MD costs one call per step."""
+        return {}
+
     def as_dict(self) -> dict[str, Any]:
+        """A summary (the records without their frames' structures); not read back."""
         return {"potential": self.potential, "seed": self.seed,
                 "settings": self.settings.as_dict(),
                 "preparation": None if self.preparation is None else _summary(self.preparation),
@@ -190,40 +196,44 @@ def _summary(record: MDRecord) -> dict[str, Any]:
             "analysis_seconds": record.analysis_seconds, "n_frames": len(record.frames)}
 
 
+def cache_parameters(settings: CompressionSettings, seeds: Sequence[int],
+                     start: Any = None) -> dict[str, Any]:
+    """What keys a campaign of compression runs besides the candidate's identity: the
+    recipe of :func:`~pytest_mlpval.protocols.base.run_protocol` (``name``, ``version``,
+    ``settings``) with the user's start structure and the whole seed list (the items
+    are cached by position)."""
+    return {"name": PROTOCOL, "version": settings.VERSION, "settings": settings.as_dict(),
+            "start": start_key(start), "seeds": list(seeds)}
+
+
 def run_compressions(potential: Any, settings: CompressionSettings | None = None, *,
-                     seeds: Sequence[int] = (0,), start: Any = None, workers: int = 0,
-                     scheduler: str | None = None, cache_dir: Any = None,
-                     progress: Callable[[Any], None] | None = None,
-                     trajectory_dir: Any = None, **overrides: Any
-                     ) -> tuple[CompressionResult, ...]:
+                     seeds: Sequence[int] = (0,), start: Any = None,
+                     options: CampaignOptions | None = None, trajectory_dir: Any = None,
+                     **overrides: Any) -> tuple[CompressionResult, ...]:
     """Compression runs of ``potential`` (a :class:`~pytest_mlpval.potentials.Potential`
-    or a bare ASE calculator), one per seed, in parallel with ``workers`` and cached in
-    ``cache_dir``.
+    or a bare ASE calculator), one per seed, run and cached as ``options`` say (in
+    parallel over seeds with workers); the reference crystals first, the same way.
 
     ``overrides`` replace fields of ``settings`` (default :class:`CompressionSettings`),
     e.g. ``pressure_end_GPa=15, ramp_steps=500``. ``start`` (ASE Atoms) replaces the
     generated start (its melt-quench still runs unless ``melt_steps=quench_steps=0``).
     ``trajectory_dir``: write ``<potential>-compression-seed<k>.extxyz`` there.
     """
-    from pytest_mlpval.campaign import run_campaign
-    from pytest_mlpval.protocols.compression.outcome import classify_result
-
-    settings = (settings or CompressionSettings()).with_overrides(**overrides)
+    settings = CompressionSettings.of(settings, **overrides)
+    options = options or CampaignOptions()
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise MDParameterError(f"seeds must be distinct integers, got {seeds!r}")
     if start is not None and len(start) == 0:
         raise MDParameterError("the start structure has no atoms")
-    crystals, ref_errors = reference_crystals(potential, settings, workers=workers,
-                                              scheduler=scheduler, cache_dir=cache_dir)
-    # the key holds the whole seed list (items are cached by position)
-    parameters = {"settings": settings.as_dict(), "start": start_key(start)}
+    crystals, ref_errors = reference_crystals(potential, settings,
+                                              options=replace(options, progress=None))
     items = [{"settings": settings.as_dict(), "seed": s, "start": start,
               "crystals": crystals} for s in seeds]
     campaign = run_campaign(PROTOCOL, _compression_task, items, potential,
-                            {**parameters, "seeds": seeds}, version=TASK_VERSION,
-                            workers=workers, scheduler=scheduler, cache_dir=cache_dir,
-                            progress=progress, validate=_check_record)
+                            cache_parameters(settings, seeds, start),
+                            version=settings.VERSION,
+                            validate=_check_record, **options.campaign_kwargs())
     name = potential_name(potential)
     results = []
     for seed, item in zip(seeds, campaign.items):
@@ -237,12 +247,9 @@ def run_compressions(potential: Any, settings: CompressionSettings | None = None
             None, item.seconds, item.from_cache, error)
         path = None
         if trajectory_dir is not None and result.structures:
-            from pathlib import Path
-
-            from pytest_mlpval.protocols.md.run import write_trajectory
-
             Path(trajectory_dir).mkdir(parents=True, exist_ok=True)
-            path = str(Path(trajectory_dir) / f"{atom_key(name)}-compression-seed{seed}.extxyz")
+            path = str(Path(trajectory_dir)
+                       / f"{atom_key(name)}-compression-seed{seed}.extxyz")
             write_trajectory(result.structures, path)
         result = replace(result, outcome=classify_result(result), trajectory_path=path)
         results.append(result)
@@ -250,6 +257,9 @@ def run_compressions(potential: Any, settings: CompressionSettings | None = None
 
 
 def run_compression(potential: Any, settings: CompressionSettings | None = None, *,
-                    seed: int = 0, **kwargs: Any) -> CompressionResult:
+                    seed: int = 0, start: Any = None, options: CampaignOptions | None = None,
+                    trajectory_dir: Any = None, **overrides: Any) -> CompressionResult:
     """One compression run: :func:`run_compressions` with a single seed."""
-    return run_compressions(potential, settings, seeds=(seed,), **kwargs)[0]
+    return run_compressions(potential, settings, seeds=(seed,), start=start,
+                            options=options, trajectory_dir=trajectory_dir,
+                            **overrides)[0]

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from pytest_mlpval.protocols.md.settings import MDLimits, MDParameterError, MDSegment, MDSettings, with_overrides
-from pytest_mlpval.descriptors import HIGH_COORDINATION, SI_BOND_CUTOFF_A, SoapSettings
+from pytest_mlpval.campaign import run_campaign
+from pytest_mlpval.crystals import UnknownCrystalError, build_crystal, relaxed_crystal
+from pytest_mlpval.descriptors import (HIGH_COORDINATION, SI_BOND_CUTOFF_A, SoapSettings,
+                                       SoapSpectra, coordination_numbers, max_kernel)
+from pytest_mlpval.protocols.base import CampaignOptions
+from pytest_mlpval.protocols.md import (MDParameterError, MDProtocolSettings, MDSegment,
+                                        MDSettings)
+from pytest_mlpval.threads import one_blas_thread
 
-__all__ = ["CompressionSettings", "CompressionAnalyser", "reference_crystals", "atom_key",
-           "start_key"]
+__all__ = ["CompressionSettings", "CompressionAnalyser", "reference_crystals", "atom_key"]
 
 REFERENCE_PROTOCOL = "mlpval-md-reference-crystals"
 #: bump when the reference task's record changes meaning (part of the cache key)
@@ -30,12 +35,14 @@ def atom_key(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class CompressionSettings:
+class CompressionSettings(MDProtocolSettings):
     """Every parameter of a compression run (all of them key the cache).
 
     Attributes
     ----------
     symbol : str
+    limits : MDLimits
+        Stability checks and the wall-time limit (shared by the whole run).
     n_atoms : int
         Atoms of the random start (``start="diamond"``: rounded to 8 x n^3).
     start_cell : str
@@ -75,11 +82,11 @@ class CompressionSettings:
     soap : SoapSettings
     md : MDSettings
         Time step, thermostat, barostat, sampling.
-    limits : MDLimits
-        Stability checks and the wall-time limit (shared by the whole run).
     """
 
-    symbol: str = "Si"
+    #: bump when the run's record changes meaning (part of the cache key)
+    VERSION: ClassVar[int] = 1
+
     n_atoms: int = 64
     start_cell: str = "random"
     prerelax_steps: int = 50
@@ -102,14 +109,10 @@ class CompressionSettings:
     soap: SoapSettings = SoapSettings()
     md: MDSettings = MDSettings(timestep_fs=2.0, barostat="langevin_baoab", taup_fs=200.0,
                                 sample_every=20)
-    limits: MDLimits = MDLimits()
 
-    def __post_init__(self) -> None:
-        from pytest_mlpval.crystals import UnknownCrystalError, build_crystal
-        from pytest_mlpval.units import is_chemical_symbol
-
-        if not is_chemical_symbol(self.symbol):
-            raise MDParameterError(f"symbol {self.symbol!r} is not a chemical symbol")
+    def validate(self) -> None:
+        """Checks of the compression's own fields (the base checks ``symbol`` before and
+        builds the segments after, which validate steps, temperatures and pressures)."""
         if self.start_cell not in ("random", "diamond"):
             raise MDParameterError(f"start_cell must be 'random' or 'diamond', got "
                                    f"{self.start_cell!r}")
@@ -124,8 +127,7 @@ class CompressionSettings:
         if self.expected_phase not in self.references:
             raise MDParameterError(f"expected_phase {self.expected_phase!r} is not among "
                                    f"the references {list(self.references)}")
-        # the segments validate steps, temperatures and pressures
-        self.segments()
+        self.segments()  # steps, temperatures and pressures, before the other numbers
         for name in ("reference_grid_GPa", "coordination_cutoff_A", "high_coordination"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -146,6 +148,10 @@ class CompressionSettings:
                 MDSegment("hold", self.hold_steps, T, None, p1)]
         return (tuple(s for s in prep if s.n_steps), tuple(s for s in comp if s.n_steps))
 
+    def md_settings(self) -> MDSettings:
+        """Time step, thermostat, barostat and sampling of every segment: :attr:`md`."""
+        return self.md
+
     def pressure_grid(self) -> tuple[float, ...]:
         """Pressures (GPa) at which references are relaxed: grid points from the lowest
         to the highest pressure of the run, and 0 (the fixed reference)."""
@@ -161,35 +167,11 @@ class CompressionSettings:
         grid = np.asarray(self.pressure_grid())
         return float(grid[np.argmin(np.abs(grid - pressure))])
 
-    def as_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["references"] = list(self.references)
-        data["soap"] = self.soap.as_dict()
-        data["md"] = self.md.as_dict()
-        data["limits"] = self.limits.as_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CompressionSettings":
-        values = dict(data)
-        soap = dict(values["soap"])
-        if soap.get("species") is not None:
-            soap["species"] = tuple(soap["species"])
-        values.update(references=tuple(values["references"]), soap=SoapSettings(**soap),
-                      md=MDSettings(**values["md"]), limits=MDLimits(**values["limits"]))
-        return cls(**values)
-
-    def with_overrides(self, **overrides: Any) -> "CompressionSettings":
-        return with_overrides(self, "compression", **overrides)
-
 
 # -- references ---------------------------------------------------------------------------
 
 def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    from pytest_mlpval.crystals import relaxed_crystal
-    from pytest_mlpval.protocols.md.run import single_threaded_blas
-
-    with single_threaded_blas():
+    with one_blas_thread():
         result = relaxed_crystal(item["name"], calc, item["symbol"], item["pressure_GPa"])
     return {"atoms": result.atoms, "energy_per_atom_eV": result.energy_per_atom_eV,
             "volume_per_atom_A3": result.volume_per_atom_A3}
@@ -201,22 +183,23 @@ def _check_reference(value: Any) -> str | None:
     return None
 
 
-def reference_crystals(potential: Any, settings: CompressionSettings, *, workers: int = 0,
-                       scheduler: str | None = None, cache_dir: Any = None,
-                       progress: Callable[[Any], None] | None = None
+def reference_crystals(potential: Any, settings: CompressionSettings, *,
+                       options: CampaignOptions | None = None
                        ) -> tuple[dict[str, dict[float, Any]], dict[str, str]]:
     """Reference crystals relaxed with the candidate at every pressure of the grid:
-    ``({name: {pressure_GPa: Atoms}}, {"name@p GPa": error})``. A relaxation that fails
-    is reported, not raised: its frames get NaN adjusted similarities."""
-    from pytest_mlpval.campaign import run_campaign
-
+    ``({name: {pressure_GPa: Atoms}}, {"name@p GPa": error})``, one campaign item per
+    crystal and pressure (run and cached as ``options`` says; keyed by the crystals, the
+    element and the grid only, so that runs with other MD settings share them). A
+    relaxation that fails is reported, not raised: its frames get NaN adjusted
+    similarities."""
+    options = options or CampaignOptions()
     items = [{"name": n, "symbol": settings.symbol, "pressure_GPa": p}
              for n in settings.references for p in settings.pressure_grid()]
-    campaign = run_campaign(REFERENCE_PROTOCOL, _reference_task, items, potential,
-                            {"items": items, "relax": "relaxed_crystal defaults"},
-                            version=REFERENCE_TASK_VERSION, workers=workers,
-                            scheduler=scheduler, cache_dir=cache_dir, progress=progress,
-                            validate=_check_reference)
+    key = {"name": REFERENCE_PROTOCOL, "version": REFERENCE_TASK_VERSION,
+           "settings": {"items": items, "relax": "relaxed_crystal defaults"}}
+    campaign = run_campaign(REFERENCE_PROTOCOL, _reference_task, items, potential, key,
+                            version=REFERENCE_TASK_VERSION, validate=_check_reference,
+                            **options.campaign_kwargs())
     crystals: dict[str, dict[float, Any]] = {n: {} for n in settings.references}
     errors: dict[str, str] = {}
     for item, outcome in zip(items, campaign.items):
@@ -236,8 +219,6 @@ class CompressionAnalyser:
     def __init__(self, settings: CompressionSettings, crystals: Mapping[str, Mapping]):
         self.settings = settings
         self.crystals = crystals
-        from pytest_mlpval.descriptors import SoapSpectra
-
         self._descriptor = SoapSpectra(settings.soap, [settings.symbol])
         self._ref: dict[tuple[str, float], np.ndarray | None] = {}
 
@@ -249,8 +230,6 @@ class CompressionAnalyser:
         return self._ref[key]
 
     def __call__(self, atoms: Any, values: Mapping[str, Any]):
-        from pytest_mlpval.descriptors import coordination_numbers, max_kernel
-
         s = self.settings
         cn = coordination_numbers(atoms, s.coordination_cutoff_A)
         counts = np.bincount(cn)
@@ -276,15 +255,3 @@ class CompressionAnalyser:
                                                            ) if ref is not None else math.nan
                 per_atom[f"similarity_{key}{suffix}"] = sims
         return scalars, per_atom
-
-
-
-def start_key(start: Any) -> Any:
-    """A JSON digest of a user's start structure for cache keys (None: generated)."""
-    if start is None:
-        return None
-    return {"numbers": np.asarray(start.numbers).tolist(),
-            "positions": np.round(np.asarray(start.positions), 10).tolist(),
-            "cell": np.round(np.asarray(start.cell), 10).tolist(),
-            "pbc": np.asarray(start.pbc).tolist(),
-            "momenta": np.round(start.get_momenta(), 12).tolist()}

@@ -29,11 +29,10 @@ import numpy as np
 
 from pytest_mlpval.campaign import run_campaign
 from pytest_mlpval.crystals import RelaxationError, relax, relaxed_crystal
-from pytest_mlpval.descriptors import similarity_to_reference
+from pytest_mlpval.descriptors import min_distance, similarity_to_reference
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import (CampaignOptions, CostMeter, NonFiniteResultError,
                                           ProtocolError)
-from pytest_mlpval.protocols.md import min_distance
 from pytest_mlpval.protocols.rss.generate import RssGenerationError, RssSettings, generate
 from pytest_mlpval.protocols.rss.result import STATUSES, USABLE, RssMinimum, RssResult
 from pytest_mlpval.threads import one_blas_thread
