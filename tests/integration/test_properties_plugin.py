@@ -21,8 +21,8 @@ for _name in ("phonopy", "phonopy.structure.cells", "spglib", "matscipy.elastici
               "ase.filters", "ase.constraints", "threadpoolctl", "matplotlib",
               "matplotlib.figure", "matplotlib.backends.backend_agg", "pytest_mlpval.plots",
               "pytest_mlpval.report", "pytest_mlpval.card", "pytest_mlpval.property_tests",
-              "pytest_mlpval.protocols.properties.campaign", "pytest_mlpval.protocols.properties.eos", "pytest_mlpval.protocols.properties.elastic",
-              "pytest_mlpval.protocols.properties.phonons", "pytest_mlpval.comparison", "pytest_mlpval.baseline"):
+              "pytest_mlpval.protocols.properties", "pytest_mlpval.comparison",
+              "pytest_mlpval.baseline"):
     try:
         importlib.import_module(_name)
     except ImportError:  # matplotlib is optional
