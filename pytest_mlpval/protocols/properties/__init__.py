@@ -1,10 +1,39 @@
-"""Physical properties against experiment and DFT (the tutorial's Table I): lattice,
-equation of state and polymorphs, elastic constants, phonons, vacancy and surfaces, liquid
-and amorphous structure, run as cached campaigns.
+"""Physical properties against experiment and DFT (the tutorial's Table I), run as cached
+campaigns. Plain library (no pytest); the public names of the family are imported from
+here, and importing it registers the family's protocols
+(:data:`~pytest_mlpval.protocols.base.PROTOCOLS`, ``family="properties"``) in the order
+:func:`compute_properties` lists them.
 
-Plain library (no pytest). The public names of the family are imported from here.
-Importing it registers the family's protocols (:data:`~pytest_mlpval.protocols.base.PROTOCOLS`,
-``family="properties"``), in the order :func:`compute_properties` lists them."""
+- :mod:`.common`: :class:`PropertySettings` and :class:`PropertyResult`, the bases of
+  the family's settings and results, and :data:`PropertyError`;
+- :mod:`.lattice`: the relaxed lattice (``"lattice"``);
+- :mod:`.eos`: Birch–Murnaghan equation of state (``"eos"``), polymorph energies and
+  transition pressures (``"polymorphs"``);
+- :mod:`.elastic`: elastic constants, relaxed- and clamped-ion, and Born stability
+  (``"elastic"``);
+- :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical
+  stability (``"phonons"``);
+- :mod:`.defects`: vacancy formation (``"vacancy"``) and surface energies
+  (``"surface_100"``, ``"surface_110"``, ``"surface_111"``);
+- :mod:`.liquid`: g(r), S(q) and coordination of liquid and amorphous frames, a short
+  liquid run (``"liquid"``), comparison with users' curves;
+- :mod:`.campaign`: :func:`compute_properties`, several protocols for one candidate as
+  items of one cached campaign (:func:`~pytest_mlpval.protocols.base.run_protocols`).
+
+Each protocol is a function ``protocol(calc, settings=None, **overrides)`` with its
+settings (a :class:`PropertySettings`) and its result (a :class:`PropertyResult`),
+made known by one line ``register(name, function, Settings, Result, family=FAMILY)``
+(:func:`~pytest_mlpval.protocols.base.register`) in its module: the campaign, the
+cache, the ready-made tests (:mod:`pytest_mlpval.property_tests`: the group that runs
+it, the properties it computes, its physical check) and the report (the result's
+``figure``) find it there. Every result is a frozen dataclass with ``metrics()`` (flat
+floats named like the reference properties, e.g. ``C44_GPa``, so that
+:func:`~pytest_mlpval.comparison.compare` finds them), ``units()``, ``as_dict()``
+(JSON-ready) and ``from_dict()``; each records the number of calculator calls it made
+(``n_force_calls``) and the time spent inside the calculator (``calculator_seconds``)
+beside its wall time (``seconds``), so that a benchmark can tell the protocol's
+overhead from the potential's cost.
+"""
 
 from __future__ import annotations
 

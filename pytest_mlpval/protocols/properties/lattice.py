@@ -1,32 +1,7 @@
-"""Physical properties of a candidate for comparison with experiment and DFT (the
-tutorial's Table I): the relaxed lattice.
+"""The relaxed lattice: a crystal relaxed with its space group kept, and its cell.
 
-Plain library (no pytest). The family (:mod:`pytest_mlpval.protocols.properties`) has
-
-- :mod:`.common`: :class:`~.common.PropertySettings` and
-  :class:`~.common.PropertyResult`, the bases of the family's settings and results;
-- :mod:`.lattice` (this module): :func:`relaxed_lattice`;
-- :mod:`.campaign`: :func:`compute_properties`, which runs several protocols as items
-  of one cached campaign (:func:`~pytest_mlpval.protocols.base.run_protocols`);
-- :mod:`.eos`: Birch–Murnaghan equation of state, polymorph energies, transition pressure;
-- :mod:`.elastic`: elastic constants (relaxed- and clamped-ion) and Born stability;
-- :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical stability;
-- :mod:`.defects`: vacancy formation and surface energies;
-- :mod:`.liquid`: g(r), S(q) and coordination of liquid and amorphous frames, a short
-  liquid run, comparison with users' curves.
-
-Each protocol is a function ``protocol(calc, settings=None, **overrides)`` with its
-settings (a ``PropertySettings``) and its result (a ``PropertyResult``),
-registered with one line ``register(name, function, Settings, Result,
-family="properties")`` (:func:`~pytest_mlpval.protocols.base.register`): the campaign,
-the cache, the ready-made tests (their groups, which property each computes, the
-physical checks) and the report find it there. Every result is a frozen dataclass with
-``metrics()`` (flat floats named like the reference properties, e.g. ``C44_GPa``, so
-that :func:`~pytest_mlpval.comparison.compare` finds them), ``units()``, ``as_dict()``
-(JSON-ready) and ``from_dict()``; each records the number of calculator calls it made
-(``n_force_calls``) and the time spent inside the calculator (``calculator_seconds``)
-beside its wall time (``seconds``), so that a benchmark can tell the protocol's
-overhead from the potential's cost.
+Plain library (no pytest). One protocol of the properties family
+(:mod:`pytest_mlpval.protocols.properties`), registered as ``"lattice"``.
 """
 
 from __future__ import annotations
