@@ -35,6 +35,7 @@ from pytest_mlpval.campaign import make_executor, run_campaign
 from pytest_mlpval.crystals import RelaxationError, build_crystal, relax, space_group
 from pytest_mlpval.errors import (NonFiniteError, ProtocolError, SettingsError,
                                   UnknownProtocolError)
+from pytest_mlpval.references import property_unit
 from pytest_mlpval.threads import calculator_threads
 
 __all__ = ["Settings", "Result", "RESULT_TYPES", "result_from_dict", "CampaignOptions",
@@ -193,8 +194,6 @@ class Result:
 
     def units(self) -> dict[str, str]:
         """Unit of each metric, from the unit suffix of its name."""
-        from pytest_mlpval.references import property_unit
-
         return {name: property_unit(name) for name in self.metrics()}
 
     def cost_metrics(self) -> dict[str, float]:
