@@ -437,11 +437,11 @@ def _meter_class() -> type:
         """Passes each calculation to ``base`` and counts it, with the seconds spent
         inside ``base``; non-finite results raise :class:`NonFiniteResultError`. Energy
         and forces are always computed, the stress from the first time it is asked for
-        on. ``guard(atoms, n_calls)``, when given, runs before each call and may raise
-        (a deadline, a ballooned cell)."""
+        on (from the first call with ``always=("stress",)``). ``guard(atoms, n_calls)``,
+        when given, runs before each call and may raise (a deadline, a ballooned cell)."""
 
         def __init__(self, base: Any, guard: Callable[[Any, int], None] | None = None,
-                     ) -> None:
+                     always: Sequence[str] = ()) -> None:
             super().__init__()
             self.base = base
             self.guard = guard
@@ -449,7 +449,7 @@ def _meter_class() -> type:
                 getattr(base, "implemented_properties", ("energy", "forces", "stress")))
             self.n_calls = 0
             self.seconds = 0.0
-            self.sticky: set[str] = set()
+            self.sticky: set[str] = set(always)
 
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
@@ -487,13 +487,16 @@ def _meter_class() -> type:
 _METER: list[type] = []
 
 
-def counting(calc: Any, guard: Callable[[Any, int], None] | None = None) -> Any:
+def counting(calc: Any, guard: Callable[[Any, int], None] | None = None,
+             always: Sequence[str] = ()) -> Any:
     """A fresh metering wrapper around ``calc`` (an ASE calculator): ``n_calls`` and
     ``seconds`` accumulate. Wrapping a wrapper chains them, so a protocol that runs
-    another one counts the inner protocol's calls too."""
+    another one counts the inner protocol's calls too. ``always``: properties computed at
+    every call besides energy and forces (``("stress",)`` for a cell relaxation, whose
+    filter asks for the forces and then the stress of each structure)."""
     if not _METER:
         _METER.append(_meter_class())
-    return _METER[0](calc, guard)
+    return _METER[0](calc, guard, always)
 
 
 class CostMeter:
@@ -502,8 +505,9 @@ class CostMeter:
     made, the fields every result records so that a benchmark can tell the protocol's
     overhead from the potential's cost."""
 
-    def __init__(self, calc: Any, guard: Callable[[Any, int], None] | None = None) -> None:
-        self.calc = counting(calc, guard)
+    def __init__(self, calc: Any, guard: Callable[[Any, int], None] | None = None,
+                 always: Sequence[str] = ()) -> None:
+        self.calc = counting(calc, guard, always)
         self.start = time.perf_counter()
 
     def cost(self) -> dict[str, Any]:

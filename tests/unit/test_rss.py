@@ -254,6 +254,34 @@ def test_energy_below_the_floor_is_exploded():
         assert_failures_at_most(result)
 
 
+
+def _expanding():
+    """Energy falls with the volume (-1 eV per Å^3) and no force: the cell grows without
+    end."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Expanding(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            volume = self.atoms.get_volume()
+            self.results = {"energy": -volume, "free_energy": -volume,
+                            "forces": np.zeros((len(self.atoms), 3)),
+                            "stress": np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 0.0])}
+
+    return Expanding()
+
+
+def test_a_ballooning_cell_is_stopped_as_exploded():
+    settings = RssSettings(n_structures=2, atoms_per_cell=(2, 2), references=(),
+                           sane_volume_per_atom_A3=(1.0, 30.0))
+    result = run_rss(_expanding(), settings)
+    assert result.statuses == ("exploded", "exploded")
+    for m in result.minima:  # stopped at ten times the sane volume, long before max_steps
+        assert "the cell ballooned to" in m.error and "(stopped beyond 300)" in m.error
+        assert m.final is None and 0 < m.n_force_calls < 50
+
 # -- cache -----------------------------------------------------------------------------
 
 def test_second_run_comes_from_the_cache(sw, search, cached):
@@ -357,6 +385,35 @@ def test_reading_a_foreign_file_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="not a random structure search"):
         RssResult.read(tmp_path / "x.xyz")
 
+
+
+def test_search_follows_the_protocol_contract(search):
+    import json
+
+    from pytest_mlpval.errors import MlpvalError, NonFiniteError, SettingsError
+    from pytest_mlpval.protocols.base import Result, Settings
+    from pytest_mlpval.protocols.rss import NonFiniteResult, RelaxationTimeout, report_figure
+
+    assert isinstance(search, Result) and isinstance(search.settings, Settings)
+    assert RssSettings.from_dict(json.loads(json.dumps(QUICK.as_dict()))) == QUICK
+    with pytest.raises(SettingsError, match="unknown RssSettings setting"):
+        RssSettings.from_dict({**QUICK.as_dict(), "pressure": 1.0})
+    with pytest.raises(SettingsError, match="unknown RssSettings setting"):
+        QUICK.with_overrides(pressure=1.0)
+    with pytest.raises(SettingsError, match="settings must be RssSettings"):
+        run_rss(None, QUICK.as_dict())
+    # the report draws the class's figure from report_data (no "module:function" string)
+    assert type(search).figure is report_figure and "figure" not in search.report_data()
+    assert report_figure({"sw": search.report_data()}).axes
+    assert search.cost_metrics() == {
+        "rss_force_calls": float(sum(m.n_force_calls for m in search.minima))}
+    # one call per FIRE step and one at the start: the meter computes the stress the cell
+    # filter asks for with the forces (CostMeter(..., always=("stress",)))
+    assert all(m.n_force_calls == m.n_steps + 1 for m in search.minima)
+    assert issubclass(RssGenerationError, SettingsError)
+    assert issubclass(NonFiniteResult, NonFiniteError)
+    assert issubclass(RelaxationTimeout, MlpvalError) and issubclass(RelaxationTimeout,
+                                                                       RuntimeError)
 
 # -- analysis ----------------------------------------------------------------------------
 

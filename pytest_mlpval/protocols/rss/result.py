@@ -258,8 +258,7 @@ class RssResult(Result):
         zero = "diamond" if "error" not in self.references.get("diamond", {"error": 1}) \
             else "lowest"
         de, v, _ = energy_volume(self, zero)
-        return {"figure": "pytest_mlpval.protocols.rss.analysis:report_figure",
-                "relative_to": zero,
+        return {"relative_to": zero,
                 "energy_eV": [float(x) for x in de], "volume_A3": [float(x) for x in v],
                 "n_diamond_like": int(self.n_diamond_like), "n_structures": len(self)}
 
