@@ -54,7 +54,8 @@ from typing import Any
 
 import pytest
 
-from pytest_mlpval.assertions import MlpvalAssertionError
+from pytest_mlpval.assertions import MissingMetricError, MlpvalAssertionError
+from pytest_mlpval.checks import perform_bounds_check
 from pytest_mlpval.comparison import assert_properties, compare, compare_levels, level_table
 from pytest_mlpval.markers import PROPERTY, property_specs, training_level_of
 from pytest_mlpval.protocols.base import get_protocol
@@ -203,9 +204,6 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
              records: dict[str, dict[str, Any]], references: Any, level: str | None
              ) -> list[str]:
     """Compare, record the comparisons on their protocols' records; failure messages."""
-    from pytest_mlpval.assertions import MissingMetricError
-    from pytest_mlpval.checks import perform_bounds_check
-
     def check(metrics: Any, units: Any, spec: Any, source: str) -> list[Any]:
         key = spec.metric or spec.name
         if key not in metrics:
