@@ -107,8 +107,16 @@ def test_a_registered_toy_protocol_runs_through_compute_properties_and_its_cache
                                options=options)
     assert again.from_cache == ("toy_energy",) and again["toy_energy"] == first["toy_energy"]
     assert calls.read_text().split() == ["5.431"]  # the second run read the cache
-    bad = compute_properties(sw, ["toy_energy"], {"toy_energy": {"a_nm": 0.5}})
+    # its settings given as an object; bad ones are reported as the protocol's error
+    given = compute_properties(sw, ["toy_energy"], {"toy_energy": module.ToySettings(a_A=5.5)},
+                               options=options)
+    assert given["toy_energy"].a_A == 5.5 and given.from_cache == ()
+    bad = compute_properties(sw, ["toy_energy", "lattice"],
+                             {"toy_energy": {"a_nm": 0.5}, "lattice": module.ToySettings()})
     assert "SettingsError: unknown ToySettings setting(s) ['a_nm']" in bad.errors["toy_energy"]
+    assert bad.errors["lattice"] == ("SettingsError: protocol 'lattice' takes LatticeSettings, "
+                                     "got ToySettings")
+    assert calls.read_text().split() == ["5.431", "5.5"]
 
 
 def test_the_ready_made_tests_find_a_registered_toy_protocol(toy):

@@ -35,6 +35,9 @@ def property_settings(name: str, params: Settings | Mapping[str, Any] | None = N
     :class:`~pytest_mlpval.errors.SettingsError` naming an unknown or invalid field."""
     spec = get_protocol(name)
     if isinstance(params, Settings):
+        if not isinstance(params, spec.settings):
+            raise SettingsError(f"protocol {name!r} takes {spec.settings.__name__}, got "
+                                f"{type(params).__name__}")
         return params
     overrides = dict(params or {})
     if "symbol" in {f.name for f in fields(spec.settings)}:
