@@ -8,7 +8,8 @@ Plain library (no pytest). The snapshots are an ordinary
 machinery of :mod:`pytest_mlpval.metrics` (RMSE/MAE/max, energy offsets, per-config_type
 subsets) and :func:`~pytest_mlpval.assertions.assert_errors_within` apply unchanged.
 
-Errors and assertions: :mod:`pytest_mlpval.protocols.md.meltquench_errors`. Sources of the snapshots:
+Errors and assertions: :mod:`pytest_mlpval.protocols.md.meltquench_errors`. Sources of
+the snapshots:
 
 - :func:`run_meltquench`: MD with a reference potential (cached per potential hash and
   settings), optionally relabelled by another (``labeller``: e.g. MD with a cheap
@@ -295,7 +296,7 @@ def run_meltquench(potential: Any, settings: MeltQuenchSettings | None = None, *
     item (``options``: workers, cache; cached under the potential's hash, every setting,
     the seed and the start); ``overrides`` replace fields of ``settings``.
 
-    Raises :class:`~pytest_mlpval.protocols.md.settings.MDParameterError` when the
+    Raises :class:`~pytest_mlpval.protocols.md.MDParameterError` when the
     reference's own MD is unstable or cut short: a benchmark from a broken trajectory
     would mislead.
     """
@@ -341,7 +342,8 @@ def read_meltquench(path: Any, *, energy_key: str = "energy", forces_key: str = 
     if labeller is not None:
         for atoms in frames:
             atoms.info["phase"] = atoms.info[phase_key]
-        return _trajectory(_label(frames, labeller), name, potential_name(labeller), None, str(path))
+        return _trajectory(_label(frames, labeller), name, potential_name(labeller), None,
+                           str(path))
     spec = DatasetSpec(name, str(path.resolve()), (("config_type", phase_key),
                        ("energy", energy_key), ("forces", forces_key)), index, "extxyz")
     reference = read_dataset(spec)

@@ -455,7 +455,7 @@ def run_md_campaign(name: str, task: Callable[[Any, Any], Any], potential: Any,
     start))`` returns an :class:`MDRecord` as a dict. Cached under ``name`` with the
     recipe of :func:`~pytest_mlpval.protocols.base.run_protocol` (``name``, the settings'
     ``VERSION`` and ``as_dict()``) plus the seed and the start structure
-    (:func:`~pytest_mlpval.protocols.md.settings.start_key`), and the candidate's
+    (:func:`~pytest_mlpval.protocols.md.start_key`), and the candidate's
     identity. Raises :class:`MDParameterError` (``failure: error``) when the task fails.
     Returns the record and the campaign item (``seconds``, ``from_cache``)."""
     options = options or CampaignOptions()

@@ -1,8 +1,8 @@
-"""Settings and records of the guarded MD runs of :mod:`pytest_mlpval.protocols.md.run`,
+"""Settings and records of the guarded MD runs (:func:`~pytest_mlpval.protocols.md.run_md`),
 and :class:`MDProtocolSettings`, the base of every MD protocol's settings (MD stability,
 melt-quench, compression).
 
-Plain library (no pytest), numpy only at import time.
+Plain library (no pytest).
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ class MDFrame:
 
 @dataclass(frozen=True)
 class MDRecord:
-    """The outcome of :func:`~pytest_mlpval.protocols.md.run.run_md`.
+    """The outcome of :func:`~pytest_mlpval.protocols.md.run_md`.
 
     Attributes
     ----------

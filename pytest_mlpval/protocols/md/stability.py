@@ -1,5 +1,5 @@
 """MD stability of a candidate: a short NVT run (Bussi thermostat) followed by NVE
-(velocity Verlet), watched step by step (:mod:`pytest_mlpval.protocols.md.run`).
+(velocity Verlet), watched step by step (:func:`~pytest_mlpval.protocols.md.run_md`).
 
 Plain library (no pytest). What it measures:
 
@@ -13,8 +13,8 @@ Plain library (no pytest). What it measures:
   plus what the thermostat took out), which exposes the same faults under a thermostat.
 - The shortest interatomic distance and the highest temperature of the run; NaN,
   exploding forces or energies, overlapping atoms and calculator errors stop the run as
-  unstable; the wall-time limit stops it as cut short (:class:`~pytest_mlpval.protocols.md.settings.
-  MDLimits`). Either is reported, never hidden.
+  unstable; the wall-time limit stops it as cut short
+  (:class:`~pytest_mlpval.protocols.md.MDLimits`). Either is reported, never hidden.
 """
 
 from __future__ import annotations
