@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.references import (
     MissingReferenceError,
     ReferenceTable,
@@ -38,7 +39,7 @@ __all__ = ["PropertyComparison", "LevelComparison", "LevelMismatchError", "compa
            "comparison_table", "level_table"]
 
 
-class LevelMismatchError(ValueError):
+class LevelMismatchError(MlpvalError, ValueError):
     """``strict_level=True`` and the reference is another DFT level than the training."""
 
 
