@@ -166,9 +166,6 @@ def build_crystal(name: str, symbol: str = "Si") -> Any:
     return atoms
 
 
-_canonical = canonical_crystal  # the old private name, until its last user moves
-
-
 @dataclass(frozen=True)
 class RelaxResult:
     """A relaxed structure and how the relaxation went.
@@ -258,6 +255,6 @@ def relaxed_crystal(name: str, calc: Any, symbol: str = "Si", pressure_GPa: floa
         raise RelaxationError(
             f"{name} did not relax to fmax {fmax_eV_A} eV/Å in {steps} steps at "
             f"{pressure_GPa} GPa (residual {result.fmax_eV_A:.3g} eV/Å)")
-    result.atoms.info["crystal"] = _canonical(name)
+    result.atoms.info["crystal"] = canonical_crystal(name)
     result.atoms.info["pressure_GPa"] = float(pressure_GPa)
     return result
