@@ -179,6 +179,19 @@ class _Reader(ast.NodeVisitor):
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = visit_Lambda = _body
 
+    def visit_Call(self, node: ast.Call) -> None:
+        """``import_module("pkg.a")`` (or ``importlib.import_module``, ``__import__``)
+        with a constant name imports like an import statement."""
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if (called in ("import_module", "__import__") and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)):
+            short = self.own(node.args[0].value)
+            if short is not None and short in self.shorts:
+                self.add(short, (), node)
+        self.generic_visit(node)
+
     def visit_Attribute(self, node: ast.Attribute) -> None:
         chain = []
         value: ast.AST = node
@@ -426,6 +439,15 @@ def test_a_circle_through_a_function_level_import_is_found(tmp_path):
         "a.py": "from pkg.b import f\n",
         "b.py": "def f():\n    from pkg import a\n    return a\n",
         "c.py": "from . import a\n",
+    })
+    assert import_circles(modules) == ["{a, b}: a -> b; b -> a"]
+
+
+def test_a_circle_through_import_module_is_found(tmp_path):
+    modules = make_package(tmp_path, {
+        "a.py": "import importlib\nb = importlib.import_module('pkg.b')\n",
+        "b.py": "from importlib import import_module\n\ndef f():\n"
+                "    return import_module('pkg.a'), import_module('json')\n",
     })
     assert import_circles(modules) == ["{a, b}: a -> b; b -> a"]
 
