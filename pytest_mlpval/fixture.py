@@ -13,12 +13,13 @@ import pytest
 
 from pytest_mlpval.assertions import MlpvalAssertionError
 from pytest_mlpval.checks import perform_bounds_check
-from pytest_mlpval.errors import ProtocolError, SettingsError, UnknownProtocolError
+from pytest_mlpval.errors import (NonFiniteError, ProtocolError, SettingsError,
+                                  UnknownProtocolError)
 from pytest_mlpval.protocols.base import CampaignOptions, Result, get_protocol
 from pytest_mlpval.protocols.base import run_protocol as run_registered
 from pytest_mlpval.report import figure_reference
 from pytest_mlpval.markers import EXPECT, THRESHOLDS, ThresholdSpec, expectations_of, thresholds_of
-from pytest_mlpval.session import PROPERTY, SUBJECT_PROPERTY, MlpvalSession
+from pytest_mlpval.session import LINKS, PROPERTY, SESSION, SUBJECT_PROPERTY, MlpvalSession
 
 
 @dataclass
@@ -67,8 +68,6 @@ def item_subject(item: pytest.Item) -> dict[str, Any] | None:
         return {"kind": "recipe", "name": name if isinstance(name, str) else "no-recipe",
                 "identity": {}}
     if "mlpval_domain" in names:
-        from pytest_mlpval.plugin import SESSION
-
         training = item.config.stash[SESSION].settings.training_dataset
         return {"kind": "dataset", "name": training or "no-training-dataset",
                 "identity": {}}
@@ -425,7 +424,7 @@ def not_measured(result: Any, metrics: dict[str, float]) -> set[str]:
     return nan & set(declared()) if callable(declared) and nan else set()
 
 
-class NonFiniteMetricError(MlpvalAssertionError):
+class NonFiniteMetricError(MlpvalAssertionError, NonFiniteError):
     """A test recorded a NaN or inf metric: a candidate's fault, never a pass."""
 
 
@@ -479,7 +478,6 @@ def _of(subject: dict[str, Any]) -> str:
 def fitted_by(config: pytest.Config, potential: Any) -> str | None:
     """The recipe a candidate is linked to (ini ``mlpval_fitted_by``, by the candidate's
     name or sha256), None if it is not."""
-    from pytest_mlpval.plugin import LINKS
     from pytest_mlpval.subjects import linked_recipe
 
     return linked_recipe(config.stash.get(LINKS, {}), potential.name,

@@ -12,17 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mlpval import markers, options
+from pytest_mlpval.session import LINKS, SESSION, MlpvalSession, is_xdist_worker
 
 if TYPE_CHECKING:
     from pytest_mlpval.data import ReferenceSet
     from pytest_mlpval.fixture import MlpvalFixture
     from pytest_mlpval.metrics import ErrorReport
     from pytest_mlpval.potentials import Potential
-    from pytest_mlpval.session import MlpvalSession
 
-SESSION = pytest.StashKey["MlpvalSession"]()
-#: candidate -> recipe: the links of ini mlpval_fitted_by and --mlpval-fitted-by
-LINKS = pytest.StashKey[dict]()
+__all__ = ["SESSION", "LINKS", "FIXTURES"]  # the stash keys live in pytest_mlpval.session
 FIXTURES = ("mlpval", "mlpval_potential", "mlpval_calculator", "mlpval_dataset",
             "mlpval_predictions", "mlpval_errors", "mlpval_species", "mlpval_tolerances",
             # dataset and recipe subjects (pytest_mlpval.domain_tests): not per candidate
@@ -57,9 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in markers.MARKER_LINES:
         config.addinivalue_line("markers", line)
-    from pytest_mlpval import session as session_module
-
-    session = session_module.MlpvalSession(config, options.resolve(config))
+    session = MlpvalSession(config, options.resolve(config))
     config.stash[SESSION] = session
     config.stash[LINKS] = _links(config)
     config.pluginmanager.register(session, "mlpval-session")
@@ -112,8 +108,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             needs_potential = needs_potential or "mlpval_potential" in names
     markers.apply_known_failures(items)  # strict xfails for the candidates they name
     settings = config.stash[SESSION].settings
-    from pytest_mlpval.session import is_xdist_worker
-
     # a worker cannot stop the run cleanly: there the fixture fails each test instead
     if (needs_potential and settings.require_potential and not settings.potentials
             and not is_xdist_worker(config)):
@@ -133,7 +127,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    from pytest_mlpval.fixture import auto_check, auto_expect, compare_with_baseline
+    """After the test body: unchecked ``mlpval_thresholds`` and ``mlpval_expect`` markers,
+    the baseline comparison (also after a failed body: both are reported), and, for a
+    test that passed all of it, its NaN or inf metrics (a failure of their own)."""
+    from pytest_mlpval.fixture import (auto_check, auto_expect, compare_with_baseline,
+                                       nonfinite_failure)
 
     __tracebackhide__ = True
     failures, steps = [], (auto_check, auto_expect, compare_with_baseline)
@@ -156,6 +154,9 @@ def pytest_runtest_call(item: pytest.Item):
         except Exception:  # an AssertionError subclass with another signature
             combined = AssertionError(message)
         raise combined.with_traceback(failures[0].__traceback__) from None
+    failure = nonfinite_failure(item)
+    if failure is not None:
+        raise failure
     return result
 
 
@@ -175,8 +176,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """A candidate beside the recipe that fitted it, where the user linked them."""
-    from pytest_mlpval.session import is_xdist_worker
-
     session = config.stash.get(SESSION, None)
     if session is None or is_xdist_worker(config) or not session.results:
         return
@@ -186,7 +185,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     try:
         rows = side_by_side_rows(rec for _, rec in session.results.pairs())
     except Exception as exc:  # the other tables and files still appear
-        session._end_error("the 'mlpval fitted by' table", exc)
+        session.end_error("the 'mlpval fitted by' table", exc)
         return
     if rows:
         terminalreporter.write_sep("=", "mlpval fitted by")

@@ -10,12 +10,18 @@ from __future__ import annotations
 import base64
 import html
 import math
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from pytest_mlpval.subjects import subject_label
+from pytest_mlpval import fileio, plots
+from pytest_mlpval.card import validation_card
+from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.results import check_status, expected_status
+from pytest_mlpval.subjects import LINK_HEADERS, side_by_side_rows, subject_label
+from pytest_mlpval.verdict import verdict_html
 
 __all__ = ["SECTIONS", "ReportError", "report_arrays", "write_report",
            "figure_reference", "figure_function"]
@@ -78,8 +84,6 @@ def _arrays_by_dataset(results) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _img(fig, alt: str) -> str:
-    from pytest_mlpval import plots
-
     data = base64.b64encode(plots.png(fig)).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -117,8 +121,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # --- sections ------------------------------------------------------------------------
 
 def _dataset_figures(dataset: str, per_pot: dict[str, dict[str, Any]]) -> list[str]:
-    from pytest_mlpval import plots
-
     parts = []
     energy = {p: a for p, a in per_pot.items() if "energy_ref" in a}
     forces = {p: a for p, a in per_pot.items() if "force_ref" in a}
@@ -166,8 +168,6 @@ def figure_reference(function: Any) -> str:
 
 def figure_function(reference: str) -> Any:
     """The function a :func:`figure_reference` names (its module imported)."""
-    from importlib import import_module
-
     module, _, qualname = reference.partition(":")
     function = import_module(module)
     for name in qualname.split("."):
@@ -247,8 +247,6 @@ def _fitted_by(results) -> list[str]:
     """Linked candidates (ini ``mlpval_fitted_by``) beside the recipes that fitted them:
     the candidate's test-set errors, the recipe's cross-validation errors; nothing when
     no candidate is linked to a recipe that ran."""
-    from pytest_mlpval.subjects import LINK_HEADERS, side_by_side_rows
-
     rows = side_by_side_rows(rec for _, rec in results.pairs())
     if not rows:
         return []
@@ -268,8 +266,6 @@ ERROR_HEADERS = ["potential", "dataset", "subset", "n", "E RMSE (meV/atom)",
 
 
 def _test_rows(results) -> list[list[Any]]:
-    from pytest_mlpval.results import check_status, expected_status
-
     rows = []
     for test in results.tests:
         limits = []
@@ -289,7 +285,7 @@ def _test_rows(results) -> list[list[Any]]:
     return rows
 
 
-class ReportError(Exception):
+class ReportError(MlpvalError):
     """Parts of the report could not be made; the files were written without them."""
 
 
@@ -300,9 +296,6 @@ def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
     Each section of the page, the card and each file is made on its own: one that fails
     is replaced by a line saying why, the others are still written, and
     :class:`ReportError` (with ``written``, the files that were) is raised at the end."""
-    from pytest_mlpval.card import validation_card
-    from pytest_mlpval.fileio import atomic_write, write_json
-
     out = Path(out_dir)
     problems: list[str] = []
     body: list[str] = []
@@ -327,11 +320,11 @@ def write_report(results, out_dir: str | Path, json_document: dict[str, Any],
                                        for sid, t in SECTIONS),
                         body="\n".join(body))
     written = []
-    for name, write in (
-            ("index.html", lambda path: atomic_write(
+    for name, write in (  # fileio's writers looked up now, as the JSON file's are
+            ("index.html", lambda path: fileio.atomic_write(
                 path, lambda h: h.write(page.encode("utf-8")))),
-            ("mlpval.json", lambda path: write_json(path, json_document)),
-            ("validation_card.md", lambda path: atomic_write(
+            ("mlpval.json", lambda path: fileio.write_json(path, json_document)),
+            ("validation_card.md", lambda path: fileio.atomic_write(
                 path, lambda h: h.write(card.encode("utf-8"))))):
         try:
             written.append(write(out / name))
@@ -350,8 +343,6 @@ def _sections(results, baseline_path: str | None):
     arrays = _arrays_by_dataset(results)
 
     def verdict():
-        from pytest_mlpval.verdict import verdict_html
-
         return [verdict_html(results.verdict())]
 
     def overview():
@@ -403,8 +394,6 @@ def _sections(results, baseline_path: str | None):
         return parts + _protocol_figures(results)
 
     def cost():
-        from pytest_mlpval import plots
-
         headers, rows = results.cost_rows()
         if not rows:
             return ["<p>No cost tests ran (they need pytest-benchmark without -n).</p>"]

@@ -14,6 +14,10 @@ import pytest
 from pytest_mlpval.options import Settings
 from pytest_mlpval.results import RunResults
 
+#: the run's MlpvalSession in ``config.stash``
+SESSION = pytest.StashKey["MlpvalSession"]()
+#: candidate -> recipe: the links of ini mlpval_fitted_by and --mlpval-fitted-by
+LINKS = pytest.StashKey[dict]()
 PROPERTY = "mlpval"
 #: user property naming what a test judges: {"kind": "candidate" | "dataset" | "recipe",
 #: "name", "identity"}
@@ -150,22 +154,6 @@ class MlpvalSession:
 
         return report_arrays(reference, self.predictions(potential, reference))
 
-    # --- non-finite metrics fail the test that recorded them ----------------------------
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item):
-        """After a test body that passed (its limits and baseline comparison included):
-        fail it if it recorded a NaN or inf metric (a test that failed already keeps its
-        own failure)."""
-        __tracebackhide__ = True
-        result = yield
-        from pytest_mlpval.fixture import nonfinite_failure
-
-        failure = nonfinite_failure(item)
-        if failure is not None:
-            raise failure
-        return result
-
     # --- collection of records (controller) ----------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -192,14 +180,14 @@ class MlpvalSession:
         try:
             self._verdict_section(terminalreporter)
         except Exception as exc:  # the tables and files still appear
-            self._end_error("the verdict matrix", exc)
+            self.end_error("the verdict matrix", exc)
         if self.results:
             for name, section in (("summary table", self._tables),
                                   ("baseline table", self._baseline_section)):
                 try:
                     section(terminalreporter)
                 except Exception as exc:  # the other tables and files still appear
-                    self._end_error(f"the {name}", exc)
+                    self.end_error(f"the {name}", exc)
         for path in self.written:
             terminalreporter.write_line(f"mlpval: wrote {path}")
         for line in self.end_errors:
@@ -253,7 +241,7 @@ class MlpvalSession:
             try:
                 headers, rows = table()
             except Exception as exc:  # one broken table does not hide the others
-                self._end_error(f"the {title!r} table", exc)
+                self.end_error(f"the {title!r} table", exc)
                 continue
             if rows:
                 terminalreporter.write_sep("=", title)
@@ -273,7 +261,7 @@ class MlpvalSession:
 
             self._baseline_summary(terminalreporter, format_table)
 
-    def _end_error(self, what: str, exc: BaseException) -> None:
+    def end_error(self, what: str, exc: BaseException) -> None:
         """A writer or table that failed: reported in the summary, exit status non-zero."""
         self.end_errors.append(f"could not write {what}: {type(exc).__name__}: {exc}")
         session = getattr(self, "_session", None)
@@ -305,14 +293,14 @@ class MlpvalSession:
         try:
             self.write_baselines()
         except Exception as exc:
-            self._end_error("the baseline", exc)
+            self.end_error("the baseline", exc)
         settings = self.settings
         if settings.plots_dir is not None and self.results:
             try:
                 self.written += self.results.write_plots(settings.plots_dir,
                                                          settings.cost_dataset)
             except Exception as exc:
-                self._end_error(f"the plots in {settings.plots_dir}", exc)
+                self.end_error(f"the plots in {settings.plots_dir}", exc)
         if settings.report_dir is None and settings.json_path is None:
             return
         try:
@@ -323,7 +311,7 @@ class MlpvalSession:
             self.config.hook.pytest_mlpval_update_json(config=self.config, output=document)
             document = strict_document(document)  # e.g. NaN a hook added: null, listed
         except Exception as exc:
-            self._end_error("the JSON document", exc)
+            self.end_error("the JSON document", exc)
             return
         if settings.report_dir is not None:
             from pytest_mlpval.report import write_report
@@ -334,14 +322,14 @@ class MlpvalSession:
                     None if settings.compare is None else str(settings.compare))
             except Exception as exc:  # ReportError: the files it could write, written
                 self.written += getattr(exc, "written", [])
-                self._end_error(f"(all of) the report in {settings.report_dir}", exc)
+                self.end_error(f"(all of) the report in {settings.report_dir}", exc)
         if settings.json_path is not None:
             from pytest_mlpval.fileio import write_json
 
             try:
                 self.written.append(write_json(settings.json_path, document))
             except Exception as exc:
-                self._end_error(f"the JSON file {settings.json_path}", exc)
+                self.end_error(f"the JSON file {settings.json_path}", exc)
 
     def write_baselines(self) -> None:
         """--mlpval-save-baseline: this run's metrics; --mlpval-regen-baseline: the
