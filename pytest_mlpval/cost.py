@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Iterable, Mapping, Sequence
 import numpy as np
 
 from pytest_mlpval.protocols.base import Result
-from pytest_mlpval.subjects import subject_of
+# the report's cost figures, computed from records (re-exported here, where they were)
+from pytest_mlpval.results import accuracy_cost_points, scaling_exponent
 
 __all__ = ["CostResult", "accuracy_cost_points", "cost_structure", "force_call",
            "scaling_exponent", "time_force_calls"]
@@ -104,53 +105,3 @@ def time_force_calls(calc: Any, atoms: Any, rounds: int = 5, warmup: int = 1) ->
         call()
         seconds.append(time.perf_counter() - start)
     return CostResult(len(atoms), tuple(seconds))
-
-
-def scaling_exponent(n_atoms: Sequence[int], seconds: Sequence[float]) -> float:
-    """Slope of log(time) against log(N): 1 for linear scaling. NaN with < 2 sizes."""
-    n = np.asarray(n_atoms, dtype=float)
-    t = np.asarray(seconds, dtype=float)
-    if len(np.unique(n)) < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(n), np.log(t), 1)[0])
-
-
-def accuracy_cost_points(records: Iterable[Mapping[str, Any]], cost_rows: Sequence[Sequence],
-                         wanted: str | None = None) -> list[tuple[str, float, float, str]]:
-    """(potential, µs/atom/call at the largest size, force RMSE in eV/Å, dataset) for each
-    candidate with a cost and its *own* test-set errors: error records (subset ``all``)
-    whose subject is that candidate, never a recipe's cross-validation errors or anything
-    recorded under another subject (:mod:`pytest_mlpval.subjects`).
-
-    ``records``: the run's records; ``cost_rows``: (potential, atoms, s/call, µs/atom,
-    exponent). The dataset is ``wanted`` (--mlpval-cost-dataset), else the first dataset
-    (in run order) on which every plotted candidate has force errors, so that the points
-    compare like with like; else each candidate's first dataset with force errors."""
-    largest: dict[str, tuple[int, float]] = {}
-    for pot, n, _, per_atom, _ in cost_rows:
-        if pot not in largest or n > largest[pot][0]:
-            largest[pot] = (n, per_atom)
-    own: dict[str, dict[str, float]] = {pot: {} for pot in largest}
-    order: list[str] = []
-    for rec in records:
-        subject = subject_of(rec)
-        force = rec["metrics"].get("force_rmse")
-        if (rec.get("kind", "errors") != "errors" or rec["subset"] != "all"
-                or subject["kind"] != "candidate" or subject["name"] not in own
-                or force is None):
-            continue
-        dataset = rec["dataset"]["name"]
-        own[subject["name"]].setdefault(dataset, force)
-        if dataset not in order:
-            order.append(dataset)
-    measured = [pot for pot in largest if own[pot]]
-    common = [d for d in order if all(d in own[pot] for pot in measured)]
-    points = []
-    for pot in sorted(measured):
-        if wanted is not None:
-            dataset = wanted if wanted in own[pot] else None
-        else:
-            dataset = common[0] if common else next(iter(own[pot]))
-        if dataset is not None:
-            points.append((pot, largest[pot][1], own[pot][dataset], dataset))
-    return points

@@ -1,4 +1,5 @@
-"""Plots (matplotlib, imported inside each function; no global rcParams are touched).
+"""Plots (matplotlib and numpy, imported inside each function, so that the run's results
+can import this module when the plugin loads; no global rcParams are touched).
 
 Each ``*_figure`` function takes plain data (as the run's records carry it) and returns a
 matplotlib ``Figure``; :func:`save` writes a PNG file and :func:`png` returns PNG bytes
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: energy errors are plotted in meV/atom
 MEV = 1000.0
@@ -63,7 +65,7 @@ def accuracy_cost_figure(points: Sequence[tuple[str, float, float, str]]):
     """Force RMSE against time per atom per call for each potential (the accuracy-cost
     front of Zuo et al., J. Phys. Chem. A 124, 731 (2020)); ``points``: (potential,
     µs/atom/call, force RMSE in eV/Å, dataset), each candidate's own errors on the
-    dataset named (:func:`pytest_mlpval.cost.accuracy_cost_points`), never a fitting
+    dataset named (:func:`pytest_mlpval.results.accuracy_cost_points`), never a fitting
     recipe's cross-validation errors."""
     fig = _figure()
     ax = fig.add_subplot()
@@ -95,6 +97,8 @@ def error_violins_figure(groups: Mapping[str, Mapping[str, np.ndarray]], ylabel:
     y scale: on a shared axis a good candidate's violins flatten to a line next to a
     bad one's (the stats table beside the figure compares the numbers). ``groups``:
     potential -> config_type -> errors."""
+    import numpy as np
+
     potentials = list(groups) or [""]
     config_types = sorted({c for per in groups.values() for c in per})
     panel = max(3.2, 0.9 * len(config_types) + 1.6)
@@ -131,6 +135,8 @@ def error_violins_figure(groups: Mapping[str, Mapping[str, np.ndarray]], ylabel:
 def parity_figure(points: Mapping[str, tuple[np.ndarray, np.ndarray]], unit: str,
                   title: str):
     """Predicted against reference, one colour per potential, with the y = x line."""
+    import numpy as np
+
     fig = _figure(4.2, 4.0)
     ax = fig.add_subplot()
     low, high = np.inf, -np.inf
@@ -153,6 +159,8 @@ def energy_error_vs_size_figure(data: Mapping[str, tuple[np.ndarray, np.ndarray]
     """|energy error| against atoms per cell with no scaling (eV per cell), divided by
     sqrt(N) and by N (paper Fig. 4). ``data``: potential -> (n_atoms, error per atom in
     eV)."""
+    import numpy as np
+
     fig = _figure(10.5, 3.4)
     axes = fig.subplots(1, 3)
     labels = ("per cell (eV)", "per cell / √N (eV)", "per atom (meV)")

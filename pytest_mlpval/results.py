@@ -12,11 +12,10 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import pytest_mlpval
 from pytest_mlpval import plots
-from pytest_mlpval.cost import accuracy_cost_points as cost_points, scaling_exponent
 from pytest_mlpval.fileio import nonfinite_name, strict_json
 from pytest_mlpval.subjects import subject_label, subject_of
 from pytest_mlpval.verdict import build_verdict, combine_outcome
@@ -281,10 +280,10 @@ class RunResults:
     def accuracy_cost_points(self, cost_rows, wanted: str | None = None
                              ) -> list[tuple[str, float, float, str]]:
         """(potential, µs/atom/call at the largest size, force RMSE, dataset) per candidate
-        with a cost and its own errors (:func:`pytest_mlpval.cost.accuracy_cost_points`:
+        with a cost and its own errors (:func:`accuracy_cost_points` of this module:
         never a recipe's cross-validation errors); the dataset is --mlpval-cost-dataset
         or the first that every plotted candidate has force errors on."""
-        return cost_points(self.records_of("errors"), cost_rows, wanted)
+        return accuracy_cost_points(self.records_of("errors"), cost_rows, wanted)
 
     # --- JSON ----------------------------------------------------------------------------
 
@@ -342,6 +341,60 @@ class RunResults:
             "potentials": potentials,
             "datasets": datasets,
         }
+
+
+# --- cost: the scaling exponent and the accuracy-cost points ------------------------
+
+def scaling_exponent(n_atoms: Sequence[int], seconds: Sequence[float]) -> float:
+    """Slope of log(time) against log(N): 1 for linear scaling. NaN with < 2 sizes."""
+    import numpy as np  # not at the top: results loads with the plugin
+
+    n = np.asarray(n_atoms, dtype=float)
+    t = np.asarray(seconds, dtype=float)
+    if len(np.unique(n)) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(n), np.log(t), 1)[0])
+
+
+def accuracy_cost_points(records: Iterable[Mapping[str, Any]], cost_rows: Sequence[Sequence],
+                         wanted: str | None = None) -> list[tuple[str, float, float, str]]:
+    """(potential, µs/atom/call at the largest size, force RMSE in eV/Å, dataset) for each
+    candidate with a cost and its *own* test-set errors: error records (subset ``all``)
+    whose subject is that candidate, never a recipe's cross-validation errors or anything
+    recorded under another subject (:mod:`pytest_mlpval.subjects`).
+
+    ``records``: the run's records; ``cost_rows``: (potential, atoms, s/call, µs/atom,
+    exponent). The dataset is ``wanted`` (--mlpval-cost-dataset), else the first dataset
+    (in run order) on which every plotted candidate has force errors, so that the points
+    compare like with like; else each candidate's first dataset with force errors."""
+    largest: dict[str, tuple[int, float]] = {}
+    for pot, n, _, per_atom, _ in cost_rows:
+        if pot not in largest or n > largest[pot][0]:
+            largest[pot] = (n, per_atom)
+    own: dict[str, dict[str, float]] = {pot: {} for pot in largest}
+    order: list[str] = []
+    for rec in records:
+        subject = subject_of(rec)
+        force = rec["metrics"].get("force_rmse")
+        if (rec.get("kind", "errors") != "errors" or rec["subset"] != "all"
+                or subject["kind"] != "candidate" or subject["name"] not in own
+                or force is None):
+            continue
+        dataset = rec["dataset"]["name"]
+        own[subject["name"]].setdefault(dataset, force)
+        if dataset not in order:
+            order.append(dataset)
+    measured = [pot for pot in largest if own[pot]]
+    common = [d for d in order if all(d in own[pot] for pot in measured)]
+    points = []
+    for pot in sorted(measured):
+        if wanted is not None:
+            dataset = wanted if wanted in own[pot] else None
+        else:
+            dataset = common[0] if common else next(iter(own[pot]))
+        if dataset is not None:
+            points.append((pot, largest[pot][1], own[pot][dataset], dataset))
+    return points
 
 
 def finite_or_none(value: Any) -> Any:

@@ -23,6 +23,17 @@ def test_importing_the_plugin_is_light():
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
+def test_importing_the_plugin_loads_no_numpy():
+    """Not even numpy: pytest loads the plugin in every run of the environment (a run of
+    mlpval tests imports it once the session starts)."""
+    code = ("import sys\n"
+            "import pytest_mlpval, pytest_mlpval.plugin\n"
+            "print('numpy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_import_check_can_see_an_import():
     code = (
         "import sys\n"
