@@ -11,7 +11,9 @@ boundary and the ready-made test modules ``*_tests.py``). The rules:
 (b) no private name (``_x``) crosses a module: neither imported from another own module
     nor reached as ``alias._x`` on an imported own module;
 (c) only the pytest layer imports pytest;
-(d) the core imports nothing from ``protocols/`` or the pytest layer;
+(d) the core imports nothing from ``protocols/`` or the pytest layer, nor anything else
+    above it: only core modules (so not through a flat module that does, as ``cost``
+    with its protocol result);
 (e) a family imports only ``protocols.base``, the core, its own submodules and other
     families' public modules (``protocols.<family>``, ``protocols.invariance``), and
     ``protocols.base`` imports only the core;
@@ -296,11 +298,11 @@ def pytest_outside_layer(modules: dict[str, Module]) -> list[str]:
 
 
 def core_imports_above(modules: dict[str, Module], core=CORE) -> list[str]:
-    """(d) Core modules importing from protocols/ or the pytest layer."""
+    """(d) Core modules importing own modules outside the core (protocols/, the pytest
+    layer, the report side)."""
     return [f"{label(name)}:{imp.line} imports {label(imp.target)}"
             for name, module in sorted(modules.items()) if name in core
-            for imp in module.imports if imp.target in modules
-            and (imp.target.split(".")[0] == PROTOCOLS or in_pytest_layer(imp.target))]
+            for imp in module.imports if imp.target in modules and imp.target not in core]
 
 
 def family_may_import(importer: str, target: str, core=CORE) -> bool:
@@ -384,8 +386,9 @@ def test_only_the_pytest_layer_imports_pytest(package):
 
 def test_the_core_imports_nothing_above_it(package):
     offences = core_imports_above(package)
-    assert not offences, report(offences, "(d) the core imports nothing from protocols/ or "
-                                          "the pytest layer")
+    assert not offences, report(offences, "(d) the core imports only the core (nothing "
+                                          "from protocols/, the pytest layer or the report "
+                                          "side)")
 
 
 def test_families_import_only_base_core_and_public_modules(package):
@@ -492,14 +495,18 @@ def test_pytest_outside_the_pytest_layer_is_found(tmp_path):
                                              "report:1 imports pytest"]
 
 
-def test_the_core_importing_protocols_or_the_pytest_layer_is_found(tmp_path):
+def test_the_core_importing_what_is_above_it_is_found(tmp_path):
     modules = make_package(tmp_path, {
         "data.py": "from pkg.protocols.md import run_md\nfrom pkg import units\n",
         "units.py": "def f():\n    from pkg.markers import THRESHOLDS\n",
+        "results.py": "import pkg\nfrom pkg.cost import scaling\nfrom pkg.data import x\n",
         "markers.py": "", "protocols/md/__init__.py": "run_md = 1\n",
+        "cost.py": "from pkg.protocols.base import Result\n", "protocols/base.py": "",
     })
-    assert core_imports_above(modules) == ["data:1 imports protocols.md",
-                                           "units:2 imports markers"]
+    core = frozenset({"", "data", "units", "results"})
+    assert core_imports_above(modules, core) == ["data:1 imports protocols.md",
+                                                 "results:2 imports cost",
+                                                 "units:2 imports markers"]
 
 
 def test_a_family_importing_past_public_modules_is_found(tmp_path):
