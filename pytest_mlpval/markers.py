@@ -189,7 +189,7 @@ def _whole(value: Any, minimum: int) -> bool:
 def parse_cv_marker(args: tuple, kwargs: dict[str, Any], where: str) -> CvSpec:
     """A :class:`CvSpec` from an ``mlpval_cv`` marker's arguments; ``pytest.UsageError``
     naming the bad value."""
-    from pytest_mlpval.protocols.fitting.splits import SPLIT_METHODS
+    from pytest_mlpval.protocols.fitting import SPLIT_METHODS
 
     text = f"@pytest.mark.{CV}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
     if args:

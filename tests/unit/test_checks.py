@@ -91,3 +91,15 @@ def test_the_check_the_record_and_the_messages_can_be_given():
     with pytest.raises(MissingMetricError):  # not a usage error unless listed
         perform_bounds_check(METRICS, {}, [("x", "a")], what="-", check=check,
                              usage_errors=(ValueError,))
+
+
+def test_the_pytest_layers_errors_derive_from_the_root():
+    from pytest_mlpval.errors import MlpvalError, NonFiniteError
+    from pytest_mlpval.fixture import NonFiniteMetricError, ProtocolFailure
+    from pytest_mlpval.report import ReportError
+
+    assert ReportError.__mro__[1] is MlpvalError
+    # failed validations stay ordinary test failures (AssertionError)
+    for cls in (NonFiniteMetricError, ProtocolFailure):
+        assert issubclass(cls, MlpvalError) and issubclass(cls, AssertionError)
+    assert issubclass(NonFiniteMetricError, NonFiniteError)
