@@ -28,8 +28,8 @@ __all__ = [
     'energy_volume', 'Basin', 'find_basin', 'assert_basin', 'assert_no_basin',
     'assert_diamond_like_fraction', 'DistributionDistance', 'distribution_distance',
     'assert_distributions_close', 'assert_failures_at_most', 'energy_volume_figure',
-    'gaps', 'report_figure', 'RssSettings', 'RssParameters', 'RssGenerationError', 'generate',
-    'MIN_VOLUME_FACTOR', 'write_rss', 'read_rss_data', 'RssMinimum', 'RssResult',
+    'gaps', 'report_figure', 'RssSettings', 'RssParameters', 'RssGenerationError',
+    'generate', 'MIN_VOLUME_FACTOR', 'write_rss', 'read_rss_data', 'RssMinimum', 'RssResult',
     'read_rss', 'STATUSES', 'USABLE', 'run_rss', 'relax_structure', 'relax_references',
     'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult',
 ]

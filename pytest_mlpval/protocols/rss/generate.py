@@ -1,4 +1,4 @@
-"""Parameters and the random structure generator of the random structure search.
+"""Settings and the random structure generator of the random structure search.
 
 Plain library (no pytest); see :mod:`pytest_mlpval.protocols.rss.search`. An invalid
 setting is a :class:`~pytest_mlpval.errors.SettingsError` naming it.
