@@ -69,8 +69,8 @@ class CompressionSettings(MDProtocolSettings):
         Spacing of the pressures at which references are relaxed; a frame uses the
         grid point nearest to its target pressure.
     similarity_cutoff : float
-        An atom is "like" a reference when its SOAP similarity (:data:`~pytest_mlpval.
-        structure.SI_SOAP`, zeta 4) exceeds this: 0.99, the 5th percentile of the atoms
+        An atom is "like" a reference when its SOAP similarity
+        (:data:`~pytest_mlpval.descriptors.SI_SOAP`, zeta 4) exceeds this: 0.99, the 5th percentile of the atoms
         of a thermal crystal. Calibrated on silicon with the bundled GAP (64 atoms):
         thermal sh at 500 K and 15 GPa scores 0.990 / 0.996 / 0.998 (5th percentile /
         median / 95th percentile of the atoms) against sh relaxed at 15 GPa; thermal
