@@ -78,6 +78,6 @@ def test_meltquench_errors_per_phase(mlpval, dft_snapshots):
     """Energy and force errors against DFT on the crystal and the molten snapshots (every
     limit is checked; run with -s for the table of every phase)."""
     errors = meltquench_errors(mlpval.potential, dft_snapshots,
-                               cache_dir=mlpval.campaign_options()["cache_dir"])
+                               cache_dir=mlpval.run_options().cache_dir)
     print("\n".join(["", *meltquench_table([errors])]))
     mlpval.check(errors.report)

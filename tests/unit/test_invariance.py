@@ -180,7 +180,7 @@ def test_fault_values_are_the_size_of_the_fault(sw, cubic):
 def test_nan_fault_is_finite_on_a_regular_structure(sw):
     from ase.build import bulk
 
-    from pytest_mlpval.strategies import min_distance
+    from pytest_mlpval.descriptors import min_distance
 
     regular = bulk("Si", "diamond", a=5.43, cubic=True)
     regular.rattle(0.005, seed=0)
