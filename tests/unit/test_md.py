@@ -273,6 +273,24 @@ def test_stability_is_cached(sw, stable):
     assert not other.from_cache  # another setting is another cache entry
 
 
+@pytest.mark.parametrize("change", ["seed", "start", "version"])
+def test_stability_cache_key_is_the_protocol_recipe(sw, tmp_path, monkeypatch, change):
+    """The cache key is base's recipe ({name, VERSION, settings}) plus the seed and the
+    start structure: each of them, changed, is another entry."""
+    options = CampaignOptions(cache_dir=tmp_path)
+    small = dict(repeat=1, nvt_steps=3, nve_steps=3)
+    first = run_md_stability(sw, options=options, **small)
+    assert run_md_stability(sw, options=options, **small).from_cache
+    kwargs = {"seed": 1} if change == "seed" else {}
+    if change == "start":
+        kwargs["start"] = diamond_start("Si", 1, seed=5)
+    if change == "version":
+        monkeypatch.setattr(StabilitySettings, "VERSION", 2)
+    again = run_md_stability(sw, options=options, **small, **kwargs)
+    assert not again.from_cache
+    assert (again.metrics() == first.metrics()) == (change == "version")
+
+
 def test_non_conservative_forces_fail_the_drift_check():
     from pytest_mlpval.testing import sw_forces_scaled
 
