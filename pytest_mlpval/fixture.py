@@ -267,7 +267,7 @@ class MlpvalFixture:
     def run(self, protocol: Any, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
         """Run a library protocol with this test's potential and the campaign options,
         record its ``metrics()``, and return its result:
-        ``mlpval.run(run_rss, RssParameters(n_structures=20))``. ``kwargs`` override the
+        ``mlpval.run(run_rss, RssSettings(n_structures=20))``. ``kwargs`` override the
         campaign options; ``name`` is the protocol's name in the summary (default: the
         function's name without a ``run_`` prefix). A protocol that takes ``options``
         gets a CampaignOptions, others the options as keyword arguments."""

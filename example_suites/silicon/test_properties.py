@@ -193,8 +193,7 @@ def test_stillinger_weber_fails_where_the_gap_passes():
     GAP passes above: its relaxed-ion C44 (56 GPa vs 79.6) and Gamma optical mode
     (17.8 THz vs 15.53) are outside them."""
     from pytest_mlpval.comparison import compare
-    from pytest_mlpval.protocols.properties.elastic import elastic_constants
-    from pytest_mlpval.protocols.properties.phonons import phonons
+    from pytest_mlpval.protocols.properties import elastic_constants, phonons
     from pytest_mlpval.potentials import load_potential
     from pytest_mlpval.references import load_references
 

@@ -11,7 +11,7 @@ from .analysis import (
     report_figure,
 )
 from .generate import (
-    RssSettings, RssParameters, RssGenerationError, generate, MIN_VOLUME_FACTOR,
+    RssSettings, RssGenerationError, generate, MIN_VOLUME_FACTOR,
 )
 from .io import (
     write_rss, read_rss_data,
@@ -28,7 +28,7 @@ __all__ = [
     'energy_volume', 'Basin', 'find_basin', 'assert_basin', 'assert_no_basin',
     'assert_diamond_like_fraction', 'DistributionDistance', 'distribution_distance',
     'assert_distributions_close', 'assert_failures_at_most', 'energy_volume_figure',
-    'gaps', 'report_figure', 'RssSettings', 'RssParameters', 'RssGenerationError',
+    'gaps', 'report_figure', 'RssSettings', 'RssGenerationError',
     'generate', 'MIN_VOLUME_FACTOR', 'write_rss', 'read_rss_data', 'RssMinimum', 'RssResult',
     'read_rss', 'STATUSES', 'USABLE', 'run_rss', 'relax_structure', 'relax_references',
     'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult',

@@ -26,7 +26,7 @@ from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import Settings
 from pytest_mlpval.units import is_chemical_symbol
 
-__all__ = ["RssSettings", "RssParameters", "RssGenerationError", "generate",
+__all__ = ["RssSettings", "RssGenerationError", "generate",
            "MIN_VOLUME_FACTOR"]
 
 #: cells whose volume is below this fraction of a*b*c (nearly flat cells: e.g. all three
@@ -270,10 +270,6 @@ class RssSettings(Settings):
                     "max_seconds_per_structure"):
             del data[key]
         return data
-
-
-#: the name of :class:`RssSettings` before the protocols shared one settings base
-RssParameters = RssSettings
 
 
 def _check_optimizer(name: str) -> None:

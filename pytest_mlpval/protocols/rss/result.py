@@ -135,11 +135,6 @@ class RssResult(Result):
         return len(self.minima)
 
     @property
-    def parameters(self) -> RssSettings:
-        """:attr:`settings` (the name before the protocols shared one settings base)."""
-        return self.settings
-
-    @property
     def n_force_calls(self) -> int:
         """Calculator calls of every relaxation (cached ones included)."""
         return sum(m.n_force_calls for m in self.minima)
