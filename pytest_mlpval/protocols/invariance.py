@@ -13,8 +13,8 @@ check               value                                                  unit
 ``translation``     max(|dE|/N, max |dF|) after a rigid shift              eV/atom, eV/Å
 ``rotation``        max(|dE|/N, max |R F - F'|, max |R s R^T - s'|)       eV/atom, eV/Å, GPa
 ``permutation``     max(|dE|/N, max |F[p] - F'|) after permuting like atoms  eV/atom, eV/Å
-``force_gradient``  max |F + dE/dx| (central differences, ASE)             eV/Å
-``stress_gradient`` max |s - dE/de / V| (central differences, ASE)         GPa
+``force_gradient``  max |F + dE/dx| (central differences, step sequence)   eV/Å
+``stress_gradient`` max |s - dE/de / V| (central differences, sequence)    GPa
 ``extensivity``     |E(supercell)/N' - E/N|                                eV/atom
 ``force_sum``       |sum of forces| / N (periodic cells)                   eV/Å
 ``smoothness``      max |dE + F.dx| along a path of one atom               eV
@@ -24,6 +24,13 @@ check               value                                                  unit
 Checks with several parts (energy and forces) compare each part with its own tolerance;
 the part furthest beyond its tolerance sets ``value``, ``tolerance`` and ``unit``, and every
 part is listed in ``detail``.
+
+The two derivative checks take central differences over a step sequence (the first step,
+halved down to a floor, with Richardson extrapolation: :mod:`.derivatives`) and judge the
+smallest discrepancy it reaches, so the truncation error of a rough surface and the
+rounding noise of a float32 model are left behind while a true inconsistency stays at a
+floor and fails; the result keeps the table of (step, discrepancy) (``steps``) and reports
+the discrepancy at the smallest step and the observed convergence order in ``metrics()``.
 """
 
 from __future__ import annotations
@@ -37,8 +44,11 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.errors import MlpvalError, SettingsError
 from pytest_mlpval.protocols.base import Result, Settings
+from pytest_mlpval.protocols.derivatives import (StepRow, StepSequence, central_forces,
+                                                 central_stress, converge, has_free_energy, step_sequence, table,
+                                                 verdict)
 from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
 
 __all__ = [
@@ -73,17 +83,26 @@ class Tolerances(Settings):
     fd_force_eV_A : float
         Forces against the central-difference gradient of the energy.
     fd_step_A : float
-        Displacement of the finite differences (Å).
+        First (largest) displacement of the finite differences (Å); halved down to
+        ``fd_min_step_A`` while the discrepancy exceeds ``fd_force_eV_A``.
     fd_stress_GPa : float
         Stress against the central-difference strain derivative of the energy.
     fd_strain : float
-        Strain step of the stress finite differences.
+        First (largest) strain step of the stress finite differences; halved down to
+        ``fd_min_strain`` while the discrepancy exceeds ``fd_stress_GPa``.
     smoothness_eV : float
         Largest |dE + F.dx| between two points of the path (an energy jump that the
         forces do not explain); scale with ``smoothness_step_A``.
     smoothness_step_A : float
         Step of the path.
+    fd_min_step_A : float
+        Smallest displacement of the force finite differences (Å).
+    fd_min_strain : float
+        Smallest strain step of the stress finite differences.
     """
+
+    #: 2: the derivative checks take a step sequence (fd_min_step_A, fd_min_strain)
+    VERSION: ClassVar[int] = 2
 
     energy_eV_atom: float = 1e-6
     force_eV_A: float = 1e-5
@@ -95,13 +114,23 @@ class Tolerances(Settings):
     fd_strain: float = 1e-5
     smoothness_eV: float = 2e-3
     smoothness_step_A: float = 0.01
+    fd_min_step_A: float = 1e-3 / 16
+    fd_min_strain: float = 1e-5 / 16
+
+    def __post_init__(self) -> None:
+        for name in ("fd_step_A", "fd_strain", "fd_min_step_A", "fd_min_strain",
+                     "smoothness_step_A"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise SettingsError(f"Tolerances.{name} must be a positive step, got {value!r}")
 
 
 FLOAT64 = Tolerances()
 FLOAT32 = Tolerances(
     energy_eV_atom=1e-4, force_eV_A=1e-3, stress_GPa=1e-2, force_sum_eV_A=1e-4,
     fd_force_eV_A=2e-2, fd_step_A=1e-2, fd_stress_GPa=0.2, fd_strain=1e-3,
-    smoothness_eV=2e-2, smoothness_step_A=0.02,
+    smoothness_eV=2e-2, smoothness_step_A=0.02, fd_min_step_A=1e-2 / 16,
+    fd_min_strain=1e-3 / 16,
 )
 
 
@@ -120,7 +149,12 @@ class CheckResult(Result):
     ``error`` is set when the check could not be evaluated (the calculator raised:
     ``value`` is NaN, the check fails), ``skipped`` when it does not apply (the reason);
     ``status`` is ``ok``, ``FAIL``, ``ERROR`` or ``skipped``. ``metrics()`` is
-    ``{check: value}`` in ``unit``.
+    ``{check: value}`` in ``unit``; a derivative check also keeps its table of
+    ``(step, discrepancy, extrapolated, order)`` rows in ``steps`` (``step_name``: what
+    the step is) and adds ``<check>_at_smallest_<step>_<unit>`` (the discrepancy at the
+    smallest step tried), ``<check>_smallest_<step>`` and ``<check>_order`` (the observed
+    convergence order there; 2 for truncation error, 0 for an inconsistency) to its
+    metrics.
     """
 
     protocol: ClassVar[str] = "invariance"
@@ -133,6 +167,8 @@ class CheckResult(Result):
     structure: Any = field(default=None, compare=False, repr=False)
     error: str | None = None
     skipped: str | None = None
+    steps: tuple[tuple[float, float, float, float], ...] = ()
+    step_name: str = ""
 
     @property
     def passed(self) -> bool:
@@ -148,16 +184,40 @@ class CheckResult(Result):
             return "ERROR"
         return "ok" if self.passed else "FAIL"
 
+    def _step_metrics(self) -> dict[str, tuple[float, str]]:
+        if not self.steps:
+            return {}
+        label, step_unit = STEP_NAMES[self.step_name]
+        step, discrepancy, _, _ = self.steps[-1]
+        order = StepSequence(tuple(StepRow(*row) for row in self.steps), None).order
+        return {
+            f"{self.check}_at_smallest_{label}{UNIT_SUFFIX[self.unit]}": (discrepancy,
+                                                                          self.unit),
+            f"{self.check}_smallest_{label}{UNIT_SUFFIX[step_unit]}": (step, step_unit),
+            f"{self.check}_order": (order, ""),
+        }
+
     def metrics(self) -> dict[str, float]:
-        return {self.check: float(self.value)}
+        return {self.check: float(self.value),
+                **{k: float(v) for k, (v, _) in self._step_metrics().items()}}
 
     def units(self) -> dict[str, str]:
-        return {self.check: self.unit}
+        return {self.check: self.unit,
+                **{k: unit for k, (_, unit) in self._step_metrics().items()}}
 
     def not_measured(self) -> set[str]:
         """The check, when it does not apply (skipped); a check the calculator broke is
-        a fault, not a gap."""
-        return {self.check} if self.skipped is not None else set()
+        a fault, not a gap. The convergence order where it cannot be observed (one
+        step, or a zero discrepancy)."""
+        missing = {self.check} if self.skipped is not None else set()
+        return missing | {k for k, (v, _) in self._step_metrics().items()
+                          if k.endswith("_order") and math.isnan(v)}
+
+
+#: a derivative check's step: its name in metric names and its unit
+STEP_NAMES = {"step (Å)": ("step", "Å"), "strain": ("strain", "")}
+#: unit -> suffix of a metric name
+UNIT_SUFFIX = {"eV/Å": "_eV_A", "GPa": "_GPa", "Å": "_A", "": ""}
 
 
 # --- evaluation helpers ---------------------------------------------------------------
@@ -270,24 +330,27 @@ def permutation(calc, atoms, tol: Tolerances = FLOAT64, seed: int = 3):
 
 
 def force_gradient(calc, atoms, tol: Tolerances = FLOAT64, max_atoms: int = 8):
-    """Forces against central differences of the energy (ASE), for up to ``max_atoms``
-    atoms (all three components)."""
-    from ase.calculators.fd import calculate_numerical_forces
-
+    """Forces against central differences of the energy for up to ``max_atoms`` atoms
+    (all three components), over the step sequence ``fd_step_A`` halved down to
+    ``fd_min_step_A`` (:func:`.derivatives.converge`)."""
     work = atoms.copy()
     work.calc = calc
     forces = np.array(work.get_forces(), dtype=float)
     indices = list(range(min(len(atoms), max_atoms)))
-    numeric = calculate_numerical_forces(work, eps=tol.fd_step_A, iatoms=indices)
-    diff = forces[indices] - numeric[indices] if numeric.shape[0] == len(atoms) \
-        else forces[indices] - numeric
-    worst = int(np.argmax(np.max(np.abs(diff), axis=1))) if diff.size else 0
+    sequence = converge(lambda step: central_forces(work, indices, step), forces[indices],
+                        step_sequence(tol.fd_step_A, tol.fd_min_step_A), tol.fd_force_eV_A)
+    diff = forces[indices] - sequence.best_estimate
+    worst = int(np.nanargmax(np.max(np.abs(diff), axis=1))) if np.isfinite(diff).any() else 0
+    row, how = sequence.best if sequence.rows else (None, "")
+    where = f"{how} at step {row.step:.3g} Å" if row is not None else "no step"
     return CheckResult(
-        "force_gradient", _max_abs(diff), tol.fd_force_eV_A, "eV/Å",
-        f"max |F - (-dE/dx)| over atoms {indices[0]}..{indices[-1]}, worst atom {worst}: "
+        "force_gradient", sequence.value, tol.fd_force_eV_A, "eV/Å",
+        f"max |F - (-dE/dx)| over atoms {indices[0]}..{indices[-1]}, smallest over "
+        f"{len(sequence.rows)} steps ({where}), worst atom {worst}: "
         f"F = {np.round(forces[indices][worst], 5).tolist()}, "
-        f"-dE/dx = {np.round(forces[indices][worst] - diff[worst], 5).tolist()} eV/Å "
-        f"(step {tol.fd_step_A} Å)", atoms.copy())
+        f"-dE/dx = {np.round(sequence.best_estimate[worst], 5).tolist()} eV/Å; "
+        f"{verdict(sequence, tol.fd_force_eV_A)}", atoms.copy(),
+        steps=sequence.as_tuples(), step_name="step (Å)")
 
 
 def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
@@ -301,39 +364,19 @@ def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
     work = atoms.copy()
     work.calc = calc
     stress = np.array(work.get_stress(voigt=True), dtype=float) * GPA
-    numeric, which = _numerical_stress(work, tol.fd_strain)
+    consistent = has_free_energy(work)
+    which = "free energy" if consistent else "energy"
+    sequence = converge(lambda eps: central_stress(work, eps, consistent), stress,
+                        step_sequence(tol.fd_strain, tol.fd_min_strain), tol.fd_stress_GPa)
+    row, how = sequence.best if sequence.rows else (None, "")
+    where = f"{how} at strain step {row.step:.3g}" if row is not None else "no step"
     return CheckResult(
-        "stress_gradient", _max_abs(stress - numeric), tol.fd_stress_GPa, "GPa",
+        "stress_gradient", sequence.value, tol.fd_stress_GPa, "GPa",
         f"stress {np.round(stress, 4).tolist()} GPa vs strain derivative of the {which} "
-        f"{np.round(numeric, 4).tolist()} GPa (strain step {tol.fd_strain})", atoms.copy())
-
-
-def _numerical_stress(work, eps: float) -> tuple[np.ndarray, str]:
-    """Central differences of the energy per volume over the six Voigt strains (GPa),
-    as ASE's ``calculate_numerical_stress``; and which energy was differentiated."""
-    from ase.calculators.calculator import PropertyNotImplementedError
-
-    try:
-        work.get_potential_energy(force_consistent=True)
-        consistent = True
-    except PropertyNotImplementedError:
-        consistent = False
-    cell = work.cell.copy()
-    volume = work.get_volume()
-    stress = np.zeros((3, 3))
-    for i, j in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
-        energies = []
-        for sign in (1.0, -1.0):
-            strain = np.eye(3)
-            if i == j:
-                strain[i, i] += sign * eps
-            else:
-                strain[i, j] = strain[j, i] = sign * 0.5 * eps
-            work.set_cell(cell @ strain, scale_atoms=True)
-            energies.append(float(work.get_potential_energy(force_consistent=consistent)))
-        stress[i, j] = stress[j, i] = (energies[0] - energies[1]) / (2 * eps * volume)
-    work.set_cell(cell, scale_atoms=True)
-    return stress.flat[[0, 4, 8, 5, 2, 1]] * GPA, "free energy" if consistent else "energy"
+        f"{np.round(sequence.best_estimate, 4).tolist()} GPa, smallest discrepancy over "
+        f"{len(sequence.rows)} strain steps ({where}); "
+        f"{verdict(sequence, tol.fd_stress_GPa)}", atoms.copy(),
+        steps=sequence.as_tuples(), step_name="strain")
 
 
 def extensivity(calc, atoms, tol: Tolerances = FLOAT64, repeat=(2, 1, 1)):
@@ -521,6 +564,9 @@ def assert_check(result: CheckResult, save_dir: str | Path | None = None,
     else:
         lines = [f"{result.check} check failed{who}: {value} {result.unit} > tolerance "
                  f"{result.tolerance:.3g} {result.unit}", f"  {result.detail}"]
+        if result.steps:
+            lines += ["  " + line for line in table(result.steps, result.step_name,
+                                                      result.unit)]
     if result.structure is not None:
         text = structure_text(result.structure)
         if save_dir is not None:

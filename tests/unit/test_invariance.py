@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -357,7 +358,7 @@ def test_results_and_errors_are_on_the_contract(sw, cubic):
 
 def test_float32_tolerances_are_looser_field_by_field():
     fields = [f.name for f in dataclasses.fields(Tolerances)]
-    assert len(fields) == 10
+    assert len(fields) == 12
     assert FLOAT64 == Tolerances()
     for name in fields:
         assert getattr(FLOAT32, name) > getattr(FLOAT64, name) > 0, name
@@ -383,3 +384,174 @@ def test_float32_tolerances_accept_float32_noise(sw, cubic):
     calc = Float32()
     assert not run_check("force_gradient", calc, cubic, FLOAT64).passed
     assert run_check("force_gradient", calc, cubic, FLOAT32).passed
+
+
+# --- derivative checks over a step sequence ----------------------------------------------
+
+def rough_calculator(base, amplitude_eV=0.004, k_invA=200.0, volume_amplitude_eV=0.004,
+                     q_invA3=48.0):
+    """``base`` plus a smooth but rough energy, with its exact forces and stress:
+    ``amplitude sum sin(k x)`` over every coordinate and ``volume_amplitude sin(q V)``.
+    One central difference at the float64 step (1e-3 Å, strain 1e-5) sees its
+    truncation error (some 5e-3 eV/Å and 0.03 GPa); smaller steps converge."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Rough(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            work = self.atoms.copy()
+            work.calc = base
+            x, volume = work.positions, work.get_volume()
+            energy = (work.get_potential_energy() + amplitude_eV * np.sin(k_invA * x).sum()
+                      + volume_amplitude_eV * np.sin(q_invA3 * volume))
+            gradient = amplitude_eV * k_invA * np.cos(k_invA * x)
+            virial = gradient.T @ x  # sum_i dE/dx_ia x_ib: dE/d(strain_ab)
+            sigma = (0.5 * (virial + virial.T) / volume + volume_amplitude_eV * q_invA3
+                     * np.cos(q_invA3 * volume) * np.eye(3))
+            self.results = {"energy": energy, "free_energy": energy,
+                            "forces": work.get_forces() - gradient,
+                            "stress": work.get_stress() + sigma.flat[[0, 4, 8, 5, 2, 1]]}
+
+    return Rough()
+
+
+def one_step(tol):
+    """``tol`` with a sequence of one step: the check as it was before the sequence."""
+    return tol.with_overrides(fd_min_step_A=tol.fd_step_A, fd_min_strain=tol.fd_strain)
+
+
+@pytest.mark.parametrize("tol", [FLOAT64, FLOAT32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", ["force_gradient", "stress_gradient"])
+def test_rough_surface_passes_where_one_step_failed(sw, cubic, name, tol):
+    """Exact derivatives of a rough surface: one step sees the truncation error and
+    fails; the sequence follows it down (order about 2) and passes."""
+    calc = rough_calculator(sw)
+    old = run_check(name, calc, cubic, one_step(tol))
+    assert not old.passed and old.value > 2 * old.tolerance, old
+    assert len(old.steps) == 1
+    result = run_check(name, calc, cubic, tol)
+    assert result.passed, result
+    assert result.value <= result.tolerance < result.steps[0][1]
+    assert 2 <= len(result.steps) <= 5
+    steps = [row[0] for row in result.steps]
+    first = tol.fd_step_A if name == "force_gradient" else tol.fd_strain
+    np.testing.assert_allclose(steps, first / 2.0 ** np.arange(len(steps)))
+    assert result.metrics()[f"{name}_order"] == pytest.approx(2.0, abs=0.3)  # truncation
+    assert "within the tolerance" in result.detail
+    label, unit, suffix = (("step", "eV/Å", "_eV_A") if name == "force_gradient"
+                           else ("strain", "GPa", "_GPa"))
+    metrics, units = result.metrics(), result.units()
+    assert metrics[f"{name}_at_smallest_{label}{suffix}"] == result.steps[-1][1]
+    assert metrics[f"{name}_smallest_{label}" + ("_A" if label == "step" else "")] == steps[-1]
+    assert units[f"{name}_at_smallest_{label}{suffix}"] == unit
+    assert units[f"{name}_order"] == "" and result.not_measured() == set()
+
+
+def _negated_stress(base):
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Negated(Calculator):
+        implemented_properties = ["energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            work = self.atoms.copy()
+            work.calc = base
+            self.results = {"energy": work.get_potential_energy(),
+                            "forces": work.get_forces(), "stress": -work.get_stress()}
+
+    return Negated()
+
+
+@pytest.mark.parametrize("case", ["forces x1.5", "forces x1.1", "stress x2", "stress x-1"])
+def test_true_inconsistency_stays_at_a_floor_and_fails(sw, cubic, case):
+    from pytest_mlpval.testing import sw_forces_scaled
+
+    name, calc = {"forces x1.5": ("force_gradient", sw_forces_scaled()),
+                  "forces x1.1": ("force_gradient", PerturbedCalculator(sw, force_scale=1.1)),
+                  "stress x2": ("stress_gradient", BrokenCalculator(sw, "stress")),
+                  "stress x-1": ("stress_gradient", _negated_stress(sw))}[case]
+    result = run_check(name, calc, cubic)
+    assert not result.passed and result.value > 10 * result.tolerance
+    assert len(result.steps) == 5  # followed down to the floor
+    discrepancies = [row[1] for row in result.steps]
+    assert max(discrepancies) == pytest.approx(min(discrepancies), rel=1e-3)
+    assert abs(result.metrics()[f"{name}_order"]) < 0.1
+    assert "stays at a floor" in result.detail
+    with pytest.raises(InvarianceError) as info:
+        assert_check(result)
+    message = str(info.value)
+    header = "step (Å)" if name == "force_gradient" else "strain"
+    assert header in message and "discrepancy (" in message and "order" in message
+    for step, discrepancy, _, _ in result.steps:
+        assert re.search(rf"\n +{step:.4g} +{discrepancy:.3g} ", message), (step, message)
+
+
+@pytest.mark.parametrize("at_call", [0, 20])
+@pytest.mark.parametrize("name", ["force_gradient", "stress_gradient"])
+def test_nan_anywhere_in_the_sequence_fails(sw, cubic, name, at_call):
+    """NaN from the start, or from a call inside the second step: the finite rows before
+    it do not hide it."""
+    from pytest_mlpval.testing import FaultyCalculator
+
+    result = run_check(name, FaultyCalculator(sw, "nan", at_call=at_call), cubic)
+    assert math.isnan(result.value) and not result.passed and result.status == "FAIL"
+    assert "non-finite" in result.detail
+    with pytest.raises(InvarianceError, match=f"{name} check failed: NaN"):
+        assert_check(result)
+
+
+@pytest.mark.parametrize("name", ["force_gradient", "stress_gradient"])
+def test_float32_rounding_floor_passes_at_float32_tolerances(sw, cubic, name):
+    """A float32 model: the noise grows as the step shrinks (order about -1); the
+    smallest discrepancy over the sequence is within the float32 tolerance."""
+    from pytest_mlpval.testing import FaultyCalculator
+
+    calc = FaultyCalculator(sw, "float32")
+    assert run_check(name, calc, cubic, FLOAT32).passed
+    # the whole sequence (no tolerance to stop at): the noise at the floor is larger
+    floor = FLOAT32.with_overrides(fd_force_eV_A=0.0, fd_stress_GPa=0.0)
+    result = run_check(name, calc, cubic, floor)
+    assert len(result.steps) == 5
+    assert result.steps[-1][1] > 3 * result.value
+    assert result.metrics()[f"{name}_order"] < -0.5 and "rounding noise" in result.detail
+    assert result.value <= getattr(FLOAT32, "fd_force_eV_A" if name == "force_gradient"
+                                   else "fd_stress_GPa")
+
+
+def test_step_sequence_and_converge_on_known_errors():
+    from pytest_mlpval.protocols.derivatives import converge, step_sequence
+
+    assert step_sequence(1e-3, 1e-3 / 16) == (1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5)
+    assert step_sequence(1e-2, 1.0) == (1e-2,)
+    with pytest.raises(ValueError, match="positive"):
+        step_sequence(0.0, 1e-3)
+    exact = np.array([1.0, -2.0])
+    steps = step_sequence(0.1, 0.1 / 16)
+    # truncation error c h^2: Richardson removes it at the second step
+    result = converge(lambda h: exact + 3.0 * h ** 2, exact, steps, 1e-6)
+    assert len(result.rows) == 2 and result.value < 1e-12
+    assert result.rows[1].order == pytest.approx(2.0)
+    assert result.best[1] == "extrapolated"
+    # an offset stays: every step, order 0
+    result = converge(lambda h: exact + 0.01 + h ** 2, exact, steps, 1e-3)
+    assert len(result.rows) == 5 and result.value == pytest.approx(0.01, rel=1e-3)
+    # noise eps/h: the minimum is the largest step
+    result = converge(lambda h: exact + 1e-5 / h, exact, steps, 1e-5)
+    assert result.value == pytest.approx(1e-4) and result.order == pytest.approx(-1.0)
+    # NaN at the third step: NaN, and the sequence stops there
+    result = converge(lambda h: exact * (np.nan if h < 0.03 else 1.0) + 1.0, exact, steps, 0)
+    assert math.isnan(result.value) and len(result.rows) == 3
+
+
+def test_tolerances_version_and_step_validation():
+    from pytest_mlpval.errors import SettingsError
+
+    assert Tolerances.VERSION == 2
+    assert FLOAT64.fd_min_step_A < FLOAT64.fd_step_A
+    assert FLOAT32.fd_min_strain < FLOAT32.fd_strain
+    for name in ("fd_step_A", "fd_min_step_A", "fd_strain", "fd_min_strain"):
+        with pytest.raises(SettingsError, match=name):
+            Tolerances(**{name: 0.0})
