@@ -14,7 +14,10 @@ apart from the fit error. Hence:
   level vs experiment" (ground-truth error) side by side.
 
 A tolerance passes when ``|candidate - reference| <= max(abs, rel * |reference|)`` (the
-rule of ``pytest.approx`` with both given).
+rule of ``pytest.approx`` with both given). When the candidate is a result (or a mapping
+of metrics) that holds the property's spread over the protocol's finite amplitudes
+(``C11_amplitude_spread_GPa``, :func:`~pytest_mlpval.protocols.properties.spread_name`),
+the comparison keeps it and its table shows it beside the candidate's value.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.errors import MlpvalError
+from pytest_mlpval.protocols.properties import spread_name
 from pytest_mlpval.references import (
     MissingReferenceError,
     ReferenceTable,
@@ -85,6 +89,9 @@ class PropertyComparison:
     level_mismatch : bool
         True when the reference is a DFT level other than ``training_level``: the
         difference then mixes the fit error with the difference between functionals.
+    amplitude_spread : float
+        The candidate's spread over its protocol's finite amplitudes (strains,
+        displacements), in ``unit``: its protocol uncertainty; NaN when not measured.
     """
 
     property: str
@@ -99,6 +106,7 @@ class PropertyComparison:
     passed: bool
     training_level: str | None = None
     level_mismatch: bool = False
+    amplitude_spread: float = math.nan
 
     @property
     def against(self) -> str:
@@ -119,12 +127,16 @@ class PropertyComparison:
                 "relative_difference": self.relative_difference,
                 "tolerance": self.tolerance, "rel": self.rel, "abs": self.abs,
                 "passed": self.passed, "training_level": self.training_level,
-                "level_mismatch": self.level_mismatch}
+                "level_mismatch": self.level_mismatch,
+                "amplitude_spread": self.amplitude_spread}
 
-    def row(self) -> list[Any]:
+    def row(self, spread: bool = False) -> list[Any]:
+        """The table row; with ``spread``, the amplitude spread after the candidate."""
         rel = f"{100 * self.relative_difference:+.1f}%" \
             if math.isfinite(self.relative_difference) else "n/a"
-        return [self.property, self.candidate, self.reference.value, self.unit,
+        shown = [self.amplitude_spread if math.isfinite(self.amplitude_spread) else "-"] \
+            if spread else []
+        return [self.property, self.candidate, *shown, self.reference.value, self.unit,
                 self.reference.kind + (" (LEVEL MISMATCH)" if self.level_mismatch else ""),
                 self.difference, rel, self.tolerance, "ok" if self.passed else "FAIL"]
 
@@ -173,13 +185,27 @@ def compare(candidate: Any, references: ReferenceTable, property: str,
     tolerance = max(abs or 0.0, (rel or 0.0) * math.fabs(reference.value))
     passed = math.isfinite(value) and math.fabs(diff) <= tolerance
     return PropertyComparison(property, value, reference, reference.unit, diff, relative,
-                              tolerance, rel, abs, passed, level, mismatch)
+                              tolerance, rel, abs, passed, level, mismatch,
+                              _amplitude_spread(candidate, metric or property))
+
+
+def _amplitude_spread(candidate: Any, name: str) -> float:
+    """The spread of metric ``name`` over its protocol's amplitudes, when ``candidate``
+    (a result or a mapping of metrics) holds it; else NaN."""
+    if hasattr(candidate, "metrics") or isinstance(candidate, Mapping):
+        metrics = candidate.metrics() if hasattr(candidate, "metrics") else candidate
+        return float(metrics.get(spread_name(name), math.nan))
+    return math.nan
 
 
 def comparison_table(comparisons: Sequence[PropertyComparison]) -> list[str]:
     """Plain-text table of comparisons, then each distinct reference source once (with
-    the properties it gives) and one line naming any comparison across DFT levels."""
-    lines = format_table(_HEADERS, [c.row() for c in comparisons])
+    the properties it gives) and one line naming any comparison across DFT levels. When
+    a candidate's amplitude spread is known, a column after the candidate shows it
+    (its protocol uncertainty), with a line saying so."""
+    spread = any(math.isfinite(c.amplitude_spread) for c in comparisons)
+    headers = _HEADERS[:2] + ["± amplitude"] + _HEADERS[2:] if spread else _HEADERS
+    lines = format_table(headers, [c.row(spread) for c in comparisons])
     sources: dict[tuple[str, str, str, str], list[str]] = {}
     for c in comparisons:
         ref = c.reference
@@ -190,6 +216,10 @@ def comparison_table(comparisons: Sequence[PropertyComparison]) -> list[str]:
         lines.append(f"{kind} for {', '.join(names)}: {source}"
                      + (f" [{cond}]" if cond else "")
                      + (f" (confidence {confidence})" if confidence else ""))
+    if spread:
+        lines.append("± amplitude: the candidate's spread over its protocol's finite "
+                     "amplitudes (strains, displacements), in its unit: the protocol "
+                     "uncertainty from the roughness of the potential energy surface")
     mismatched = [c for c in comparisons if c.level_mismatch]
     if mismatched:
         levels = sorted({c.reference.kind for c in mismatched})

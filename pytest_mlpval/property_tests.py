@@ -28,6 +28,15 @@ properties with the reference table (:mod:`pytest_mlpval.comparison`): a failure
 candidate, reference, source, difference and tolerance, and flags a comparison across
 DFT levels. The elastic and phonon tests also check Born and dynamical stability.
 
+The elastic constants, the EoS and the phonons are computed at two or three finite
+amplitudes (strains, strain spans, displacements; their settings' ``spread_*`` fields):
+the values reported are those at the protocol's default amplitude, the spread over the
+amplitudes is each property's protocol uncertainty (``C11_amplitude_spread_GPa``,
+shown beside the value in a failure's table), and a relative spread above the
+settings' ``max_amplitude_spread_fraction`` (default 5 %) fails the test on the
+roughness of the potential energy surface (the result's
+``assert_amplitude_independent()``), before any comparison.
+
 The candidate's training level (``"PBE"``) comes from a marker's ``training_level=``,
 the ini line ``mlpval_training_level`` (where the suite registers it) or the test
 module's ``MLPVAL_TRAINING_LEVEL``; ``MLPVAL_REFERENCE_FILES`` (paths relative to the
@@ -47,6 +56,7 @@ included.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from pathlib import Path
@@ -225,7 +235,9 @@ def _compare(mlpval: Any, item: pytest.Item, specs: list[Any], metrics: dict[str
             "limit": c.tolerance, "unit": c.unit, "passed": c.passed,
             "property": c.property, "candidate": c.candidate, "against": c.against,
             "reference": c.reference.value, "source": c.reference.source,
-            "level_mismatch": c.level_mismatch, "training_level": level})
+            "level_mismatch": c.level_mismatch, "training_level": level,
+            **({"amplitude_spread": c.amplitude_spread}
+               if math.isfinite(c.amplitude_spread) else {})})
 
     def failures(checked: Any) -> list[str]:
         return _failures([(spec, c) for spec, _, (c,) in checked], metrics, references,
@@ -270,15 +282,30 @@ def _failures(comparisons: list[tuple[Any, Any]], metrics: dict[str, float],
     return messages
 
 
-def _stability(result: Any) -> str | None:
-    """The message of the result's physical check (``assert_physical``), if it fails."""
-    check = getattr(result, "assert_physical", None)
+def _stability(result: Any, check: str = "assert_physical") -> str | None:
+    """The message of the result's physical check (``assert_physical``), or of another
+    of its checks (``assert_amplitude_independent``), if it fails."""
+    method = getattr(result, check, None)
     try:
-        if check is not None:
-            check()
+        if method is not None:
+            method()
     except MlpvalAssertionError as exc:
         return str(exc)
     return None
+
+
+def _bound_amplitude_spread(record: dict[str, Any], result: Any) -> None:
+    """The limit of the result's relative amplitude spread (``*_amplitude_spread_fraction``
+    against its ``max_amplitude_spread_fraction``) as a bound of its record, so that the
+    summary and the verdict name the roughness; none when not measured."""
+    metrics = result.metrics()
+    names = [k for k in metrics if k.endswith("_amplitude_spread_fraction")]
+    if len(names) != 1 or not math.isfinite(metrics[names[0]]):
+        return
+    value, limit = float(metrics[names[0]]), float(result.max_amplitude_spread_fraction)
+    record["thresholds"].append({"metric": names[0], "subset": "max", "bound": "max",
+                                 "value": value, "limit": limit, "unit": "",
+                                 "passed": value <= limit})
 
 
 def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str, ...],
@@ -322,7 +349,12 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
         for key, value in result.metrics().items():
             metrics.setdefault(key, float(value))
             records.setdefault(key, record)
-    messages = [m for m in map(_stability, results.values()) if m]
+        _bound_amplitude_spread(record, result)
+    # the PES roughness first: a property that moves with the finite amplitude also
+    # makes the physical checks (B', stability) and the comparisons meaningless
+    rough = [f"{mlpval.potential.name}: {m}" for m in
+             (_stability(r, "assert_amplitude_independent") for r in results.values()) if m]
+    messages = rough + [m for m in map(_stability, results.values()) if m]
     messages += _compare(mlpval, item, specs, metrics, records, references, level)
     if messages:
         raise MlpvalAssertionError("\n\n".join(messages))

@@ -18,12 +18,14 @@ __all__ = [
     "BrokenCalculator",
     "FaultyCalculator",
     "PerturbedCalculator",
+    "RoughCalculator",
     "have_chromium",
     "headless_chromium",
     "make_reference_file",
     "nan_potential",
     "not_a_calculator",
     "sw_forces_scaled",
+    "sw_rough",
     "sw_shifted",
 ]
 
@@ -112,6 +114,47 @@ def PerturbedCalculator(base: Any, energy_shift_eV_atom: float = 0.0,
             }
 
     return _Perturbed()
+
+
+def RoughCalculator(base: Any, amplitude_eV: float = 1e-4, period_A: float = 0.03,
+                    cutoff_A: float = 3.0):
+    """``base`` plus a small high-frequency pair term ``amplitude_eV * cos(2 pi r /
+    period_A)`` for every pair closer than ``cutoff_A`` (the bonds of diamond Si; its
+    second neighbours are at 3.84 Å), with exact forces and stress: a rough potential
+    energy surface on which finite-difference properties move with the amplitude."""
+    Calculator, all_changes = _calculator_base()
+    k = 2 * np.pi / period_A
+
+    class _Rough(Calculator):
+        implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            from matscipy.neighbours import neighbour_list
+
+            super().calculate(atoms, properties, system_changes)
+            work = self.atoms.copy()
+            work.calc = base
+            i, j, d, D = neighbour_list("ijdD", self.atoms, cutoff_A)
+            energy = work.get_potential_energy() + 0.5 * amplitude_eV * np.cos(k * d).sum()
+            pull = (-0.5 * amplitude_eV * k * np.sin(k * d) / d)[:, None] * D
+            forces = np.array(work.get_forces())
+            np.add.at(forces, j, -pull)
+            np.add.at(forces, i, pull)
+            stress = (np.array(work.get_stress(voigt=False))
+                      + np.einsum("pa,pb->ab", pull, D) / self.atoms.get_volume())
+            self.results = {"energy": energy, "free_energy": energy, "forces": forces,
+                            "stress": stress.flat[[0, 4, 8, 5, 2, 1]]}
+
+    return _Rough()
+
+
+def sw_rough():
+    """Stillinger-Weber with a rough surface (:class:`RoughCalculator`: 0.1 meV per
+    bond, period 0.03 Å): its elastic constants, bulk modulus and phonons move by
+    10-40 % with the finite strain or displacement."""
+    from pytest_mlpval.potentials import load_potential
+
+    return RoughCalculator(load_potential("sw").calculator)
 
 
 def sw_shifted():

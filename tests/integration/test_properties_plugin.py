@@ -254,3 +254,50 @@ def test_silicon_suite_sw_fails_c44_and_optical_phonon(pytester, run):
         "*sw: 1 of 1 properties outside tolerance: phonon_gamma_LTO_THz = 17.8* THz, "
         "experiment 15.53*",
     ], consecutive=False)
+
+
+#: Stillinger-Weber with a rough surface (0.1 meV per bond, period 0.03 Å)
+ROUGH = "--potential=rough=pytest_mlpval.testing:sw_rough"
+
+
+def test_rough_surface_fails_on_amplitude_dependence_sw_shows_its_spread(pytester, run):
+    """The elastic, EoS and phonon protocols run at several amplitudes: a rough surface
+    fails on its roughness (before B' and the comparisons), SW shows its tiny spread
+    beside the value in the failure table and the JSON."""
+    pytester.makepyfile(test_props=_source("""
+        @pytest.mark.mlpval_property("C44_GPa", rel=0.15)
+        class TestElastic(ElasticTests):
+            pass
+
+
+        class TestLattice(LatticeTests):
+            pass
+    """))
+    result = run("--potential=sw", ROUGH, "--mlpval-species=Si", "--mlpval-json=out.json",
+                 "-rf")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines([
+        "*property*candidate*± amplitude*reference*unit*against*difference*",
+        "*C44_GPa*56.4*0.0[0-9]*79.6*GPa*experiment*FAIL*",
+        "*± amplitude: the candidate's spread over its protocol's finite amplitudes*",
+    ], consecutive=False)
+    for text in ("TestElastic::test_mlpval_elastic[rough]", "TestLattice::test_mlpval_lattice"
+                 "[rough]"):
+        assert f"FAILED test_props.py::{text}" in result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "*rough: C*_GPa (elastic) moves by * % with the finite strain (limit 5 %, "
+        "max_amplitude_spread_fraction): the potential energy surface is rough*",
+        "*rough: bulk_modulus_GPa (eos) moves by * % with the finite strain span*",
+        # the summary and the verdict name the roughness
+        "*rough*elastic*elastic_amplitude_spread_fraction*<= 0.05*FAIL*",
+    ], consecutive=False)
+    text = result.stdout.str()
+    rough_lattice = text[text.index("bulk_modulus_GPa (eos) moves by"):]
+    assert "unphysical equation of state" in rough_lattice  # B' too, after the roughness
+    records = records_by_nodeid(read_json(pytester.path / "out.json"))
+    (record,) = records["test_props.py::TestElastic::test_mlpval_elastic[sw]"]
+    spread = record["metrics"]["C44_amplitude_spread_GPa"]
+    assert spread["unit"] == "GPa" and 0 < spread["value"] < 0.1
+    assert record["metrics"]["elastic_amplitude_spread_fraction"]["value"] < 1e-3
+    (bound,) = [t for t in record["thresholds"] if t["metric"] == "|C44_GPa - experiment|"]
+    assert bound["amplitude_spread"] == spread["value"]

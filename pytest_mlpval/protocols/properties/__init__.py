@@ -5,7 +5,9 @@ here, and importing it registers the family's protocols
 :func:`compute_properties` lists them.
 
 - :mod:`.common`: :class:`PropertySettings` and :class:`PropertyResult`, the bases of
-  the family's settings and results, and :data:`PropertyError`;
+  the family's settings and results, :data:`PropertyError`, and the protocol
+  uncertainty of the elastic, EoS and phonon protocols: the spread of a property over
+  the finite amplitudes (:func:`spread_name`, :data:`MAX_AMPLITUDE_SPREAD`);
 - :mod:`.lattice`: the relaxed lattice (``"lattice"``);
 - :mod:`.eos`: Birch–Murnaghan equation of state (``"eos"``), polymorph energies and
   transition pressures (``"polymorphs"``);
@@ -38,7 +40,8 @@ overhead from the potential's cost.
 from __future__ import annotations
 
 from .common import (
-    FAMILY, PropertyError, PropertySettings, PropertyResult,
+    FAMILY, PropertyError, PropertySettings, PropertyResult, MAX_AMPLITUDE_SPREAD,
+    spread_name, amplitude_spreads, assert_amplitude_independent,
 )
 from .lattice import (
     LatticeSettings, LatticeResult, relaxed_lattice,
@@ -70,7 +73,9 @@ from .campaign import (
 )
 
 __all__ = [
-    'FAMILY', 'PropertyError', 'PropertySettings', 'PropertyResult', 'LatticeSettings',
+    'FAMILY', 'PropertyError', 'PropertySettings', 'PropertyResult',
+    'MAX_AMPLITUDE_SPREAD', 'spread_name', 'amplitude_spreads',
+    'assert_amplitude_independent', 'LatticeSettings',
     'LatticeResult', 'relaxed_lattice', 'EosSettings', 'EosResult', 'equation_of_state',
     'TransitionResult', 'transition_pressure', 'PolymorphSettings', 'PolymorphResult',
     'polymorph_energies', 'slug', 'assert_physical_eos', 'eos_figure', 'PHYSICAL_B_PRIME',

@@ -13,10 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
+import math
+import operator
+from typing import Sequence
+
+from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.errors import ProtocolError
 from pytest_mlpval.protocols.base import Result, Settings
+from pytest_mlpval.references import UNIT_SUFFIXES
 
-__all__ = ["FAMILY", "PropertyError", "PropertySettings", "PropertyResult"]
+__all__ = ["FAMILY", "PropertyError", "PropertySettings", "PropertyResult",
+           "MAX_AMPLITUDE_SPREAD", "spread_name", "amplitude_spreads",
+           "relative_spread", "spreads_not_measured", "assert_amplitude_independent"]
 
 #: the family name the property protocols are registered under
 FAMILY = "properties"
@@ -64,3 +72,97 @@ class PropertyResult(Result):
         """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when the result
         describes no physical solid (Born- or dynamically unstable, an extrapolated
         equation of state); nothing to check by default."""
+
+    def assert_amplitude_independent(self) -> None:
+        """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when the result
+        moves with the protocol's finite amplitude (strain, displacement) by more than
+        its settings allow (:func:`assert_amplitude_independent`); nothing to check by
+        default."""
+
+
+# -- protocol uncertainty: the spread of a property over finite amplitudes ----------------
+
+#: default limit of a property's relative spread over the protocol's amplitudes (the
+#: ``max_amplitude_spread_fraction`` setting of the elastic, EoS and phonon protocols).
+#: Measured 2026-12-06 with the default amplitudes: Stillinger-Weber <= 0.0004, the
+#: bundled GAP <= 0.003 (C12); CHGNet 0.4.2 0.1-0.3 (see docs).
+MAX_AMPLITUDE_SPREAD = 0.05
+
+
+def spread_name(metric: str) -> str:
+    """The name of the amplitude spread of ``metric``, in its unit: ``"C11_GPa"`` ->
+    ``"C11_amplitude_spread_GPa"``, ``"bulk_modulus_derivative"`` ->
+    ``"bulk_modulus_derivative_amplitude_spread"``."""
+    for suffix in sorted(UNIT_SUFFIXES, key=len, reverse=True):
+        if metric.endswith(suffix) and len(metric) > len(suffix):
+            return f"{metric[:-len(suffix)]}_amplitude_spread{suffix}"
+    return f"{metric}_amplitude_spread"
+
+
+def amplitude_spreads(values: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """``{spread_name(metric): max - min}`` of each metric's values over the amplitudes
+    (in the metric's unit)."""
+    return {spread_name(name): _spread(v) for name, v in values.items() if v}
+
+
+def _spread(values: Sequence[float]) -> float:
+    """``max - min``; NaN when a value is NaN."""
+    if not all(map(math.isfinite, values)):
+        return math.nan
+    return float(max(values) - min(values))
+
+
+def spreads_not_measured(values: Mapping[str, Sequence[float]], fraction: str
+                         ) -> set[str]:
+    """The spread metrics that are NaN because a value could not be computed at some
+    amplitude (a fit that failed there), and ``fraction`` (the largest relative spread)
+    with them."""
+    gone = {spread_name(name) for name, v in values.items()
+            if not all(map(math.isfinite, v))}
+    return gone | ({fraction} if gone else set())
+
+
+def relative_spread(values: Mapping[str, Sequence[float]], names: Sequence[str],
+                    floor: float = 0.0) -> tuple[float, str]:
+    """(largest ``(max - min) / max(|first|, floor)`` over ``names``, the metric it
+    belongs to); the first value of each is the one reported. ``(0.0, "")`` when none
+    was computed at several amplitudes."""
+    worst, which = 0.0, ""
+    for name in names:
+        v = values.get(name, ())
+        if len(v) < 2:
+            continue
+        scale = max(abs(v[0]), floor)
+        spread = _spread(v) / scale if scale > 0 else math.inf
+        if not spread <= worst:  # a NaN spread is the worst
+            worst, which = spread, name
+    return worst, which
+
+
+def assert_amplitude_independent(result: Any, fraction: float, worst: str,
+                                 amplitude: str) -> None:
+    """Raise :class:`~pytest_mlpval.assertions.MlpvalAssertionError` when ``fraction``
+    (the result's largest relative spread over its amplitudes, of metric ``worst``)
+    exceeds the result's ``max_amplitude_spread_fraction``. ``amplitude`` names the
+    amplitude and its unit (``"strain"``, ``"displacement (Å)"``). The message blames
+    the potential energy surface's roughness, not the physics: a smooth PES gives the
+    same number at every small amplitude."""
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    limit = result.max_amplitude_spread_fraction
+    if fraction <= limit:
+        return
+    amplitudes = result.amplitudes
+    rows = [[name, *values, _spread(values)]
+            for name, values in result.amplitude_values.items()]
+    failed = any(not math.isfinite(x) for row in rows for x in row[1:])
+    raise MlpvalAssertionError("\n".join(
+        [f"{worst} ({result.protocol}) moves by {100 * fraction:.1f} % with the finite "
+         f"{amplitude} (limit {100 * limit:g} %, max_amplitude_spread_fraction): the "
+         "potential energy surface is rough on the scale of the amplitudes, so the finite "
+         "differences measure its roughness, not the physics; no single number describes "
+         "this property for this potential (its protocol uncertainty is the spread). The "
+         f"value reported is the one at {amplitudes[0]:g}."
+         + (" NaN: the property could not be computed at that amplitude." if failed
+            else ""), ""]
+        + format_table(["property"] + [f"at {a:g}" for a in amplitudes]
+                       + ["spread"], rows)))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import operator
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,8 +31,11 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.crystals import space_group
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
-                                                       PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
+                                                       PropertyResult, PropertySettings,
+                                                       amplitude_spreads,
+                                                       assert_amplitude_independent,
+                                                       relative_spread)
 from pytest_mlpval.threads import single_threaded
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
@@ -90,9 +93,19 @@ class ElasticSettings(PropertySettings):
         Of each ionic relaxation.
     optimizer : str
         An optimiser of ``ase.optimize``.
+    spread_strains : tuple of float
+        Further largest strains, each in (0, 0.05], at which the constants are fitted
+        again (three strains each: -s, 0, +s; a strained cell the main scan already has
+        is reused) to measure how much they move with the strain amplitude (the
+        protocol uncertainty, ``C11_amplitude_spread_GPa``); empty: none. The constants
+        reported are those of ``max_strain``.
+    max_amplitude_spread_fraction : float
+        Largest accepted relative spread of a constant over the amplitudes (relative to
+        the constant, or to a tenth of the largest constant if that is more); above it
+        the ready-made test fails on the roughness of the potential energy surface.
     """
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     group: ClassVar[str] = "elastic"
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"full": {"n_strains": 7}}
 
@@ -103,8 +116,18 @@ class ElasticSettings(PropertySettings):
     fmax_eV_A: float = 1e-4
     steps: int = 1000
     optimizer: str = "BFGS"
+    spread_strains: tuple[float, ...] = (0.005, 0.0025)
+    max_amplitude_spread_fraction: float = MAX_AMPLITUDE_SPREAD
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "spread_strains",
+                           tuple(float(x) for x in self.spread_strains))
+        bad = [x for x in self.spread_strains if not 0 < x <= 0.05]
+        if bad:
+            raise SettingsError(f"spread_strains must each be in (0, 0.05], got {bad}")
+        if not self.max_amplitude_spread_fraction > 0:
+            raise SettingsError(f"max_amplitude_spread_fraction must be > 0, got "
+                                f"{self.max_amplitude_spread_fraction}")
         if self.n_strains < 3:
             raise SettingsError(f"n_strains must be >= 3, got {self.n_strains}")
         if not 0 < self.max_strain <= 0.05:
@@ -138,6 +161,13 @@ class ElasticResult(PropertyResult):
         Largest residual force after the ionic relaxations.
     n_force_calls : int
     calculator_seconds, seconds : float
+    amplitudes : tuple of float
+        The largest strains of the fits: ``max_strain`` (the constants reported) first,
+        then ``spread_strains``.
+    amplitude_values : mapping of str to tuple of float
+        Each constant of ``metrics()`` (``"C11_GPa"``) at each of ``amplitudes``.
+    max_amplitude_spread_fraction : float
+        The limit of the settings.
     """
 
     crystal: str
@@ -156,11 +186,27 @@ class ElasticResult(PropertyResult):
     n_force_calls: int
     calculator_seconds: float
     seconds: float
+    amplitudes: tuple[float, ...] = ()
+    amplitude_values: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    max_amplitude_spread_fraction: float = MAX_AMPLITUDE_SPREAD
     protocol = "elastic"
-    owns = r"C\d\d(_clamped)?_GPa|elastic_\w+|born_stable"
+    owns = r"C\d\d(_clamped)?(_amplitude_spread)?_GPa|elastic_\w+|born_stable"
 
     def assert_physical(self) -> None:
         assert_born_stable(self)
+
+    @property
+    def amplitude_spread(self) -> tuple[float, str]:
+        """(largest relative spread of a constant over the amplitudes, its name): the
+        spread relative to the constant, or to a tenth of the largest constant if that
+        is more (a constant near zero is not judged on its own scale)."""
+        values = self.amplitude_values
+        largest = max((abs(v[0]) for v in values.values() if v), default=0.0)
+        return relative_spread(values, list(values), 0.1 * largest)
+
+    def assert_amplitude_independent(self) -> None:
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        assert_amplitude_independent(self, *self.amplitude_spread, "strain")
 
     @property
     def bulk_modulus_GPa(self) -> float:
@@ -170,21 +216,29 @@ class ElasticResult(PropertyResult):
         return float((C[0, 0] + C[1, 1] + C[2, 2] + 2 * (C[0, 1] + C[0, 2] + C[1, 2])) / 9)
 
     def metrics(self) -> dict[str, float]:
-        pairs = ((0, 0), (0, 1), (3, 3)) if self.symmetry == "cubic" else \
-            [(i, j) for i in range(6) for j in range(i, 6)]
-        out: dict[str, float] = {}
-        for i, j in pairs:
-            if self.C_GPa is not None and (self.C_GPa[i][j] != 0 or self.symmetry == "cubic"):
-                out[f"C{i + 1}{j + 1}_GPa"] = self.C_GPa[i][j]
-        for i, j in pairs:
-            if self.C_clamped_GPa[i][j] != 0 or self.symmetry == "cubic":
-                out[f"C{i + 1}{j + 1}_clamped_GPa"] = self.C_clamped_GPa[i][j]
+        out = _constants(self.C_GPa, self.C_clamped_GPa, self.symmetry)
+        if len(self.amplitudes) > 1:
+            out.update(amplitude_spreads(self.amplitude_values))
+            out["elastic_amplitude_spread_fraction"] = self.amplitude_spread[0]
         out.update(elastic_bulk_modulus_GPa=self.bulk_modulus_GPa,
                    elastic_fit_residual_GPa=self.fit_residual_GPa
                    if self.C_GPa is not None else self.fit_residual_clamped_GPa,
                    born_stable=float(self.born_stable))
         out.update(self.cost_metrics())
         return out
+
+
+def _constants(C: Any, C0: Any, symmetry: str, every: bool = False) -> dict[str, float]:
+    """The constants reported (``C11_GPa``, ``C44_clamped_GPa``, ...): C11, C12, C44 of
+    a cubic crystal, else the non-zero ones of the upper triangle (all with ``every``)."""
+    pairs = ((0, 0), (0, 1), (3, 3)) if symmetry == "cubic" else \
+        [(i, j) for i in range(6) for j in range(i, 6)]
+    out: dict[str, float] = {}
+    for matrix, tail in ((C, ""), (C0, "_clamped")):
+        for i, j in pairs:
+            if matrix is not None and (matrix[i][j] != 0 or symmetry == "cubic" or every):
+                out[f"C{i + 1}{j + 1}{tail}_GPa"] = float(matrix[i][j])
+    return out
 
 
 def _fit(configs: list, symmetry: str, n_strains: int, delta: float):
@@ -230,47 +284,79 @@ def elastic_constants(calc: Any, settings: ElasticSettings | None = None, *,
     the stress is read with the ions clamped and, with ``relax_ions``, again after the
     positions are relaxed at the fixed strained cell (to ``fmax_eV_A``; a relaxation that
     does not converge in ``steps`` raises :class:`~pytest_mlpval.errors.ProtocolError`).
+    The constants are fitted again from three strains (-s, 0, +s) at each of
+    ``spread_strains`` (cells of the main scan reused) for their amplitude spread.
     """
     import ase.optimize
     from matscipy.elasticity import generate_strained_configs
 
     s = ElasticSettings.of(settings, **overrides)
-    crystal, n_strains, fmax_eV_A, steps = s.crystal, s.n_strains, s.fmax_eV_A, s.steps
-    relax_ions = s.relax_ions
+    crystal, n_strains, relax_ions = s.crystal, s.n_strains, s.relax_ions
     opt_class = getattr(ase.optimize, s.optimizer, None)
     if opt_class is None:
         raise SettingsError(f"unknown ASE optimizer {s.optimizer!r}")
     meter = CostMeter(calc)
     relaxed = relax_keeping_symmetry(meter.calc, crystal, s.symbol, atoms,
-                                     fmax_eV_A=min(fmax_eV_A * 10, 1e-3), steps=500)[0]
+                                     fmax_eV_A=min(s.fmax_eV_A * 10, 1e-3), steps=500)[0]
     base = relaxed.atoms
     number, _ = space_group(base)
     symmetry = matscipy_symmetry(number)
     delta = 2 * s.max_strain / (n_strains - 1)
-    clamped, relaxed_configs, max_force = [], [], 0.0
-    for strained in generate_strained_configs(base, symmetry, n_strains, delta):
-        strained.calc = meter.calc
-        clamped.append(_frozen_copy(strained))
-        if relax_ions:
-            opt = opt_class(strained, logfile=None)
-            if not opt.run(fmax=fmax_eV_A, steps=steps):
-                raise ProtocolError(
-                    f"ionic relaxation of {crystal} at strain "
-                    f"{np.round(strained.info['strain'], 5).tolist()} did not reach fmax "
-                    f"{fmax_eV_A:g} eV/Å in {steps} steps")
-            max_force = max(max_force, float(np.abs(strained.get_forces()).max()))
-            relaxed_configs.append(_frozen_copy(strained))
+    done: dict[tuple[float, ...], tuple[Any, Any]] = {}
+
+    def scan(n: int, step: float) -> tuple[list, list]:
+        """Clamped and relaxed copies of the strained cells of ``n`` strains ``step``
+        apart along each pattern (a strain already computed is reused)."""
+        clamped, relaxed = [], []
+        for strained in generate_strained_configs(base, symmetry, n, step):
+            key = tuple(np.round(np.asarray(strained.info["strain"]), 12).ravel())
+            if key not in done:
+                done[key] = _strain(strained, meter.calc, relax_ions, opt_class, s)
+            clamped.append(done[key][0])
+            relaxed.append(done[key][1])
+        return clamped, relaxed
+
+    clamped, relaxed_configs = scan(n_strains, delta)
+    extra = [(amplitude, *scan(3, amplitude)) for amplitude in s.spread_strains]
+    max_force = max((float(np.abs(r.get_forces()).max()) for _, r in done.values()
+                     if r is not None), default=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # linregress on exactly zero stress
         C0, C0_err, res0 = _fit(clamped, symmetry, n_strains, delta)
         C, C_err, res = _fit(relaxed_configs, symmetry, n_strains, delta) if relax_ions \
             else (None, None, float("nan"))
+        reported = _constants(C, C0, symmetry)
+        per_amplitude = [reported]
+        for amplitude, c0, c in extra:
+            per_amplitude.append(_constants(
+                _fit(c, symmetry, 3, amplitude)[0] if relax_ions else None,
+                _fit(c0, symmetry, 3, amplitude)[0], symmetry, every=True))
     stable, failures = born_stability(C if C is not None else C0, symmetry)
     strains = tuple(float(delta * (k + 1 - (n_strains + 1) / 2)) for k in range(n_strains))
     return ElasticResult(crystal, s.symbol, symmetry, strains,
                          _matrix(C) if C is not None else None, _matrix(C0),
                          _matrix(C_err) if C_err is not None else None, _matrix(C0_err),
-                         res, res0, stable, failures, max_force, **meter.cost())
+                         res, res0, stable, failures, max_force, **meter.cost(),
+                         amplitudes=(float(s.max_strain),) + s.spread_strains,
+                         amplitude_values={name: tuple(m[name] for m in per_amplitude)
+                                           for name in reported},
+                         max_amplitude_spread_fraction=s.max_amplitude_spread_fraction)
+
+
+def _strain(strained: Any, calc: Any, relax_ions: bool, opt_class: Any,
+            s: ElasticSettings) -> tuple[Any, Any]:
+    """(clamped, relaxed or None) frozen copies of one strained cell."""
+    strained.calc = calc
+    clamped = _frozen_copy(strained)
+    if not relax_ions:
+        return clamped, None
+    opt = opt_class(strained, logfile=None)
+    if not opt.run(fmax=s.fmax_eV_A, steps=s.steps):
+        raise ProtocolError(
+            f"ionic relaxation of {s.crystal} at strain "
+            f"{np.round(strained.info['strain'], 5).tolist()} did not reach fmax "
+            f"{s.fmax_eV_A:g} eV/Å in {s.steps} steps")
+    return clamped, _frozen_copy(strained)
 
 
 def assert_born_stable(result: ElasticResult) -> None:

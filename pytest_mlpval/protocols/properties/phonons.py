@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,8 +32,11 @@ from pytest_mlpval.crystals import build_crystal
 from pytest_mlpval.descriptors import cell_widths
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
-                                                       PropertySettings)
+from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
+                                                       PropertyResult, PropertySettings,
+                                                       amplitude_spreads,
+                                                       assert_amplitude_independent,
+                                                       relative_spread, spreads_not_measured)
 from pytest_mlpval.references import MissingReferenceError, load_references
 from pytest_mlpval.threads import single_threaded
 
@@ -122,9 +125,19 @@ class PhononSettings(PropertySettings):
     dos_pitch_THz, degenerate_tol_THz : float
     label_points : tuple of str
         Special points whose branches are labelled (two-atom primitive cells only).
+    spread_displacements_A : tuple of float
+        Further finite displacements (each > 0) at which the force constants are taken
+        again, to measure how much the labelled branches and the highest frequency move
+        with the displacement (the protocol uncertainty,
+        ``phonon_gamma_LTO_amplitude_spread_THz``); empty: none. The frequencies
+        reported are those of ``displacement_A``.
+    max_amplitude_spread_fraction : float
+        Largest accepted relative spread of a branch over the displacements (relative
+        to the branch, or to a tenth of the highest frequency if that is more); above it
+        the ready-made test fails on the roughness of the potential energy surface.
     """
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     group: ClassVar[str] = "phonons"
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"mesh": (8, 8, 8)}}
 
@@ -142,10 +155,20 @@ class PhononSettings(PropertySettings):
     dos_pitch_THz: float = 0.1
     degenerate_tol_THz: float = 0.05
     label_points: tuple[str, ...] = ("G", "X", "L")
+    spread_displacements_A: tuple[float, ...] = (0.005, 0.02)
+    max_amplitude_spread_fraction: float = MAX_AMPLITUDE_SPREAD
 
     def __post_init__(self) -> None:
         if self.displacement_A <= 0:
             raise SettingsError(f"displacement_A must be > 0, got {self.displacement_A}")
+        object.__setattr__(self, "spread_displacements_A",
+                           tuple(float(x) for x in self.spread_displacements_A))
+        bad = [x for x in self.spread_displacements_A if not x > 0]
+        if bad:
+            raise SettingsError(f"spread_displacements_A must each be > 0, got {bad}")
+        if not self.max_amplitude_spread_fraction > 0:
+            raise SettingsError(f"max_amplitude_spread_fraction must be > 0, got "
+                                f"{self.max_amplitude_spread_fraction}")
         for name in ("mesh", "label_points") + (
                 ("supercell",) if isinstance(self.supercell, (list, tuple)) else ()):
             object.__setattr__(self, name, tuple(getattr(self, name)))
@@ -193,6 +216,15 @@ class PhononResult(PropertyResult):
         ``min_frequency_THz >= -imaginary_tol_THz``.
     n_force_calls : int
     calculator_seconds, seconds : float
+    amplitudes : tuple of float
+        The finite displacements (Å): ``displacement_A`` (the frequencies reported)
+        first, then ``spread_displacements_A``.
+    amplitude_values : mapping of str to tuple of float
+        Each labelled branch (``"phonon_gamma_LTO_THz"``) and
+        ``phonon_max_frequency_THz`` at each of ``amplitudes`` (NaN where a branch
+        could not be labelled).
+    max_amplitude_spread_fraction : float
+        The limit of the settings.
     """
 
     crystal: str
@@ -219,6 +251,9 @@ class PhononResult(PropertyResult):
     n_force_calls: int
     calculator_seconds: float
     seconds: float
+    amplitudes: tuple[float, ...] = ()
+    amplitude_values: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    max_amplitude_spread_fraction: float = MAX_AMPLITUDE_SPREAD
     protocol = "phonons"
     owns = r"phonon_\w+"
     figure = staticmethod(band_figure)
@@ -226,13 +261,35 @@ class PhononResult(PropertyResult):
     def assert_physical(self) -> None:
         assert_dynamically_stable(self)
 
+    @property
+    def amplitude_spread(self) -> tuple[float, str]:
+        """(largest relative spread of a branch over the displacements, its name):
+        relative to the branch, or to a tenth of the highest frequency if that is more
+        (the acoustic branches near zero are not judged on their own scale)."""
+        highest = self.amplitude_values.get("phonon_max_frequency_THz", (0.0,))[0]
+        return relative_spread(self.amplitude_values, list(self.amplitude_values),
+                               0.1 * abs(highest))
+
+    def assert_amplitude_independent(self) -> None:
+        __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+        assert_amplitude_independent(self, *self.amplitude_spread, "displacement (Å)")
+
     def metrics(self) -> dict[str, float]:
         out = {f"phonon_{name}_THz": value for name, value in self.branches_THz.items()}
         out.update(phonon_min_frequency_THz=self.min_frequency_THz,
                    phonon_max_frequency_THz=max(max(f) for f in self.band_frequencies_THz),
                    phonon_stable=float(self.stable))
+        if len(self.amplitudes) > 1:
+            out.update(amplitude_spreads(self.amplitude_values))
+            out["phonon_amplitude_spread_fraction"] = self.amplitude_spread[0]
         out.update(self.cost_metrics())
         return out
+
+    def not_measured(self) -> set[str]:
+        """The amplitude spreads of branches that could not be labelled at some
+        displacement."""
+        return spreads_not_measured(self.amplitude_values,
+                                    "phonon_amplitude_spread_fraction")
 
     def special_point_positions(self) -> list[tuple[float, str]]:
         """(path coordinate, label) of the special points on the band path, for the
@@ -294,17 +351,15 @@ def branch_labels(point: str, frequencies: np.ndarray, eigenvectors: np.ndarray,
     return out
 
 
-def _phonopy(unit: Any, supercell: np.ndarray, displacement_A: float):
+def _phonopy(unit: Any, supercell: np.ndarray):
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
     from phonopy.structure.cells import guess_primitive_matrix
 
     cell = PhonopyAtoms(symbols=unit.get_chemical_symbols(), cell=np.asarray(unit.cell),
                         scaled_positions=unit.get_scaled_positions())
-    phonon = Phonopy(cell, supercell_matrix=supercell,
-                     primitive_matrix=guess_primitive_matrix(cell))
-    phonon.generate_displacements(distance=displacement_A)
-    return phonon
+    return Phonopy(cell, supercell_matrix=supercell,
+                   primitive_matrix=guess_primitive_matrix(cell))
 
 
 @single_threaded
@@ -317,9 +372,10 @@ def phonons(calc: Any, settings: PhononSettings | None = None, *, atoms: Any = N
     three ints); by default the smallest with every face-to-face width at least
     ``min_length_A``. ``band_path`` is an ASE path string (ASE's default path of the
     lattice if None). Branches are labelled at ``label_points`` (two-atom primitive
-    cells only), where symmetry separates longitudinal from transverse modes.
+    cells only), where symmetry separates longitudinal from transverse modes. The force
+    constants are taken again at each of ``spread_displacements_A`` for the spread of
+    the branches and the highest frequency over the displacements.
     """
-    from ase import Atoms
     from ase.cell import Cell
 
     s = PhononSettings.of(settings, **overrides)
@@ -337,36 +393,18 @@ def phonons(calc: Any, settings: PhononSettings | None = None, *, atoms: Any = N
     if (reps < 1).any():
         raise SettingsError(f"supercell repetitions must be >= 1, got {reps.tolist()}")
     matrix = np.diag(reps)
-    phonon = _phonopy(unit, matrix, displacement_A)
-    forces = []
-    for displaced in phonon.supercells_with_displacements:
-        cell = Atoms(displaced.symbols, cell=displaced.cell,
-                     scaled_positions=displaced.scaled_positions, pbc=True)
-        cell.calc = meter.calc
-        forces.append(np.array(cell.get_forces()))
-    phonon.forces = forces
-    phonon.produce_force_constants()
-    phonon.symmetrize_force_constants()
-
+    phonon = _phonopy(unit, matrix)  # one symmetry search serves every displacement
     prim_cell = Cell(np.asarray(phonon.primitive.cell))
     path = prim_cell.bandpath(s.band_path, npoints=s.band_npoints)
     special = {k: tuple(float(x) for x in v) for k, v in path.special_points.items()}
-    names = list(special)
-    phonon.run_qpoints([special[k] for k in names], with_eigenvectors=True)
-    freqs = np.asarray(phonon.qpoints.frequencies)
-    vecs = np.asarray(phonon.qpoints.eigenvectors)
-    reciprocal = np.asarray(prim_cell.reciprocal())
-    frequencies = {k: tuple(float(x) for x in np.sort(freqs[i])) for i, k in enumerate(names)}
-    branches: dict[str, float] = {}
-    if len(phonon.primitive) == 2:
-        for i, k in enumerate(names):
-            if k not in s.label_points:
-                continue
-            branches.update(branch_labels(k, freqs[i], vecs[i],
-                                          np.asarray(special[k]) @ reciprocal,
-                                          s.degenerate_tol_THz))
-    phonon.run_qpoints(path.kpts)
-    band = np.asarray(phonon.qpoints.frequencies)
+    values = []
+    for amplitude in s.spread_displacements_A + (displacement_A,):  # the reported last
+        _force_constants(phonon, amplitude, meter.calc)
+        frequencies, branches = _special_points(phonon, special, prim_cell, s)
+        phonon.run_qpoints(path.kpts)
+        band = np.asarray(phonon.qpoints.frequencies)
+        values.append(_amplitude_values(branches, band))
+    values.insert(0, values.pop())
     distances = path.get_linear_kpoint_axis()[0]
     phonon.run_mesh(list(s.mesh), is_gamma_center=True)
     mesh_freqs = np.asarray(phonon.mesh.frequencies)
@@ -384,11 +422,58 @@ def phonons(calc: Any, settings: PhononSettings | None = None, *, atoms: Any = N
         tuple(tuple(int(x) for x in row) for row in matrix),
         int(len(unit) * np.prod(reps)),
         float(cell_widths(np.asarray(unit.cell) * reps[:, None]).min()),
-        float(displacement_A), len(forces), special, frequencies, branches, path.path,
+        float(displacement_A), len(phonon.forces), special, frequencies, branches, path.path,
         tuple(map(float, distances)), tuple(tuple(map(float, f)) for f in band),
         tuple(map(float, dos.frequency_points)), tuple(map(float, dos.dos)),
         tuple(int(m) for m in s.mesh), fmin, qmin, float(s.imaginary_tol_THz),
-        fmin >= -s.imaginary_tol_THz, **meter.cost())
+        fmin >= -s.imaginary_tol_THz, **meter.cost(),
+        amplitudes=(float(displacement_A),) + s.spread_displacements_A,
+        amplitude_values={name: tuple(v.get(name, math.nan) for v in values)
+                          for name in values[0]},
+        max_amplitude_spread_fraction=s.max_amplitude_spread_fraction)
+
+
+def _force_constants(phonon: Any, displacement_A: float, calc: Any) -> None:
+    """Set the force constants of ``phonon`` (a Phonopy object) from displacements of
+    ``displacement_A`` (one calculator call each)."""
+    from ase import Atoms
+
+    phonon.generate_displacements(distance=displacement_A)
+    forces = []
+    for displaced in phonon.supercells_with_displacements:
+        cell = Atoms(displaced.symbols, cell=displaced.cell,
+                     scaled_positions=displaced.scaled_positions, pbc=True)
+        cell.calc = calc
+        forces.append(np.array(cell.get_forces()))
+    phonon.forces = forces
+    phonon.produce_force_constants()
+    phonon.symmetrize_force_constants()
+
+
+def _special_points(phonon: Any, special: dict[str, tuple[float, ...]], prim_cell: Any,
+                    s: PhononSettings) -> tuple[dict[str, tuple[float, ...]], dict[str, float]]:
+    """(sorted frequencies at each special point, labelled branches) in THz."""
+    names = list(special)
+    phonon.run_qpoints([special[k] for k in names], with_eigenvectors=True)
+    freqs = np.asarray(phonon.qpoints.frequencies)
+    vecs = np.asarray(phonon.qpoints.eigenvectors)
+    reciprocal = np.asarray(prim_cell.reciprocal())
+    frequencies = {k: tuple(float(x) for x in np.sort(freqs[i])) for i, k in enumerate(names)}
+    branches: dict[str, float] = {}
+    if len(phonon.primitive) == 2:
+        for i, k in enumerate(names):
+            if k not in s.label_points:
+                continue
+            branches.update(branch_labels(k, freqs[i], vecs[i],
+                                          np.asarray(special[k]) @ reciprocal,
+                                          s.degenerate_tol_THz))
+    return frequencies, branches
+
+
+def _amplitude_values(branches: dict[str, float], band: np.ndarray) -> dict[str, float]:
+    """The metrics whose spread over the displacements is recorded."""
+    return {**{f"phonon_{name}_THz": value for name, value in branches.items()},
+            "phonon_max_frequency_THz": float(band.max())}
 
 
 def assert_dynamically_stable(result: PhononResult) -> None:
