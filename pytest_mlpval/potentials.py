@@ -96,6 +96,14 @@ class PotentialInfo:
         entry point the distribution of its module and, once loaded, of the
         calculator's class and of torch, tensorflow or jax if imported. Part of the
         prediction and campaign cache keys: a new library version is a new model.
+    precision : str
+        ``"float64"`` or ``"float32"``: the floating-point precision the model computes
+        in (a torch model's parameter dtype where there is one; a model may declare it
+        with an ``mlpval_precision`` attribute). Float32 models need looser numerical
+        tolerances.
+    device : str
+        Where the model runs: ``"cpu"`` (default) or e.g. ``"cuda"``, as passed to
+        :func:`load_potential` and on to loaders that accept a ``device``.
     """
 
     name: str
@@ -106,6 +114,8 @@ class PotentialInfo:
     file_sha256: Mapping[str, str] = field(default_factory=dict)
     species: tuple[str, ...] = ()
     loader_versions: Mapping[str, str] = field(default_factory=dict)
+    precision: str = "float64"
+    device: str = "cpu"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +127,8 @@ class PotentialInfo:
             "file_sha256": dict(self.file_sha256),
             "species": list(self.species),
             "loader_versions": dict(self.loader_versions),
+            "precision": self.precision,
+            "device": self.device,
         }
 
 
@@ -427,8 +439,12 @@ def load_potential(
     base_dir: str | os.PathLike[str] | None = None,
     fallback: Callable[[str], Any] | None = None,
     probe: bool = True,
+    device: str = "cpu",
 ) -> Potential:
     """Parse ``raw`` and load its calculator.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ...) is passed to the loaders and factories that
+    take a ``device`` argument and recorded in ``info.device``.
 
     ``fallback(spec)`` is asked first (e.g. the pytest hook) and may return a
     calculator or ``None``. With ``probe`` a GAP, factory or entry point is first
@@ -443,7 +459,7 @@ def load_potential(
                                  Path(base_dir or ".") / spec)
         calc = fallback(info.files[0] if info.files else spec)  # a file: its absolute path
         if calc is not None:
-            return _checked(Potential(info, calc))
+            return _checked(Potential(replace(info, device=device), calc))
     parsed = parse_potential_spec(raw, base_dir, probe=probe)
     if parsed.make is None:
         raise PotentialLoadError(
@@ -467,7 +483,7 @@ def load_potential(
         versions = {**info.loader_versions,
                     **loader_probe.loader_versions(info.loader, module, calculator=calc)}
         info = replace(info, loader_versions=dict(sorted(versions.items())))
-    return _checked(Potential(info, calc))
+    return _checked(Potential(replace(info, device=device), calc))
 
 
 def _checked(potential: Potential) -> Potential:

@@ -480,3 +480,11 @@ def test_potential_info_as_dict():
         == {"name": "n", "spec": "s", "loader": "builtin", "files": ["a"], "sha256": "d",
             "file_sha256": {"a": "x"}}
     assert d["files"] is not info.files  # a JSON-ready list, not the tuple
+    assert (d["precision"], d["device"]) == ("float64", "cpu")  # the defaults
+    info32 = PotentialInfo("n", "s", "entry-point:x", precision="float32", device="cuda")
+    assert (info32.as_dict()["precision"], info32.as_dict()["device"]) == ("float32", "cuda")
+
+
+def test_load_potential_records_the_device():
+    assert load_potential("sw").info.device == "cpu"
+    assert load_potential("sw", device="cuda").info.device == "cuda"  # matscipy ignores it
