@@ -10,8 +10,12 @@ small structure, which the message prints as extended XYZ and which is written t
 ``.pytest_cache/d/mlpval-failures/``. Tolerances: :mod:`pytest_mlpval.protocols.invariance`
 (``--mlpval-precision=float32`` for single-precision models). The number of examples
 follows the Hypothesis profile; the expensive checks (finite differences, the smoothness
-path) try at most 5 and 2 structures, and the smoothness check does not shrink (each
-example costs some 300 calculator calls): its failure shows the structure as found.
+path) try at most 5 and 2 structures and do not shrink (a smoothness example costs some
+300 calculator calls, a failing finite-difference one 3 to 5 steps of 6 calls per
+coordinate): their failure shows the structure as found (at most 4 atoms). The
+finite-difference checks follow the step down a sequence and fail only where the
+discrepancy stays as the step shrinks; the failure prints the table of (step,
+discrepancy).
 
 The cost tests use pytest-benchmark, which turns itself off under pytest-xdist (and with
 ``--benchmark-disable``): they are then skipped with that reason; run them without ``-n``.
@@ -140,18 +144,20 @@ def test_mlpval_finite_outputs(mlpval, mlpval_species, mlpval_tolerances, data):
 
 # --- consistency (finite differences and paths: few examples) --------------------------
 
-@_limited(5)
+@_limited(5, shrink=False)
 @given(data=st.data())
 def test_mlpval_forces_are_energy_gradient(mlpval, mlpval_species, mlpval_tolerances, data):
-    """Forces equal minus the central-difference gradient of the energy (eV/Å)."""
+    """Forces equal minus the central-difference gradient of the energy (eV/Å), as the
+    step of the differences shrinks."""
     _run(mlpval, "force_gradient", _structure(data, mlpval_species, MAX_ATOMS_EXPENSIVE),
          mlpval_tolerances)
 
 
-@_limited(5)
+@_limited(5, shrink=False)
 @given(data=st.data())
 def test_mlpval_stress_is_strain_derivative(mlpval, mlpval_species, mlpval_tolerances, data):
-    """Stress equals the strain derivative of the energy per volume (GPa)."""
+    """Stress equals the strain derivative of the energy per volume (GPa), as the strain
+    step shrinks."""
     _run(mlpval, "stress_gradient", _structure(data, mlpval_species, MAX_ATOMS_EXPENSIVE),
          mlpval_tolerances)
 

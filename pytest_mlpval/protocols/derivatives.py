@@ -16,7 +16,9 @@ O(h⁴)), and judges the smallest discrepancy the sequence reaches:
   floor at every step and fails.
 
 The sequence stops at the first step (after ``min_steps``) whose discrepancy is within
-the tolerance, so a sound model costs two steps; a failing one is followed to the floor.
+the tolerance, so a sound model costs two steps; at the third step whose discrepancy
+agrees within 1 % with the two before it (a floor: truncation error would have fallen
+sixteenfold); otherwise at the floor step.
 Any non-finite value makes the discrepancy NaN (a failure).
 """
 
@@ -118,12 +120,23 @@ def _order(previous: StepRow, discrepancy: float, step: float) -> float:
     return math.log(previous.discrepancy / discrepancy) / math.log(ratio)
 
 
+def _at_a_floor(rows: list[StepRow], tolerance: float) -> bool:
+    """The last three discrepancies agree within 1 % and exceed the tolerance: no
+    truncation error (it would fall fourfold per halving), a floor that smaller steps
+    only confirm, so the sequence stops there."""
+    if len(rows) < 3:
+        return False
+    last = [r.discrepancy for r in rows[-3:]]
+    return min(last) > tolerance and max(last) <= 1.01 * min(last)
+
+
 def converge(estimate: Callable[[float], np.ndarray], exact: np.ndarray,
              steps: tuple[float, ...], tolerance: float, min_steps: int = 2) -> StepSequence:
     """Compare ``exact`` with ``estimate(h)`` (the central difference at step ``h``, an
     array of ``exact``'s shape) for ``h`` in ``steps`` (decreasing), stopping at the first
     step after ``min_steps`` whose discrepancy (central or extrapolated) is within
-    ``tolerance``, or at the first non-finite value."""
+    ``tolerance``, at a floor (three discrepancies within 1 % of each other, beyond the
+    tolerance), or at the first non-finite value."""
     exact = np.asarray(exact, dtype=float)
     rows: list[StepRow] = []
     best, best_value, previous = None, math.inf, None
@@ -152,6 +165,8 @@ def converge(estimate: Callable[[float], np.ndarray], exact: np.ndarray,
         rows.append(row)
         previous = numeric
         if len(rows) >= min_steps and best_value <= tolerance:
+            break
+        if _at_a_floor(rows, tolerance):
             break
     return StepSequence(tuple(rows), exact if best is None else best)
 

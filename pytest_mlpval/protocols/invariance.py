@@ -47,8 +47,8 @@ import numpy as np
 from pytest_mlpval.errors import MlpvalError, SettingsError
 from pytest_mlpval.protocols.base import Result, Settings
 from pytest_mlpval.protocols.derivatives import (StepRow, StepSequence, central_forces,
-                                                 central_stress, converge, has_free_energy, step_sequence, table,
-                                                 verdict)
+                                                 central_stress, converge, has_free_energy,
+                                                 step_sequence, table, verdict)
 from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
 
 __all__ = [

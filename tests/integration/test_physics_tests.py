@@ -391,3 +391,93 @@ def test_smoothness_moves_an_atom_among_others(suite):
     sizes = [int(n) for n in (suite.path / "sizes.txt").read_text().split()]
     assert len(sizes) >= 2 * 301  # two structures, 301 points of the path each
     assert min(sizes) >= 2
+
+
+# --- derivative tests over a step sequence ---------------------------------------------------
+
+ROUGH = """
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from pytest_mlpval import load_potential
+
+SW = load_potential("sw").calculator
+
+
+class Rough(Calculator):
+    '''SW plus 0.004 eV sum sin(200/Å x) + N B sin(1500/Å³ V/N) (B q = 3 GPa), with
+    exact forces and stress: a smooth surface too rough for one central difference at
+    the float64 steps.'''
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = SW
+        x, n = work.positions, len(work)
+        per_atom, q = work.get_volume() / n, 1500.0
+        b = 3.0 / 160.21766208 / q
+        energy = (work.get_potential_energy() + 0.004 * np.sin(200 * x).sum()
+                  + n * b * np.sin(q * per_atom))
+        gradient = 0.004 * 200 * np.cos(200 * x)
+        virial = gradient.T @ x
+        sigma = (0.5 * (virial + virial.T) / (n * per_atom)
+                 + b * q * np.cos(q * per_atom) * np.eye(3))
+        self.results = {"energy": energy, "free_energy": energy,
+                        "forces": work.get_forces() - gradient,
+                        "stress": work.get_stress() + sigma.flat[[0, 4, 8, 5, 2, 1]]}
+
+
+def calc():
+    return Rough()
+"""
+
+ONE_STEP = """
+import pytest
+
+from pytest_mlpval.physics_tests import *  # noqa: F401,F403
+
+
+@pytest.fixture
+def mlpval_tolerances():
+    '''The float64 tolerances with a sequence of one step: the checks as they were.'''
+    from pytest_mlpval.protocols.invariance import FLOAT64
+
+    return FLOAT64.with_overrides(fd_min_step_A=FLOAT64.fd_step_A,
+                                  fd_min_strain=FLOAT64.fd_strain)
+"""
+
+DERIVATIVES = only("test_mlpval_forces_are_energy_gradient",
+                   "test_mlpval_stress_is_strain_derivative")
+
+
+def test_rough_surface_passes_the_derivative_tests_one_step_failed(suite):
+    """Exact derivatives of a rough surface: the step sequence passes both derivative
+    tests; one step at the float64 step (the tests as they were) fails both."""
+    suite.makepyfile(rough=ROUGH)
+    suite.syspathinsert()
+    result = run(suite, "--potential=rough:calc", "--mlpval-species=Si", DERIVATIVES,
+                 "test_physics.py")
+    result.assert_outcomes(passed=2)
+    suite.makepyfile(test_one_step=ONE_STEP)
+    result = run(suite, "--potential=rough:calc", "--mlpval-species=Si", DERIVATIVES,
+                 "test_one_step.py")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["E * force_gradient check failed for potential 'calc': *",
+                                 "E * step (Å) * discrepancy (eV/Å) * extrapolated (eV/Å) "
+                                 "* order"])
+
+
+def test_scaled_forces_fail_with_the_step_table(suite):
+    result = run(suite, "--potential=pytest_mlpval.testing:sw_forces_scaled",
+                 "--mlpval-species=Si", DERIVATIVES)
+    result.assert_outcomes(failed=1, passed=1)  # forces x1.5; the stress is sound
+    result.stdout.fnmatch_lines([
+        "E * force_gradient check failed for potential 'sw_forces_scaled': * eV/Å > "
+        "tolerance 0.001 eV/Å",
+        "E *stays at a floor as the step shrinks (order *",
+        "E * step (Å) * discrepancy (eV/Å) * extrapolated (eV/Å) * order",
+        "E * 0.001 * -*",
+        "E * 0.0005 *",
+        "E * 0.00025 *",
+    ])
