@@ -25,6 +25,7 @@ from pytest_mlpval.protocols.properties import (
     MAX_AMPLITUDE_SPREAD,
     ElasticSettings,
     EosSettings,
+    assert_physical_eos,
     PhononSettings,
     compute_properties,
     elastic_constants,
@@ -115,6 +116,17 @@ def test_rough_pes_fails_on_its_roughness_not_the_physics(rough, name):
     # a limit above the spread passes
     loose = _run(rough, name, max_amplitude_spread_fraction=2 * fraction)
     loose.assert_amplitude_independent()
+
+
+def test_unphysical_b_prime_of_a_rough_surface_names_the_roughness(rough):
+    """The old code's verdict on a rough surface was "B' unphysical" (CHGNet: B' = 33
+    from ±1 %); the message now says that B' moves with the span."""
+    result = equation_of_state(rough)
+    assert not 1 <= result.bulk_modulus_derivative <= 10
+    with pytest.raises(MlpvalAssertionError, match="unphysical equation of state") as e:
+        assert_physical_eos(result)
+    assert "B' of diamond moves with the strain span (-1.83 at ±0.01, " in str(e.value)
+    assert "the surface is rough on the scale of the span" in str(e.value)
 
 
 def test_settings_are_checked_and_versions_bumped():

@@ -10,7 +10,8 @@ here, and importing it registers the family's protocols
   the finite amplitudes (:func:`spread_name`, :data:`MAX_AMPLITUDE_SPREAD`);
 - :mod:`.lattice`: the relaxed lattice (``"lattice"``);
 - :mod:`.eos`: Birch–Murnaghan equation of state (``"eos"``), polymorph energies and
-  transition pressures (``"polymorphs"``);
+  transition pressures (``"polymorphs"``), with :mod:`.transitions` (the enthalpy
+  crossing) and :mod:`.figures` (the E(V) figure);
 - :mod:`.elastic`: elastic constants, relaxed- and clamped-ion, and Born stability
   (``"elastic"``);
 - :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical
