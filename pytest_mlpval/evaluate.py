@@ -1,6 +1,7 @@
 """Predictions of a candidate on a reference dataset, with an optional disk cache.
 
-Plain library (no pytest). Every prediction is checked as it is made (finite, forces of
+Plain library (no pytest). Calculators that offer batches are evaluated in batches
+(:mod:`pytest_mlpval.batching`), any other one structure at a time. Every prediction is checked as it is made (finite, forces of
 shape (n_atoms, 3), stress of shape (6,) or (3, 3)) and every cached entry as it is read
 (the dataset's shapes, all finite); a bad cache entry is discarded with a
 :class:`CacheWarning` and recomputed.
@@ -19,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from pytest_mlpval.batching import DEFAULT_BATCH_SIZE, as_array, batch_function
 from pytest_mlpval.data import ReferenceSet, readonly_array
 from pytest_mlpval.errors import MlpvalError, MlpvalWarning, NonFiniteError
 from pytest_mlpval.fileio import atomic_write
@@ -78,49 +80,99 @@ def properties_for(calc: Any, reference: ReferenceSet,
 
 def predict(calc: Any, reference: ReferenceSet,
             properties: Sequence[str] = ("energy", "forces", "stress"),
-            progress: Any = None, potential: str | None = None) -> Predictions:
+            progress: Any = None, potential: str | None = None, *,
+            batched: bool = True, batch_size: int | None = None) -> Predictions:
     """Compute ``properties`` with ``calc`` for every structure of ``reference``.
 
-    Raises :class:`NonFiniteError` on NaN or inf and :class:`PredictionShapeError` on
-    forces that are not (n_atoms, 3) or a stress that is not (6,) or (3, 3), naming the
-    structure and ``potential`` (a name for messages).
+    A calculator that offers batches (:mod:`pytest_mlpval.batching`: its own
+    ``calculate_batch`` or an adapter registered for its class, such as CHGNet's) is sent
+    the structures in chunks of ``batch_size`` (default
+    :data:`~pytest_mlpval.batching.DEFAULT_BATCH_SIZE`); any other, or any with
+    ``batched=False``, is called once per structure through ASE. Both paths check every
+    structure's results the same way: raises :class:`NonFiniteError` on NaN or inf and
+    :class:`PredictionShapeError` on forces that are not (n_atoms, 3), a stress that is
+    not (6,) or (3, 3) or a batch result that lacks a property, naming the structure and
+    ``potential`` (a name for messages). ``progress(done, total)`` is called after each
+    structure (after its batch).
     """
     import time
 
+    batch = batch_function(calc) if batched else None
+    size = 1 if batch is None else max(1, int(batch_size or DEFAULT_BATCH_SIZE))
     energy: list[float] = []
     forces: list[np.ndarray] = []
     stress: list[np.ndarray] = []
     seconds = 0.0
-    for i in range(len(reference)):
-        atoms = reference.atoms(i)
-        atoms.calc = calc
+    n = len(reference)
+    for first in range(0, n, size):
+        indices = range(first, min(first + size, n))
+        structures = [reference.atoms(i) for i in indices]
         start = time.perf_counter()
-        if "energy" in properties:
-            energy.append(float(atoms.get_potential_energy()))
-        if "forces" in properties:
-            forces.append(np.array(atoms.get_forces(), dtype=float))
-        if "stress" in properties:
-            # the calculator's own array: Atoms.get_stress asserts a shape (a bare
-            # AssertionError, read as a test failure); the reference has no constraints
-            stress.append(np.array(calc.get_stress(atoms), dtype=float))
+        if batch is None:
+            results = [_single(calc, structures[0], properties)]
+        else:
+            results = list(batch(structures, tuple(properties)))
         seconds += time.perf_counter() - start
-        where = (f"structure {i} ({reference.config_types[i]}, {len(atoms)} atoms) of "
-                 f"dataset {reference.name!r}"
-                 + (f" from potential {potential!r}" if potential else ""))
-        if "forces" in properties and forces[-1].shape != (len(atoms), 3):
-            raise PredictionShapeError(f"forces of shape {forces[-1].shape} for {where}: "
-                                       f"expected ({len(atoms)}, 3)")
-        if "stress" in properties:
-            stress[-1] = _voigt(stress[-1], where)
-        for label, values in (("energy", energy), ("forces", forces), ("stress", stress)):
-            if label in properties and not np.all(np.isfinite(values[-1])):
-                raise NonFiniteError(
-                    f"{label} of {where} is not finite: "
-                    f"{values[-1] if label == 'energy' else 'NaN/inf in the array'}"
-                )
-        if progress is not None:
-            progress(i + 1, len(reference))
+        if len(results) != len(structures):
+            raise PredictionShapeError(
+                f"{len(results)} batch results for the {len(structures)} structures "
+                f"{indices.start}-{indices.stop - 1} of dataset {reference.name!r}"
+                + (f" from potential {potential!r}" if potential else ""))
+        for i, atoms, result in zip(indices, structures, results):
+            where = (f"structure {i} ({reference.config_types[i]}, {len(atoms)} atoms) "
+                     f"of dataset {reference.name!r}"
+                     + (f" from potential {potential!r}" if potential else ""))
+            values = _checked(result, properties, len(atoms), where)
+            for label, store in (("energy", energy), ("forces", forces),
+                                 ("stress", stress)):
+                if label in properties:
+                    store.append(values[label])
+            if progress is not None:
+                progress(i + 1, n)
     return _build(reference.name, properties, energy, forces, stress, seconds)
+
+
+def _single(calc: Any, atoms: Any, properties: Sequence[str]) -> dict[str, Any]:
+    """One structure's results through ASE (the per-structure path)."""
+    atoms.calc = calc
+    result: dict[str, Any] = {}
+    if "energy" in properties:
+        result["energy"] = float(atoms.get_potential_energy())
+    if "forces" in properties:
+        result["forces"] = np.array(atoms.get_forces(), dtype=float)
+    if "stress" in properties:
+        # the calculator's own array: Atoms.get_stress asserts a shape (a bare
+        # AssertionError, read as a test failure); the reference has no constraints
+        result["stress"] = np.array(calc.get_stress(atoms), dtype=float)
+    return result
+
+
+def _checked(result: Mapping[str, Any], properties: Sequence[str], n_atoms: int,
+             where: str) -> dict[str, Any]:
+    """One structure's results as floats, checked: each property present, forces
+    (n_atoms, 3), stress (6,) or (3, 3) made (6,), all finite."""
+    values: dict[str, Any] = {}
+    for label in properties:
+        if label not in result:
+            raise PredictionShapeError(f"no {label} in the batch result for {where}")
+        values[label] = as_array(result[label])
+    if "energy" in values:
+        if values["energy"].size != 1:
+            raise PredictionShapeError(f"energy of shape {values['energy'].shape} for "
+                                       f"{where}: expected a number")
+        values["energy"] = float(values["energy"].reshape(()))
+    if "forces" in values and values["forces"].shape != (n_atoms, 3):
+        raise PredictionShapeError(f"forces of shape {values['forces'].shape} for {where}: "
+                                   f"expected ({n_atoms}, 3)")
+    if "stress" in values:
+        values["stress"] = _voigt(values["stress"], where)
+    for label in ("energy", "forces", "stress"):
+        if label in values and not np.all(np.isfinite(values[label])):
+            raise NonFiniteError(
+                f"{label} of {where} is not finite: "
+                f"{values[label] if label == 'energy' else 'NaN/inf in the array'}"
+            )
+    return values
 
 
 def _voigt(value: np.ndarray, where: str) -> np.ndarray:
@@ -165,13 +217,16 @@ def cache_key(potential_sha256: str, reference: ReferenceSet, properties: Sequen
 def predict_cached(calc: Any, potential_sha256: str | None, reference: ReferenceSet,
                    properties: Sequence[str], cache_dir: str | os.PathLike[str] | None,
                    progress: Any = None, *, loader_versions: Mapping[str, str] | None = None,
-                   potential: str | None = None) -> Predictions:
+                   potential: str | None = None, batched: bool = True,
+                   batch_size: int | None = None) -> Predictions:
     """:func:`predict`, reading and writing ``cache_dir`` when the model has a content
     hash (a factory-defined model has none and is always recomputed). An entry that
     cannot be read, lacks a property, has other shapes than the dataset or holds NaN or
-    inf is discarded with a :class:`CacheWarning` and recomputed."""
+    inf is discarded with a :class:`CacheWarning` and recomputed. Batching does not
+    change the results, so it is not part of the key (:func:`cache_key`)."""
     if cache_dir is None or potential_sha256 is None:
-        return predict(calc, reference, properties, progress, potential)
+        return predict(calc, reference, properties, progress, potential,
+                       batched=batched, batch_size=batch_size)
     key = cache_key(potential_sha256, reference, properties, loader_versions)
     path = Path(cache_dir) / f"{key}.npz"
     if path.is_file():
@@ -186,7 +241,8 @@ def predict_cached(calc: Any, potential_sha256: str | None, reference: Reference
                 f"cached predictions {path.name} for dataset {reference.name!r}"
                 + (f" and potential {potential!r}" if potential else "")
                 + f" discarded and recomputed: {exc}"), stacklevel=2)
-    result = predict(calc, reference, properties, progress, potential)
+    result = predict(calc, reference, properties, progress, potential, batched=batched,
+                     batch_size=batch_size)
     arrays = {}
     if result.energy is not None:
         arrays["energy"] = result.energy
