@@ -20,6 +20,10 @@ the tolerance, so a sound model costs two steps; at the third step whose discrep
 agrees within 1 % with the two before it (a floor: truncation error would have fallen
 sixteenfold); otherwise at the floor step.
 Any non-finite value makes the discrepancy NaN (a failure).
+
+Also here: the central differences of an ASE calculator's energy (:func:`central_forces`,
+:func:`central_stress`), and the smoothness path's direction (:func:`clear_direction`)
+and the bisection of its steps beyond the tolerance (:func:`refine_path`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import numpy as np
 from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
 
 __all__ = ["StepRow", "StepSequence", "central_forces", "central_stress", "converge",
-           "has_free_energy", "step_sequence", "table", "verdict"]
+           "clear_direction", "has_free_energy", "refine_path", "step_sequence", "table",
+           "verdict"]
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,7 @@ def verdict(sequence: StepSequence, tolerance: float) -> str:
         return (f"growing as the step shrinks (order {order:.1f}): rounding noise (a "
                 f"single-precision model? --mlpval-precision=float32)")
     return (f"stays at a floor as the step shrinks (order {order:.1f}): not truncation "
-            f"error, the analytic value disagrees with the energy")
+            f"error but a jump in the energy or derivatives that are not its own")
 
 
 def table(rows: Sequence[tuple[float, float, float, float]], step_name: str,
@@ -260,3 +265,82 @@ def central_stress(work, eps: float, consistent: bool) -> np.ndarray:
         stress[i, j] = stress[j, i] = (energies[0] - energies[1]) / (2 * eps * volume)
     work.set_cell(cell, scale_atoms=True)
     return stress.flat[[0, 4, 8, 5, 2, 1]] * GPA
+
+
+# --- a path whose energy steps the forces must explain -------------------------------
+
+def clear_direction(atoms, atom: int, distance_A: float, seed: int) -> tuple[np.ndarray, float]:
+    """A path direction for ``atom`` among 64 seeded random ones: of those that keep it at
+    least ``min(1.8 Å, 0.85 x its nearest-neighbour distance)`` from every other atom
+    (minimum images), the one along which its distances to neighbours within 6 Å change
+    most (so the path crosses many cutoff radii); the clearest one if none qualifies.
+    Returns the unit vector and the closest approach in Å."""
+    from ase.geometry import get_distances
+
+    rng = np.random.default_rng(seed)
+    candidates = rng.normal(size=(64, 3))
+    candidates /= np.linalg.norm(candidates, axis=1)[:, None]
+    others = np.delete(atoms.positions, atom, axis=0)
+    if len(others) == 0:
+        return candidates[0], math.inf
+    _, start = get_distances(atoms.positions[atom][None, :], others, cell=atoms.cell,
+                             pbc=atoms.pbc)
+    needed = min(1.8, 0.85 * float(start.min()))
+    best, best_score, clearest, clearance = None, -1.0, candidates[0], -1.0
+    for direction in candidates:
+        points = atoms.positions[atom] + np.linspace(0, distance_A, 31)[:, None] * direction
+        _, dist = get_distances(points, others, cell=atoms.cell, pbc=atoms.pbc)
+        closest = float(dist.min())
+        if closest > clearance:
+            clearest, clearance = direction, closest
+        near = dist.min(axis=0) < 6.0
+        score = float(np.sum(dist.max(axis=0)[near] - dist.min(axis=0)[near]))
+        if closest >= needed and score > best_score:
+            best, best_score, best_closest = direction, score, closest
+    if best is None:
+        return clearest, clearance
+    return best, best_closest
+
+
+def refine_path(point: Callable[[float], tuple[float, float]], s: np.ndarray,
+                energies: np.ndarray, along: np.ndarray, tolerance: float,
+                floor: float, budget: int) -> tuple[np.ndarray, tuple[StepRow, ...]]:
+    """Bisect the segments of a path whose trapezoidal residual
+    ``|E(b) - E(a) + (f(a) + f(b)) / 2 (b - a)|`` exceeds ``tolerance`` (``f`` the force
+    along the path, ``point(s) -> (E, f)``), level by level down to steps of ``floor``
+    or until ``budget`` new points are spent: a jump keeps its residual in one half at
+    every level, truncation error falls eightfold per halving. Returns each segment's
+    smallest residual over the levels (its largest over the halves of a level; NaN where
+    a value was not finite), and the rows (step, residual) of the refined segment that
+    ends worst.
+    """
+    def residual(a, b):
+        return abs(b[1] - a[1] + 0.5 * (a[2] + b[2]) * (b[0] - a[0]))
+
+    points = [(float(x), float(e), float(f)) for x, e, f in zip(s, energies, along)]
+    best = np.array([residual(a, b) for a, b in zip(points[:-1], points[1:])])
+    pending = {i: [(points[i], points[i + 1])] for i in np.flatnonzero(best > tolerance)}
+    history = {i: [float(best[i])] for i in pending}
+    step, steps, spent = float(s[1] - s[0]), [float(s[1] - s[0])], 0
+    while pending and step / 2 >= floor * (1 - 1e-9) and spent < budget:
+        step /= 2
+        steps.append(step)
+        for i in list(pending):
+            halves = []
+            for a, b in pending[i]:
+                x = 0.5 * (a[0] + b[0])
+                mid = (x, *map(float, point(x)))
+                spent += 1
+                halves += [(a, mid), (mid, b)]
+            sizes = [residual(a, b) for a, b in halves]
+            level = max(sizes) if all(math.isfinite(v) for v in sizes) else math.nan
+            history[i].append(level)
+            best[i] = math.nan if math.isnan(level) else min(best[i], level)
+            pending[i] = [h for h, v in zip(halves, sizes) if v > tolerance]
+            if not pending[i] or not best[i] > tolerance:
+                del pending[i]
+    worst = max(history, key=lambda i: math.inf if math.isnan(best[i]) else best[i])
+    rows = [StepRow(steps[0], history[worst][0])]
+    for step, value in zip(steps[1:], history[worst][1:]):
+        rows.append(StepRow(step, value, math.nan, _order(rows[-1], value, step)))
+    return best, tuple(rows)

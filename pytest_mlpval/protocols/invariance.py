@@ -29,8 +29,9 @@ The two derivative checks take central differences over a step sequence (the fir
 halved down to a floor, with Richardson extrapolation: :mod:`.derivatives`) and judge the
 smallest discrepancy it reaches, so the truncation error of a rough surface and the
 rounding noise of a float32 model are left behind while a true inconsistency stays at a
-floor and fails; the result keeps the table of (step, discrepancy) (``steps``) and reports
-the discrepancy at the smallest step and the observed convergence order in ``metrics()``.
+floor and fails; the smoothness path bisects its steps beyond the tolerance likewise. The
+result keeps the table of (step, discrepancy) (``steps``) and reports the discrepancy at
+the smallest step and the observed convergence order in ``metrics()``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ import numpy as np
 from pytest_mlpval.errors import MlpvalError, SettingsError
 from pytest_mlpval.protocols.base import Result, Settings
 from pytest_mlpval.protocols.derivatives import (StepRow, StepSequence, central_forces,
-                                                 central_stress, converge, has_free_energy,
-                                                 step_sequence, table, verdict)
+                                                 central_stress, clear_direction, converge,
+                                                 has_free_energy, refine_path, step_sequence,
+                                                 table, verdict)
 from pytest_mlpval.units import EV_PER_A3_TO_GPA as GPA
 
 __all__ = [
@@ -99,9 +101,12 @@ class Tolerances(Settings):
         Smallest displacement of the force finite differences (Å).
     fd_min_strain : float
         Smallest strain step of the stress finite differences.
+    smoothness_min_step_A : float
+        Smallest step the smoothness path's steps beyond the tolerance are bisected to.
     """
 
-    #: 2: the derivative checks take a step sequence (fd_min_step_A, fd_min_strain)
+    #: 2: the derivative checks take a step sequence (fd_min_step_A, fd_min_strain), the
+    #: smoothness path refines its steps beyond the tolerance (smoothness_min_step_A)
     VERSION: ClassVar[int] = 2
 
     energy_eV_atom: float = 1e-6
@@ -116,10 +121,11 @@ class Tolerances(Settings):
     smoothness_step_A: float = 0.01
     fd_min_step_A: float = 1e-3 / 16
     fd_min_strain: float = 1e-5 / 16
+    smoothness_min_step_A: float = 0.01 / 16
 
     def __post_init__(self) -> None:
         for name in ("fd_step_A", "fd_strain", "fd_min_step_A", "fd_min_strain",
-                     "smoothness_step_A"):
+                     "smoothness_step_A", "smoothness_min_step_A"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise SettingsError(f"Tolerances.{name} must be a positive step, got {value!r}")
@@ -130,7 +136,7 @@ FLOAT32 = Tolerances(
     energy_eV_atom=1e-4, force_eV_A=1e-3, stress_GPa=1e-2, force_sum_eV_A=1e-4,
     fd_force_eV_A=2e-2, fd_step_A=1e-2, fd_stress_GPa=0.2, fd_strain=1e-3,
     smoothness_eV=2e-2, smoothness_step_A=0.02, fd_min_step_A=1e-2 / 16,
-    fd_min_strain=1e-3 / 16,
+    fd_min_strain=1e-3 / 16, smoothness_min_step_A=0.02 / 16,
 )
 
 
@@ -217,7 +223,7 @@ class CheckResult(Result):
 #: a derivative check's step: its name in metric names and its unit
 STEP_NAMES = {"step (Å)": ("step", "Å"), "strain": ("strain", "")}
 #: unit -> suffix of a metric name
-UNIT_SUFFIX = {"eV/Å": "_eV_A", "GPa": "_GPa", "Å": "_A", "": ""}
+UNIT_SUFFIX = {"eV/Å": "_eV_A", "GPa": "_GPa", "eV": "_eV", "Å": "_A", "": ""}
 
 
 # --- evaluation helpers ---------------------------------------------------------------
@@ -401,47 +407,17 @@ def force_sum(calc, atoms, tol: Tolerances = FLOAT64):
                        atoms.copy())
 
 
-def _clear_direction(atoms, atom: int, distance_A: float, seed: int) -> tuple[np.ndarray, float]:
-    """A path direction for ``atom`` among 64 seeded random ones: of those that keep it at
-    least ``min(1.8 Å, 0.85 x its nearest-neighbour distance)`` from every other atom
-    (minimum images), the one along which its distances to neighbours within 6 Å change
-    most (so the path crosses many cutoff radii); the clearest one if none qualifies.
-    Returns the unit vector and the closest approach in Å."""
-    from ase.geometry import get_distances
-
-    rng = np.random.default_rng(seed)
-    candidates = rng.normal(size=(64, 3))
-    candidates /= np.linalg.norm(candidates, axis=1)[:, None]
-    others = np.delete(atoms.positions, atom, axis=0)
-    if len(others) == 0:
-        return candidates[0], math.inf
-    _, start = get_distances(atoms.positions[atom][None, :], others, cell=atoms.cell,
-                             pbc=atoms.pbc)
-    needed = min(1.8, 0.85 * float(start.min()))
-    best, best_score, clearest, clearance = None, -1.0, candidates[0], -1.0
-    for direction in candidates:
-        points = atoms.positions[atom] + np.linspace(0, distance_A, 31)[:, None] * direction
-        _, dist = get_distances(points, others, cell=atoms.cell, pbc=atoms.pbc)
-        closest = float(dist.min())
-        if closest > clearance:
-            clearest, clearance = direction, closest
-        near = dist.min(axis=0) < 6.0
-        score = float(np.sum(dist.max(axis=0)[near] - dist.min(axis=0)[near]))
-        if closest >= needed and score > best_score:
-            best, best_score, best_closest = direction, score, closest
-    if best is None:
-        return clearest, clearance
-    return best, best_closest
-
-
 def smoothness(calc, atoms, tol: Tolerances = FLOAT64, atom: int = 0,
                distance_A: float = 3.0, seed: int = 11):
     """Move one atom along a straight line (crossing its neighbours' cutoffs, keeping as
     clear of them as 64 seeded directions allow) and check that every energy step is
     explained by the forces: |E(i+1) - E(i) + (F(i) + F(i+1))/2 . dx| (trapezoidal work).
     A discontinuous cutoff, or forces that are not the energy's gradient, leave a jump.
+    Steps beyond the tolerance are bisected down to ``smoothness_min_step_A``
+    (:func:`.derivatives.refine_path`): a jump stays, the truncation error of a rough
+    surface falls eightfold per halving.
     """
-    direction, clearance = _clear_direction(atoms, atom, distance_A, seed)
+    direction, clearance = clear_direction(atoms, atom, distance_A, seed)
     n_steps = max(2, int(round(distance_A / tol.smoothness_step_A)))
     dx = direction * distance_A / n_steps
     work = atoms.copy()
@@ -459,12 +435,31 @@ def smoothness(calc, atoms, tol: Tolerances = FLOAT64, atom: int = 0,
     finite_steps = np.isfinite(residual)
     worst = int(np.nanargmax(np.abs(residual))) if finite_steps.any() else 0
     value = float(np.max(np.abs(residual))) if finite_steps.all() else math.nan
-    return CheckResult(
-        "smoothness", value, tol.smoothness_eV, "eV",
-        f"atom {atom} moved {distance_A} Å in {n_steps} steps (closest approach "
-        f"{clearance:.2f} Å); largest energy step not explained by the forces "
-        f"{residual[worst]:.3g} eV at {worst * np.linalg.norm(dx):.3f} Å "
-        f"(energy step {energies[worst + 1] - energies[worst]:.3g} eV)", atoms.copy())
+    detail = (f"atom {atom} moved {distance_A} Å in {n_steps} steps (closest approach "
+              f"{clearance:.2f} Å); largest energy step not explained by the forces "
+              f"{residual[worst]:.3g} eV at {worst * np.linalg.norm(dx):.3f} Å "
+              f"(energy step {energies[worst + 1] - energies[worst]:.3g} eV)")
+    rows: tuple = ()
+    if value > tol.smoothness_eV:  # not NaN: a non-finite path fails as it is
+        start, ds = atoms.positions[atom].copy(), float(np.linalg.norm(dx))
+
+        def point(x: float) -> tuple[float, float]:
+            positions = work.positions
+            positions[atom] = start + x * direction
+            work.positions = positions
+            return work.get_potential_energy(), float(work.get_forces()[atom] @ direction)
+
+        best, rows = refine_path(point, np.arange(n_steps + 1) * ds, energies,
+                                 forces @ direction, tol.smoothness_eV,
+                                 tol.smoothness_min_step_A, budget=n_steps + 1)
+        value = math.nan if np.isnan(best).any() else float(np.max(best))
+        worst_at = int(np.argmax(np.where(np.isnan(best), np.inf, best)))
+        refined = int(np.sum(np.abs(residual) > tol.smoothness_eV))
+        detail += (f"; the {refined} steps beyond the tolerance bisected down to "
+                   f"{rows[-1].step:.3g} Å; the worst, at {worst_at * ds:.3f} Å: "
+                   f"{verdict(StepSequence(rows, None), tol.smoothness_eV)}")
+    return CheckResult("smoothness", value, tol.smoothness_eV, "eV", detail, atoms.copy(),
+                       steps=StepSequence(rows, None).as_tuples(), step_name="step (Å)")
 
 
 def finite(calc, atoms, tol: Tolerances = FLOAT64):

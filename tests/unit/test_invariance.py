@@ -93,6 +93,8 @@ def test_builtin_potentials_pass_every_check(potential, kind):
         assert result.check == name
         assert result.passed, f"{potential} {kind} {name}: {result}"
         assert 0 <= result.value <= result.tolerance
+        if name == "smoothness":  # nothing beyond the tolerance: nothing bisected
+            assert result.steps == () and result.metrics() == {name: result.value}
         assert assert_check(result) is result
         # the structure is kept (a copy) for the failure message
         np.testing.assert_allclose(result.structure.positions, atoms.positions)
@@ -159,9 +161,15 @@ def test_fault_values_are_the_size_of_the_fault(sw, cubic):
     result = run_check("force_gradient", BrokenCalculator(sw, "not_gradient"), cubic)
     assert result.value == pytest.approx(0.05, rel=1e-3)
     assert "worst atom 0" in result.detail
-    # cutoff: a 0.05 eV step as one pair crosses 3.0 Å
+    # cutoff: a 0.05 eV step as one pair crosses 3.0 Å; it stays as the path's steps
+    # beyond the tolerance are bisected down to 0.01/16 Å
     result = run_check("smoothness", BrokenCalculator(sw, "cutoff"), cubic)
     assert result.value == pytest.approx(0.05, rel=0.05)
+    assert len(result.steps) == 5 and result.steps[-1][0] == 0.01 / 16
+    assert result.metrics()["smoothness_at_smallest_step_eV"] == pytest.approx(0.05, rel=1e-3)
+    assert abs(result.metrics()["smoothness_order"]) < 0.1 and "a jump" in result.detail
+    with pytest.raises(InvarianceError, match=r"step \(Å\) +discrepancy \(eV\)"):
+        assert_check(result)
     # translation: a field of 0.01 eV/Å -> net force 0.01 eV/Å on each atom
     result = run_check("force_sum", BrokenCalculator(sw, "translation"), cubic)
     assert result.value == pytest.approx(0.01, rel=1e-6)
@@ -358,7 +366,7 @@ def test_results_and_errors_are_on_the_contract(sw, cubic):
 
 def test_float32_tolerances_are_looser_field_by_field():
     fields = [f.name for f in dataclasses.fields(Tolerances)]
-    assert len(fields) == 12
+    assert len(fields) == 13
     assert FLOAT64 == Tolerances()
     for name in fields:
         assert getattr(FLOAT32, name) > getattr(FLOAT64, name) > 0, name
@@ -563,3 +571,20 @@ def test_tolerances_version_and_step_validation():
     for name in ("fd_step_A", "fd_min_step_A", "fd_strain", "fd_min_strain"):
         with pytest.raises(SettingsError, match=name):
             Tolerances(**{name: 0.0})
+
+
+def test_smoothness_bisects_the_steps_of_a_rough_path(sw, cubic):
+    """A rough surface (0.1 eV sin(100/Å x)): the 0.01 Å path steps see its truncation
+    error (the check failed), bisected they converge (order about 3). A jump stays:
+    test_fault_values_are_the_size_of_the_fault."""
+    rough = rough_calculator(sw, amplitude_eV=0.1, k_invA=100.0)
+    short = {"distance_A": 0.6}
+    old = run_check("smoothness", rough, cubic,
+                    FLOAT64.with_overrides(smoothness_min_step_A=FLOAT64.smoothness_step_A),
+                    **short)
+    assert not old.passed and old.steps[0][1] == old.value > 2 * old.tolerance
+    result = run_check("smoothness", rough, cubic, **short)
+    assert result.passed, result
+    assert result.steps[0][:2] == old.steps[0][:2] and len(result.steps) >= 2
+    assert result.steps[-1][1] <= result.value and result.metrics()["smoothness_order"] > 2
+    assert "bisected" in result.detail and "within the tolerance" in result.detail
