@@ -326,6 +326,8 @@ def refine_path(point: Callable[[float], tuple[float, float]], s: np.ndarray,
         step /= 2
         steps.append(step)
         for i in list(pending):
+            if spent >= budget:  # the others keep the residuals of their last level
+                break
             halves = []
             for a, b in pending[i]:
                 x = 0.5 * (a[0] + b[0])
