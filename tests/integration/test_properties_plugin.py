@@ -265,6 +265,10 @@ def test_rough_surface_fails_on_amplitude_dependence_sw_shows_its_spread(pyteste
     fails on its roughness (before B' and the comparisons), SW shows its tiny spread
     beside the value in the failure table and the JSON."""
     pytester.makepyfile(test_props=_source("""
+        MLPVAL_PROPERTY_PARAMS = {"elastic": {"n_strains": 3, "spread_strains": [0.0025]},
+                                  "eos": {"n_points": 5}}
+
+
         @pytest.mark.mlpval_property("C44_GPa", rel=0.15)
         class TestElastic(ElasticTests):
             pass
