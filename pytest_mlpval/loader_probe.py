@@ -202,16 +202,19 @@ def distribution_versions(modules: Iterable[str]) -> dict[str, str]:
 
 
 def loader_versions(loader: str, module: str | None = None,
-                    calculator: Any = None) -> dict[str, str]:
+                    calculator: Any = None, frameworks: bool = True) -> dict[str, str]:
     """The versions of the libraries that load (and evaluate) a potential: quippy-ase for a
     GAP, matscipy for the built-ins; for a factory or entry point the distribution of
-    ``module`` and, once loaded, of the calculator's class and of any of
-    :data:`FRAMEWORKS` then imported."""
+    ``module`` and, once loaded, of the calculator's class and (with ``frameworks``) of
+    any of :data:`FRAMEWORKS` then imported. A loader of
+    :mod:`pytest_mlpval.loaders` names its frameworks itself (``frameworks=False``): a
+    LAMMPS model loaded after a torch one does not depend on torch."""
     modules = {"gap": ["quippy"], "builtin": ["matscipy"]}.get(loader, [])
     if module:
         modules.append(module)
     if calculator is not None:  # the calculator's classes (a subclass's base library too)
         modules += [cls.__module__ for cls in type(calculator).__mro__
                     if cls.__module__ != "builtins"]
-        modules += [name for name in FRAMEWORKS if name in sys.modules]
+        if frameworks:
+            modules += [name for name in FRAMEWORKS if name in sys.modules]
     return distribution_versions(modules)

@@ -11,8 +11,16 @@ Plain library (no pytest). A *spec* is what a user writes after ``--potential``:
 ``path/to/model.xml``
     A GAP loaded with quippy (``pip install pytest-mlpval[gap]``); the ``sparseX``
     files it names are found beside the XML, whatever the working directory.
+``chgnet``, ``sevennet-0``, ``model.model`` (MACE), ``m.nequip.pth`` (NequIP/Allegro),
+``model.yace`` (ACE), ``lammps:pair_style ...; pair_coeff ...``, ``NAME:ARG``
+    The model families of :mod:`pytest_mlpval.loaders`, by name or by file ending,
+    each with its package as an extra (``pip install "pytest-mlpval[chgnet]"``).
 ``package.module:factory``
-    A callable returning an ASE calculator.
+    A callable returning an ASE calculator (given ``device=`` if it takes one). It may
+    declare its identity with an ``mlpval_identity`` attribute, on the factory or on
+    the object it returns: a version string, or the files it loads (their sha256 are
+    taken). The identity is then the candidate's ``sha256``, and its results are
+    cached across runs like a GAP's; without one nothing is cached across runs.
 ``LOADER:ARG``
     A third-party loader registered under the entry-point group
     ``pytest_mlpval.loaders`` (``LOADER`` is the entry-point name; it is called
@@ -25,6 +33,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -36,6 +45,16 @@ from typing import Any, Callable, Mapping
 from pytest_mlpval import loader_probe
 from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.gap_xml import GapModelError, check_gap_xml, species_of_descriptors
+from pytest_mlpval.loaders import (
+    FAMILIES,
+    SUFFIXES,
+    Family,
+    LoaderArgumentError,
+    detect_precision,
+    family_for_file,
+    install_hint,
+)
+from pytest_mlpval.loaders.common import combined_digest, declared_identity, sha256_file
 
 __all__ = [
     "BUILTINS",
@@ -144,21 +163,6 @@ class Potential:
         return self.info.name
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _combined_digest(files: Mapping[str, str]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(f"{name}\0{files[name]}\n".encode())
-    return digest.hexdigest()
-
-
 # --- built-ins ------------------------------------------------------------------------
 
 def _matscipy_manybody(form: str, params_name: str):
@@ -245,7 +249,7 @@ def _load_gap(xml_path: Path):
 @dataclass(frozen=True)
 class _Parsed:
     info: PotentialInfo
-    make: Callable[[], Any] | None  # None: only the hook / a caller can load it
+    make: Callable[..., Any] | None  # make(device="cpu"); None: only a hook can load it
 
 
 def _entry_point_loaders() -> dict[str, Any]:
@@ -288,9 +292,12 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         form, params_name, _citation = BUILTINS[key]
         info = PotentialInfo(name or key, spec, "builtin", (), _builtin_digest(key),
                              species=("Si",), loader_versions=_versions("builtin"))
-        return _Parsed(info, lambda: _matscipy_manybody(form, params_name)[0])
+        return _Parsed(info, lambda device="cpu": _matscipy_manybody(form, params_name)[0])
 
     scheme, colon, rest = spec.partition(":")
+    family, arg = _family_of(spec)
+    if family is not None:
+        return _parse_family(name, spec, family, arg, base, probe)
     if colon and scheme and len(scheme) > 1:
         loaders = _entry_point_loaders()
         if scheme in loaders:
@@ -299,7 +306,7 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
             info = _file_backed_info(name or _stem(rest), spec, f"entry-point:{scheme}",
                                      base / rest, _versions(None, module))
             arg = info.files[0] if info.files else rest  # a file: its absolute path
-            return _Parsed(info, lambda: ep.load()(arg))
+            return _Parsed(info, lambda device="cpu": _call_with_device(ep.load(), device, arg))
 
     path = base / spec
     if spec.lower().endswith(".xml"):
@@ -314,12 +321,12 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         digests = {f.name: sha256_file(f) for f in files}
         info = PotentialInfo(
             name or path.stem, spec, "gap", tuple(str(f) for f in files),
-            _combined_digest(digests), digests, species, _versions("gap"),
+            combined_digest(digests), digests, species, _versions("gap"),
         )
         resolved = path.resolve()
         if probe:
             _probe_gap(info, resolved)
-        return _Parsed(info, lambda: _load_gap(resolved))
+        return _Parsed(info, lambda device="cpu": _load_gap(resolved))
 
     if colon and "/" not in spec and os.sep not in spec:
         module_name, attr = scheme, rest
@@ -336,7 +343,8 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
             raise PotentialSpecError(f"{spec!r}: cannot import {module_name!r} ({reason})")
         info = PotentialInfo(name or attr.split(".")[-1], spec, "factory",
                              loader_versions=_versions(None, module_name))
-        return _Parsed(info, lambda: _call_factory(module_name, attr, spec))
+        return _Parsed(info, lambda device="cpu": _call_with_device(
+            _factory(module_name, attr, spec), device))
 
     if path.exists():
         return _Parsed(_file_backed_info(name or _stem(spec), spec, "hook", path), None)
@@ -346,6 +354,44 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
         f"(entry points: {', '.join(sorted(_entry_point_loaders())) or 'none'})",
         unknown=True,
     )
+
+
+def _family_of(spec: str) -> tuple[Family | None, str]:
+    """The family of :mod:`pytest_mlpval.loaders` a spec names, and its argument: by
+    name (``chgnet``), as ``NAME:ARG``, or by the ending of a model file."""
+    if spec in FAMILIES:
+        return FAMILIES[spec], ""
+    scheme, colon, rest = spec.partition(":")
+    if colon and scheme in FAMILIES:
+        return FAMILIES[scheme], rest
+    family = family_for_file(spec)
+    return (family, spec) if family is not None and not colon else (None, "")
+
+
+def _parse_family(name: str | None, spec: str, family: Family, arg: str, base: Path,
+                  probe: bool) -> _Parsed:
+    missing = [m for m in family.modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PotentialSpecError(f"{spec!r} (a {family.name} model) needs "
+                                 f"{' and '.join(missing)}, not installed here: "
+                                 f"{install_hint(family.extra)}")
+    if family.takes_argument and not arg:
+        raise PotentialSpecError(f"{spec!r}: {family.name} needs a model: "
+                                 f"{family.name}:PATH")
+    try:
+        identity = family.identify(arg, base)
+    except LoaderArgumentError as exc:
+        raise PotentialSpecError(f"{spec!r}: {exc}") from exc
+    digests = {f.name: sha256_file(f) for f in identity.files}
+    default = family.name if not arg else _stem(arg)
+    if family.name == "lammps" and not arg.endswith(".lammps"):  # inline commands
+        style = re.search(r"pair_style\s+([^\s;]+)", arg)
+        default = "lammps-" + (style.group(1).replace("/", "-") if style else "model")
+    info = PotentialInfo(
+        name or default.removesuffix(".nequip"), spec, f"entry-point:{family.name}",
+        tuple(str(f) for f in identity.files), combined_digest(digests, identity.text),
+        digests, identity.species, loader_probe.distribution_versions(family.modules))
+    return _Parsed(info, lambda device="cpu": family.load(identity.argument, device=device))
 
 
 def default_name(raw: str) -> str:
@@ -367,7 +413,7 @@ def _file_backed_info(name: str, spec: str, loader: str, path: Path,
         return PotentialInfo(name, spec, loader, loader_versions=versions)
     digests = {path.name: sha256_file(path)}
     return PotentialInfo(name, spec, loader, (str(path.resolve()),),
-                         _combined_digest(digests), digests, loader_versions=versions)
+                         combined_digest(digests), digests, loader_versions=versions)
 
 
 def _versions(loader: str | None, module: str | None = None) -> dict[str, str]:
@@ -397,13 +443,17 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
     here raises the same exception, with the usual message)."""
     info = parsed.info
     base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
-    key = None
-    if info.loader == "factory":  # the same module file: the same probe, whatever the cwd
+    key, disk = None, False
+    if info.sha256 is not None:  # a family's model: once per content and versions
+        key = (f"{info.loader}:{info.sha256}:{sorted(info.loader_versions.items())}:"
+               f"{sys.executable}:{sys.version}")
+        disk = True
+    elif info.loader == "factory":  # the same module file: the same probe, whatever the cwd
         module_spec = importlib.util.find_spec(info.spec.partition(":")[0])
         origin = getattr(module_spec, "origin", None)
         if origin and os.path.isfile(origin):
             key = f"factory:{info.spec}:{origin}:{os.stat(origin).st_mtime_ns}"
-    result = loader_probe.probe(info.spec, base, info.species, key=key)
+    result = loader_probe.probe(info.spec, base, info.species, key=key, disk=disk)
     if result.timed_out:
         warnings.warn(f"{info.spec!r}: loading it in a subprocess first (a probe) "
                       f"{result.describe()}; loading it here without that check",
@@ -415,7 +465,7 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
             "the test run)")
 
 
-def _call_factory(module_name: str, attr: str, spec: str):
+def _factory(module_name: str, attr: str, spec: str) -> Callable[..., Any]:
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -424,7 +474,39 @@ def _call_factory(module_name: str, attr: str, spec: str):
         raise PotentialLoadError(f"{spec!r}: {exc}") from exc
     if not callable(target):
         raise PotentialLoadError(f"{spec!r}: {attr} is not callable")
-    return target()
+    return target
+
+
+def _call_with_device(function: Callable[..., Any], device: str, *args: Any) -> Any:
+    """``function(*args)``, with ``device=device`` if it has a ``device`` parameter."""
+    try:
+        takes_device = "device" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        takes_device = False
+    return function(*args, device=device) if takes_device else function(*args)
+
+
+def _identified(info: PotentialInfo, calc: Any, base_dir: str | os.PathLike[str] | None,
+                ) -> PotentialInfo:
+    """``info`` completed after loading: the species and precision the calculator
+    declares or shows, and for a factory (or entry point) without a content hash the
+    identity it declares (``mlpval_identity`` on the calculator or the factory)."""
+    species = info.species or tuple(getattr(calc, "mlpval_species", ()) or ())
+    info = replace(info, species=species, precision=detect_precision(calc))
+    code_defined = info.loader == "factory" or info.loader.startswith("entry-point:")
+    if info.sha256 is not None or not code_defined:
+        return info
+    declared = getattr(calc, "mlpval_identity", None)
+    if declared is None and info.loader == "factory":
+        module_name, _, attr = info.spec.partition(":")
+        declared = getattr(_factory(module_name, attr, info.spec), "mlpval_identity", None)
+    if declared is None:
+        return info
+    try:
+        files, digests, digest = declared_identity(declared, info.spec, base_dir or ".")
+    except LoaderArgumentError as exc:
+        raise PotentialLoadError(str(exc)) from exc
+    return replace(info, files=files, file_sha256=digests, sha256=digest)
 
 
 def is_calculator(obj: Any) -> bool:
@@ -459,11 +541,13 @@ def load_potential(
                                  Path(base_dir or ".") / spec)
         calc = fallback(info.files[0] if info.files else spec)  # a file: its absolute path
         if calc is not None:
+            if is_calculator(calc):
+                info = _identified(info, calc, base_dir)
             return _checked(Potential(replace(info, device=device), calc))
     parsed = parse_potential_spec(raw, base_dir, probe=probe)
     if parsed.make is None:
         raise PotentialLoadError(
-            f"{spec!r} exists but no loader accepted it (known: GAP '.xml'; "
+            f"{spec!r} exists but no loader accepted it (known: GAP '.xml', {', '.join(SUFFIXES)}; "
             "register one with the pytest_mlpval_load_potential hook or an entry point "
             f"in {ENTRY_POINT_GROUP!r})"
         )
@@ -472,7 +556,7 @@ def load_potential(
     if probe and code_defined:
         _probe_code(parsed, base_dir)
     try:
-        calc = parsed.make()
+        calc = parsed.make(device)
     except PotentialLoadError:
         raise
     except Exception as exc:  # the model's own loader failed: say which spec
@@ -481,8 +565,12 @@ def load_potential(
     if code_defined:  # now the calculator's own package (and torch...) can be named
         module = parsed.info.spec.partition(":")[0] if info.loader == "factory" else None
         versions = {**info.loader_versions,
-                    **loader_probe.loader_versions(info.loader, module, calculator=calc)}
+                    **loader_probe.loader_versions(
+                        info.loader, module, calculator=calc,
+                        frameworks=info.loader.removeprefix("entry-point:") not in FAMILIES)}
         info = replace(info, loader_versions=dict(sorted(versions.items())))
+    if is_calculator(calc):
+        info = _identified(info, calc, base_dir)
     return _checked(Potential(replace(info, device=device), calc))
 
 
