@@ -26,8 +26,10 @@ results are (finite, shapes; a NaN in a batch fails like a NaN from one call, na
 structure), and must be the same as the calculator's own per-structure results up to the
 model's floating-point rounding: batching is not part of the prediction cache's key.
 
-Adapters provided: :func:`chgnet_batch` for ``chgnet.model.dynamics.CHGNetCalculator``
-(CHGNet's own ``predict_structure`` on pymatgen structures), however the model was loaded.
+Adapters provided, found by class however the model was loaded: :func:`chgnet_batch` for
+``chgnet.model.dynamics.CHGNetCalculator`` (CHGNet's own ``predict_structure`` on
+pymatgen structures) and :func:`sevennet_batch` for ``sevenn.calculator.SevenNetCalculator``
+(one forward pass over a torch_geometric batch, as ``sevenn inference`` does).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BATCH_ADAPTERS", "BatchFunction", "batch_function",
-           "class_path", "register_batch_adapter", "chgnet_batch"]
+           "class_path", "register_batch_adapter", "chgnet_batch", "sevennet_batch"]
 
 #: structures per batch when the caller names no size (CHGNet's own default)
 DEFAULT_BATCH_SIZE = 16
@@ -120,6 +122,57 @@ def chgnet_batch(calc: Any, atoms_list: Sequence[Any], properties: Sequence[str]
 
 
 register_batch_adapter("chgnet.model.dynamics.CHGNetCalculator", chgnet_batch)
+
+
+# --- SevenNet ------------------------------------------------------------------------------
+
+def sevennet_batch(calc: Any, atoms_list: Sequence[Any], properties: Sequence[str]
+                   ) -> list[dict[str, Any]]:
+    """Energy, forces and stress of ``atoms_list`` from a ``SevenNetCalculator`` in one
+    forward pass over a torch_geometric batch of SevenNet's graphs, as ``sevenn
+    inference`` does (the model switched to batch data for the call).
+
+    SevenNet returns the total energy in eV, forces in eV/Å and the stress in eV/Å³ in
+    the order xx, yy, zz, xy, yz, zx with the opposite sign; it is reordered and negated
+    as ``SevenNetCalculator.calculate`` does. A deployed (TorchScript) model cannot take
+    batches and is evaluated one structure at a time through the calculator.
+    """
+    if not atoms_list:
+        return []
+    import sevenn._keys as key
+    from sevenn.atom_graph_data import AtomGraphData
+    from sevenn.nn.sequential import AtomGraphSequential
+    from sevenn.train.dataload import unlabeled_atoms_to_graph
+    from torch_geometric.data import Batch
+
+    model = calc.model
+    if not isinstance(model, AtomGraphSequential):
+        return [_through_calculator(calc, atoms) for atoms in atoms_list]
+    graphs = [AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, calc.cutoff))
+              for atoms in atoms_list]
+    batch = Batch.from_data_list(graphs).to(calc.device)
+    model.set_is_batch_data(True)
+    try:
+        output = model(batch)
+    finally:
+        model.set_is_batch_data(False)
+    sizes = [len(atoms) for atoms in atoms_list]
+    energies = output[key.PRED_TOTAL_ENERGY].detach().cpu().numpy().reshape(-1)
+    forces = output[key.PRED_FORCE].detach().cpu().numpy()
+    stresses = (-output[key.PRED_STRESS]).detach().cpu().numpy()[:, [0, 1, 2, 4, 5, 3]]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return [{"energy": energies[i], "forces": forces[starts[i]:starts[i + 1]],
+             "stress": stresses[i]} for i in range(len(atoms_list))]
+
+
+def _through_calculator(calc: Any, atoms: Any) -> dict[str, Any]:
+    work = atoms.copy()
+    work.calc = calc
+    return {"energy": work.get_potential_energy(), "forces": work.get_forces(),
+            "stress": calc.get_stress(work)}
+
+
+register_batch_adapter("sevenn.calculator.SevenNetCalculator", sevennet_batch)
 
 
 def as_array(value: Any) -> np.ndarray:

@@ -356,3 +356,38 @@ def test_chgnet_subclass_batched(chgnet_calc, mlearn_five):
     np.testing.assert_allclose(predict(mine, first, ("energy",)).energy,
                                predict(chgnet_calc, first, ("energy",),
                                        batched=False).energy, rtol=1e-5)
+
+
+# --- SevenNet (only where sevenn is installed) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sevennet_calc():
+    pytest.importorskip("sevenn", reason="sevenn is not installed (optional, heavy)")
+    import warnings
+
+    # e3nn 0.4 (imported by sevenn) loads a pickle that torch >= 2.6 refuses by default,
+    # and both warn about torch's deprecations on import and load
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        patch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        warnings.simplefilter("ignore")
+        from sevenn.calculator import SevenNetCalculator
+
+        return SevenNetCalculator("7net-0", device="cpu")
+
+
+def test_sevennet_batches_match_calculator(sevennet_calc, mlearn_five):
+    """SevenNet's batched forward pass through the adapter against SevenNetCalculator
+    per structure (its stress reordered and negated to ASE's), to 1e-5 relative."""
+    assert batch_function(sevennet_calc) is not None
+    batched = predict(sevennet_calc, mlearn_five, batch_size=2)
+    single = predict(sevennet_calc, mlearn_five, batched=False)
+    np.testing.assert_allclose(batched.energy, single.energy, rtol=1e-5, atol=0)
+    force_scale = max(np.abs(f).max() for f in single.forces)
+    for b, s in zip(batched.forces, single.forces, strict=True):
+        np.testing.assert_allclose(b, s, rtol=0, atol=1e-5 * force_scale)
+    np.testing.assert_allclose(batched.stress, single.stress, rtol=0,
+                               atol=1e-5 * np.abs(single.stress).max())
+    # the model is left as the calculator needs it: one structure at a time
+    atoms = mlearn_five.atoms(0)
+    atoms.calc = sevennet_calc
+    assert atoms.get_potential_energy() == pytest.approx(single.energy[0], rel=1e-6)
