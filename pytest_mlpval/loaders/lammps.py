@@ -122,8 +122,27 @@ def load(arg: str, device: str = "cpu", base_dir: str | os.PathLike[str] = "."):
     _load_mpi()
     from ase.calculators.lammpslib import LAMMPSlib
 
-    calc = LAMMPSlib(lmpcmds=commands, atom_types={s: i + 1 for i, s in enumerate(species)},
-                     keep_alive=True, log_file=None)
+    def make():
+        return LAMMPSlib(lmpcmds=commands, keep_alive=True, log_file=None,
+                         atom_types={s: i + 1 for i, s in enumerate(species)})
+
+    _try(make(), species)
+    calc = make()
     calc.mlpval_species = species
     calc.mlpval_precision = "float64"
     return calc
+
+
+def _try(calc, species: tuple[str, ...]) -> None:
+    """One energy on a small cell with a throwaway calculator: LAMMPSlib starts LAMMPS
+    at the first calculation, so a bad command would otherwise surface in a test."""
+    from ase import Atoms
+
+    atoms = Atoms([species[i % len(species)] for i in range(2)],
+                  scaled_positions=[(0, 0, 0), (0.25, 0.25, 0.25)],
+                  cell=[(0, 2.7, 2.7), (2.7, 0, 2.7), (2.7, 2.7, 0)], pbc=True)
+    atoms.calc = calc
+    try:
+        atoms.get_potential_energy()
+    except Exception as exc:  # LAMMPS raises a bare Exception with its ERROR line
+        raise RuntimeError(f"LAMMPS rejected the commands: {exc}") from exc
