@@ -16,7 +16,10 @@ Plain library (no pytest).
   killed or interrupted and started again) reads the finished items and computes only the
   rest. Ctrl-C stops a campaign within one item; pending items are cancelled. A changed
   model has another hash, so it never reads stale results. A potential without a content
-  hash (a code-defined factory) is not cached on disk.
+  hash (a code-defined factory) is not cached across runs: within a pytest run it is
+  cached under its name in the run's store
+  (:func:`~pytest_mlpval.campaign_cache.run_store`), which the run's processes (xdist
+  workers) share and which is removed at its end.
 - **Computed once per process.** Finished items are also kept in memory
   (:data:`~pytest_mlpval.campaign_cache.RESULT_MEMO`, whenever a ``cache_dir`` is given):
   a second call for the same campaign in this process, e.g. a second test of a pytest
@@ -48,10 +51,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from pytest_mlpval.campaign_cache import (CACHE_FORMAT, RESULT_MEMO, Cache, CacheWarning,
-                                          campaign_key, memo_key)
+                                          campaign_key, memo_key, run_identity, run_store)
 from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.potentials import load_potential
-from pytest_mlpval.threads import single_threaded_worker
+from pytest_mlpval.threads import configured_threads, limit_loaded, single_threaded_worker
 
 __all__ = ["CampaignError", "CalculatorSource", "calculator_source", "ItemResult",
            "CampaignResult", "run_campaign", "make_executor", "campaign_key", "Progress",
@@ -85,6 +88,7 @@ class CalculatorSource:
     base_dir: str | None = None
     pickled: bytes | None = field(default=None, repr=False)
     sys_path: tuple[str, ...] = ()
+    device: str | None = None  # the device the potential was loaded on (--mlpval-device)
 
     def load(self) -> Any:
         calc = _WORKER_CALCULATORS.get(self.key)
@@ -93,9 +97,11 @@ class CalculatorSource:
                 if entry not in sys.path:
                     sys.path.append(entry)
             if self.spec is not None:
-                calc = load_potential(self.spec, self.base_dir).calculator
+                device = {"device": self.device} if self.device else {}
+                calc = load_potential(self.spec, self.base_dir, **device).calculator
             else:
                 calc = pickle.loads(self.pickled)
+            limit_loaded()  # what the loader loaded (BLAS, torch): the run's threads
             _WORKER_CALCULATORS[self.key] = calc
         return calc
 
@@ -119,7 +125,8 @@ def calculator_source(potential: Any, local: bool = False) -> CalculatorSource:
     if info is not None and info.loader in ("builtin", "gap", "factory") \
             or (info is not None and info.loader.startswith("entry-point")):
         spec = info.files[0] if info.loader == "gap" and info.files else info.spec
-        return CalculatorSource(key=key, spec=spec, sys_path=tuple(sys.path))
+        return CalculatorSource(key=key, spec=spec, sys_path=tuple(sys.path),
+                                device=getattr(info, "device", None))
     try:
         data = pickle.dumps(calc)
     except Exception as exc:
@@ -286,8 +293,10 @@ def _process_pool(workers: int) -> Executor:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # forkserver: no fork of a process with threads (OpenMP, Dask, pytest-timeout)
+    # forkserver: no fork of a process with threads (OpenMP, Dask, pytest-timeout); each
+    # worker gets the run's threads (--mlpval-threads; one without a setting)
     return ProcessPoolExecutor(max_workers=workers, initializer=single_threaded_worker,
+                               initargs=(configured_threads(),),
                                mp_context=multiprocessing.get_context("forkserver"))
 
 
@@ -464,7 +473,11 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
     items = list(items)
     info = getattr(potential, "info", None)
     loaders = getattr(info, "loader_versions", None)
-    key = campaign_key(protocol, getattr(info, "sha256", None), parameters, version=version,
+    # a candidate without a content hash: kept in the run store for this run only
+    sha256, store = getattr(info, "sha256", None), run_store()
+    if sha256 is None and store is not None and run_identity(info) is not None:
+        sha256, cache_dir = run_identity(info), store
+    key = campaign_key(protocol, sha256, parameters, version=version,
                        loader_versions=loaders) if cache_dir is not None else None
     header = {"format": CACHE_FORMAT, "protocol": protocol, "version": version,
               "parameters": parameters, "loader_versions": dict(loaders or {}),

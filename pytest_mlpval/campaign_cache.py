@@ -29,13 +29,35 @@ from typing import Any, Callable, Iterator
 from pytest_mlpval.errors import MlpvalWarning
 
 __all__ = ["CACHE_FORMAT", "CacheWarning", "campaign_key", "memo_key", "ResultMemo",
-           "RESULT_MEMO"]
+           "RESULT_MEMO", "RUN_STORE_ENV", "run_store", "run_identity"]
 
 #: bump when the meaning of cached campaign items changes (part of every key)
 CACHE_FORMAT = 2  # 2: protocol version and loader versions in the key; checked records
 
 #: the header fields that must match for a file's items to be used
 _HEADER_FIELDS = ("format", "protocol", "version", "parameters")
+
+
+#: environment variable naming the run store: a folder shared by the processes of one
+#: pytest run (its controller creates it and removes it at the end; xdist workers get it
+#: from the controller), where the campaigns of candidates without a content hash are
+#: kept under the candidate's name, for that run only
+RUN_STORE_ENV = "MLPVAL_RUN_STORE"
+
+
+def run_store() -> str | None:
+    """The run store of the current run (:data:`RUN_STORE_ENV`), None outside a run."""
+    path = os.environ.get(RUN_STORE_ENV) or None
+    return path if path is not None and os.path.isdir(path) else None
+
+
+def run_identity(info: Any) -> str | None:
+    """The identity under which a candidate without a content hash (a factory) is reused
+    within a run: its name, loader and spec; None without an info (a bare calculator)."""
+    if info is None or getattr(info, "name", None) is None:
+        return None
+    return (f"run-candidate:{info.name}:{getattr(info, 'loader', '')}:"
+            f"{getattr(info, 'spec', '')}:{getattr(info, 'device', None) or ''}")
 
 
 class CacheWarning(MlpvalWarning, RuntimeWarning):
@@ -301,12 +323,19 @@ def memo_key(protocol: str, potential: Any, parameters: Any, *, version: int | s
     process in place of the hash; and the cache folder (``None``: no memo, as no cache),
     so that runs with different cache folders never share. Returns ``(key, calculator)``,
     the calculator (None for a hashed model) being kept with the entry and compared on
-    reading, so that its identity cannot be reused by another object."""
-    if cache_dir is None:
-        return None
+    reading, so that its identity cannot be reused by another object. Within a run
+    (:func:`run_store`) a candidate without a content hash is known by its
+    :func:`run_identity` instead, with or without a cache folder."""
     info = getattr(potential, "info", None)
     calc = getattr(potential, "calculator", potential)
     sha256 = getattr(info, "sha256", None)
+    store, identity = run_store(), run_identity(info)
+    if sha256 is None and store is not None and identity is not None:
+        key = campaign_key(protocol, identity, parameters, version=version,
+                           loader_versions=getattr(info, "loader_versions", None))
+        return f"{os.path.abspath(store)}:{key}", None
+    if cache_dir is None:
+        return None
     identity = sha256 if sha256 is not None else f"in-process:{type(calc).__name__}:{id(calc)}"
     key = campaign_key(protocol, identity, parameters, version=version,
                        loader_versions=getattr(info, "loader_versions", None))

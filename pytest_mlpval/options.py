@@ -37,6 +37,8 @@ TIER_OPTION = "--mlpval-tier"
 APPLICATION_OPTION = "--mlpval-application"
 FIT_COMMAND_OPTION = "--mlpval-fit-command"
 TRAINING_OPTION = "--mlpval-training-dataset"
+THREADS_OPTION = "--mlpval-threads"
+DEVICE_OPTION = "--mlpval-device"
 
 POTENTIALS_INI = "mlpval_potentials"
 DATASETS_INI = "mlpval_datasets"
@@ -55,6 +57,9 @@ TIER_INI = "mlpval_tier"
 APPLICATION_INI = "mlpval_application"
 FIT_COMMAND_INI = "mlpval_fit_command"
 TRAINING_INI = "mlpval_training_dataset"
+THREADS_INI = "mlpval_threads"
+DEVICE_INI = "mlpval_device"
+DEVICES = ("cpu", "cuda")
 #: environment variable for the Dask scheduler (between the command line and the ini key)
 SCHEDULER_ENV = "MLPVAL_DASK_SCHEDULER"
 TIERS = ("quick", "full")
@@ -117,7 +122,21 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         f"--{prefix}precision", dest="mlpval_precision", default=None,
         choices=PRECISIONS, metavar="{float64,float32}",
         help="Tolerances of the physics checks: float64 or float32 models.\n"
-             f"Ini: {PRECISION_INI}. Default: float64",
+             f"Ini: {PRECISION_INI}. Default: each candidate's own (its loader's, else\n"
+             "detected from one evaluation), float64 if unknown",
+    )
+    addoption(
+        f"--{prefix}threads", dest="mlpval_threads", default=None, type=_threads,
+        metavar="N",
+        help="Threads of BLAS, OpenMP and torch in every process of the run (this one,\n"
+             f"xdist workers, campaign workers). Ini: {THREADS_INI}. Default: 1 per process\n"
+             "under xdist or with campaign workers, else the usable cores",
+    )
+    addoption(
+        f"--{prefix}device", dest="mlpval_device", default=None, choices=DEVICES,
+        metavar="{cpu,cuda}",
+        help="Device of the candidates whose loaders take one (torch models).\n"
+             f"Ini: {DEVICE_INI}. Default: the loader's",
     )
     addoption(
         f"--{prefix}plots", dest="mlpval_plots", default=None, metavar="DIR",
@@ -198,6 +217,15 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
     )
 
 
+def _threads(text: str) -> int:
+    import argparse
+
+    value = _workers(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: the number of threads must be >= 1")
+    return value
+
+
 def _workers(text: str) -> int:
     import argparse
 
@@ -226,8 +254,13 @@ def add_ini(parser: pytest.Parser) -> None:
                        "it (default false)")
     parser.addini(SPECIES_INI, type="args", default=[],
                   help="Chemical symbols for generated structures (physics checks, cost)")
-    parser.addini(PRECISION_INI, default="float64",
-                  help="Tolerances of the physics checks: float64 (default) or float32")
+    parser.addini(PRECISION_INI, default="",
+                  help="Tolerances of the physics checks: float64 or float32 (default: "
+                       "each candidate's own)")
+    parser.addini(THREADS_INI, default="",
+                  help="BLAS/OpenMP/torch threads per process (default: 1 under xdist or "
+                       "with campaign workers, else the usable cores)")
+    parser.addini(DEVICE_INI, default="", help="Device of torch candidates: cpu or cuda")
     parser.addini(COST_DATASET_INI, default="",
                   help="Dataset whose force RMSE is plotted against cost")
     parser.addini(COMPARE_INI, default="",
@@ -267,7 +300,7 @@ class Settings:
     require_potential: bool
     details: bool
     species: tuple[str, ...] = ()
-    precision: str = "float64"
+    precision: str | None = None  # None: each candidate's own (detected)
     plots_dir: Path | None = None
     cost_dataset: str | None = None
     report_dir: Path | None = None
@@ -283,6 +316,8 @@ class Settings:
     fit_command: str | None = None
     training_dataset: str | None = None
     require_dataset: bool = False
+    threads: int | None = None  # None: default_threads() for the run
+    device: str | None = None  # None: the loaders' default
 
 
 def _ini_base(config: pytest.Config) -> Path:
@@ -350,8 +385,8 @@ def resolve(config: pytest.Config) -> Settings:
     bad = [s for s in species if not is_chemical_symbol(s)]
     if bad:
         raise pytest.UsageError(f"{species_source}: not chemical symbols: {', '.join(bad)}")
-    precision = config.getoption("mlpval_precision") or config.getini(PRECISION_INI)
-    if precision not in PRECISIONS:
+    precision = config.getoption("mlpval_precision") or config.getini(PRECISION_INI) or None
+    if precision is not None and precision not in PRECISIONS:
         raise pytest.UsageError(
             f"ini {PRECISION_INI}={precision!r}: expected one of {', '.join(PRECISIONS)}")
     plots = config.getoption("mlpval_plots")
@@ -396,7 +431,28 @@ def resolve(config: pytest.Config) -> Settings:
         fit_command=fit_command,
         training_dataset=training,
         require_dataset=_flag(config, "mlpval_require_dataset", REQUIRE_DATASET_INI),
+        threads=_ini_choice(config, "mlpval_threads", THREADS_INI, None),
+        device=_ini_choice(config, "mlpval_device", DEVICE_INI, DEVICES),
     )
+
+
+def _ini_choice(config: pytest.Config, dest: str, ini: str,
+                choices: tuple[str, ...] | None) -> Any:
+    """The option, else the ini key (one of ``choices``; a whole number >= 1 without
+    them), else None."""
+    value = config.getoption(dest)
+    if value is not None:
+        return value
+    raw = str(config.getini(ini)).strip()
+    if not raw:
+        return None
+    if choices is None:
+        if not raw.isdigit() or int(raw) < 1:
+            raise pytest.UsageError(f"ini {ini}={raw!r}: expected a whole number >= 1")
+        return int(raw)
+    if raw not in choices:
+        raise pytest.UsageError(f"ini {ini}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
 
 
 def _flag(config: pytest.Config, dest: str, ini: str) -> bool:

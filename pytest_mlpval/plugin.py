@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mlpval import markers, options
-from pytest_mlpval.session import LINKS, SESSION, MlpvalSession, is_xdist_worker
+from pytest_mlpval.session import (LINKS, PRECISION_PROPERTY, RUN_STORE_INPUT, SESSION,
+                                   MlpvalSession, is_xdist_worker)
 
 if TYPE_CHECKING:
     from pytest_mlpval.data import ReferenceSet
@@ -59,6 +60,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session
     config.stash[LINKS] = _links(config)
     config.pluginmanager.register(session, "mlpval-session")
+    session.start_run()  # threads; the run store for candidates without a content hash
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is not None:
+        session.end_run()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist (controller): each worker shares the controller's run store."""
+    session = node.config.stash.get(SESSION, None)
+    if session is not None and session.run_store is not None:
+        node.workerinput[RUN_STORE_INPUT] = session.run_store
 
 
 def _links(config: pytest.Config) -> dict[str, str]:
@@ -74,12 +90,13 @@ def _links(config: pytest.Config) -> dict[str, str]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    settings = config.stash[SESSION].settings
+    session = config.stash[SESSION]
+    settings = session.settings
     if not settings.potentials and not settings.datasets:
         return None
     pots = ", ".join(f"{e.name} ({e.source})" for e in settings.potentials) or "none"
     data = ", ".join(d.name for d in settings.datasets) or "none"
-    return [f"mlpval: potentials: {pots}; datasets: {data}"]
+    return [f"mlpval: potentials: {pots}; datasets: {data}", *session.header_lines()]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -140,6 +157,8 @@ def pytest_runtest_call(item: pytest.Item):
     except AssertionError as exc:  # e.g. mlpval.check: still compare what was recorded
         failures, steps, result = [exc], (compare_with_baseline,), None
     session = item.config.stash[SESSION]
+    if failures:
+        failures[0] = _with_precision_hint(failures[0], item, session)
     for step in steps:  # report both: limits and regressions
         try:
             step(item, session)
@@ -158,6 +177,62 @@ def pytest_runtest_call(item: pytest.Item):
     if failure is not None:
         raise failure
     return result
+
+
+def _with_precision_hint(failure: AssertionError, item: pytest.Item,
+                         session: MlpvalSession) -> AssertionError:
+    """A physics check that failed under the float64 tolerances on a model that is float32
+    (detected) or whose failing values are within the float32 tolerances: the failure
+    names --mlpval-precision=float32."""
+    from pytest_mlpval.fixture import ITEM_STATE
+
+    potential = getattr(item, "funcargs", {}).get("mlpval_potential")
+    if "mlpval_tolerances" not in getattr(item, "fixturenames", ()) \
+            or not hasattr(potential, "info"):
+        return failure
+    precision, how = session.precision(potential)
+    if precision != "float64":
+        return failure
+    detected = session.detected_precision(potential)
+    state = item.stash.get(ITEM_STATE, None)
+    thresholds = [t for rec in (state.records.values() if state else ())
+                  if rec.get("kind") == "checks" for t in rec["thresholds"]
+                  if t.get("status") == "FAIL"]
+    if detected[0] == "float32":
+        why = f"{potential.name} is a float32 model ({detected[1]})"
+    elif thresholds and all(_within_float32(t) for t in thresholds):
+        why = (f"the failing values of {potential.name} are within the float32 tolerances "
+               "(float32 rounding noise?)")
+    else:
+        return failure
+    told = "--mlpval-precision/ini mlpval_precision" if how == "option" else how
+    hint = (f"\n\nprecision: {why}, checked with the float64 tolerances ({told}): "
+            f"--mlpval-precision=float32 (or ini {options.PRECISION_INI} = float32) "
+            "applies the float32 ones")
+    try:
+        amended = type(failure)(f"{failure}{hint}")
+    except Exception:  # an AssertionError subclass with another signature
+        return failure
+    return amended.with_traceback(failure.__traceback__)
+
+
+def _within_float32(threshold: dict[str, Any]) -> bool:
+    """A failing check value at or below the float32 tolerance of the same check."""
+    from dataclasses import fields
+
+    from pytest_mlpval.protocols.invariance import FLOAT32, FLOAT64, NOMINAL
+
+    limit, value = threshold.get("limit"), threshold.get("value")
+    if not isinstance(limit, (int, float)) or not isinstance(value, (int, float)) \
+            or not limit > 0:
+        return False
+    names = [f.name for f in fields(FLOAT64) if getattr(FLOAT64, f.name) == limit]
+    name = NOMINAL.get(threshold.get("metric"), (None,))[0]
+    if name not in names:
+        name = names[0] if names else name
+    if name is None:
+        return False
+    return value <= limit * getattr(FLOAT32, name) / getattr(FLOAT64, name)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -294,11 +369,19 @@ def mlpval_species(request: pytest.FixtureRequest, mlpval_potential: "Potential"
     return tuple(sorted(symbols))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mlpval_tolerances(request: pytest.FixtureRequest) -> Any:
-    """Tolerances of the physics checks (pytest_mlpval.protocols.invariance.Tolerances) for
-    --mlpval-precision (float64 by default, or float32)."""
+    """Tolerances of the physics checks (pytest_mlpval.protocols.invariance.Tolerances):
+    --mlpval-precision / ini mlpval_precision where given, else the candidate's own
+    precision (declared by its loader or detected: float32 models get FLOAT32), else
+    float64."""
     from pytest_mlpval.protocols.invariance import FLOAT32, FLOAT64
 
-    precision = request.config.stash[SESSION].settings.precision
+    session = request.config.stash[SESSION]
+    precision = session.settings.precision
+    if "mlpval_potential" in request.fixturenames:
+        potential = request.getfixturevalue("mlpval_potential")
+        precision, how = session.precision(potential)
+        request.node.user_properties.append(
+            (PRECISION_PROPERTY, {"name": potential.name, "precision": precision, "how": how}))
     return FLOAT32 if precision == "float32" else FLOAT64

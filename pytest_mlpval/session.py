@@ -7,6 +7,7 @@ reach the xdist controller, which alone prints the summary and writes files.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -22,10 +23,25 @@ PROPERTY = "mlpval"
 #: user property naming what a test judges: {"kind": "candidate" | "dataset" | "recipe",
 #: "name", "identity"}
 SUBJECT_PROPERTY = "mlpval_subject"
+#: user property of a test whose physics checks took a candidate's precision:
+#: {"name", "precision", "how"}
+PRECISION_PROPERTY = "mlpval_precision"
+
+
+#: the run store's folder, handed from the xdist controller to its workers
+RUN_STORE_INPUT = "mlpval_run_store"
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+def xdist_processes(config: pytest.Config) -> int:
+    """xdist workers of this run (``-n``; 0 without xdist)."""
+    value = config.getoption("numprocesses", None)
+    if is_xdist_worker(config):
+        return int(config.workerinput.get("workercount", 1) or 1)
+    return value if isinstance(value, int) else 0
 
 
 class MlpvalSession:
@@ -42,6 +58,113 @@ class MlpvalSession:
         self.written: list[Any] = []  # files written at the end (baselines, report)
         self.end_errors: list[str] = []  # writers that failed at the end (each reported)
         self._shipped: set[Any] = set()  # (potential, dataset) whose report arrays were sent
+        self._detected: dict[str, tuple[str, str]] = {}  # candidate -> (precision, how)
+        self.precisions: dict[str, str] = {}  # controller: candidate -> "float32 (how)"
+        self.threads, self.threads_source = 1, ""
+        self._environment: dict[str, str | None] | None = None  # saved RUN_STORE_ENV
+        self._own_store: str | None = None
+
+    # --- the run's environment: threads, run store, device, precision -------------------
+
+    def start_run(self) -> None:
+        """Set the run's threads (--mlpval-threads) in this process and the processes it
+        starts, and share a run store (:func:`~pytest_mlpval.campaign_cache.run_store`)
+        with the xdist workers; both only for a run with candidates (or an explicit
+        --mlpval-threads), so that other test runs keep their threads."""
+        from pytest_mlpval.threads import default_threads, set_threads
+
+        settings, config = self.settings, self.config
+        xdist = xdist_processes(config)
+        if settings.threads is not None:
+            self.threads, self.threads_source = settings.threads, "--mlpval-threads"
+        else:
+            parallel = xdist > 0 or settings.workers > 0 or bool(settings.scheduler)
+            self.threads = default_threads(parallel=parallel)
+            self.threads_source = ("default: one per process under xdist" if xdist else
+                                   "default: one per process with campaign workers"
+                                   if parallel else "default: the usable cores")
+        if not settings.potentials and settings.threads is None:
+            return
+        set_threads(self.threads)
+        if not settings.potentials:
+            return
+        import tempfile
+
+        from pytest_mlpval.campaign_cache import RUN_STORE_ENV
+
+        if is_xdist_worker(config):
+            store = config.workerinput.get(RUN_STORE_INPUT)
+        else:
+            store = self._own_store = tempfile.mkdtemp(prefix="mlpval-run-")
+        if store:
+            self._environment = {RUN_STORE_ENV: os.environ.get(RUN_STORE_ENV)}
+            os.environ[RUN_STORE_ENV] = store
+
+    @property
+    def run_store(self) -> str | None:
+        """The run store this controller made (None in a worker or without candidates)."""
+        return self._own_store
+
+    def end_run(self) -> None:
+        """Undo :meth:`start_run`: threads and environment as they were, the controller's
+        run store removed."""
+        import shutil
+
+        from pytest_mlpval.threads import restore_threads
+
+        restore_threads()
+        for name, value in (self._environment or {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._environment = None
+        if self._own_store is not None:
+            shutil.rmtree(self._own_store, ignore_errors=True)
+            self._own_store = None
+
+    def detected_precision(self, potential) -> tuple[str, str]:
+        """``(precision, how)`` of a candidate as its loader declares or a probe detects
+        (:func:`~pytest_mlpval.tolerance.detect_precision`), once per process."""
+        if potential.name not in self._detected:
+            from pytest_mlpval.tolerance import detect_precision
+
+            species = self.settings.species or tuple(potential.info.species) or ("Si",)
+            self._detected[potential.name] = detect_precision(potential, species)
+        return self._detected[potential.name]
+
+    def precision(self, potential) -> tuple[str, str]:
+        """``(precision, how)`` whose tolerances a candidate's physics checks use:
+        --mlpval-precision or ini mlpval_precision (how: ``"option"``), else its own."""
+        if self.settings.precision is not None:
+            return self.settings.precision, "option"
+        return self.detected_precision(potential)
+
+    def header_lines(self) -> list[str]:
+        """The run header's lines on threads, device and each candidate's precision as
+        far as it is known without loading it (the option, or what its loader declares);
+        the precisions detected at loading are listed at the end of the run."""
+        from pytest_mlpval.potentials import PotentialSpecError, parse_potential_spec
+        from pytest_mlpval.tolerance import declared_precision
+
+        settings = self.settings
+        lines = [f"mlpval: threads: {self.threads} per process ({self.threads_source}); "
+                 f"device: {settings.device or 'the loaders default'}"]
+        parts = []
+        for entry in settings.potentials:
+            if settings.precision is not None:
+                parts.append(f"{entry.name} {settings.precision} (--mlpval-precision)")
+                continue
+            try:
+                info = parse_potential_spec(entry.raw, entry.base_dir, probe=False).info
+            except PotentialSpecError:  # a hook's spec
+                info = None
+            declared = declared_precision(info)
+            parts.append(f"{entry.name} {declared} (loader)" if declared else
+                         f"{entry.name} detected when loaded")
+        if parts:
+            lines.append("mlpval: precision: " + ", ".join(parts))
+        return lines
 
     # --- expensive objects, computed once per process -----------------------------------
 
@@ -55,11 +178,16 @@ class MlpvalSession:
                 return self.config.hook.pytest_mlpval_load_potential(config=self.config,
                                                                      spec=spec)
 
+            device = {"device": self.settings.device} if self.settings.device else {}
             try:
-                self._potentials[entry.raw] = load_potential(entry.raw, entry.base_dir, hook)
+                self._potentials[entry.raw] = load_potential(entry.raw, entry.base_dir, hook,
+                                                             **device)
             except (PotentialLoadError, PotentialSpecError) as exc:
                 self._potentials[entry.raw] = PotentialLoadError(
                     f"{entry.source}={entry.raw!r}: {exc}")
+            from pytest_mlpval.threads import limit_loaded
+
+            limit_loaded()  # what the loader loaded (BLAS, torch): the run's threads
         value = self._potentials[entry.raw]
         if isinstance(value, BaseException):
             raise value.with_traceback(None)  # a fresh traceback each time
@@ -161,6 +289,10 @@ class MlpvalSession:
         subject); a call report's records into the tables, JSON and report."""
         if is_xdist_worker(self.config):
             return
+        for key, value in report.user_properties:
+            if key == PRECISION_PROPERTY and isinstance(value, dict):
+                self.precisions[str(value.get("name"))] = \
+                    f"{value.get('precision')} ({value.get('how')})"
         subject = next((v for k, v in report.user_properties if k == SUBJECT_PROPERTY
                         and isinstance(v, dict)), None)
         crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
@@ -188,6 +320,10 @@ class MlpvalSession:
                     section(terminalreporter)
                 except Exception as exc:  # the other tables and files still appear
                     self.end_error(f"the {name}", exc)
+        if self.precisions:
+            terminalreporter.write_line("mlpval: precision of the physics checks' "
+                                        "tolerances: " + ", ".join(
+                                            f"{k} {v}" for k, v in self.precisions.items()))
         for path in self.written:
             terminalreporter.write_line(f"mlpval: wrote {path}")
         for line in self.end_errors:

@@ -16,16 +16,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import threading
 from typing import Any, Callable
 
 __all__ = ["one_blas_thread", "single_threaded", "calculator_threads",
-           "single_threaded_worker", "THREAD_VARIABLES"]
+           "single_threaded_worker", "THREAD_VARIABLES", "THREADS_ENV", "usable_cores",
+           "default_threads", "set_threads", "configured_threads", "torch_threads", "limit_loaded",
+           "restore_threads"]
 
 #: environment variables that set the thread pools of a fresh process
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: the run's thread setting (--mlpval-threads), read by campaign workers and loaders
+THREADS_ENV = "MLPVAL_THREADS"
 
 _STATE = threading.local()
+_SAVED: dict[str, str | None] = {}  # the environment before set_threads
+_LIMITS: list[Any] = []  # threadpoolctl limits to undo
 
 
 def one_blas_thread() -> Any:
@@ -70,14 +77,93 @@ def calculator_threads() -> Any:
     return controller.limit(limits=_STATE.threads)
 
 
-def single_threaded_worker() -> None:
-    """Initializer of a campaign worker process: one BLAS/OpenMP thread per worker.
-    Without it two workers on two cores each start a BLAS thread pool whose threads spin
-    against each other (measured: a 64-atom relaxation took 30 s instead of 0.8 s)."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
+def single_threaded_worker(threads: int | None = None) -> None:
+    """Initializer of a campaign worker process: ``threads`` BLAS/OpenMP/torch threads
+    (the run's --mlpval-threads; one when not given). Without it two workers on two cores
+    each start a BLAS thread pool whose threads spin against each other (measured: a
+    64-atom relaxation took 30 s instead of 0.8 s)."""
+    set_threads(threads or 1)
+
+
+# -- the run's thread setting (--mlpval-threads) -----------------------------------------
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the CPU count)."""
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # numpy is not loaded yet in a fresh worker: the variables suffice
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(processes: int = 1, parallel: bool = False) -> int:
+    """What a shared CI box wants: one thread per process when work already runs in
+    several processes (``parallel``: xdist workers or campaign workers, whose pools would
+    otherwise spin against each other), else the usable cores shared by ``processes``.
+    Measured (issue 17, CHGNet on 2 busy cores): the 7 error tests took 23 min with
+    torch's default threads, 16 s with one."""
+    if parallel:
+        return 1
+    return max(1, usable_cores() // max(1, processes))
+
+
+def torch_threads(threads: int | None = None) -> bool:
+    """Set torch's intra-op threads to ``threads`` (default: the run's setting) if torch
+    is already imported (it is never imported here); True if it was set."""
+    threads = threads or configured_threads()
+    torch = sys.modules.get("torch")
+    if threads is None or torch is None or not hasattr(torch, "set_num_threads"):
+        return False
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return True
+
+
+def limit_loaded(threads: int | None = None) -> None:
+    """Hold the BLAS/OpenMP pools loaded by now (a model's loader may have loaded more)
+    and torch, if imported, to ``threads`` (default: the run's setting; nothing without
+    one). :func:`restore_threads` undoes the pools' limits."""
+    threads = threads or configured_threads()
+    if threads is None:
         return
-    threadpool_limits(1)
+    if "numpy" in sys.modules or "torch" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            _LIMITS.append(threadpool_limits(threads))
+    torch_threads(threads)
+
+
+
+
+def set_threads(threads: int) -> None:
+    """Make ``threads`` the thread count of this process and of the processes it starts:
+    the OpenMP/BLAS environment variables (read by libraries loaded later and by child
+    processes), the BLAS and OpenMP pools already loaded (threadpoolctl) and torch's
+    threads if torch is imported. :func:`restore_threads` undoes it."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    for name in (*THREAD_VARIABLES, THREADS_ENV):
+        _SAVED.setdefault(name, os.environ.get(name))
+        os.environ[name] = str(threads)
+    limit_loaded(threads)
+
+
+def configured_threads() -> int | None:
+    """The run's thread setting in this process (:func:`set_threads`), None if unset."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def restore_threads() -> None:
+    """Undo :func:`set_threads`: the environment variables and the BLAS/OpenMP limits as
+    they were (torch keeps its setting)."""
+    while _LIMITS:
+        _LIMITS.pop().restore_original_limits()
+    for name, value in _SAVED.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _SAVED.clear()

@@ -1,19 +1,28 @@
-"""Baseline tolerances (plain library, no pytest): ``METRIC:AMOUNT`` where METRIC is a
-metric name or ``*`` (all metrics) and AMOUNT is a percentage (``5%``), a number in the
-metric's own unit (``0.002``) or a number with a unit (``0.5meV``, ``0.01eV``, ``0.1GPa``,
-``50MPa``, ``1e-3eV/Å``). Re-exported by :mod:`pytest_mlpval.baseline`.
+"""Tolerances (plain library, no pytest).
+
+Baseline tolerances: ``METRIC:AMOUNT`` where METRIC is a metric name or ``*`` (all
+metrics) and AMOUNT is a percentage (``5%``), a number in the metric's own unit
+(``0.002``) or a number with a unit (``0.5meV``, ``0.01eV``, ``0.1GPa``, ``50MPa``,
+``1e-3eV/Å``). Re-exported by :mod:`pytest_mlpval.baseline`.
+
+A candidate's precision, which picks the physics checks' tolerances (float32 models get
+the float32 ones): :func:`detect_precision` takes what the loader declares, else a
+torch model's parameter dtype, else one cheap evaluation (float32 forces, or forces
+that are all exactly float32 numbers).
 """
 
 from __future__ import annotations
 
+import copy
 import re
+import sys
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from pytest_mlpval.metrics import metric_unit
 
 __all__ = ["DEFAULT_TOLERANCE", "PHYSICS_CHECKS", "Tolerance", "parse_tolerance",
-           "resolve_tolerance"]
+           "resolve_tolerance", "declared_precision", "detect_precision", "probe_precision", "looks_float32"]
 
 #: used for metrics that no tolerance names
 DEFAULT_TOLERANCE = "*:1%"
@@ -123,3 +132,98 @@ def resolve_tolerance(metric: str, tolerances: Sequence[Tolerance]) -> Tolerance
         if tol.metric == "*":
             return tol
     return parse_tolerance(DEFAULT_TOLERANCE)
+
+
+# -- a candidate's precision -------------------------------------------------------------
+
+#: loaders whose models are float64 whatever their info says
+_FLOAT64_LOADERS = ("builtin", "gap")
+
+
+def detect_precision(potential: Any, species: Sequence[str] = ("Si",)) -> tuple[str, str]:
+    """``(precision, how)`` of a loaded candidate: ``"float32"`` or ``"float64"``, and
+    ``"loader"`` (declared by its loader: ``PotentialInfo.precision``), ``"detected"``
+    (a torch model's parameters, or one evaluation of a small structure of ``species``
+    by a copy of its calculator) or ``"assumed"`` (the probe failed: float64)."""
+    declared = declared_precision(getattr(potential, "info", None))
+    if declared is not None:
+        return declared, "loader"
+    found = probe_precision(getattr(potential, "calculator", potential), species)
+    return (found, "detected") if found is not None else ("float64", "assumed")
+
+
+def declared_precision(info: Any) -> str | None:
+    """The precision a candidate's loader declares (``PotentialInfo.precision``
+    ``"float32"``, or any precision of a built-in or GAP), None when it must be detected
+    (a factory's info says float64 by default)."""
+    declared = getattr(info, "precision", None)
+    loader = str(getattr(info, "loader", ""))
+    if declared == "float32":
+        return "float32"
+    return (declared or "float64") if loader in _FLOAT64_LOADERS else None
+
+
+def _torch_dtype(calc: Any) -> str | None:
+    """The dtype of a torch model's first parameter (torch already imported), if the
+    calculator holds one under a usual name."""
+    if "torch" not in sys.modules:
+        return None
+    for name in ("model", "models", "potential", "net", "module"):
+        model = getattr(calc, name, None)
+        if isinstance(model, (list, tuple)) and model:
+            model = model[0]
+        parameters = getattr(model, "parameters", None)
+        if callable(parameters):
+            try:
+                first = next(iter(parameters()), None)
+            except Exception:  # noqa: BLE001 - not a torch module after all
+                continue
+            if first is not None and hasattr(first, "dtype"):
+                return str(first.dtype)
+    return None
+
+
+def probe_structure(species: Sequence[str]) -> Any:
+    """A small periodic structure of ``species`` (4 atoms on a rattled fcc lattice,
+    nearest neighbours 2.8 Å): nonzero forces to look at."""
+    import numpy as np
+    from ase import Atoms
+
+    symbols = [list(species or ("Si",))[i % len(species or ("Si",))] for i in range(4)]
+    a = 4.0
+    positions = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) * a
+    positions += np.random.default_rng(17).normal(0.0, 0.05, positions.shape)
+    return Atoms(symbols, positions=positions, cell=[a, a, a], pbc=True)
+
+
+def looks_float32(values: Any) -> bool:
+    """Every nonzero value (at least three) is exactly a float32 number: the output of a
+    single-precision model (a float64 model's forces are so with probability ~1e-9 each)."""
+    import numpy as np
+
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and array.dtype.itemsize <= 4:
+        return True
+    flat = np.asarray(array, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat) & (flat != 0)]
+    return len(flat) >= 3 and bool(np.all(flat.astype(np.float32).astype(np.float64) == flat))
+
+
+def probe_precision(calc: Any, species: Sequence[str] = ("Si",)) -> str | None:
+    """``"float32"`` or ``"float64"`` from a torch model's parameter dtype, else from the
+    forces of one evaluation of :func:`probe_structure` by a copy of ``calc`` (the
+    calculator itself when it cannot be copied); None when that evaluation fails."""
+    dtype = _torch_dtype(calc)
+    if dtype is not None:
+        return "float64" if "float64" in dtype or "double" in dtype else "float32"
+    try:
+        probe = copy.deepcopy(calc)
+    except Exception:  # noqa: BLE001 - an extension object: evaluate the calculator itself
+        probe = calc
+    atoms = probe_structure(species)
+    atoms.calc = probe
+    try:
+        forces = atoms.get_forces()
+    except Exception:  # noqa: BLE001 - these species or this cell do not suit the model
+        return None
+    return "float32" if looks_float32(forces) else "float64"

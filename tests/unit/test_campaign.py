@@ -242,3 +242,51 @@ def test_progress_lines_are_throttled_and_short_campaigns_can_stay_quiet():
     for done, elapsed in [(0, 0.0), (2, 1.0)]:  # the same callback, a new short campaign
         report(Progress("short", done, 2, 0, 0, elapsed))
     assert lines == []
+
+
+def test_campaign_workers_take_the_runs_threads():
+    """--mlpval-threads reaches the campaign workers (their initializer), as set in the
+    main process; without a setting they keep one thread each."""
+    from pytest_mlpval import threads
+
+    names = (*threads.THREAD_VARIABLES, threads.THREADS_ENV)
+    before = {name: os.environ.get(name) for name in names}
+    threads.set_threads(3)
+    try:
+        executor, kind, shutdown = make_executor(workers=1)
+        try:
+            values = [executor.submit(os.getenv, name).result(timeout=60)
+                      for name in names]
+        finally:
+            shutdown()
+    finally:
+        threads.restore_threads()
+    assert kind == "processes" and values == ["3"] * 4
+    assert {name: os.environ.get(name) for name in names} == before  # restored
+
+
+def test_a_factory_is_reused_within_a_run_only(tmp_path, monkeypatch):
+    """A candidate without a content hash is kept in the run store (under its name, for
+    every process of the run, whatever its calculator object), never in the cache."""
+    from pytest_mlpval.campaign_cache import RESULT_MEMO, RUN_STORE_ENV
+
+    store = tmp_path / "run"
+    store.mkdir()
+    monkeypatch.setenv(RUN_STORE_ENV, str(store))
+    info = PotentialInfo("made", "pkg:make", "factory")
+    first = run_campaign("reuse", energy_task, [0, 1], Potential(info, load_potential("sw")
+                                                                   .calculator),
+                         PARAMS, version=1, cache_dir=tmp_path / "cache")
+    RESULT_MEMO.clear()  # as in another process (an xdist worker): read from the store
+    again = run_campaign("reuse", energy_task, [0, 1], Potential(info, load_potential("sw")
+                                                                   .calculator),
+                         PARAMS, version=1, cache_dir=None)
+    assert first.n_from_cache == 0 and again.n_from_cache == 2
+    assert len(list(store.glob("*.jsonl"))) == 1 and not (tmp_path / "cache").exists()
+    # another run (another store) computes again
+    monkeypatch.setenv(RUN_STORE_ENV, str(tmp_path / "gone"))
+    RESULT_MEMO.clear()
+    third = run_campaign("reuse", energy_task, [0, 1], Potential(info, load_potential("sw")
+                                                                   .calculator),
+                         PARAMS, version=1, cache_dir=None)
+    assert third.n_from_cache == 0
