@@ -152,6 +152,44 @@ def test_a_float64_failure_of_a_float32_model_names_the_option(pytester, run):
     result.assert_outcomes(passed=1)
 
 
+ENERGY32 = """
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+
+class Energy32(Calculator):
+    # float64 forces, an energy summed in float32: the probe sees a float64 model
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self):
+        from pytest_mlpval.potentials import load_potential
+
+        super().__init__()
+        self.base = load_potential("sw").calculator
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = self.base
+        energy = float(np.float32(work.get_potential_energy()))
+        self.results = {"energy": energy, "free_energy": energy,
+                        "forces": work.get_forces(), "stress": work.get_stress()}
+"""
+
+
+def test_float32_noise_of_a_float64_model_names_the_option(pytester, run, monkeypatch):
+    pytester.makeconftest(PROFILE)
+    pytester.makepyfile(test_stress=STRESS_TEST, energy32=ENERGY32)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path), prepend=os.pathsep)
+    pytester.syspathinsert()
+    result = run("--potential=energy32:Energy32", "--mlpval-species=Si")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*precision: the failing values of Energy32 are within the float32 tolerances "
+        "(float32 rounding noise?), checked with the float64 tolerances (detected): "
+        "--mlpval-precision=float32*"])
+
+
 # --- one computation per run for a candidate without a content hash -----------------------
 
 COUNTING = """
