@@ -80,7 +80,7 @@ def batch_function(calc: Any) -> BatchFunction | None:
     return None
 
 
-# --- CHGNet --------------------------------------------------------------------------------
+# --- CHGNet -------------------------------------------------------------------------------
 
 def chgnet_batch(calc: Any, atoms_list: Sequence[Any], properties: Sequence[str]
                  ) -> list[dict[str, Any]]:
@@ -124,7 +124,7 @@ def chgnet_batch(calc: Any, atoms_list: Sequence[Any], properties: Sequence[str]
 register_batch_adapter("chgnet.model.dynamics.CHGNetCalculator", chgnet_batch)
 
 
-# --- SevenNet ------------------------------------------------------------------------------
+# --- SevenNet -----------------------------------------------------------------------------
 
 def sevennet_batch(calc: Any, atoms_list: Sequence[Any], properties: Sequence[str]
                    ) -> list[dict[str, Any]]:

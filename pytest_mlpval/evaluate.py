@@ -1,10 +1,10 @@
 """Predictions of a candidate on a reference dataset, with an optional disk cache.
 
 Plain library (no pytest). Calculators that offer batches are evaluated in batches
-(:mod:`pytest_mlpval.batching`), any other one structure at a time. Every prediction is checked as it is made (finite, forces of
-shape (n_atoms, 3), stress of shape (6,) or (3, 3)) and every cached entry as it is read
-(the dataset's shapes, all finite); a bad cache entry is discarded with a
-:class:`CacheWarning` and recomputed.
+(:mod:`pytest_mlpval.batching`), any other one structure at a time. Every prediction is
+checked as it is made (finite, forces of shape (n_atoms, 3), stress of shape (6,) or
+(3, 3)) and every cached entry as it is read (the dataset's shapes, all finite); a bad
+cache entry is discarded with a :class:`CacheWarning` and recomputed.
 """
 
 from __future__ import annotations

@@ -195,7 +195,8 @@ def test_batch_energy_must_be_a_number(reference):
         def calculate_batch(self, atoms_list, properties):
             return [{"energy": np.zeros(2)} for _ in atoms_list]
 
-    with pytest.raises(PredictionShapeError, match=r"energy of shape \(2,\) for structure 0"):
+    with pytest.raises(PredictionShapeError,
+                       match=r"energy of shape \(2,\) for structure 0"):
         predict(Vector(), reference, ("energy",))
 
 
@@ -223,7 +224,7 @@ def test_uncached_batched(reference, sw):
     assert_same(pred, predict(sw, reference))
 
 
-# --- finding the batch function -------------------------------------------------------------
+# --- finding the batch function -----------------------------------------------------------
 
 def test_batch_function_none_for_plain_calculator(sw):
     assert batch_function(sw) is None
@@ -270,7 +271,8 @@ def test_own_method_preferred_over_adapter(sw, monkeypatch):
 def test_chgnet_adapter_registered_without_importing_torch():
     assert BATCH_ADAPTERS["chgnet.model.dynamics.CHGNetCalculator"] is batching.chgnet_batch
     code = ("import sys, pytest_mlpval.batching, pytest_mlpval.evaluate; "
-            "heavy = {'torch', 'chgnet', 'pymatgen'} & {m.split('.')[0] for m in sys.modules}; "
+            "loaded = {m.split('.')[0] for m in sys.modules}; "
+            "heavy = {'torch', 'chgnet', 'pymatgen', 'sevenn'} & loaded; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -290,7 +292,7 @@ def test_as_array_takes_tensors_and_float32():
     assert out.dtype == np.float64 and out.tolist() == [1.5, 2.0]
 
 
-# --- CHGNet (only where chgnet is installed) ---------------------------------------------------
+# --- CHGNet (only where chgnet is installed) ----------------------------------------------
 
 # CHGNet's own graph batching warns on torch 2.13 (volumes with requires_grad), in the
 # per-structure path as in the batched one
@@ -358,7 +360,7 @@ def test_chgnet_subclass_batched(chgnet_calc, mlearn_five):
                                        batched=False).energy, rtol=1e-5)
 
 
-# --- SevenNet (only where sevenn is installed) -------------------------------------------------
+# --- SevenNet (only where sevenn is installed) --------------------------------------------
 
 @pytest.fixture(scope="module")
 def sevennet_calc():
