@@ -130,7 +130,7 @@ def add_options(addoption: Callable[..., Any], prefix: str = "mlpval-") -> None:
         metavar="N",
         help="Threads of BLAS, OpenMP and torch in every process of the run (this one,\n"
              f"xdist workers, campaign workers). Ini: {THREADS_INI}. Default: 1 per process\n"
-             "under xdist or with campaign workers, else the usable cores",
+             "under xdist or with campaign workers, else the cores not busy (load average)",
     )
     addoption(
         f"--{prefix}device", dest="mlpval_device", default=None, choices=DEVICES,
@@ -259,7 +259,7 @@ def add_ini(parser: pytest.Parser) -> None:
                        "each candidate's own)")
     parser.addini(THREADS_INI, default="",
                   help="BLAS/OpenMP/torch threads per process (default: 1 under xdist or "
-                       "with campaign workers, else the usable cores)")
+                       "with campaign workers, else the cores not busy)")
     parser.addini(DEVICE_INI, default="", help="Device of torch candidates: cpu or cuda")
     parser.addini(COST_DATASET_INI, default="",
                   help="Dataset whose force RMSE is plotted against cost")

@@ -71,7 +71,7 @@ class MlpvalSession:
         starts, and share a run store (:func:`~pytest_mlpval.campaign_cache.run_store`)
         with the xdist workers; both only for a run with candidates (or an explicit
         --mlpval-threads), so that other test runs keep their threads."""
-        from pytest_mlpval.threads import default_threads, set_threads
+        from pytest_mlpval.threads import default_threads, free_cores, set_threads
 
         settings, config = self.settings, self.config
         xdist = xdist_processes(config)
@@ -80,9 +80,11 @@ class MlpvalSession:
         else:
             parallel = xdist > 0 or settings.workers > 0 or bool(settings.scheduler)
             self.threads = default_threads(parallel=parallel)
+            free, usable, load = free_cores()
             self.threads_source = ("default: one per process under xdist" if xdist else
                                    "default: one per process with campaign workers"
-                                   if parallel else "default: the usable cores")
+                                   if parallel else f"default: the free cores, {usable} "
+                                   f"usable at a load of {load:.1f}")
         if not settings.potentials and settings.threads is None:
             return
         set_threads(self.threads)

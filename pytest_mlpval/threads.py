@@ -21,7 +21,7 @@ import threading
 from typing import Any, Callable
 
 __all__ = ["one_blas_thread", "single_threaded", "calculator_threads",
-           "single_threaded_worker", "THREAD_VARIABLES", "THREADS_ENV", "usable_cores",
+           "single_threaded_worker", "THREAD_VARIABLES", "THREADS_ENV", "usable_cores", "free_cores",
            "default_threads", "set_threads", "configured_threads", "torch_threads", "limit_loaded",
            "restore_threads"]
 
@@ -31,8 +31,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 THREADS_ENV = "MLPVAL_THREADS"
 
 _STATE = threading.local()
-_SAVED: dict[str, str | None] = {}  # the environment before set_threads
-_LIMITS: list[Any] = []  # threadpoolctl limits to undo
+#: one frame per set_threads not yet undone: the environment before it and the
+#: threadpoolctl limits made since
+_FRAMES: list[tuple[dict[str, str | None], list[Any]]] = []
 
 
 def one_blas_thread() -> Any:
@@ -95,15 +96,29 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def free_cores() -> tuple[int, int, float]:
+    """``(free, usable, load)``: the usable cores less the system's load average over the
+    last minute (rounded; at least one), the usable cores and that load."""
+    usable = usable_cores()
+    try:
+        load = float(os.getloadavg()[0])
+    except (AttributeError, OSError):  # not Unix
+        load = 0.0
+    return max(1, usable - int(load + 0.5)), usable, load
+
+
 def default_threads(processes: int = 1, parallel: bool = False) -> int:
     """What a shared CI box wants: one thread per process when work already runs in
     several processes (``parallel``: xdist workers or campaign workers, whose pools would
-    otherwise spin against each other), else the usable cores shared by ``processes``.
-    Measured (issue 17, CHGNet on 2 busy cores): the 7 error tests took 23 min with
-    torch's default threads, 16 s with one."""
+    otherwise spin against each other), else the free cores (:func:`free_cores`) shared
+    by ``processes``: on a busy box one thread. Threads that wait for a busy core cost
+    far more than a core left idle: CHGNet on 2 cores busy with other jobs took 23 min
+    for the 7 error tests with torch's default threads and 16 s with one (issue 17), and
+    a 64-atom energy and forces 2.7-3.4 s with two threads, 0.36 s with one
+    (2026-12-06, load average 4.4)."""
     if parallel:
         return 1
-    return max(1, usable_cores() // max(1, processes))
+    return max(1, free_cores()[0] // max(1, processes))
 
 
 def torch_threads(threads: int | None = None) -> bool:
@@ -131,7 +146,9 @@ def limit_loaded(threads: int | None = None) -> None:
         except ImportError:
             pass
         else:
-            _LIMITS.append(threadpool_limits(threads))
+            limits = threadpool_limits(threads)
+            if _FRAMES:
+                _FRAMES[-1][1].append(limits)
     torch_threads(threads)
 
 
@@ -141,11 +158,12 @@ def set_threads(threads: int) -> None:
     """Make ``threads`` the thread count of this process and of the processes it starts:
     the OpenMP/BLAS environment variables (read by libraries loaded later and by child
     processes), the BLAS and OpenMP pools already loaded (threadpoolctl) and torch's
-    threads if torch is imported. :func:`restore_threads` undoes it."""
+    threads if torch is imported. :func:`restore_threads` undoes it (calls nest)."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
-    for name in (*THREAD_VARIABLES, THREADS_ENV):
-        _SAVED.setdefault(name, os.environ.get(name))
+    names = (*THREAD_VARIABLES, THREADS_ENV)
+    _FRAMES.append(({name: os.environ.get(name) for name in names}, []))
+    for name in names:
         os.environ[name] = str(threads)
     limit_loaded(threads)
 
@@ -157,13 +175,15 @@ def configured_threads() -> int | None:
 
 
 def restore_threads() -> None:
-    """Undo :func:`set_threads`: the environment variables and the BLAS/OpenMP limits as
-    they were (torch keeps its setting)."""
-    while _LIMITS:
-        _LIMITS.pop().restore_original_limits()
-    for name, value in _SAVED.items():
+    """Undo the last :func:`set_threads`: the environment variables and the BLAS/OpenMP
+    limits as they were before it (torch keeps its setting)."""
+    if not _FRAMES:
+        return
+    environment, limits = _FRAMES.pop()
+    while limits:
+        limits.pop().restore_original_limits()
+    for name, value in environment.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    _SAVED.clear()
