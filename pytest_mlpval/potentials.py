@@ -297,7 +297,7 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
     scheme, colon, rest = spec.partition(":")
     family, arg = _family_of(spec)
     if family is not None:
-        return _parse_family(name, spec, family, arg, base, probe)
+        return _parse_family(name, spec, family, arg, base)
     if colon and scheme and len(scheme) > 1:
         loaders = _entry_point_loaders()
         if scheme in loaders:
@@ -368,8 +368,10 @@ def _family_of(spec: str) -> tuple[Family | None, str]:
     return (family, spec) if family is not None and not colon else (None, "")
 
 
-def _parse_family(name: str | None, spec: str, family: Family, arg: str, base: Path,
-                  probe: bool) -> _Parsed:
+def _parse_family(name: str | None, spec: str, family: Family, arg: str,
+                  base: Path) -> _Parsed:
+    """A family's spec: its package installed (else the extra to install), its model
+    identified (files hashed, species where the files tell) without loading it."""
     missing = [m for m in family.modules if importlib.util.find_spec(m) is None]
     if missing:
         raise PotentialSpecError(f"{spec!r} (a {family.name} model) needs "
@@ -383,7 +385,12 @@ def _parse_family(name: str | None, spec: str, family: Family, arg: str, base: P
     except LoaderArgumentError as exc:
         raise PotentialSpecError(f"{spec!r}: {exc}") from exc
     digests = {f.name: sha256_file(f) for f in identity.files}
-    default = family.name if not arg else _stem(arg)
+    if not arg:
+        default = family.name
+    elif (base / arg).is_file():
+        default = _stem(arg)
+    else:  # a pretrained model's name: chgnet:0.2.0 is chgnet-0.2.0
+        default = f"{family.name}-{arg}"
     if family.name == "lammps" and not arg.endswith(".lammps"):  # inline commands
         style = re.search(r"pair_style\s+([^\s;]+)", arg)
         default = "lammps-" + (style.group(1).replace("/", "-") if style else "model")

@@ -314,7 +314,8 @@ def test_chgnet_by_name():
     assert info.sha256 == parse_potential_spec("chgnet").info.sha256
     assert info.precision == "float32" and "Si" in info.species and len(info.species) == 94
     assert {"chgnet", "torch"} <= set(info.loader_versions)
-    assert parse_potential_spec("chgnet:0.2.0").info.sha256 != info.sha256
+    older = parse_potential_spec("chgnet:0.2.0").info
+    assert older.name == "chgnet-0.2.0" and older.sha256 != info.sha256
     check_same_model(potential, CHGNetCalculator(use_device="cpu"), si_cell())
 
 
