@@ -3,7 +3,8 @@
 The pretrained weights ship inside the chgnet wheel and load offline. ``chgnet`` is the
 default model (0.3.0); ``chgnet:0.2.0`` and ``chgnet:r2scan`` name the others shipped,
 ``chgnet:path/to/model.pth.tar`` a checkpoint of one's own (a fine-tuned model).
-CHGNet covers elements 1-94 and computes in float32.
+CHGNet covers elements 1-94 and computes in float32. Its calculator here also gives
+``free_energy`` (equal to the energy), which CHGNet's own lacks.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pytest_mlpval.loaders.common import (
     package_dir,
 )
 
-__all__ = ["PRETRAINED", "identify", "load"]
+__all__ = ["PRETRAINED", "identify", "load"]  # and FreeEnergyCHGNetCalculator, made lazily
 
 # model name -> checkpoint below the chgnet package (as in CHGNet.load)
 PRETRAINED = {
@@ -47,7 +48,6 @@ def identify(arg: str, base_dir: str | os.PathLike[str]) -> ModelIdentity:
 def load(arg: str = "", device: str = "cpu"):
     """A CHGNetCalculator for a pretrained model name or a checkpoint file."""
     from chgnet.model import CHGNet
-    from chgnet.model.dynamics import CHGNetCalculator
 
     name = arg or DEFAULT
     if name in PRETRAINED:
@@ -57,4 +57,33 @@ def load(arg: str = "", device: str = "cpu"):
     else:
         raise LoaderArgumentError(f"chgnet: {arg!r} is neither a pretrained model "
                                   f"({', '.join(PRETRAINED)}) nor a file")
-    return CHGNetCalculator(model, use_device=device)
+    return __getattr__("FreeEnergyCHGNetCalculator")(model, use_device=device)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def __getattr__(name: str):
+    """``FreeEnergyCHGNetCalculator``, made at first use (chgnet imported only then;
+    found by name, so a pickled calculator unpickles in a fresh process)."""
+    if name != "FreeEnergyCHGNetCalculator":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _CLASSES:
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        class FreeEnergyCHGNetCalculator(CHGNetCalculator):
+            """CHGNet's calculator that also gives ``free_energy`` (the energy: CHGNet
+            has no electronic entropy), which ASE's stress-strain and force-consistent
+            energies ask for."""
+
+            implemented_properties = (*CHGNetCalculator.implemented_properties,
+                                      "free_energy")
+
+            def calculate(self, *args, **kwargs):
+                super().calculate(*args, **kwargs)
+                self.results["free_energy"] = self.results["energy"]
+
+        FreeEnergyCHGNetCalculator.__module__ = __name__
+        FreeEnergyCHGNetCalculator.__qualname__ = name
+        _CLASSES[name] = FreeEnergyCHGNetCalculator
+    return _CLASSES[name]
