@@ -460,7 +460,8 @@ def _probe_code(parsed: _Parsed, base_dir: str | os.PathLike[str] | None) -> Non
         origin = getattr(module_spec, "origin", None)
         if origin and os.path.isfile(origin):
             key = f"factory:{info.spec}:{origin}:{os.stat(origin).st_mtime_ns}"
-    result = loader_probe.probe(info.spec, base, info.species, key=key, disk=disk)
+    species = info.species if len(info.species) <= 4 else ()  # a universal model: Si
+    result = loader_probe.probe(info.spec, base, species, key=key, disk=disk)
     if result.timed_out:
         warnings.warn(f"{info.spec!r}: loading it in a subprocess first (a probe) "
                       f"{result.describe()}; loading it here without that check",
