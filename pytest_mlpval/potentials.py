@@ -296,7 +296,11 @@ def parse_potential_spec(raw: str, base_dir: str | os.PathLike[str] | None = Non
 
     scheme, colon, rest = spec.partition(":")
     family, arg = _family_of(spec)
-    if family is not None:
+    # a file ending alone does not claim a file whose family is not installed: a
+    # pytest_mlpval_load_potential hook may know it (load_potential names the extra)
+    if family is not None and (spec in FAMILIES or scheme in FAMILIES
+                               or not _missing_modules(family)
+                               or not (base / spec).is_file()):
         return _parse_family(name, spec, family, arg, base)
     if colon and scheme and len(scheme) > 1:
         loaders = _entry_point_loaders()
@@ -368,15 +372,22 @@ def _family_of(spec: str) -> tuple[Family | None, str]:
     return (family, spec) if family is not None and not colon else (None, "")
 
 
+def _missing_modules(family: Family) -> list[str]:
+    return [m for m in family.modules if importlib.util.find_spec(m) is None]
+
+
+def _needs(spec: str, family: Family, missing: list[str]) -> str:
+    return (f"{spec!r} (a {family.name} model) needs {' and '.join(missing)}, not "
+            f"installed here: {install_hint(family.extra)}")
+
+
 def _parse_family(name: str | None, spec: str, family: Family, arg: str,
                   base: Path) -> _Parsed:
     """A family's spec: its package installed (else the extra to install), its model
     identified (files hashed, species where the files tell) without loading it."""
-    missing = [m for m in family.modules if importlib.util.find_spec(m) is None]
+    missing = _missing_modules(family)
     if missing:
-        raise PotentialSpecError(f"{spec!r} (a {family.name} model) needs "
-                                 f"{' and '.join(missing)}, not installed here: "
-                                 f"{install_hint(family.extra)}")
+        raise PotentialSpecError(_needs(spec, family, missing))
     if family.takes_argument and not arg:
         raise PotentialSpecError(f"{spec!r}: {family.name} needs a model: "
                                  f"{family.name}:PATH")
@@ -554,6 +565,9 @@ def load_potential(
             return _checked(Potential(replace(info, device=device), calc))
     parsed = parse_potential_spec(raw, base_dir, probe=probe)
     if parsed.make is None:
+        family = family_for_file(spec)
+        if family is not None and _missing_modules(family):
+            raise PotentialLoadError(_needs(spec, family, _missing_modules(family)))
         raise PotentialLoadError(
             f"{spec!r} exists but no loader accepted it (known: GAP '.xml', {', '.join(SUFFIXES)}; "
             "register one with the pytest_mlpval_load_potential hook or an entry point "
