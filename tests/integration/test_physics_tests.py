@@ -250,6 +250,26 @@ def test_factory_species_from_ini_or_dataset(suite, reference_file):
     result.assert_outcomes(passed=1)
 
 
+def test_a_universal_model_is_tested_on_the_datas_species(suite, reference_file):
+    """A model covering many elements (CHGNet declares 89) gets structures of the
+    configured data's species, not of its first element (hydrogen)."""
+    suite.makepyfile(universal="""
+        from pytest_mlpval.potentials import load_potential
+
+        def universal():
+            calc = load_potential("sw").calculator
+            calc.mlpval_species = ("H", "He", "Li", "Si", "Zr")
+            return calc
+    """)
+    suite.makepyfile(test_species="""
+        def test_species(mlpval_species):
+            assert mlpval_species == ("Si",)
+    """)
+    result = run(suite, "--potential=universal:universal", "-p", "no:cacheprovider",
+                 f"--mlpval-dataset=ref={reference_file},{LABELS}", "test_species.py")
+    result.assert_outcomes(passed=1)
+
+
 @pytest.mark.parametrize("value, bad", [("Xx", "Xx"), ("Si,Qq,xx", "Qq, xx")])
 def test_unknown_species_is_a_usage_error(suite, value, bad):
     result = run(suite, "--potential=sw", f"--mlpval-species={value}")
