@@ -152,8 +152,6 @@ def limit_loaded(threads: int | None = None) -> None:
     torch_threads(threads)
 
 
-
-
 def set_threads(threads: int) -> None:
     """Make ``threads`` the thread count of this process and of the processes it starts:
     the OpenMP/BLAS environment variables (read by libraries loaded later and by child
