@@ -15,11 +15,24 @@ A reference table holds, per element, entries of the form::
 :func:`property_unit`), and every entry's ``unit`` must be that unit: a file that gives
 ``"kbar"`` for ``bulk_modulus_GPa`` is rejected, never converted silently.
 
-The packaged tables live in ``pytest_mlpval/reference_data/<element>.json`` (silicon:
-``silicon.json``, with its provenance in the README beside it) and are read with
-:mod:`importlib.resources`. Users add their own files of the same schema with
-``load_references("Si", extra_files=[...])``; their entries come first, so they become
-the default entry for their (property, kind).
+The packaged tables live in ``pytest_mlpval/reference_data/<element name>.json``
+(``silicon.json``, ``molybdenum.json``: the element's English name, lower case, with the
+provenance in the README beside them), are found by name (:func:`packaged_elements`) and
+read with :mod:`importlib.resources`. Users add their own files of the same schema for
+any element or compound with ``load_references("Cu", extra_files=[...])`` (an element
+with no packaged table needs them); their entries come first, so they become the
+default entry for their (property, kind). A compound's table is keyed by its formula
+as the suite names it (``"element": "SiC"``).
+
+Property names are those the protocols compute (silicon.json shows them all): the
+suite's ground-state crystal (its ``MLPVAL_CRYSTAL``, diamond for silicon) has the
+plain names (``lattice_parameter_A``, ``bulk_modulus_GPa``, ``C11_GPa`` ... (the
+independent constants of its symmetry: hexagonal adds ``C13_GPa``, ``C33_GPa``),
+``vacancy_formation_eV``, ``surface_energy_<hkl>_J_m2`` such as
+``surface_energy_110_J_m2``); the other crystals carry their label
+(:func:`~pytest_mlpval.crystals.crystal_label`, lower case, ``-`` as ``_``):
+``volume_<label>_per_atom_A3``, ``bulk_modulus_<label>_GPa``,
+``energy_<label>_vs_<ground>_per_atom_eV``, ``<ground>_<label>_transition_GPa``.
 """
 
 from __future__ import annotations
@@ -63,8 +76,26 @@ UNIT_ALIASES: dict[str, str] = {
     "dimensionless": "", "-": "", "1": "",
 }
 
-#: packaged table per element
-_PACKAGED = {"Si": "silicon.json"}
+#: packaged table per element: ``reference_data/<element's English name>.json``
+#: (``silicon.json``, ``molybdenum.json``), found by :func:`packaged_elements`
+_PACKAGED: dict[str, str] = {}
+
+
+def _packaged() -> dict[str, str]:
+    """Element symbol -> file name of each packaged table (read once)."""
+    if not _PACKAGED:
+        from importlib.resources import files
+
+        from ase.data import atomic_names, chemical_symbols
+
+        names = {name.lower(): symbol for name, symbol in zip(atomic_names, chemical_symbols)
+                 if name}
+        folder = files("pytest_mlpval").joinpath("reference_data")
+        for entry in folder.iterdir():
+            stem, dot, ext = entry.name.rpartition(".")
+            if dot and ext == "json" and stem.lower() in names:
+                _PACKAGED[names[stem.lower()]] = entry.name
+    return _PACKAGED
 
 
 class ReferenceDataError(MlpvalError, ValueError):
@@ -310,15 +341,17 @@ class ReferenceTable:
 
 
 def packaged_elements() -> list[str]:
-    return sorted(_PACKAGED)
+    """The elements with a packaged table (``reference_data/<name>.json``)."""
+    return sorted(_packaged())
 
 
 def _read_packaged(element: str) -> tuple[dict[str, Any], str]:
     from importlib.resources import files
 
-    resource = files("pytest_mlpval").joinpath("reference_data", _PACKAGED[element])
-    return json.loads(resource.read_text(encoding="utf-8")), f"pytest_mlpval/reference_data/" \
-        f"{_PACKAGED[element]}"
+    name = _packaged()[element]
+    resource = files("pytest_mlpval").joinpath("reference_data", name)
+    return json.loads(resource.read_text(encoding="utf-8")), \
+        f"pytest_mlpval/reference_data/{name}"
 
 
 def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -365,7 +398,7 @@ def load_references(element: str = "Si", extra_files: Iterable[str | os.PathLike
     for path in extra_files:
         entries += _entries(_read_file(path), element, os.fspath(path))
         names.append(os.fspath(path))
-    if packaged and element in _PACKAGED:
+    if packaged and element in _packaged():
         document, name = _read_packaged(element)
         entries += _entries(document, element, name)
         names.append(name)

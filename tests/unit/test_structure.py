@@ -39,9 +39,9 @@ def test_crystal_names_are_case_insensitive_with_aliases():
 
 
 def test_unknown_crystal_names_the_known_ones():
-    with pytest.raises(UnknownCrystalError, match=r"unknown crystal 'wurtzite'; known: "
+    with pytest.raises(UnknownCrystalError, match=r"unknown crystal 'wurtzit'; known: "
                                                   r"diamond, beta-Sn, Imma, sh"):
-        build_crystal("wurtzite")
+        build_crystal("wurtzit")
 
 
 def test_other_elements_are_scaled_by_covalent_radius():

@@ -12,11 +12,13 @@ when the crossing lies outside a sampled volume range (an extrapolation of a fit
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pytest_mlpval.crystals import UnknownCrystalError, crystal_label
 from pytest_mlpval.errors import ProtocolError
 from pytest_mlpval.protocols.properties.common import PropertyResult
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
@@ -25,8 +27,15 @@ __all__ = ["TransitionResult", "transition_pressure", "slug"]
 
 
 def slug(name: str) -> str:
-    """Crystal name as used inside property names: ``"beta-Sn"`` -> ``"beta_sn"``."""
-    return name.lower().replace("-", "_")
+    """Crystal name as used inside property names: ``"beta-Sn"`` -> ``"beta_sn"``; a
+    crystal spec by its label (:func:`~pytest_mlpval.crystals.crystal_label`:
+    ``"file:/x/Mo_A15.cif#sha256=..."`` -> ``"mo_a15"``, ``"rocksalt:a=4.2"`` ->
+    ``"rocksalt"``)."""
+    try:
+        name = crystal_label(name)
+    except UnknownCrystalError:
+        pass
+    return re.sub(r"\W+", "_", name.lower().replace("-", "_")).strip("_")
 
 
 @dataclass(frozen=True)
