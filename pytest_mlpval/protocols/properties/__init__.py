@@ -16,8 +16,10 @@ here, and importing it registers the family's protocols
   (``"elastic"``);
 - :mod:`.phonons`: phonopy phonons, branches at high-symmetry points, dynamical
   stability (``"phonons"``);
-- :mod:`.defects`: vacancy formation (``"vacancy"``) and surface energies
-  (``"surface_100"``, ``"surface_110"``, ``"surface_111"``);
+- :mod:`.defects`: vacancy formation (``"vacancy"``: any site, a compound's sublattice
+  with its chemical potential);
+- :mod:`.surfaces`: surface energies of any crystal on given Miller indices
+  (``"surface_100"``, ``"surface_110"``, ``"surface_111"``; ``facet`` takes any);
 - :mod:`.liquid`: g(r), S(q) and coordination of liquid and amorphous frames, a short
   liquid run (``"liquid"``), comparison with users' curves;
 - :mod:`.campaign`: :func:`compute_properties`, several protocols for one candidate as
@@ -62,8 +64,11 @@ from .phonons import (
 )
 from .defects import (
     VacancySettings, VacancyResult, vacancy_formation, VacancyConvergence,
-    vacancy_convergence, SurfaceSettings, Surface110Settings, Surface111Settings,
-    SurfaceResult, surface_energy, EV_PER_A2_TO_J_PER_M2,
+    vacancy_convergence,
+)
+from .surfaces import (
+    SurfaceSettings, Surface110Settings, Surface111Settings, SurfaceResult, surface_energy,
+    EV_PER_A2_TO_J_PER_M2, miller_indices, facet_name,
 )
 from .liquid import (
     PairCorrelation, pair_correlation, LiquidSettings, liquid_structure, read_curve,
@@ -85,7 +90,8 @@ __all__ = [
     'assert_dynamically_stable', 'branch_labels', 'band_figure', 'VacancySettings',
     'VacancyResult', 'vacancy_formation', 'VacancyConvergence', 'vacancy_convergence',
     'SurfaceSettings', 'Surface110Settings', 'Surface111Settings', 'SurfaceResult',
-    'surface_energy', 'EV_PER_A2_TO_J_PER_M2', 'PairCorrelation', 'pair_correlation',
+    'surface_energy', 'EV_PER_A2_TO_J_PER_M2', 'miller_indices', 'facet_name',
+    'PairCorrelation', 'pair_correlation',
     'LiquidSettings', 'liquid_structure', 'read_curve', 'CurveComparison', 'compare_curve',
     'assert_curve', 'property_protocols', 'property_settings', 'PropertySet',
     'compute_properties',

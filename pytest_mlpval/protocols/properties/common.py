@@ -17,14 +17,17 @@ import math
 import operator
 from typing import Sequence
 
+import numpy as np
+
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
-from pytest_mlpval.errors import ProtocolError
+from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import Result, Settings
 from pytest_mlpval.references import UNIT_SUFFIXES
 
 __all__ = ["FAMILY", "PropertyError", "PropertySettings", "PropertyResult",
            "MAX_AMPLITUDE_SPREAD", "spread_name", "amplitude_spreads",
-           "relative_spread", "spreads_not_measured", "assert_amplitude_independent"]
+           "relative_spread", "spreads_not_measured", "assert_amplitude_independent",
+           "optimise", "conventional_cell"]
 
 #: the family name the property protocols are registered under
 FAMILY = "properties"
@@ -167,3 +170,37 @@ def assert_amplitude_independent(result: Any, fraction: float, worst: str,
             else ""), ""]
         + format_table(["property"] + [f"at {a:g}" for a in amplitudes]
                        + ["spread"], rows)))
+
+
+def optimise(atoms: Any, optimizer: str, fmax_eV_A: float, steps: int, what: str) -> int:
+    """Relax the positions of ``atoms`` (its calculator attached) with ASE optimiser
+    ``optimizer`` to ``fmax_eV_A``; the steps taken. Raises
+    :class:`~pytest_mlpval.errors.ProtocolError` naming ``what`` when it does not
+    converge in ``steps``, :class:`~pytest_mlpval.errors.SettingsError` for an unknown
+    optimiser."""
+    import ase.optimize
+
+    opt_class = getattr(ase.optimize, optimizer, None)
+    if opt_class is None:
+        raise SettingsError(f"unknown ASE optimizer {optimizer!r}")
+    opt = opt_class(atoms, logfile=None)
+    if not opt.run(fmax=fmax_eV_A, steps=steps):
+        raise ProtocolError(f"{what} did not relax to fmax {fmax_eV_A:g} eV/Å in {steps} steps")
+    return int(opt.nsteps)
+
+
+def conventional_cell(atoms: Any, symprec: float = 1e-3) -> Any:
+    """``atoms`` in spglib's conventional standard cell (not rotated: the same Cartesian
+    frame) when that holds more atoms, i.e. when ``atoms`` is a primitive cell of a
+    centred lattice (a rocksalt or bcc primitive cell); ``atoms`` itself otherwise (the
+    named phases are built conventional). Miller indices and supercells refer to it."""
+    import spglib
+    from ase import Atoms
+
+    cell = (np.asarray(atoms.cell[:]), atoms.get_scaled_positions(), atoms.numbers)
+    found = spglib.standardize_cell(cell, to_primitive=False, no_idealize=True,
+                                    symprec=symprec)
+    if found is None or len(found[2]) <= len(atoms):
+        return atoms
+    lattice, positions, numbers = found
+    return Atoms(numbers=numbers, cell=lattice, scaled_positions=positions, pbc=True)

@@ -1,9 +1,17 @@
-"""Vacancy formation and surface energies, relaxed, with the cell sizes recorded.
+"""Vacancy formation energies, relaxed, with the cell sizes recorded (surface energies:
+:mod:`.surfaces`).
 
 Plain library (no pytest).
 
-Vacancy: one atom removed from an n x n x n supercell of the relaxed conventional cell,
-positions relaxed at fixed cell, E_f = E(N-1) - (N-1) e_bulk. Relaxation starts from
+Vacancy: one atom removed from an n x n x n supercell of the relaxed conventional cell
+(spglib's conventional cell when the crystal was built primitive), positions relaxed at
+fixed cell, E_f = E(N-1) - (N-1) e_bulk for an element. Which atom: ``site`` (an index
+of the relaxed cell: symmetry-inequivalent sites are different vacancies), or the first
+atom of element ``species``. In a compound the vacancy of X costs
+E_f = E(N-1) - E(N) + mu_X with the chemical potential ``chemical_potential_eV`` of X,
+which the user gives (no default: it depends on the growth conditions; the X-rich limit
+is the energy per atom of X's own crystal with the same potential); its metrics are
+``vacancy_<X>_formation_eV``. Relaxation starts from
 the ideal vacancy and from starts with its first neighbours moved towards the empty site
 (``start_shifts_A``), each with a small seeded rattle to break symmetry; the lowest minimum
 is reported. The second start matters for short-ranged potentials: in Stillinger–Weber the
@@ -30,27 +38,12 @@ import numpy as np
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
 from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
-                                                       PropertySettings)
+                                                       PropertySettings, conventional_cell,
+                                                       optimise)
 from pytest_mlpval.threads import single_threaded
 
 __all__ = ["VacancySettings", "VacancyResult", "vacancy_formation", "VacancyConvergence",
-           "vacancy_convergence", "SurfaceSettings", "Surface110Settings",
-           "Surface111Settings", "SurfaceResult", "surface_energy", "EV_PER_A2_TO_J_PER_M2"]
-
-#: 1 eV/Å^2 in J/m^2 (CODATA elementary charge)
-EV_PER_A2_TO_J_PER_M2 = 16.02176634
-
-
-def _optimise(atoms: Any, optimizer: str, fmax_eV_A: float, steps: int, what: str) -> int:
-    import ase.optimize
-
-    opt_class = getattr(ase.optimize, optimizer, None)
-    if opt_class is None:
-        raise SettingsError(f"unknown ASE optimizer {optimizer!r}")
-    opt = opt_class(atoms, logfile=None)
-    if not opt.run(fmax=fmax_eV_A, steps=steps):
-        raise ProtocolError(f"{what} did not relax to fmax {fmax_eV_A:g} eV/Å in {steps} steps")
-    return int(opt.nsteps)
+           "vacancy_convergence"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +65,13 @@ class VacancySettings(PropertySettings):
         Of each relaxation.
     optimizer : str
         An optimiser of ``ase.optimize``.
+    site : int
+        Index (in the relaxed cell) of the atom removed.
+    species : str
+        Remove the first atom of this element instead (a compound's sublattice).
+    chemical_potential_eV : float or None
+        mu of the removed element (required for a compound; None for an element: its
+        bulk energy per atom).
     """
 
     VERSION: ClassVar[int] = 1
@@ -87,6 +87,9 @@ class VacancySettings(PropertySettings):
     fmax_eV_A: float = 5e-3
     steps: int = 1000
     optimizer: str = "LBFGS"
+    site: int = 0
+    species: str = ""
+    chemical_potential_eV: float | None = None
 
     def __post_init__(self) -> None:
         if int(self.supercell) < 1:
@@ -124,6 +127,11 @@ class VacancyResult(PropertyResult):
         Optimiser steps, all starts together.
     n_force_calls : int
     calculator_seconds, seconds : float
+    species : str
+        The element removed, when its name is in the metrics (a compound, or
+        ``species`` given); empty for an element's plain ``vacancy_formation_eV``.
+    chemical_potential_eV : float or None
+        The mu used (None: the bulk energy per atom).
     """
 
     crystal: str
@@ -143,12 +151,15 @@ class VacancyResult(PropertyResult):
     n_force_calls: int
     calculator_seconds: float
     seconds: float
+    species: str = ""
+    chemical_potential_eV: float | None = None
     protocol = "vacancy"
     owns = r"vacancy_\w+|n_vacancy_supercell_atoms"
 
     def metrics(self) -> dict[str, float]:
-        return {"vacancy_formation_eV": self.formation_eV,
-                "vacancy_formation_unrelaxed_eV": self.unrelaxed_formation_eV,
+        tag = f"vacancy_{self.species}_" if self.species else "vacancy_"
+        return {f"{tag}formation_eV": self.formation_eV,
+                f"{tag}formation_unrelaxed_eV": self.unrelaxed_formation_eV,
                 "n_vacancy_supercell_atoms": float(self.n_atoms), **self.cost_metrics()}
 
 
@@ -163,18 +174,44 @@ def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
     meter = CostMeter(calc)
     bulk = relax_keeping_symmetry(meter.calc, crystal, s.symbol, None, fmax_eV_A=1e-3,
                                   steps=500)[0]
-    perfect = bulk.atoms.repeat(int(supercell))
+    cell = conventional_cell(bulk.atoms)
+    perfect = cell.repeat(int(supercell))
     n = len(perfect)
     e_bulk = bulk.energy_per_atom_eV
-    site = perfect.positions[0].copy()
+    elements = sorted(set(perfect.get_chemical_symbols()))
+    if s.species:
+        if s.species not in elements:
+            raise SettingsError(f"species {s.species!r} is not in {crystal} "
+                                f"({', '.join(elements)})")
+        index = perfect.get_chemical_symbols().index(s.species)
+    else:
+        index = int(s.site)
+        if not 0 <= index < len(cell):
+            raise SettingsError(f"site {index} is not an atom of the {len(cell)}-atom cell "
+                                f"of {crystal}")
+    removed = perfect[index].symbol
+    mu = s.chemical_potential_eV
+    if mu is None and len(elements) > 1:
+        raise SettingsError(
+            f"a vacancy of {removed} in the compound {crystal} ({', '.join(elements)}) needs "
+            f"its chemical potential: set chemical_potential_eV (e.g. the energy per atom "
+            f"of {removed}'s own crystal with this potential, the {removed}-rich limit)")
+    tag = removed if (s.species or len(elements) > 1) else ""
+
+    def formation(energy: float) -> float:
+        if mu is None:
+            return energy - (n - 1) * e_bulk
+        return energy - n * e_bulk + float(mu)
+
+    site = perfect.positions[index].copy()
     ideal = perfect.copy()
-    del ideal[0]
+    del ideal[index]
     vectors = ideal.positions - site
     vectors -= np.round(vectors @ np.linalg.inv(ideal.cell)) @ np.asarray(ideal.cell)
     distance = np.linalg.norm(vectors, axis=1)
     first = distance < 1.2 * distance.min()
     ideal.calc = meter.calc
-    unrelaxed = float(ideal.get_potential_energy()) - (n - 1) * e_bulk
+    unrelaxed = formation(float(ideal.get_potential_energy()))
     rng = np.random.default_rng(s.seed)
     energies, minima, total_steps = [], [], 0
     for shift in s.start_shifts_A:
@@ -182,9 +219,9 @@ def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
         start.positions[first] -= shift * vectors[first] / distance[first, None]
         start.positions += rng.normal(0.0, s.rattle_A, start.positions.shape)
         start.calc = meter.calc
-        total_steps += _optimise(start, s.optimizer, s.fmax_eV_A, s.steps,
-                                 f"vacancy in {n - 1} atoms (start shift {shift} Å)")
-        energies.append(float(start.get_potential_energy()) - (n - 1) * e_bulk)
+        total_steps += optimise(start, s.optimizer, s.fmax_eV_A, s.steps,
+                                f"vacancy in {n - 1} atoms (start shift {shift} Å)")
+        energies.append(formation(float(start.get_potential_energy())))
         minima.append(start)
     best = int(np.argmin(energies))
     moved = minima[best].positions - ideal.positions
@@ -193,7 +230,8 @@ def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
         crystal, s.symbol, int(supercell), n, float(bulk.atoms.cell.lengths()[0]), e_bulk,
         energies[best], unrelaxed, tuple(map(float, s.start_shifts_A)), tuple(energies),
         float(s.rattle_A), int(s.seed), float(np.linalg.norm(moved, axis=1).max()),
-        total_steps, **meter.cost())
+        total_steps, **meter.cost(), species=tag,
+        chemical_potential_eV=None if mu is None else float(mu))
 
 
 @dataclass(frozen=True)
@@ -233,198 +271,4 @@ def vacancy_convergence(calc: Any, sizes: Sequence[int] = (2, 3),
     return VacancyConvergence(results, results[-1].formation_eV - results[-2].formation_eV)
 
 
-@dataclass(frozen=True)
-class SurfaceSettings(PropertySettings):
-    """Settings of :func:`surface_energy` (of diamond-structure ``symbol``).
-
-    Attributes
-    ----------
-    facet : str
-        ``"100"``, ``"110"`` or ``"111"`` (parentheses allowed).
-    symbol : str
-    layers : int or None
-        Atomic layers of the slab (even, >= 4; None: 12).
-    vacuum_A : float
-        Vacuum on each side.
-    reconstruction : str
-        ``"1x1"``, or ``"2x1"`` for (100) (dimers).
-    dimer_shift_A : float
-        Pairing shift of the surface atoms of a 2x1 start.
-    fmax_eV_A : float
-    steps : int
-    optimizer : str
-        An optimiser of ``ase.optimize``.
-    """
-
-    VERSION: ClassVar[int] = 1
-    group: ClassVar[str] = "surfaces"
-
-    facet: str = "100"
-    layers: int | None = None
-    vacuum_A: float = 10.0
-    reconstruction: str = "1x1"
-    dimer_shift_A: float = 0.6
-    fmax_eV_A: float = 5e-3
-    steps: int = 2000
-    optimizer: str = "BFGS"
-
-    def __post_init__(self) -> None:
-        facet = str(self.facet).strip("()")
-        if facet not in ("100", "110", "111"):
-            raise SettingsError(f"facet must be '100', '110' or '111', got {facet!r}")
-        object.__setattr__(self, "facet", facet)
-        if self.reconstruction not in ("1x1", "2x1") or \
-                (self.reconstruction == "2x1" and facet != "100"):
-            raise SettingsError(f"reconstruction {self.reconstruction!r} is not available "
-                                f"for ({facet}); use '1x1', or '2x1' for (100)")
-        layers = int(self.layers or 12)
-        if layers < 4 or layers % 2:
-            raise SettingsError(f"layers must be an even number >= 4, got {layers}")
-
-
-@dataclass(frozen=True)
-class Surface110Settings(SurfaceSettings):
-    """:class:`SurfaceSettings` of the (110) surface (protocol ``surface_110``)."""
-
-    facet: str = "110"
-
-
-@dataclass(frozen=True)
-class Surface111Settings(SurfaceSettings):
-    """:class:`SurfaceSettings` of the (111) surface (protocol ``surface_111``)."""
-
-    facet: str = "111"
-
-
-@dataclass(frozen=True)
-class SurfaceResult(PropertyResult):
-    """Energy of a relaxed surface.
-
-    Attributes
-    ----------
-    facet : str
-        ``"100"``, ``"110"`` or ``"111"``.
-    symbol, reconstruction : str
-    lattice_parameter_A, bulk_energy_per_atom_eV : float
-    n_atoms, n_layers : int
-        Atoms and atomic layers of the slab.
-    thickness_A, vacuum_A, area_A2 : float
-        Slab thickness (outermost atoms), vacuum on each side, area of one face.
-    energy_J_m2, unrelaxed_energy_J_m2 : float
-    steps : int
-    n_force_calls : int
-    calculator_seconds, seconds : float
-    """
-
-    facet: str
-    symbol: str
-    reconstruction: str
-    lattice_parameter_A: float
-    bulk_energy_per_atom_eV: float
-    n_atoms: int
-    n_layers: int
-    thickness_A: float
-    vacuum_A: float
-    area_A2: float
-    energy_J_m2: float
-    unrelaxed_energy_J_m2: float
-    steps: int
-    n_force_calls: int
-    calculator_seconds: float
-    seconds: float
-    protocol = "surface"
-    owns = r"surface_\w+"
-
-    def metrics(self) -> dict[str, float]:
-        tag = self.facet if self.reconstruction == "1x1" else \
-            f"{self.facet}_{self.reconstruction}"
-        return {f"surface_energy_{tag}_J_m2": self.energy_J_m2,
-                f"surface_energy_{tag}_unrelaxed_J_m2": self.unrelaxed_energy_J_m2,
-                f"surface_{tag}_force_calls": float(self.n_force_calls)}
-
-
-def _coordination(atoms: Any, cutoff_A: float) -> np.ndarray:
-    from matscipy.neighbours import neighbour_list
-
-    return np.bincount(neighbour_list("i", atoms, cutoff_A), minlength=len(atoms))
-
-
-def _dimerise(slab: Any, cutoff_A: float, shift_A: float) -> None:
-    """Move the surface atoms of each face pairwise towards each other along the
-    direction of their dangling bonds (in-plane, perpendicular to the back bonds)."""
-    from matscipy.neighbours import neighbour_list
-
-    i, vec = neighbour_list("iD", slab, cutoff_A)
-    z = slab.positions[:, 2]
-    for face in (z > z.mean(), z < z.mean()):
-        surface = np.where(face & (np.bincount(i, minlength=len(slab)) < 4))[0]
-        back = vec[i == surface[0]][0, :2]  # in-plane part of one back bond
-        direction = np.array([-back[1], back[0], 0.0]) / np.linalg.norm(back)
-        along = slab.positions[surface] @ direction
-        across = np.round(slab.positions[surface] @ np.cross([0, 0, 1], direction), 1)
-        for row in np.unique(across):
-            members = surface[across == row][np.argsort(along[across == row])]
-            for a, b in zip(members[0::2], members[1::2]):
-                slab.positions[a] += shift_A * direction
-                slab.positions[b] -= shift_A * direction
-
-
-def _slab(facet: str, symbol: str, a: float, layers: int, vacuum_A: float,
-          reconstruction: str) -> Any:
-    from ase.build import bulk as ase_bulk
-    from ase.build import diamond100, diamond111, surface
-
-    size = (2, 2, layers) if reconstruction == "2x1" else (1, 1, layers)
-    if facet == "100":
-        slab = diamond100(symbol, size=size, a=a, vacuum=vacuum_A, orthogonal=True)
-    elif facet == "111":
-        slab = diamond111(symbol, size=size, a=a, vacuum=vacuum_A, orthogonal=False)
-    else:
-        # ase.build.surface stacks repeats of two (110) atomic planes each
-        slab = surface(ase_bulk(symbol, "diamond", a=a, cubic=True), (1, 1, 0), layers // 2,
-                       vacuum=vacuum_A)
-    slab.pbc = True
-    return slab
-
-
-@single_threaded
-def surface_energy(calc: Any, settings: SurfaceSettings | None = None, **overrides: Any
-                   ) -> SurfaceResult:
-    """Relaxed surface energy of diamond-structure ``symbol`` on ``facet`` (J/m^2).
-    ``overrides`` replace fields of ``settings`` (:class:`SurfaceSettings`).
-
-    ``layers``: atomic layers of the slab (even; 12 by default), recorded with the
-    result with the slab's thickness in Å.
-    """
-    s = SurfaceSettings.of(settings, **overrides)
-    facet, symbol, reconstruction = s.facet, s.symbol, s.reconstruction
-    layers = int(s.layers or 12)
-    meter = CostMeter(calc)
-    bulk = relax_keeping_symmetry(meter.calc, "diamond", symbol, None, fmax_eV_A=1e-3,
-                                  steps=500)[0]
-    a = float(bulk.atoms.cell.lengths()[0])
-    bond = a * np.sqrt(3) / 4
-    slab = _slab(facet, symbol, a, layers + (2 if facet == "111" else 0), s.vacuum_A,
-                 reconstruction)
-    if facet == "111":  # glide-plane ends (one bond) -> shuffle-plane surface
-        del slab[np.where(_coordination(slab, 1.15 * bond) < 2)[0]]
-    area = float(np.linalg.norm(np.cross(slab.cell[0], slab.cell[1])))
-    z = slab.positions[:, 2]
-    n = len(slab)
-    slab.calc = meter.calc
-    unrelaxed = (float(slab.get_potential_energy()) - n * bulk.energy_per_atom_eV) / (2 * area)
-    if reconstruction == "2x1":
-        _dimerise(slab, 1.15 * bond, s.dimer_shift_A)
-    steps_done = _optimise(slab, s.optimizer, s.fmax_eV_A, s.steps,
-                           f"({facet}) slab of {n} atoms")
-    relaxed = (float(slab.get_potential_energy()) - n * bulk.energy_per_atom_eV) / (2 * area)
-    return SurfaceResult(facet, symbol, reconstruction, a, bulk.energy_per_atom_eV, n,
-                         len(np.unique(np.round(z, 1))), float(z.max() - z.min()),
-                         float(s.vacuum_A), area, relaxed * EV_PER_A2_TO_J_PER_M2,
-                         unrelaxed * EV_PER_A2_TO_J_PER_M2, steps_done, **meter.cost())
-
-
 register("vacancy", vacancy_formation, VacancySettings, VacancyResult, family=FAMILY)
-register("surface_100", surface_energy, SurfaceSettings, SurfaceResult, family=FAMILY)
-register("surface_110", surface_energy, Surface110Settings, SurfaceResult, family=FAMILY)
-register("surface_111", surface_energy, Surface111Settings, SurfaceResult, family=FAMILY)
