@@ -45,6 +45,25 @@ fields of its settings, e.g. ``{"elastic": {"n_strains": 3}}``) overrides the pr
 settings after the tier's. The liquid and vacancy-size tests are campaigns of the full
 tier (``--mlpval-tier=full``).
 
+The crystals: the tests run on silicon's crystals unless the module names its own.
+``MLPVAL_CRYSTAL`` is the suite's crystal, a spec of
+:func:`~pytest_mlpval.crystals.build_crystal` (``"bcc"``, ``"rocksalt:a=4.2"``,
+``"file:Mo.cif"`` relative to the test module, ...): every protocol with a ``crystal``
+setting runs on it (lattice, EoS, elastic constants of its symmetry, phonons, vacancy,
+surfaces) and the polymorphs are compared with it; ``MLPVAL_POLYMORPHS`` lists the
+polymorphs (default: the crystal alone, or bcc, fcc and hcp when it is one of them);
+``MLPVAL_SURFACES`` the facets (``("100", "110", "111", "211")``; default the three
+surface protocols' (100), (110), (111)); ``MLPVAL_SYMBOL`` the element or formula
+(default: the potential's species; a compound's in their order, e.g. ``"SiC"``, which
+is also the ``element`` of its reference file). The references are the packaged table
+of the element (``reference_data/<element name>.json``: silicon, molybdenum) plus
+``MLPVAL_REFERENCE_FILES``, keyed by the names of :mod:`pytest_mlpval.references`. A
+molybdenum suite::
+
+    MLPVAL_CRYSTAL = "bcc"
+    MLPVAL_SURFACES = ("100", "110", "111")
+    MLPVAL_PROPERTY_PARAMS = {"vacancy": {"supercell": 3}}
+
 The groups come from the registry: a property protocol registered with
 ``family="properties"`` (:func:`~pytest_mlpval.protocols.base.register`) joins the
 group its settings class names (``group``, else a group of its own) with the tier's
@@ -59,6 +78,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +87,12 @@ import pytest
 from pytest_mlpval.assertions import MissingMetricError, MlpvalAssertionError
 from pytest_mlpval.checks import perform_bounds_check
 from pytest_mlpval.comparison import assert_properties, compare, compare_levels, level_table
+from pytest_mlpval.crystals import UnknownCrystalError, crystal_spec
 from pytest_mlpval.markers import PROPERTY, property_specs, training_level_of
 from pytest_mlpval.protocols.base import get_protocol
 from pytest_mlpval.protocols.properties import (PropertyError, VacancyConvergence,
-                                                compute_properties, property_protocols)
+                                                compute_properties, facet_name,
+                                                miller_indices, property_protocols)
 from pytest_mlpval.references import (MissingReferenceError, ReferenceDataError,
                                       load_references)
 
@@ -131,16 +153,64 @@ def _accepts(group: str) -> set[str]:
     return {"vacancy"} if group == VACANCY_CONVERGENCE else {group}
 
 
-def _element(species: tuple[str, ...]) -> str:
-    if len(species) != 1:
-        pytest.skip(f"the property tests compare one element with its reference table; "
-                    f"this potential has species {', '.join(species) or 'none'}")
-    return species[0]
+def _element(request: pytest.FixtureRequest, species: tuple[str, ...]) -> str:
+    """The element or formula of the properties: ``MLPVAL_SYMBOL``, else the potential's
+    one species, else (a crystal given by ``MLPVAL_CRYSTAL``) its species as a formula."""
+    symbol = _module_setting(request, "MLPVAL_SYMBOL", None)
+    if symbol:
+        return str(symbol)
+    if len(species) == 1:
+        return species[0]
+    if species and _module_setting(request, "MLPVAL_CRYSTAL", None):
+        return "".join(species)
+    pytest.skip(f"the property tests compare one element (or the compound of "
+                f"MLPVAL_SYMBOL / MLPVAL_CRYSTAL) with its reference table; this potential "
+                f"has species {', '.join(species) or 'none'}")
 
 
 def _module_setting(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
     module = getattr(request.node, "module", None)
     return getattr(module, name, default) if module is not None else default
+
+
+def _crystals(request: pytest.FixtureRequest) -> tuple[str | None, tuple[str, ...] | None]:
+    """(the suite's crystal spec, its polymorphs' specs) from ``MLPVAL_CRYSTAL`` and
+    ``MLPVAL_POLYMORPHS`` (``file:`` paths relative to the test module); None: the
+    protocols' defaults (silicon's diamond and phases)."""
+    base = Path(str(request.node.path)).parent
+    crystal = _module_setting(request, "MLPVAL_CRYSTAL", None)
+    polymorphs = _module_setting(request, "MLPVAL_POLYMORPHS", None)
+    try:
+        crystal = crystal_spec(crystal, base) if crystal else None
+        if polymorphs is not None:
+            polymorphs = tuple(crystal_spec(p, base) for p in (
+                [polymorphs] if isinstance(polymorphs, str) else polymorphs))
+        elif crystal is not None:
+            polymorphs = (crystal,) + tuple(
+                n for n in METALLIC_POLYMORPHS if crystal in METALLIC_POLYMORPHS and
+                n != crystal)
+    except (UnknownCrystalError, ValueError) as exc:
+        raise pytest.UsageError(f"{request.node.nodeid}: MLPVAL_CRYSTAL / "
+                                f"MLPVAL_POLYMORPHS: {exc}") from None
+    return crystal, polymorphs
+
+
+#: the polymorphs compared when ``MLPVAL_CRYSTAL`` is one of them and
+#: ``MLPVAL_POLYMORPHS`` is not given
+METALLIC_POLYMORPHS = ("bcc", "fcc", "hcp")
+
+
+def _surfaces(request: pytest.FixtureRequest) -> tuple[str, ...] | None:
+    """The facets of ``MLPVAL_SURFACES`` (None: the protocols' (100), (110), (111))."""
+    facets = _module_setting(request, "MLPVAL_SURFACES", None)
+    if facets is None:
+        return None
+    if isinstance(facets, str):
+        facets = [facets]
+    try:
+        return tuple(facet_name(miller_indices(f)) for f in facets)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{request.node.nodeid}: MLPVAL_SURFACES: {exc}") from None
 
 
 def _references(request: pytest.FixtureRequest, element: str) -> Any:
@@ -156,14 +226,25 @@ def _references(request: pytest.FixtureRequest, element: str) -> Any:
 
 def _params(request: pytest.FixtureRequest, group: str, tier: str) -> dict[str, dict]:
     """The settings of the group's protocols that differ from their defaults: the
-    tier's (the settings class's ``tiers``), then the module's
-    ``MLPVAL_PROPERTY_PARAMS``."""
+    tier's (the settings class's ``tiers``), the module's ``MLPVAL_CRYSTAL`` (every
+    protocol's ``crystal``, the polymorphs' ``reference``) and ``MLPVAL_POLYMORPHS``,
+    then the module's ``MLPVAL_PROPERTY_PARAMS``."""
     overrides = _module_setting(request, "MLPVAL_PROPERTY_PARAMS", {}) or {}
     tier = "full" if tier == "full" else "quick"
+    crystal, polymorphs = _crystals(request)
     params = {}
     for name in groups()[group]:
-        tiers = getattr(get_protocol(name).settings, "tiers", {})
-        params[name] = {**tiers.get(tier, {}), **overrides.get(name, {})}
+        settings = get_protocol(name).settings
+        tiers = getattr(settings, "tiers", {})
+        chosen: dict[str, Any] = {}
+        known = {f.name for f in fields(settings)}
+        if crystal is not None and "crystal" in known:
+            chosen["crystal"] = crystal
+        if crystal is not None and {"names", "reference"} <= known:
+            chosen.update(reference=crystal, names=polymorphs)
+        elif polymorphs is not None and "names" in known:
+            chosen["names"] = polymorphs
+        params[name] = {**tiers.get(tier, {}), **chosen, **overrides.get(name, {})}
     return params
 
 
@@ -315,7 +396,7 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
     the results by protocol name."""
     __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
     item = request.node
-    element = _element(tuple(species))
+    element = _element(request, tuple(species))
     specs = _specs_for(item, group)
     level = training_level_of(item, specs,
                               _module_setting(request, "MLPVAL_TRAINING_LEVEL", None))
@@ -323,10 +404,15 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
     protocols = groups()[group]
     params = _params(request, group, mlpval.tier)
     options = mlpval.run_options()
+    facets = _surfaces(request) if group == "surfaces" else None
     if group == VACANCY_CONVERGENCE:
         calls = [(f"vacancy_{size}", ["vacancy"], {"vacancy": {**params["vacancy"],
                                                                "supercell": size}})
                  for size in VACANCY_SIZES]
+    elif facets is not None:  # MLPVAL_SURFACES: the (100) protocol on each facet
+        calls = [(f"surface_{facet}", ["surface_100"],
+                  {"surface_100": {**params["surface_100"], "facet": facet}})
+                 for facet in facets]
     else:
         calls = [(None, list(protocols), params)]
     results: dict[str, Any] = {}
@@ -369,36 +455,41 @@ def _full_tier_only(mlpval: Any, what: str) -> None:
 # --- the ready-made tests ---------------------------------------------------------------
 
 def test_mlpval_lattice(mlpval, mlpval_species, request):
-    """Relaxed lattice (symmetry kept, spglib-checked) and Birch–Murnaghan EoS of diamond:
-    a0 (Å), V0 (Å^3/atom), B (GPa), B'; the EoS strain span is recorded."""
+    """Relaxed lattice (symmetry kept, spglib-checked) and Birch–Murnaghan EoS of the
+    suite's crystal (diamond by default): a0 (Å), V0 (Å^3/atom), B (GPa), B'; the EoS
+    strain span is recorded."""
     check_group(mlpval, request, mlpval_species, "lattice")
 
 
 def test_mlpval_elastic(mlpval, mlpval_species, request):
-    """Elastic constants (GPa) with the ions relaxed at each strain (C11, C12, C44) and
-    clamped (C.._clamped); fails when Born-unstable."""
+    """Elastic constants (GPa) with the ions relaxed at each strain (the independent
+    constants of the crystal's symmetry: C11, C12, C44 for cubic) and clamped
+    (C.._clamped); fails when Born-unstable."""
     check_group(mlpval, request, mlpval_species, "elastic")
 
 
 def test_mlpval_phonons(mlpval, mlpval_species, request):
-    """phonopy phonons: branches at Gamma, X, L (THz); fails on imaginary modes beyond
-    the tolerance (dynamical instability)."""
+    """phonopy phonons: branches at the special points (Gamma, X, L for diamond; THz);
+    fails on imaginary modes beyond the tolerance (dynamical instability)."""
     check_group(mlpval, request, mlpval_species, "phonons")
 
 
 def test_mlpval_vacancy(mlpval, mlpval_species, request):
-    """Relaxed vacancy formation energy (eV) in a 64-atom cell (size recorded)."""
+    """Relaxed vacancy formation energy (eV) in a supercell of the conventional cell
+    (64 atoms for diamond; size recorded)."""
     check_group(mlpval, request, mlpval_species, "vacancy")
 
 
 def test_mlpval_surfaces(mlpval, mlpval_species, request):
-    """Relaxed (100) (1x1), (110) and (111) (shuffle) surface energies (J/m^2)."""
+    """Relaxed surface energies (J/m^2) on (100), (110), (111) or ``MLPVAL_SURFACES``
+    (diamond: (100) 1x1 and (111) shuffle)."""
     check_group(mlpval, request, mlpval_species, "surfaces")
 
 
 def test_mlpval_polymorphs(mlpval, mlpval_species, request):
-    """E(V) of the polymorphs (diamond, beta-Sn; more in the full tier), energies
-    relative to diamond (eV/atom) and the diamond -> beta-Sn transition pressure (GPa)."""
+    """E(V) of the polymorphs (diamond, beta-Sn, more in the full tier; or
+    ``MLPVAL_POLYMORPHS``), energies relative to the suite's crystal (eV/atom) and the
+    transition pressures from it (GPa)."""
     check_group(mlpval, request, mlpval_species, "polymorphs")
 
 
