@@ -4,7 +4,7 @@
 raises :class:`MlpvalAssertionError` (an ``AssertionError``) whose message is a table:
 which limit, by how much, per config_type, and the worst structures.
 Limits are upper bounds in the metric's unit (:func:`pytest_mlpval.metrics.metric_unit`);
-``energy_offset`` is compared by absolute value. A value that is not finite (NaN or inf
+``energy_offset`` and the per-element ``energy_offset_<El>`` are compared by absolute value. A value that is not finite (NaN or inf
 errors in the sample) fails every limit, and the message names the structures.
 """
 
@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from pytest_mlpval.errors import MlpvalError
-from pytest_mlpval.metrics import STATS, ErrorReport, metric_unit
+from pytest_mlpval.metrics import (
+    STATS,
+    ErrorReport,
+    is_offset_metric,
+    metric_unit,
+    split_element,
+)
 
 __all__ = [
     "MlpvalAssertionError",
@@ -52,7 +58,7 @@ class ThresholdResult:
 
     @property
     def passed(self) -> bool:
-        value = abs(self.value) if self.metric == "energy_offset" else self.value
+        value = abs(self.value) if is_offset_metric(self.metric) else self.value
         return math.isfinite(value) and value <= self.limit
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,8 +75,9 @@ def validate_limits(limits: Mapping[str, Any], source: str = "thresholds") -> di
         except KeyError:
             raise ValueError(
                 f"{source}: unknown metric {name!r}; use <quantity>_<stat> with stat in "
-                f"{', '.join(STATS)} (e.g. force_rmse, energy_offset_removed_mae) "
-                "or energy_offset") from None
+                f"{', '.join(STATS)} (e.g. force_rmse, energy_offset_removed_mae), "
+                "energy_offset, or per element energy_offset_<El> and force_rmse_<El>, "
+                "force_mae_<El>, force_max_<El>") from None
         try:
             value = float(raw)
         except (TypeError, ValueError):
@@ -82,6 +89,7 @@ def validate_limits(limits: Mapping[str, Any], source: str = "thresholds") -> di
 
 
 def _quantity(metric: str) -> str:
+    metric = split_element(metric)[0]
     return "energy" if metric == "energy_offset" else metric.rpartition("_")[0]
 
 
@@ -96,6 +104,12 @@ def evaluate_thresholds(report: ErrorReport, limits: Mapping[str, float]
         value = metrics.get(name, math.nan)
         quantity = _quantity(name)
         stats = report.stats.get(quantity)
+        element = split_element(name)[1]
+        if name not in metrics and element is not None and stats is not None:
+            raise MissingMetricError(
+                f"cannot check {name}: dataset {report.dataset!r} ({report.subset}) has "
+                f"elements {', '.join(report.species) or 'unknown'}; per-element metrics "
+                f"exist for each of them when there are two or more")
         if math.isnan(value) and not (stats is not None and stats.n_nonfinite):
             if stats is not None and quantity == "force_angle":
                 raise MissingMetricError(
@@ -136,7 +150,7 @@ def _cell(value: Any) -> str:
 
 
 def _excess(result: ThresholdResult) -> str:
-    value = abs(result.value) if result.metric == "energy_offset" else result.value
+    value = abs(result.value) if is_offset_metric(result.metric) else result.value
     if not math.isfinite(value):
         return "not finite"
     if result.limit == 0:
@@ -165,6 +179,7 @@ def failure_message(report: ErrorReport, results: Sequence[ThresholdResult],
         [(r.metric, r.value if math.isfinite(r.value) else _nonfinite_cell(r.value),
           r.limit, _excess(r) if not r.passed else "", r.unit,
           "FAIL" if not r.passed else "ok") for r in results])
+    lines += _offset_lines(report, failed)
     groups = report.by_config_type if len(report.config_type_names) > 1 else {}
     if groups:
         names = [r.metric for r in failed]
@@ -189,6 +204,20 @@ def failure_message(report: ErrorReport, results: Sequence[ThresholdResult],
     if hint:
         lines += ["", hint]
     return "\n".join(lines)
+
+
+def _offset_lines(report: ErrorReport, failed: Sequence[ThresholdResult]) -> list[str]:
+    """The per-element energy offsets removed, under a failed energy limit (2+ elements)."""
+    offsets = getattr(report, "element_offsets", {})
+    if len(offsets) < 2 or not any(_quantity(r.metric) == "energy" or
+                                   r.metric.startswith("energy_offset_removed")
+                                   for r in failed):
+        return []
+    note = "" if report.offsets_determined else (
+        " (the compositions do not determine each one: minimum-norm split)")
+    return ["", "per-element energy offsets fitted on the whole dataset and removed from "
+            "energy_offset_removed" + note + ":"] + format_table(
+        ["element", "offset", "unit"], [(el, mu, "eV/atom") for el, mu in offsets.items()])
 
 
 def _nonfinite_cell(value: float) -> str:

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from pytest_mlpval.assertions import format_table
 from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.fileio import write_json
+from pytest_mlpval.metrics import is_offset_metric
 from pytest_mlpval.results import finite_or_none
 from pytest_mlpval.subjects import subject_label, subject_of
 from pytest_mlpval.tolerance import (DEFAULT_TOLERANCE, Tolerance, parse_tolerance,
@@ -132,7 +133,7 @@ class Comparison:
 
 
 def _magnitude(metric: str, value: float) -> float:
-    return abs(value) if metric == "energy_offset" else value
+    return abs(value) if is_offset_metric(metric) else value
 
 
 def compare_metrics(now: Mapping[str, float], units: Mapping[str, str],

@@ -10,8 +10,9 @@ Quantities and units (the metric names are ``<quantity>_<stat>``, e.g. ``force_r
 quantity                     unit            definition
 ===========================  ==============  ==================================================
 ``energy``                   eV/atom         per-cell energy error divided by N
-``energy_offset_removed``    eV/atom         the same, minus the mean signed error of the whole
-                                             dataset (``energy_offset``): different energy zeros
+``energy_offset_removed``    eV/atom         the same, minus the per-element offsets fitted on
+                                             the whole dataset (different energy zeros, e.g.
+                                             isolated-atom references): see below
 ``energy_cell``              eV              per-cell energy error (grows with N)
 ``energy_sqrtn``             eV/atom^0.5     per-cell error divided by sqrt(N): size-independent
 ``force``                    eV/Å            Cartesian force components (3 per atom)
@@ -22,6 +23,25 @@ quantity                     unit            definition
 ===========================  ==============  ==================================================
 
 ``energy_offset`` (eV/atom) is the mean signed per-atom energy error, reported on its own.
+
+**Per-element offsets.** Models and references often differ by one energy per element
+(their isolated-atom energies). :func:`fit_element_offsets` fits one offset mu_El per
+element by least squares on the compositions: it minimises, over the structures with a
+finite error, sum_s (e_s - sum_El x_s,El mu_El)^2, with e_s the per-atom energy error and
+x_s,El = n_s,El / N_s the fraction of element El in structure s (each structure weighs the
+same, as in the mean). ``energy_offset_removed`` is e_s minus that fit, so with one element
+mu is the mean of the finite errors and the number is today's mean-removed one. Where the
+compositions do not determine every offset (every structure of the same stoichiometry,
+an element always with the same partner fraction), the fit is the minimum-norm solution
+(``numpy.linalg.lstsq``): the residual is still the least-squares one, the split between
+those elements is a convention (``ErrorReport.offsets_determined`` is false). With two or
+more elements the fitted offsets are reported as ``energy_offset_<El>`` (eV/atom; NaN, like
+``energy_offset``, when an energy error is not finite; with one element it would be
+``energy_offset`` itself). A ``config_type`` subset keeps the dataset's offsets.
+
+**Per element forces.** With two or more elements in the dataset, the force components of
+each element's atoms are summarised too: ``force_rmse_<El>``, ``force_mae_<El>``,
+``force_max_<El>`` (eV/Å).
 
 Nothing is dropped from a sample except by an explicit, counted exclusion: the angles of
 atoms whose reference force is below ``angle_min_force_eV_A`` (or whose predicted force is
@@ -43,13 +63,17 @@ from pytest_mlpval.data import readonly_array
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
 __all__ = [
+    "ELEMENT_FORCE_STATS",
     "EV_PER_A3_TO_GPA",
     "ErrorReport",
     "ErrorStats",
     "QUANTITIES",
     "STATS",
     "compute_errors",
+    "fit_element_offsets",
+    "is_offset_metric",
     "metric_unit",
+    "split_element",
 ]
 
 
@@ -64,16 +88,75 @@ QUANTITIES: dict[str, str] = {
     "stress": "GPa",
 }
 STATS = ("rmse", "mae", "max", "median", "p95")
+#: the statistics of the per-element force errors (``force_rmse_Si``)
+ELEMENT_FORCE_STATS = ("rmse", "mae", "max")
+
+
+def _is_element(symbol: str) -> bool:
+    from ase.data import atomic_numbers
+
+    return symbol in atomic_numbers and symbol != "X"
+
+
+def split_element(name: str) -> tuple[str, str | None]:
+    """``("force_rmse", "Si")`` for ``force_rmse_Si``, ``("energy_offset", "O")`` for
+    ``energy_offset_O``; ``(name, None)`` for a metric of the whole sample."""
+    head, _, tail = name.rpartition("_")
+    if head and _is_element(tail) and (
+            head == "energy_offset"
+            or head in {f"force_{stat}" for stat in ELEMENT_FORCE_STATS}):
+        return head, tail
+    return name, None
+
+
+def is_offset_metric(name: str) -> bool:
+    """``energy_offset`` or ``energy_offset_<El>``: signed, compared by absolute value."""
+    return split_element(name)[0] == "energy_offset"
 
 
 def metric_unit(name: str) -> str:
-    """Unit of a metric name such as ``force_rmse`` or ``energy_offset``."""
+    """Unit of a metric name such as ``force_rmse``, ``energy_offset``, ``force_mae_O``
+    or ``energy_offset_Si``."""
+    name = split_element(name)[0]
     if name == "energy_offset":
         return "eV/atom"
     quantity, _, stat = name.rpartition("_")
     if quantity in QUANTITIES and stat in STATS:
         return QUANTITIES[quantity]
     raise KeyError(name)
+
+
+def fit_element_offsets(fractions: np.ndarray, energy_error: np.ndarray
+                        ) -> tuple[np.ndarray, bool]:
+    """Per-element energy offsets (eV/atom) fitted to per-atom energy errors.
+
+    Parameters
+    ----------
+    fractions : ndarray, shape (n_structures, n_elements)
+        Fraction of each element in each structure (rows sum to 1).
+    energy_error : ndarray, shape (n_structures,), eV/atom
+        Signed errors; the structures with a non-finite error are left out of the fit.
+
+    Returns
+    -------
+    offsets : ndarray, shape (n_elements,), eV/atom
+        The least-squares fit (minimum norm where it is not unique); NaN with no finite
+        error to fit.
+    determined : bool
+        Whether the compositions of the fitted structures determine every offset (the
+        fraction matrix has full column rank).
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    energy_error = np.asarray(energy_error, dtype=float)
+    keep = np.isfinite(energy_error)
+    n_elements = fractions.shape[1]
+    if not keep.any():
+        return np.full(n_elements, np.nan), False
+    a, b = fractions[keep], energy_error[keep]
+    offsets, _, rank, _ = np.linalg.lstsq(a, b, rcond=None)
+    if n_elements == 1:  # the mean itself, not a round-off of it (today's number)
+        offsets = np.array([float(np.mean(b))])
+    return offsets, bool(rank == n_elements)
 
 
 @dataclass(frozen=True)
@@ -153,6 +236,17 @@ class ErrorReport:
         Why ``energy``, ``forces`` or ``stress`` errors are absent (no labels under the
         key looked for, with the keys the file has; or not predicted).
     stats : mapping quantity -> ErrorStats
+    numbers : tuple of int ndarray (n_atoms_i,), or None
+        Atomic numbers of each structure's atoms (None: composition unknown, one offset).
+    species : tuple of str
+        The elements of the whole dataset, by atomic number; subsets keep them.
+    element_offsets : mapping element -> float
+        Per-element energy offsets (eV/atom) fitted on the whole dataset's finite energy
+        errors (:func:`fit_element_offsets`); subsets keep them.
+    offsets_determined : bool
+        False where the compositions do not determine every offset (minimum-norm fit).
+    force_by_element : mapping element -> ErrorStats
+        Force-component errors of each element's atoms, with 2+ species in the dataset.
     """
 
     dataset: str
@@ -170,10 +264,27 @@ class ErrorReport:
     force_angle_excluded: tuple[np.ndarray, ...] | None = None
     missing_labels: Mapping[str, str] = field(default_factory=dict)
     stats: Mapping[str, ErrorStats] = field(default_factory=dict)
+    numbers: tuple[np.ndarray, ...] | None = None
+    species: tuple[str, ...] = ()
+    element_offsets: Mapping[str, float] = field(default_factory=dict)
+    offsets_determined: bool = True
+    force_by_element: Mapping[str, ErrorStats] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.stats:
             object.__setattr__(self, "stats", self._compute_stats())
+        if not self.force_by_element and len(self.species) > 1:
+            object.__setattr__(self, "force_by_element", self._force_by_element())
+
+    def _force_by_element(self) -> dict[str, ErrorStats]:
+        if self.force_error is None or self.numbers is None:
+            return {}
+        from ase.data import atomic_numbers
+
+        errors = _cat(self.force_error).reshape(-1, 3)
+        numbers = _cat(self.numbers).astype(int)
+        return {el: ErrorStats.of(errors[numbers == atomic_numbers[el]], "eV/Å")
+                for el in self.species if np.any(numbers == atomic_numbers[el])}
 
     def _compute_stats(self) -> dict[str, ErrorStats]:
         stats: dict[str, ErrorStats] = {}
@@ -201,10 +312,14 @@ class ErrorReport:
             return self.force_angle_excluded
         return tuple(np.isnan(a) for a in self.force_angle_deg)
 
-    def _removed_offset(self) -> float:
-        """The offset removed by ``energy_offset_removed``: ``energy_offset``, or where
-        that is not finite the mean of the finite errors, so that only the structures
-        with non-finite errors are non-finite there too."""
+    def _removed_offset(self) -> float | np.ndarray:
+        """The offset removed by ``energy_offset_removed``, per structure: the fitted
+        per-element offsets weighted by each structure's composition; without a
+        composition ``energy_offset``, or where that is not finite the mean of the finite
+        errors, so that only the structures with non-finite errors are non-finite there."""
+        if self.element_offsets and self.numbers is not None:
+            return _fractions(self.numbers, self.species) @ np.array(
+                [self.element_offsets[el] for el in self.species])
         if math.isfinite(self.energy_offset) or self.energy_error is None:
             return self.energy_offset
         finite = self.energy_error[np.isfinite(self.energy_error)]
@@ -246,6 +361,8 @@ class ErrorReport:
             force_magnitude_error=pick(self.force_magnitude_error),
             force_angle_deg=pick(self.force_angle_deg),
             force_angle_excluded=pick(self.force_angle_excluded),
+            numbers=pick(self.numbers),
+            force_by_element={},
             stress_error_GPa=None if self.stress_error_GPa is None
             else self.stress_error_GPa[idx],
             stats={},
@@ -259,6 +376,14 @@ class ErrorReport:
                 out[f"{quantity}_{stat}"] = getattr(s, stat)
         if self.energy_error is not None:
             out["energy_offset"] = self.energy_offset
+            if len(self.element_offsets) > 1:
+                # NaN like energy_offset when an error is not finite: a fault shows
+                nan = not math.isfinite(self.energy_offset)
+                for el, mu in self.element_offsets.items():
+                    out[f"energy_offset_{el}"] = float("nan") if nan else float(mu)
+        for el, s in self.force_by_element.items():
+            for stat in ELEMENT_FORCE_STATS:
+                out[f"force_{stat}_{el}"] = getattr(s, stat)
         return out
 
     def not_measured(self) -> list[str]:
@@ -317,6 +442,31 @@ def _cat(arrays: Sequence[np.ndarray] | None) -> np.ndarray:
     return np.concatenate([np.ravel(a) for a in arrays])
 
 
+def _fractions(numbers: Sequence[np.ndarray], species: Sequence[str]) -> np.ndarray:
+    """Fraction of each of ``species`` in each structure, shape (n_structures, n_species)."""
+    from ase.data import atomic_numbers
+
+    z = np.array([atomic_numbers[el] for el in species])
+    return np.array([[np.mean(np.asarray(n) == zi) for zi in z] for n in numbers],
+                    dtype=float).reshape(len(numbers), len(z))
+
+
+def _composition(reference: Any) -> tuple[tuple[np.ndarray, ...] | None, tuple[str, ...]]:
+    """Atomic numbers of each structure and the dataset's elements (by atomic number)."""
+    from ase.data import chemical_symbols
+
+    structures = getattr(reference, "structures", None)
+    if structures is None:
+        return None, ()
+    numbers = []
+    for atoms in structures:
+        z = np.array(atoms.numbers, dtype=int)
+        z.flags.writeable = False
+        numbers.append(z)
+    present = sorted(set(np.concatenate(numbers).tolist())) if numbers else []
+    return tuple(numbers), tuple(chemical_symbols[z] for z in present)
+
+
 def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float = 0.1
                    ) -> ErrorReport:
     """Errors of ``predictions`` (:class:`~pytest_mlpval.evaluate.Predictions`) against
@@ -360,13 +510,22 @@ def compute_errors(reference: Any, predictions: Any, angle_min_force_eV_A: float
             + "".join(f"\n  {label}: {why}" for label, why in missing.items()))
     indices = np.arange(len(n_atoms))
     indices.flags.writeable = False
+    numbers, species = _composition(reference)
+    if numbers is not None and len(numbers) != len(n_atoms):
+        numbers, species = None, ()
+    element_offsets: dict[str, float] = {}
+    determined = True
+    if energy_error is not None and numbers is not None and species:
+        fitted, determined = fit_element_offsets(_fractions(numbers, species), energy_error)
+        element_offsets = {el: float(mu) for el, mu in zip(species, fitted)}
     return ErrorReport(
         dataset=reference.name, subset="all", indices=indices,
         config_types=tuple(reference.config_types), n_atoms=n_atoms,
         energy_error=energy_error, energy_offset=offset, force_error=force_error,
         force_magnitude_error=magnitude, force_angle_deg=angle,
         stress_error_GPa=stress_error, angle_min_force_eV_A=angle_min_force_eV_A,
-        force_angle_excluded=excluded, missing_labels=missing,
+        force_angle_excluded=excluded, missing_labels=missing, numbers=numbers,
+        species=species, element_offsets=element_offsets, offsets_determined=determined,
     )
 
 

@@ -139,7 +139,7 @@ def threshold_excess(t: Mapping[str, Any]) -> float:
     value, limit = t.get("value"), t.get("limit")
     if value is None or limit is None or not math.isfinite(value):
         return math.inf
-    if t.get("metric") == "energy_offset":
+    if re.fullmatch(r"energy_offset(_[A-Z][a-z]?)?", str(t.get("metric"))):  # signed
         value = abs(value)
     over = limit - value if t.get("bound") == "min" else value - limit
     if limit == 0:
