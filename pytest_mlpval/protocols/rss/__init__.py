@@ -10,6 +10,10 @@ from .analysis import (
     assert_distributions_close, assert_failures_at_most, energy_volume_figure, gaps,
     report_figure,
 )
+from .composition import (
+    parse_composition, ReferenceCrystal, pair_separations, default_volume_range,
+    normalise_references, reference_atoms, relaxed_reference,
+)
 from .generate import (
     RssSettings, RssGenerationError, generate, MIN_VOLUME_FACTOR,
 )
@@ -31,5 +35,7 @@ __all__ = [
     'gaps', 'report_figure', 'RssSettings', 'RssGenerationError',
     'generate', 'MIN_VOLUME_FACTOR', 'write_rss', 'read_rss_data', 'RssMinimum', 'RssResult',
     'read_rss', 'STATUSES', 'USABLE', 'run_rss', 'relax_structure', 'relax_references',
-    'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult',
+    'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult', 'parse_composition',
+    'ReferenceCrystal', 'pair_separations', 'default_volume_range', 'normalise_references',
+    'reference_atoms', 'relaxed_reference',
 ]

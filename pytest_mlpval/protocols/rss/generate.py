@@ -14,17 +14,18 @@ drawn again, up to ``max_attempts`` times.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from pytest_mlpval.crystals import UnknownCrystalError, canonical_crystal
 from pytest_mlpval.descriptors import SI_SOAP, SoapSettings, cell_widths
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import Settings
-from pytest_mlpval.units import is_chemical_symbol
+from pytest_mlpval.protocols.rss.composition import (ReferenceCrystal, default_volume_range,
+                                                     formula_of, given_separations, normalise_references,
+                                                     pair_separations, parse_composition,
+                                                     reference_name)
 
 __all__ = ["RssSettings", "RssGenerationError", "generate",
            "MIN_VOLUME_FACTOR"]
@@ -43,39 +44,6 @@ class RssGenerationError(SettingsError):
     volume, or cell-shape limits that leave no room)."""
 
 
-def _parse_composition(raw: Any) -> tuple[tuple[str, int], ...]:
-    if isinstance(raw, str):
-        text = raw.strip()
-        parts = re.findall(r"([A-Z][a-z]?)(\d*)", text)
-        if not parts or "".join(s + n for s, n in parts) != text:
-            raise SettingsError(f"composition {raw!r} is not a formula such as 'Si' or "
-                                "'SiO2'")
-        pairs = [(s, int(n) if n else 1) for s, n in parts]
-    elif isinstance(raw, Mapping):
-        pairs = list(raw.items())
-    else:  # a sequence of symbols, or of (symbol, count) pairs (as from as_dict)
-        items = list(raw)
-        if items and all(isinstance(x, str) for x in items):
-            pairs = [(s, items.count(s)) for s in dict.fromkeys(items)]
-        else:
-            pairs = [tuple(x) for x in items]
-    counts: dict[str, int] = {}
-    for pair in pairs:
-        if len(pair) != 2:
-            raise SettingsError(f"composition entry {pair!r} is not (symbol, count)")
-        symbol, count = pair
-        if not isinstance(symbol, str) or not is_chemical_symbol(symbol):
-            raise SettingsError(f"composition {raw!r}: unknown element {symbol!r}")
-        if isinstance(count, bool) or not float(count).is_integer() or count < 1:
-            raise SettingsError(f"composition {raw!r}: count of {symbol} must be a positive "
-                                f"integer, got {count!r}")
-        counts[symbol] = counts.get(symbol, 0) + int(count)
-    if not counts:
-        raise SettingsError("composition is empty")
-    divisor = math.gcd(*counts.values())  # ratios: Si2 is the same search as Si
-    return tuple((s, c // divisor) for s, c in counts.items())
-
-
 def _pair(value: Any, name: str, kind: type) -> tuple:
     try:
         lo, hi = value
@@ -88,7 +56,12 @@ def _pair(value: Any, name: str, kind: type) -> tuple:
 class RssSettings(Settings):
     """What a random structure search generates and how it relaxes it.
 
-    The defaults are for silicon (diamond: 20.0 Å^3/atom, 2.35 Å bonds; sh near 16 Å^3).
+    The defaults are silicon's (diamond: 20.0 Å^3/atom, 2.35 Å bonds; sh near 16 Å^3),
+    scaled to any other composition by covalent radii
+    (:mod:`~pytest_mlpval.protocols.rss.composition`), e.g. for SiC::
+
+        RssSettings(composition="SiC", atoms_per_cell=(2, 8),
+                    references={"zincblende": bulk("SiC", "zincblende", a=4.36)})
 
     Attributes
     ----------
@@ -99,10 +72,15 @@ class RssSettings(Settings):
     atoms_per_cell : (int, int)
         Inclusive range of atoms per cell; the number of formula units is drawn uniformly
         among those that fit.
-    volume_per_atom_A3 : (float, float)
-        Range of the initial volume per atom in Å^3 (drawn uniformly).
-    min_separation_A : float
-        Smallest initial distance between atoms (periodic images included) in Å.
+    volume_per_atom_A3 : (float, float) or None
+        Range of the initial volume per atom in Å^3 (drawn uniformly). None: silicon's
+        14-26 Å^3/atom scaled by the composition's mean cubed covalent radius
+        (:attr:`volume_range`).
+    min_separation_A : float, mapping or None
+        Smallest initial distance between atoms (periodic images included) in Å: one
+        number for every element pair, or per pair (``{"Si-C": 1.5, "C-C": 1.2}``; pairs
+        not given follow the default). None: silicon's 1.8 Å scaled by covalent radii,
+        ``1.8 (r_A + r_B) / (2 r_Si)`` (:attr:`pair_separations`).
     min_angle_deg, max_angle_deg : float
         Range of the three cell angles in degrees (must contain 90).
     max_length_ratio : float
@@ -119,13 +97,20 @@ class RssSettings(Settings):
     pressure_GPa : float
         External pressure of the cell relaxation in GPa (enthalpy minima).
     soap : SoapSettings
-        SOAP settings of the similarity to the reference crystals.
+        SOAP settings of the similarity to the reference crystals; without ``species``
+        the composition's elements (one SOAP over every element of the search).
     diamond_cutoff : float
-        A minimum is diamond-like when its mean SOAP similarity to the candidate's ideal
-        diamond exceeds this (0.99: the tutorial's definition).
-    references : tuple of str
-        Crystals (names of :func:`~pytest_mlpval.crystals.build_crystal`) relaxed with the
-        candidate at ``pressure_GPa`` to which every minimum is compared.
+        A minimum is like a reference crystal (:meth:`RssResult.count_similar`), and
+        diamond-like, when its mean SOAP similarity to the candidate's relaxed crystal
+        exceeds this (0.99: the tutorial's definition).
+    references : names, Atoms, callables, a mapping of them, or None
+        Crystals relaxed with the candidate at ``pressure_GPa`` (symmetry kept) to which
+        every minimum is compared: names of :func:`~pytest_mlpval.crystals.build_crystal`
+        (silicon's phases, scaled to an element; an error for a compound), ASE Atoms, a
+        callable returning Atoms, or ``{name: Atoms or callable or name}``; kept as
+        names and :class:`~pytest_mlpval.protocols.rss.composition.ReferenceCrystal`
+        (:func:`~pytest_mlpval.protocols.rss.composition.normalise_references`). None:
+        diamond for an element, none for a compound (:attr:`crystals`).
     energy_floor_eV : float
         A relaxed structure with a lower energy per atom (eV/atom) has ``exploded``.
     sane_volume_per_atom_A3 : (float, float) or None
@@ -147,8 +132,8 @@ class RssSettings(Settings):
 
     composition: Any = "Si"
     atoms_per_cell: tuple[int, int] = (2, 8)
-    volume_per_atom_A3: tuple[float, float] = (14.0, 26.0)
-    min_separation_A: float = 1.8
+    volume_per_atom_A3: tuple[float, float] | None = None
+    min_separation_A: Any = None
     min_angle_deg: float = 60.0
     max_angle_deg: float = 120.0
     max_length_ratio: float = 2.0
@@ -160,7 +145,7 @@ class RssSettings(Settings):
     pressure_GPa: float = 0.0
     soap: SoapSettings = field(default=SI_SOAP)
     diamond_cutoff: float = 0.99
-    references: tuple[str, ...] = ("diamond",)
+    references: Any = None
     energy_floor_eV: float = -50.0
     sane_volume_per_atom_A3: tuple[float, float] | None = None
     distance_floor_A: float = 0.5
@@ -169,7 +154,7 @@ class RssSettings(Settings):
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "composition", _parse_composition(self.composition))
+        set_(self, "composition", parse_composition(self.composition))
         lo, hi = _pair(self.atoms_per_cell, "atoms_per_cell", int)
         if not 1 <= lo <= hi:
             raise SettingsError(f"atoms_per_cell must be (min, max) with 1 <= min <= max, "
@@ -178,16 +163,22 @@ class RssSettings(Settings):
         if not self.formula_units:
             raise SettingsError(f"no cell of {lo}-{hi} atoms holds whole formula units of "
                                 f"{self.formula} ({self.formula_size} atoms)")
-        vlo, vhi = _pair(self.volume_per_atom_A3, "volume_per_atom_A3", float)
-        if not (0 < vlo <= vhi < math.inf):
-            raise SettingsError(f"volume_per_atom_A3 must be (min, max) with 0 < min <= max, "
-                                f"got {self.volume_per_atom_A3!r}"
-                                + (" (inverted)" if vlo > vhi > 0 else ""))
-        set_(self, "volume_per_atom_A3", (vlo, vhi))
-        d = float(self.min_separation_A)
-        if not 0 < d < math.inf:
+        if self.volume_per_atom_A3 is not None:
+            vlo, vhi = _pair(self.volume_per_atom_A3, "volume_per_atom_A3", float)
+            if not (0 < vlo <= vhi < math.inf):
+                raise SettingsError(f"volume_per_atom_A3 must be (min, max) with 0 < min <= "
+                                    f"max, got {self.volume_per_atom_A3!r}"
+                                    + (" (inverted)" if vlo > vhi > 0 else ""))
+            set_(self, "volume_per_atom_A3", (vlo, vhi))
+        vlo, vhi = self.volume_range
+        set_(self, "min_separation_A", given_separations(self.min_separation_A,
+                                                         self.symbols))
+        pairs = self.pair_separations
+        bad = {f"{a}-{b}": v for (a, b), v in pairs.items() if not 0 < v < math.inf}
+        if bad:
             raise SettingsError(f"min_separation_A must be > 0, got "
                                 f"{self.min_separation_A!r}")
+        d = min(pairs.values())
         densest = d ** 3 / math.sqrt(2)  # close packing of spheres of diameter d
         if vhi < densest:
             raise RssGenerationError(
@@ -218,12 +209,8 @@ class RssSettings(Settings):
                                 f"{self.diamond_cutoff!r}")
         if not isinstance(self.soap, SoapSettings):
             raise SettingsError(f"soap must be SoapSettings, got {type(self.soap).__name__}")
-        refs = (self.references,) if isinstance(self.references, str) else self.references
-        try:
-            names = tuple(dict.fromkeys(canonical_crystal(r) for r in refs))
-        except UnknownCrystalError as exc:
-            raise SettingsError(f"references: {exc}") from None
-        set_(self, "references", names)
+        if self.references is not None:
+            set_(self, "references", normalise_references(self.references, self.composition))
         sane = self.sane_volume_per_atom_A3 or (vlo / 3, vhi * 3)
         slo, shi = _pair(sane, "sane_volume_per_atom_A3", float)
         if not 0 <= slo < shi:
@@ -248,7 +235,34 @@ class RssSettings(Settings):
 
     @property
     def formula(self) -> str:
-        return "".join(s + (str(c) if c > 1 else "") for s, c in self.composition)
+        return formula_of(self.composition)
+
+    @property
+    def volume_range(self) -> tuple[float, float]:
+        """``volume_per_atom_A3``, or by default silicon's 14-26 Å^3/atom scaled by
+        covalent radii (:func:`~pytest_mlpval.protocols.rss.composition.
+        default_volume_range`)."""
+        if self.volume_per_atom_A3 is not None:
+            return self.volume_per_atom_A3
+        return default_volume_range(self.composition)
+
+    @property
+    def pair_separations(self) -> dict[tuple[str, str], float]:
+        """Smallest initial distance (Å) per element pair ``(a, b)``, ``a <= b``
+        (:func:`~pytest_mlpval.protocols.rss.composition.pair_separations`)."""
+        return pair_separations(self.min_separation_A, self.symbols)
+
+    @property
+    def crystals(self) -> tuple[str | ReferenceCrystal, ...]:
+        """The reference crystals: ``references``, or by default silicon's diamond for an
+        element and none for a compound."""
+        if self.references is not None:
+            return self.references
+        return ("diamond",) if len(self.composition) == 1 else ()
+
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        return tuple(reference_name(r) for r in self.crystals)
 
     @property
     def formula_size(self) -> int:
@@ -269,7 +283,21 @@ class RssSettings(Settings):
         for key in ("n_structures", "soap", "diamond_cutoff", "references",
                     "max_seconds_per_structure"):
             del data[key]
+        # the defaults as the distances and volumes they resolve to (silicon: 1.8 Å and
+        # 14-26 Å^3/atom, the keys of the searches made before they were defaults)
+        pairs = self.pair_separations
+        values = set(pairs.values())
+        data["min_separation_A"] = values.pop() if len(values) == 1 else {
+            f"{a}-{b}": v for (a, b), v in sorted(pairs.items())}
+        data["volume_per_atom_A3"] = list(self.volume_range)
         return data
+
+
+def _separations_text(pairs: Mapping[tuple[str, str], float]) -> str:
+    values = set(pairs.values())
+    if len(values) == 1:
+        return f"{values.pop():g} Å"
+    return "(" + ", ".join(f"{a}-{b} {v:.3g}" for (a, b), v in sorted(pairs.items())) + ") Å"
 
 
 def _check_optimizer(name: str) -> None:
@@ -292,14 +320,17 @@ def _translations(cell: np.ndarray, d: float) -> np.ndarray:
     return grid @ cell
 
 
-def _place(rng: np.random.Generator, cell: np.ndarray, n: int, d: float
+def _place(rng: np.random.Generator, cell: np.ndarray, d2: np.ndarray
            ) -> np.ndarray | None:
-    """Fractional positions of ``n`` atoms at least ``d`` apart (images included), or
-    None when an atom finds no room in :data:`TRIES_PER_ATOM` tries."""
+    """Fractional positions of ``n`` atoms, atoms ``i`` and ``j`` at least
+    ``sqrt(d2[i, j])`` apart (images included; an atom from its own images too), or None
+    when an atom finds no room in :data:`TRIES_PER_ATOM` tries."""
+    n = len(d2)
+    d = float(np.sqrt(d2.max()))
     shifts = _translations(cell, d)
     lengths = np.linalg.norm(shifts, axis=1)
-    if np.any((lengths > 0) & (lengths < d)):  # an atom would touch its own image
-        return None
+    if np.any((lengths > 0) & (lengths < np.sqrt(d2.diagonal().max()))):
+        return None  # an atom would touch its own image
     frac = np.empty((n, 3))
     for k in range(n):
         for _ in range(TRIES_PER_ATOM // _BATCH):
@@ -309,7 +340,8 @@ def _place(rng: np.random.Generator, cell: np.ndarray, n: int, d: float
                 break
             diff = (trial @ cell)[:, None, None, :] - (frac[:k] @ cell)[None, :, None, :] \
                 - shifts[None, None, :, :]
-            ok = (np.einsum("abcx,abcx->abc", diff, diff) >= d * d).all(axis=(1, 2))
+            ok = (np.einsum("abcx,abcx->abc", diff, diff)
+                  >= d2[k, :k][None, :, None]).all(axis=(1, 2))
             if ok.any():
                 frac[k] = trial[int(np.argmax(ok))]
                 break
@@ -333,8 +365,8 @@ def generate(settings: RssSettings, index: int) -> Any:
         raise ValueError(f"index must be an integer >= 0, got {index!r}")
     rng = np.random.default_rng([int(settings.seed), int(index)])
     units = settings.formula_units
-    vlo, vhi = settings.volume_per_atom_A3
-    d = float(settings.min_separation_A)
+    vlo, vhi = settings.volume_range
+    pairs = settings.pair_separations
     flat = crowded = 0
     for _ in range(settings.max_attempts):
         k = int(units[rng.integers(len(units))])
@@ -349,11 +381,13 @@ def generate(settings: RssSettings, index: int) -> Any:
         ratios = rng.uniform(1.0, settings.max_length_ratio, 3)
         scale = (volume / (ratios.prod() * math.sqrt(factor2))) ** (1 / 3)
         cell = cellpar_to_cell([*(ratios * scale), *angles])
-        frac = _place(rng, cell, n, d)
+        symbols = [s for s, c in settings.composition for _ in range(c * k)]
+        d2 = np.array([[pairs[min(a, b), max(a, b)] ** 2 for b in symbols]
+                       for a in symbols])
+        frac = _place(rng, cell, d2)
         if frac is None:
             crowded += 1
             continue
-        symbols = [s for s, c in settings.composition for _ in range(c * k)]
         atoms = Atoms(symbols, scaled_positions=frac, cell=cell, pbc=True)
         atoms.info["rss_seed"] = int(settings.seed)
         atoms.info["rss_index"] = int(index)
@@ -361,6 +395,6 @@ def generate(settings: RssSettings, index: int) -> Any:
     raise RssGenerationError(
         f"structure {index} (seed {settings.seed}): no room for {settings.atoms_per_cell[0]}-"
         f"{settings.atoms_per_cell[1]} atoms of {settings.formula} at min_separation_A="
-        f"{d:g} Å in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={settings.max_attempts} "
+        f"{_separations_text(pairs)} in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={settings.max_attempts} "
         f"cells ({crowded} too crowded, {flat} too flat); lower min_separation_A, raise "
         "volume_per_atom_A3 or widen the cell-shape limits")

@@ -28,11 +28,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from pytest_mlpval.campaign import run_campaign
-from pytest_mlpval.crystals import RelaxationError, relax, relaxed_crystal
+from pytest_mlpval.crystals import RelaxationError, relax
 from pytest_mlpval.descriptors import min_distance, similarity_to_reference
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import (CampaignOptions, CostMeter, NonFiniteResultError,
                                           ProtocolError)
+from pytest_mlpval.protocols.rss.composition import ReferenceCrystal, relaxed_reference
 from pytest_mlpval.protocols.rss.generate import RssGenerationError, RssSettings, generate
 from pytest_mlpval.protocols.rss.result import STATUSES, USABLE, RssMinimum, RssResult
 from pytest_mlpval.threads import one_blas_thread
@@ -200,7 +201,9 @@ def _minimum(index: int, item: Any, settings: RssSettings) -> RssMinimum:
 def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
     meter = CostMeter(calc, _guard(), always=("stress",))
     with one_blas_thread():  # stops at the first non-finite result
-        ref = relaxed_crystal(item["name"], meter.calc, item["symbol"], item["pressure_GPa"])
+        crystal = item.get("crystal")
+        entry = item["name"] if crystal is None else ReferenceCrystal.from_dict(crystal)
+        ref = relaxed_reference(entry, meter.calc, item["symbol"], item["pressure_GPa"])
     return {"atoms": ref.atoms, "energy_per_atom_eV": float(ref.energy_per_atom_eV),
             "enthalpy_per_atom_eV": float(ref.enthalpy_per_atom_eV),
             "volume_per_atom_A3": float(ref.volume_per_atom_A3)}
@@ -216,18 +219,21 @@ def _check_reference(value: Any) -> str | None:
 def relax_references(potential: Any, settings: RssSettings, *,
                      options: CampaignOptions | None = None
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The crystals of ``settings.references`` relaxed with ``potential`` (a Potential or
-    a calculator) at the search pressure (symmetry kept), cached in ``options.cache_dir``
+    """The crystals of ``settings.crystals`` (names and structures) relaxed with
+    ``potential`` (a Potential or a calculator) at the search pressure (symmetry kept), cached in ``options.cache_dir``
     like a campaign: ``({name: Atoms}, {name: {energy_per_atom_eV,
     enthalpy_per_atom_eV, volume_per_atom_A3} or {error}})``. A crystal that cannot be
     relaxed is reported, not raised. They run in this process whatever ``options`` says
     (a few small relaxations)."""
     options = options or CampaignOptions()
-    if len(settings.symbols) != 1:  # the named crystals are elemental
-        return {}, {name: {"error": f"not defined for the compound {settings.formula}"}
-                    for name in settings.references}
-    items = [{"name": n, "symbol": settings.symbols[0],
-              "pressure_GPa": settings.pressure_GPa} for n in settings.references]
+    # a named crystal keeps the item it always had (and so its cache key)
+    items = [{"name": entry, "symbol": settings.formula,
+              "pressure_GPa": settings.pressure_GPa} if isinstance(entry, str) else
+             {"name": entry.name, "crystal": entry.as_dict(),
+              "symbol": settings.formula, "pressure_GPa": settings.pressure_GPa}
+             for entry in settings.crystals]
+    if not items:
+        return {}, {}
     name = f"{PROTOCOL}-references"
     campaign = run_campaign(name, _reference_task, items, potential,
                             {"name": name, "version": _REFERENCES_VERSION,
@@ -235,25 +241,28 @@ def relax_references(potential: Any, settings: RssSettings, *,
                             version=_REFERENCES_VERSION, cache_dir=options.cache_dir,
                             validate=_check_reference)
     atoms, info = {}, {}
-    for item, done in zip(items, campaign.items):
+    for key, done in zip(settings.reference_names, campaign.items):
         if not done.ok:  # reported in the result, never hidden
-            info[item["name"]] = {"error": done.error}
+            info[key] = {"error": done.error}
             continue
-        atoms[item["name"]] = done.value["atoms"]
-        info[item["name"]] = {k: v for k, v in done.value.items() if k != "atoms"}
+        atoms[key] = done.value["atoms"]
+        info[key] = {k: v for k, v in done.value.items() if k != "atoms"}
     return atoms, info
 
 
 def classify(minima: list[RssMinimum], references: Mapping[str, Any],
              settings: RssSettings) -> list[RssMinimum]:
-    """The minima with ``similarity`` filled in for the usable ones."""
+    """The minima with ``similarity`` filled in for the usable ones: one SOAP over the
+    composition's elements (``settings.soap.species`` when given)."""
     usable = [i for i, m in enumerate(minima) if m.usable]
     if not usable or not references:
         return minima
     frames = [minima[i].final for i in usable]
+    soap = settings.soap if settings.soap.species is not None \
+        else replace(settings.soap, species=settings.symbols)
     sims: dict[int, dict[str, float]] = {i: {} for i in usable}
     for name, crystal in references.items():
-        per_atom = similarity_to_reference(frames, crystal, settings.soap)
+        per_atom = similarity_to_reference(frames, crystal, soap)
         for i, values in zip(usable, per_atom):
             sims[i][name] = float(values.mean())
     return [replace(m, similarity=sims[i]) if i in sims else m
