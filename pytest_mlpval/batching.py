@@ -39,7 +39,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BATCH_ADAPTERS", "BatchFunction", "batch_function",
-           "class_path", "register_batch_adapter", "chgnet_batch", "sevennet_batch"]
+           "batch_adapter", "class_path", "register_batch_adapter", "chgnet_batch",
+           "sevennet_batch"]
 
 #: structures per batch when the caller names no size (CHGNet's own default)
 DEFAULT_BATCH_SIZE = 16
@@ -73,10 +74,24 @@ def batch_function(calc: Any) -> BatchFunction | None:
     method = getattr(calc, "calculate_batch", None)
     if callable(method):
         return method
+    found = batch_adapter(calc)
+    if found is not None:
+        adapter = found[1]
+        return lambda atoms_list, properties: adapter(calc, atoms_list, properties)
+    return None
+
+
+def batch_adapter(calc: Any) -> tuple[str, Callable[..., list[Mapping[str, Any]]]] | None:
+    """The registered adapter :func:`batch_function` uses for ``calc`` and the class path
+    it is registered under, or None (no adapter, or ``calc`` has its own
+    ``calculate_batch``). A worker process that is to batch like this one registers it
+    too (an adapter registered at run time, in a conftest, is not in a fresh process)."""
+    if callable(getattr(calc, "calculate_batch", None)):
+        return None
     for cls in type(calc).__mro__:
-        adapter = BATCH_ADAPTERS.get(class_path(cls))
-        if adapter is not None:
-            return lambda atoms_list, properties: adapter(calc, atoms_list, properties)
+        path = class_path(cls)
+        if path in BATCH_ADAPTERS:
+            return path, BATCH_ADAPTERS[path]
     return None
 
 
