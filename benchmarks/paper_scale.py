@@ -194,8 +194,9 @@ class Cluster:
         if address is None:
             from distributed import LocalCluster
 
-            self.cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                        processes=True, dashboard_address=None)
+            self.cluster = LocalCluster(host="127.0.0.1", n_workers=n_workers,
+                                        threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
             address = self.cluster.scheduler_address
         from distributed import Client
 
@@ -386,10 +387,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-measure", action="store_true",
                         help="measure nothing: rebuild the report from --merge")
     parser.add_argument("--out", default="paper_scale.json", help="Default: %(default)s")
-    parser.add_argument("--pytest", nargs=argparse.REMAINDER, default=None,
-                        help="run the full tier through pytest on the cluster instead "
-                             "(arguments after it go to pytest)")
-    return parser.parse_args(argv)
+    parser.add_argument("--pytest", action="store_true",
+                        help="run the full tier through pytest on the cluster instead; "
+                             "the arguments after it (and an optional --) go to pytest")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--pytest" in argv:
+        at = argv.index("--pytest")
+        argv, extra = argv[:at + 1], argv[at + 1:]
+        extra = extra[1:] if extra[:1] == ["--"] else extra
+    args = parser.parse_args(argv)
+    args.pytest_args = extra
+    return args
 
 
 def build_report(runs: Sequence[Mapping[str, Any]], potential: Mapping[str, Any],
@@ -464,11 +473,10 @@ def measure(args: argparse.Namespace, runs: list[dict[str, Any]],
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.pytest is not None:
+    if args.pytest:
         cluster = Cluster(args.workers[-1], args.scheduler)
         try:
-            extra = [a for a in args.pytest if a != "--"]
-            print(json.dumps(run_pytest(cluster.address, extra), indent=1))
+            print(json.dumps(run_pytest(cluster.address, args.pytest_args), indent=1))
         finally:
             cluster.close()
         return 0

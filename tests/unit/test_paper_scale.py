@@ -110,3 +110,11 @@ def test_check_report_names_what_is_missing(ps):
     assert "runs[0] missing cpu_seconds_per_item" in problems
     assert "estimate.together_s does not match estimate.workers" in problems
     assert any("schema" in p for p in problems)
+
+
+def test_arguments_after_pytest_go_to_pytest(ps):
+    args = ps.parse_args(["--workers", "2", "--pytest", "--", "-k", "md", "-x"])
+    assert args.pytest and args.workers == [2]
+    assert args.pytest_args == ["-k", "md", "-x"]
+    args = ps.parse_args(["--structures", "40"])
+    assert not args.pytest and args.pytest_args == [] and args.structures == 40
