@@ -177,9 +177,11 @@ def _crystals(request: pytest.FixtureRequest) -> tuple[str | None, tuple[str, ..
     """(the suite's crystal spec, its polymorphs' specs) from ``MLPVAL_CRYSTAL`` and
     ``MLPVAL_POLYMORPHS`` (``file:`` paths relative to the test module); None: the
     protocols' defaults (silicon's diamond and phases)."""
-    base = Path(str(request.node.path)).parent
     crystal = _module_setting(request, "MLPVAL_CRYSTAL", None)
     polymorphs = _module_setting(request, "MLPVAL_POLYMORPHS", None)
+    if crystal is None and polymorphs is None:
+        return None, None
+    base = Path(str(request.node.path)).parent
     try:
         crystal = crystal_spec(crystal, base) if crystal else None
         if polymorphs is not None:

@@ -13,6 +13,16 @@ and by half for Stillinger–Weber (110 -> 56 GPa); C11 and C12 have no internal
 by symmetry. Compare like with like: ``C44_GPa`` is relaxed-ion, ``C44_clamped_GPa`` is
 clamped-ion.
 
+Any crystal: the crystal class comes from spglib's space group of the relaxed crystal. A
+cubic crystal whose cube axes are the Cartesian axes (the named phases, ASE's cubic
+cells) is fitted with matscipy's cubic strain pattern (silicon's numbers); every other
+crystal with the full 6x6 fit (each of the six strain components alone), rotated into
+the crystal's standard setting (spglib's ``std_rotation_matrix``: c along z for a
+hexagonal crystal). The constants reported are the independent ones of the crystal's
+class (:data:`INDEPENDENT_CONSTANTS`): cubic C11, C12, C44; hexagonal C11, C12, C13, C33,
+C44 and the derived C66 = (C11 - C12) / 2; tetragonal, trigonal and orthorhombic their
+six to nine; monoclinic and triclinic all 21 of the upper triangle.
+
 Born stability: for cubic crystals C11 > |C12|, C11 + 2 C12 > 0 and C44 > 0; for any
 crystal, all eigenvalues of the 6x6 Voigt matrix positive (F. Mouhat and F.-X. Coudert,
 Phys. Rev. B 90, 224104 (2014)).
@@ -40,7 +50,8 @@ from pytest_mlpval.threads import single_threaded
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
 __all__ = ["ElasticSettings", "ElasticResult", "elastic_constants", "born_stability",
-           "assert_born_stable", "matscipy_symmetry"]
+           "assert_born_stable", "matscipy_symmetry", "fit_patterns", "rotate_voigt",
+           "INDEPENDENT_CONSTANTS"]
 
 
 def matscipy_symmetry(spacegroup_number: int) -> str:
@@ -105,7 +116,7 @@ class ElasticSettings(PropertySettings):
         the ready-made test fails on the roughness of the potential energy surface.
     """
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     group: ClassVar[str] = "elastic"
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"full": {"n_strains": 7}}
 
@@ -228,21 +239,89 @@ class ElasticResult(PropertyResult):
         return out
 
 
+def _pairs(*names: str) -> tuple[tuple[int, int], ...]:
+    return tuple((int(n[0]) - 1, int(n[1]) - 1) for n in names)
+
+
+#: the independent constants reported for each crystal class (its Laue class), in the
+#: standard setting (c along z; ASE's and spglib's cells); hexagonal C66 is derived,
+#: (C11 - C12) / 2
+INDEPENDENT_CONSTANTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "cubic": _pairs("11", "12", "44"),
+    "hexagonal": _pairs("11", "12", "13", "33", "44", "66"),
+    "trigonal_high": _pairs("11", "12", "13", "14", "33", "44"),
+    "trigonal_low": _pairs("11", "12", "13", "14", "15", "33", "44"),
+    "tetragonal_high": _pairs("11", "12", "13", "33", "44", "66"),
+    "tetragonal_low": _pairs("11", "12", "13", "16", "33", "44", "66"),
+    "orthorhombic": _pairs("11", "12", "13", "22", "23", "33", "44", "55", "66"),
+    "monoclinic": tuple((i, j) for i in range(6) for j in range(i, 6)),
+    "triclinic": tuple((i, j) for i in range(6) for j in range(i, 6)),
+}
+
+
+def fit_patterns(symmetry: str, rotation: Any = None) -> str:
+    """The strain patterns fitted for a crystal class: matscipy's cubic ones (one
+    pattern) for a cubic crystal whose cube axes are the Cartesian axes (``rotation``,
+    spglib's ``std_rotation_matrix``, the identity or None), else the full 6x6 fit
+    (``"triclinic"``: each of the six strain components alone), which holds in any
+    orientation of the cell."""
+    standard = rotation is None or np.allclose(rotation, np.eye(3), atol=1e-6)
+    return "cubic" if symmetry == "cubic" and standard else "triclinic"
+
+
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def rotate_voigt(C: Any, rotation: Any) -> np.ndarray:
+    """The 6x6 Voigt matrix ``C`` of a crystal rotated by ``rotation`` (3x3: x' = R x),
+    through the full 3x3x3x3 tensor."""
+    C = np.asarray(C, dtype=float)
+    tensor = np.zeros((3, 3, 3, 3))
+    for p, (i, j) in enumerate(_VOIGT):
+        for q, (k, m) in enumerate(_VOIGT):
+            for a, b in {(i, j), (j, i)}:
+                for c, d in {(k, m), (m, k)}:
+                    tensor[a, b, c, d] = C[p, q]
+    R = np.asarray(rotation, dtype=float)
+    turned = np.einsum("ia,jb,kc,ld,abcd->ijkl", R, R, R, R, tensor)
+    return np.array([[turned[i, j, k, m] for k, m in _VOIGT] for i, j in _VOIGT])
+
+
+def _standard_rotation(atoms: Any, symprec: float = 1e-3) -> np.ndarray | None:
+    """spglib's rotation of ``atoms``'s Cartesian frame to its standard setting (None when
+    spglib cannot tell)."""
+    import spglib
+
+    cell = (np.asarray(atoms.cell[:]), atoms.get_scaled_positions(), atoms.numbers)
+    try:
+        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception:  # spglib's SpglibError: keep the frame of the cell
+        return None
+    return None if dataset is None else np.asarray(dataset.std_rotation_matrix)
+
+
 def _constants(C: Any, C0: Any, symmetry: str, every: bool = False) -> dict[str, float]:
-    """The constants reported (``C11_GPa``, ``C44_clamped_GPa``, ...): C11, C12, C44 of
-    a cubic crystal, else the non-zero ones of the upper triangle (all with ``every``)."""
-    pairs = ((0, 0), (0, 1), (3, 3)) if symmetry == "cubic" else \
-        [(i, j) for i in range(6) for j in range(i, 6)]
+    """The constants reported (``C11_GPa``, ``C44_clamped_GPa``, ...): the independent
+    constants of the crystal's class (:data:`INDEPENDENT_CONSTANTS`: C11, C12, C44 of a
+    cubic crystal; C11, C12, C13, C33, C44 and the derived C66 of a hexagonal one; all
+    21 of a monoclinic or triclinic one). ``every`` is accepted for the callers'
+    symmetry."""
+    pairs = INDEPENDENT_CONSTANTS.get(symmetry, INDEPENDENT_CONSTANTS["triclinic"])
     out: dict[str, float] = {}
     for matrix, tail in ((C, ""), (C0, "_clamped")):
+        if matrix is None:
+            continue
         for i, j in pairs:
-            if matrix is not None and (matrix[i][j] != 0 or symmetry == "cubic" or every):
-                out[f"C{i + 1}{j + 1}{tail}_GPa"] = float(matrix[i][j])
+            value = matrix[i][j]
+            if symmetry == "hexagonal" and (i, j) == (5, 5):
+                value = 0.5 * (matrix[0][0] - matrix[0][1])
+            out[f"C{i + 1}{j + 1}{tail}_GPa"] = float(value)
     return out
 
 
 def _fit(configs: list, symmetry: str, n_strains: int, delta: float):
-    """matscipy's regression, and the largest RMS residual of its linear fits (GPa)."""
+    """matscipy's regression with the strain patterns ``symmetry`` (:func:`fit_patterns`),
+    and the largest RMS residual of its linear fits (GPa)."""
     from matscipy.elasticity import (
         fit_elastic_constants,
         full_3x3_to_Voigt_6_strain,
@@ -301,6 +380,17 @@ def elastic_constants(calc: Any, settings: ElasticSettings | None = None, *,
     base = relaxed.atoms
     number, _ = space_group(base)
     symmetry = matscipy_symmetry(number)
+    rotation = _standard_rotation(base)
+    patterns = fit_patterns(symmetry, rotation)
+    if rotation is not None and np.allclose(rotation, np.eye(3), atol=1e-6):
+        rotation = None  # the standard frame already
+
+    def fit(configs: list, n: int, step: float) -> tuple:
+        C, C_err, residual = _fit(configs, patterns, n, step)
+        if rotation is not None:  # report in the crystal's standard frame
+            C, C_err = rotate_voigt(C, rotation), np.abs(rotate_voigt(C_err, rotation))
+        return C, C_err, residual
+
     delta = 2 * s.max_strain / (n_strains - 1)
     done: dict[tuple[float, ...], tuple[Any, Any]] = {}
 
@@ -308,7 +398,7 @@ def elastic_constants(calc: Any, settings: ElasticSettings | None = None, *,
         """Clamped and relaxed copies of the strained cells of ``n`` strains ``step``
         apart along each pattern (a strain already computed is reused)."""
         clamped, relaxed = [], []
-        for strained in generate_strained_configs(base, symmetry, n, step):
+        for strained in generate_strained_configs(base, patterns, n, step):
             key = tuple(np.round(np.asarray(strained.info["strain"]), 12).ravel())
             if key not in done:
                 done[key] = _strain(strained, meter.calc, relax_ions, opt_class, s)
@@ -322,15 +412,15 @@ def elastic_constants(calc: Any, settings: ElasticSettings | None = None, *,
                      if r is not None), default=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # linregress on exactly zero stress
-        C0, C0_err, res0 = _fit(clamped, symmetry, n_strains, delta)
-        C, C_err, res = _fit(relaxed_configs, symmetry, n_strains, delta) if relax_ions \
+        C0, C0_err, res0 = fit(clamped, n_strains, delta)
+        C, C_err, res = fit(relaxed_configs, n_strains, delta) if relax_ions \
             else (None, None, float("nan"))
         reported = _constants(C, C0, symmetry)
         per_amplitude = [reported]
         for amplitude, c0, c in extra:
             per_amplitude.append(_constants(
-                _fit(c, symmetry, 3, amplitude)[0] if relax_ions else None,
-                _fit(c0, symmetry, 3, amplitude)[0], symmetry, every=True))
+                fit(c, 3, amplitude)[0] if relax_ions else None,
+                fit(c0, 3, amplitude)[0], symmetry, every=True))
     stable, failures = born_stability(C if C is not None else C0, symmetry)
     strains = tuple(float(delta * (k + 1 - (n_strains + 1) / 2)) for k in range(n_strains))
     return ElasticResult(crystal, s.symbol, symmetry, strains,
