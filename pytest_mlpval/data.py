@@ -1,5 +1,11 @@
 """Reference datasets: labelled structures read with explicit label keys.
 
+Molecules and clusters (no periodic direction, no cell) are read like crystals, with
+energy and force labels. A stress or virial label on a structure that is not periodic in
+all three directions is rejected (:class:`DatasetError` naming the structure): it has no
+volume, and a silently ignored label would shrink the test; a dataset mixing periodic
+structures with stresses and molecules without is rejected with the advice to split it.
+
 Plain library (no pytest). ASE turns the standard extxyz keys (``energy``, ``forces``,
 ``stress``...) into a ``SinglePointCalculator`` and leaves any other key (``dft_energy``)
 in ``atoms.info``/``atoms.arrays``; :func:`read_dataset` looks in both places, for the
@@ -241,10 +247,16 @@ def read_dataset(spec: DatasetSpec | str, base_dir: str | os.PathLike[str] | Non
             return None
         if not all(present):
             missing = [i for i, p in enumerate(present) if not p]
+            vacuum = [not all(frames[i].pbc) for i in missing]
+            hint = ""
+            if label in ("stress", "virial") and all(vacuum):
+                hint = ("; those are not periodic (molecules, clusters: no stress), so "
+                        "give them as a dataset of their own (or the periodic ones with "
+                        "index=...), or leave the stress out (stress=none)")
             raise DatasetError(
                 f"dataset {spec.name!r}: key {keys[label]!r} ({label}) is missing on "
                 f"{len(missing)} of {len(frames)} structures (first: index {missing[0]})"
-            )
+                + hint)
         return values
 
     energies = collect("energy", "info")

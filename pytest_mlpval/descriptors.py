@@ -313,9 +313,14 @@ def min_distance(atoms: Any, cutoff_A: float = 4.0) -> float:
 
 
 def coordination_numbers(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A) -> np.ndarray:
-    """Number of neighbours within ``cutoff_A`` of each atom (matscipy's neighbour list;
-    periodic images count)."""
-    from matscipy.neighbours import neighbour_list
+    """Number of neighbours within ``cutoff_A`` of each atom (periodic images count).
+    Matscipy's neighbour list for fully periodic cells, ASE's otherwise (a molecule or
+    cluster without a cell). The default cutoff is silicon's (:data:`SI_BOND_CUTOFF_A`):
+    give another element's bond cutoff for other materials."""
+    if all(atoms.pbc):
+        from matscipy.neighbours import neighbour_list
+    else:
+        from ase.neighborlist import neighbor_list as neighbour_list
 
     if not cutoff_A > 0:
         raise ValueError(f"cutoff_A must be > 0, got {cutoff_A}")

@@ -177,12 +177,24 @@ def _matscipy_manybody(form: str, params_name: str):
     params = getattr(module, params_name)
 
     class QuietManybody(Manybody):
-        """matscipy's Manybody, silencing a harmless numpy warning of its Tersoff form."""
+        """matscipy's Manybody, silencing a harmless numpy warning of its Tersoff form.
 
-        def calculate(self, *args, **kwargs):
+        A molecule or cluster (no periodic direction) without a cell, which matscipy's
+        neighbour list cannot invert, is computed in a box around it (pbc stays False, so
+        the box changes nothing) and gets no stress: it has no volume."""
+
+        def calculate(self, atoms=None, properties=("energy",), *args, **kwargs):
+            vacuum = atoms is not None and not any(atoms.pbc) and atoms.cell.rank < 3
+            if vacuum:
+                boxed = atoms.copy()
+                boxed.cell = atoms.positions.max(axis=0) - atoms.positions.min(axis=0) + 1.0
+                properties = [p for p in properties if p != "stress"]
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="'where' used without 'out'")
-                return super().calculate(*args, **kwargs)
+                super().calculate(boxed if vacuum else atoms, properties, *args, **kwargs)
+            if vacuum:
+                self.atoms = atoms.copy()
+                self.results.pop("stress", None)
 
     return QuietManybody(**getattr(forms, form)(params)), params
 

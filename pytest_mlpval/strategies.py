@@ -1,7 +1,7 @@
 """Hypothesis strategies for atomic structures (``ase.Atoms``).
 
-Periodic cells of bounded shape and volume, positions with a minimum separation under
-periodic boundary conditions, compositions drawn from a potential's species, and
+Periodic cells of bounded shape and volume (or clusters in vacuum), positions with a
+minimum separation under periodic boundary conditions, compositions drawn from a potential's species, and
 supercell repeats. Everything is drawn from Hypothesis' own primitives, so failing
 examples shrink: fewer atoms, a more regular cell, positions nearer the origin.
 (:func:`min_distance` is :func:`pytest_mlpval.descriptors.min_distance`, here for the
@@ -63,10 +63,12 @@ def structures(
     max_length_ratio: float = 2.0,
     min_angle_deg: float = 60.0,
     max_angle_deg: float = 120.0,
+    periodic: bool = True,
 ):
     """Periodic ``ase.Atoms``: ``min_atoms..max_atoms`` atoms of ``species``, volume per
     atom in ``volume_per_atom_A3`` (Å³), every pair (images included) at least
-    ``min_separation_A`` apart."""
+    ``min_separation_A`` apart. With ``periodic=False``, a cluster: the atoms in a cube
+    of that volume, no cell, ``pbc`` False (a molecule in vacuum)."""
     import ase
 
     if not species:
@@ -74,6 +76,8 @@ def structures(
     n = draw(st.integers(min_atoms, max_atoms))
     symbols = draw(st.lists(st.sampled_from(list(species)), min_size=n, max_size=n))
     volume = n * draw(st.floats(*volume_per_atom_A3, allow_nan=False))
+    if not periodic:
+        return draw(_cluster(symbols, volume ** (1.0 / 3.0), min_separation_A))
     cell = draw(cells(volume, max_length_ratio, min_angle_deg, max_angle_deg))
     heights = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
     assume(heights.min() >= min_separation_A)  # an atom must clear its own images
@@ -92,6 +96,24 @@ def structures(
     atoms = ase.Atoms(symbols, positions=np.array(placed), cell=cell, pbc=True)
     assume(min_distance(atoms, min_separation_A) >= min_separation_A)
     return atoms
+
+
+@st.composite
+def _cluster(draw, symbols: Sequence[str], side_A: float, min_separation_A: float):
+    import ase
+
+    coordinate = st.floats(0.0, side_A, allow_nan=False)
+    placed: list[np.ndarray] = []
+    for _ in symbols:
+        for _attempt in range(20):
+            candidate = np.array(draw(st.tuples(coordinate, coordinate, coordinate)))
+            if not placed or np.min(np.linalg.norm(np.array(placed) - candidate, axis=1)
+                                    ) >= min_separation_A:
+                placed.append(candidate)
+                break
+        else:
+            assume(False)
+    return ase.Atoms(list(symbols), positions=np.array(placed), pbc=False)
 
 
 def _closest(point: np.ndarray, placed: list[np.ndarray], cell: np.ndarray) -> float:

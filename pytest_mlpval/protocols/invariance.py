@@ -16,10 +16,14 @@ check               value                                                  unit
 ``force_gradient``  max |F + dE/dx| (central differences, step sequence)   eV/Å
 ``stress_gradient`` max |s - dE/de / V| (central differences, sequence)    GPa
 ``extensivity``     |E(supercell)/N' - E/N|                                eV/atom
-``force_sum``       |sum of forces| / N (periodic cells)                   eV/Å
+``force_sum``       |sum of forces| / N                                    eV/Å
 ``smoothness``      max |dE + F.dx| along a path of one atom               eV
 ``finite``          number of non-finite entries in E, F, stress           count
 ==================  =====================================================  ==========
+
+Molecules and clusters (no periodic direction, no cell) get every check but
+``stress_gradient`` and ``extensivity``, which raise :class:`CheckNotApplicable` saying the
+structure is not periodic; ``rotation`` then compares energies and forces only.
 
 Checks with several parts (energy and forces) compare each part with its own tolerance;
 the part furthest beyond its tolerance sets ``value``, ``tolerance`` and ``unit``, and every
@@ -247,6 +251,13 @@ def _evaluate(calc: Any, atoms: Any, stress: bool = True):
     return energy, forces, sigma
 
 
+def _periodicity(atoms: Any) -> str:
+    """``"not periodic (pbc FFF: a molecule or cluster)"`` and the like."""
+    pbc = "".join("T" if p else "F" for p in atoms.pbc)
+    kind = "a molecule or cluster" if not any(atoms.pbc) else "a slab or wire"
+    return f"{atoms.get_chemical_formula()} is not periodic (pbc {pbc}: {kind})"
+
+
 def _max_abs(a: np.ndarray) -> float:
     a = np.asarray(a, dtype=float)
     return float(np.max(np.abs(a))) if a.size else 0.0
@@ -366,7 +377,8 @@ def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
     if not _has_stress(calc):
         raise CheckNotApplicable("the calculator does not implement stress")
     if not all(atoms.pbc):
-        raise CheckNotApplicable("stress needs a periodic cell")
+        raise CheckNotApplicable(f"{_periodicity(atoms)}: a stress needs a cell periodic "
+                                 "in all three directions")
     work = atoms.copy()
     work.calc = calc
     stress = np.array(work.get_stress(voigt=True), dtype=float) * GPA
@@ -387,7 +399,8 @@ def stress_gradient(calc, atoms, tol: Tolerances = FLOAT64):
 
 def extensivity(calc, atoms, tol: Tolerances = FLOAT64, repeat=(2, 1, 1)):
     if not all(atoms.pbc):
-        raise CheckNotApplicable("extensivity is checked on periodic cells")
+        raise CheckNotApplicable(f"{_periodicity(atoms)}: extensivity is checked on "
+                                 "supercells of cells periodic in all three directions")
     e0, _, _ = _evaluate(calc, atoms, stress=False)
     big = atoms.repeat(repeat)
     e1, _, _ = _evaluate(calc, big, stress=False)

@@ -181,8 +181,13 @@ def _integrator(segment: MDSegment, atoms: Any, settings: MDSettings, rng: Any):
         # of mass then diffuses, which changes nothing in a periodic bulk
         return Langevin(atoms, dt, temperature_K=T, friction=settings.friction_per_fs / units.fs,
                         fixcm=False, rng=rng)
+    if not all(atoms.pbc):
+        raise MDParameterError(
+            f"segment {segment.phase!r} is NPT but the structure is not periodic (pbc "
+            f"{''.join('T' if p else 'F' for p in atoms.pbc)}): a molecule or cluster has "
+            "no cell to scale; run it NVT or NVE")
     stress = getattr(atoms.calc, "implemented_properties", ("stress",))
-    if "stress" not in stress or not all(atoms.pbc):
+    if "stress" not in stress:
         raise MDParameterError(f"segment {segment.phase!r} is NPT but the calculator "
                                f"{type(atoms.calc).__name__} does not implement 'stress'")
     if settings.barostat == "langevin_baoab":
@@ -274,7 +279,9 @@ def run_md(atoms: Any, calc: Any, segments: Sequence[MDSegment], *,
     ----------
     atoms : ase.Atoms
         The start; its momenta are kept unless ``initial_temperature_K`` is given (then
-        Maxwell-Boltzmann velocities at that temperature, seeded, zero total momentum).
+        Maxwell-Boltzmann velocities at that temperature, seeded, zero total momentum,
+        and zero angular momentum for a molecule or cluster: no periodic direction, no
+        cell; its pressure and volume are NaN, and NPT segments are refused).
         Without momenta and without ``initial_temperature_K``, the first segment's
         temperature is used.
     segments : sequence of MDSegment
@@ -324,6 +331,8 @@ def _run_md(atoms, calc, segments, settings, seed, limits, analyse, initial_temp
         else:
             vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature0, rng=rng)
         vd.Stationary(atoms)
+        if not any(atoms.pbc) and len(atoms) > 1:  # a cluster in vacuum: no spin either
+            vd.ZeroRotation(atoms)
     watch = _Watch(atoms, limits, segments, temperature0)
     n = len(atoms)
     frames: list[MDFrame] = []

@@ -15,6 +15,12 @@ Plain library (no pytest). What it measures:
   exploding forces or energies, overlapping atoms and calculator errors stop the run as
   unstable; the wall-time limit stops it as cut short
   (:class:`~pytest_mlpval.protocols.md.MDLimits`). Either is reported, never hidden.
+
+The default start is a rattled diamond supercell of ``settings.symbol`` (silicon's
+structure: give another material's start as ``start=``). A molecule or cluster (no
+periodic direction, no cell) runs as given: NVT and NVE need no cell, it starts without
+momentum or spin, and its pressure is NaN. Its temperature fluctuates by sqrt(2/3N) of
+the target: an 8-atom cluster's by 29%, so loosen ``max_temperature_error_fraction``.
 """
 
 from __future__ import annotations
