@@ -14,7 +14,8 @@ measures what it should:
   depends on the composition; force errors per element find the element a candidate
   gets wrong;
 - SOAP with two species (dscribe);
-- a random structure search of composition SiC that finds zincblende;
+- a random structure search of composition SiC that finds zincblende, and a compression
+  of zincblende SiC analysed against zincblende and rocksalt;
 - properties of the binary crystal (zincblende SiC: lattice and cubic elastic constants)
   through the property protocols, against the Tersoff's own values computed directly here.
 
@@ -241,3 +242,23 @@ def test_binary_crystal_properties_match_the_potentials_own(tersoff):
     assert elastic["C12_GPa"] == pytest.approx(c12, rel=0.01)
     assert elastic["C44_GPa"] == pytest.approx(c44, rel=0.01)
     assert elastic["born_stable"] == 1.0
+
+
+def test_compression_of_sic_keeps_zincblende(tersoff, tmp_path):
+    """A rattled zincblende cell compressed to 5 GPa at 300 K stays zincblende, four-fold:
+    the compression's start, references and outcome analysis with two species."""
+    from pytest_mlpval.protocols.base import CampaignOptions
+    from pytest_mlpval.protocols.compression import assert_crystallizes, run_compression
+
+    start = bulk("SiC", "zincblende", a=4.36) * (2, 2, 2)
+    start.positions += np.random.default_rng(2).normal(scale=0.03, size=start.positions.shape)
+    result = run_compression(
+        tersoff, start=start, composition="SiC", coordination_cutoff_A=2.3,
+        references=("zincblende:a=4.36", "rocksalt:a=4.0"), expected_phase="zincblende",
+        prerelax_steps=0, melt_steps=0, quench_steps=0, temperature_K=300.0,
+        pressure_end_GPa=5.0, ramp_steps=40, reference_grid_GPa=5.0,
+        options=CampaignOptions(cache_dir=tmp_path))
+    outcome = assert_crystallizes(result, phase="zincblende", require_target=False)
+    assert outcome.mean_coordination == pytest.approx(4.0)
+    assert outcome.fractions["rocksalt"] == 0.0 and not result.reference_errors
+    assert sorted(result.crystals["rocksalt"]) == [0.0, 5.0]

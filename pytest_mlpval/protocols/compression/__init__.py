@@ -10,7 +10,7 @@ from .outcome import (
     assert_crystallizes, assert_no_false_minimum, assert_no_false_maximum, frames_table,
 )
 from .run import (
-    CompressionResult, run_compression, run_compressions, PROTOCOL,
+    CompressionResult, run_compression, run_compressions, PROTOCOL, compound_start,
 )
 from .settings import (
     CompressionSettings, CompressionAnalyser, reference_crystals, atom_key,
@@ -20,6 +20,6 @@ __all__ = [
     'OUTCOMES', 'OutcomeThresholds', 'CompressionOutcome', 'classify_frames',
     'classify_result', 'assert_crystallizes', 'assert_no_false_minimum',
     'assert_no_false_maximum', 'frames_table', 'CompressionResult', 'run_compression',
-    'run_compressions', 'PROTOCOL', 'CompressionSettings', 'CompressionAnalyser',
-    'reference_crystals', 'atom_key',
+    'run_compressions', 'PROTOCOL', 'compound_start', 'CompressionSettings',
+    'CompressionAnalyser', 'reference_crystals', 'atom_key',
 ]

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
+import numpy as np
+
 from pytest_mlpval.campaign import run_campaign
 from pytest_mlpval.crystals import RelaxationError, relax
 from pytest_mlpval.protocols.base import CampaignOptions, Result
@@ -37,9 +39,11 @@ from pytest_mlpval.protocols.compression.settings import (CompressionAnalyser,
 from pytest_mlpval.protocols.md import (UNSTABLE, MDParameterError, MDRecord, diamond_start,
                                         potential_name, random_start, run_md, start_key,
                                         write_trajectory)
+from pytest_mlpval.protocols.rss import pair_separations, reference_atoms
 from pytest_mlpval.threads import one_blas_thread
 
-__all__ = ["CompressionResult", "run_compression", "run_compressions", "PROTOCOL"]
+__all__ = ["CompressionResult", "run_compression", "run_compressions", "PROTOCOL",
+           "compound_start"]
 
 #: campaign protocol name (part of the cache key)
 PROTOCOL = "mlpval-md-compression"
@@ -48,10 +52,52 @@ PROTOCOL = "mlpval-md-compression"
 # -- one run -----------------------------------------------------------------------------
 
 def _start(settings: CompressionSettings, seed: int) -> Any:
+    if settings.composition is not None and len(settings.elements) > 1:
+        return compound_start(settings, seed)
+    symbol = settings.elements[0]
     if settings.start_cell == "diamond":
         repeat = max(1, round((settings.n_atoms / 8) ** (1 / 3)))
-        return diamond_start(settings.symbol, repeat, seed=seed)
-    return random_start(settings.symbol, settings.n_atoms, seed=seed)
+        return diamond_start(symbol, repeat, seed=seed)
+    return random_start(symbol, settings.n_atoms, seed=seed)
+
+
+def compound_start(settings: CompressionSettings, seed: int,
+                   max_attempts: int = 10000) -> Any:
+    """A cubic periodic cell of whole formula units of ``settings.composition`` (as many
+    as fit ``n_atoms``) at random positions (seeded), at the volume per atom of the first
+    reference crystal as built, no two atoms closer than silicon's 1.8 Å scaled by
+    covalent radii (:func:`~pytest_mlpval.protocols.rss.pair_separations`); the elements
+    in random order."""
+    from ase import Atoms
+
+    units = settings.n_atoms // sum(c for _, c in settings.composition_pairs)
+    if units < 1:
+        raise MDParameterError(f"n_atoms={settings.n_atoms} holds no formula unit of "
+                               f"{settings.formula}")
+    rng = np.random.default_rng(seed)
+    symbols = [s for s, c in settings.composition_pairs for _ in range(c * units)]
+    symbols = [symbols[i] for i in rng.permutation(len(symbols))]
+    first = reference_atoms(settings.references[0], settings.formula)
+    side = (len(symbols) * first.get_volume() / len(first)) ** (1 / 3)
+    pairs = pair_separations(None, settings.elements)
+    positions: list[np.ndarray] = []
+    attempts = 0
+    while len(positions) < len(symbols):
+        attempts += 1
+        if attempts > max_attempts:
+            raise MDParameterError(
+                f"could not place {len(symbols)} atoms of {settings.formula} in a cube of "
+                f"{side:.3g} Å in {max_attempts} attempts")
+        trial = rng.uniform(0, side, 3)
+        me = symbols[len(positions)]
+        if positions:
+            d = np.asarray(positions) - trial
+            d -= side * np.round(d / side)
+            need = np.array([pairs[min(me, o), max(me, o)] for o in symbols[:len(positions)]])
+            if np.any(np.einsum("ij,ij->i", d, d) < need ** 2):
+                continue
+        positions.append(trial)
+    return Atoms(symbols, positions=positions, cell=[side] * 3, pbc=True)
 
 
 def _compression_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:

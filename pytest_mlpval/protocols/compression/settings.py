@@ -14,12 +14,14 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from pytest_mlpval.campaign import run_campaign
-from pytest_mlpval.crystals import UnknownCrystalError, build_crystal, relaxed_crystal
 from pytest_mlpval.descriptors import (HIGH_COORDINATION, SI_BOND_CUTOFF_A, SoapSettings,
                                        SoapSpectra, coordination_numbers, max_kernel)
 from pytest_mlpval.protocols.base import CampaignOptions
 from pytest_mlpval.protocols.md import (MDParameterError, MDProtocolSettings, MDSegment,
                                         MDSettings)
+from pytest_mlpval.protocols.rss import (ReferenceCrystal, normalise_references,
+                                         parse_composition, reference_name,
+                                         relaxed_reference)
 from pytest_mlpval.threads import one_blas_thread
 
 __all__ = ["CompressionSettings", "CompressionAnalyser", "reference_crystals", "atom_key"]
@@ -38,9 +40,23 @@ def atom_key(name: str) -> str:
 class CompressionSettings(MDProtocolSettings):
     """Every parameter of a compression run (all of them key the cache).
 
+    The defaults are silicon's (Deringer et al.'s compression of a-Si into simple
+    hexagonal). Another element or a compound gives its ``composition``, its reference
+    crystals (crystal specs such as ``"zincblende"``, ASE Atoms or ``{name: Atoms}``: see
+    :func:`~pytest_mlpval.protocols.rss.normalise_references`), its ``expected_phase``
+    and, for a compound, its ``coordination_cutoff_A`` (silicon's 2.85 Å Si-Si cutoff is
+    refused for a compound, saying so); the outcome's coordination thresholds
+    (:class:`~pytest_mlpval.protocols.compression.outcome.OutcomeThresholds`: collapse
+    5.5, false minimum 10) are silicon's too and are passed to the assertions.
+
     Attributes
     ----------
     symbol : str
+        The element (when ``composition`` is None).
+    composition : str, mapping or None
+        The formula unit of the start (``"SiC"``, ``{"Si": 1, "C": 1}``); None: ``symbol``.
+        A random start holds whole formula units (``n_atoms`` rounded down to them);
+        ``start_cell="diamond"`` is for an element only.
     limits : MDLimits
         Stability checks and the wall-time limit (shared by the whole run).
     n_atoms : int
@@ -60,9 +76,11 @@ class CompressionSettings(MDProtocolSettings):
     pressure_start_GPa, pressure_end_GPa : float
     equilibrate_steps, ramp_steps, hold_steps : int
         NPT at the start pressure, the linear ramp, NPT at the end pressure.
-    references : tuple of str
-        Reference crystals (names of :func:`~pytest_mlpval.crystals.build_crystal`);
-        the expected low- and high-pressure phases. Si: diamond and sh.
+    references : tuple of crystal specs, Atoms, or a mapping of them
+        Reference crystals, the expected low- and high-pressure phases (Si: diamond and
+        sh), kept as specs and
+        :class:`~pytest_mlpval.protocols.rss.ReferenceCrystal` structures; named by
+        :func:`~pytest_mlpval.protocols.rss.reference_name` (``zincblende``).
     expected_phase : str
         The phase the run should crystallise into (for the outcome).
     reference_grid_GPa : float
@@ -87,6 +105,7 @@ class CompressionSettings(MDProtocolSettings):
     #: bump when the run's record changes meaning (part of the cache key)
     VERSION: ClassVar[int] = 1
 
+    composition: Any = None
     n_atoms: int = 64
     start_cell: str = "random"
     prerelax_steps: int = 50
@@ -116,17 +135,27 @@ class CompressionSettings(MDProtocolSettings):
         if self.start_cell not in ("random", "diamond"):
             raise MDParameterError(f"start_cell must be 'random' or 'diamond', got "
                                    f"{self.start_cell!r}")
-        object.__setattr__(self, "references", tuple(self.references))
+        if self.composition is not None:
+            object.__setattr__(self, "composition",
+                               parse_composition(self.composition, MDParameterError))
+        if len(self.elements) > 1:
+            if self.start_cell == "diamond":
+                raise MDParameterError(
+                    f"start_cell='diamond' is a rattled diamond of one element, not "
+                    f"defined for the compound {self.formula}: use start_cell='random' or "
+                    "pass a start structure")
+            if self.coordination_cutoff_A == SI_BOND_CUTOFF_A:
+                raise MDParameterError(
+                    f"coordination_cutoff_A={SI_BOND_CUTOFF_A} Å is silicon's Si-Si bond "
+                    f"cutoff; give the compound {self.formula}'s (e.g. the first minimum "
+                    "of its g(r))")
         if not self.references:
             raise MDParameterError("give at least one reference crystal")
-        for name in (*self.references, self.expected_phase):
-            try:
-                build_crystal(name, self.symbol)
-            except UnknownCrystalError as exc:
-                raise MDParameterError(f"reference crystal: {exc}") from None
-        if self.expected_phase not in self.references:
+        object.__setattr__(self, "references", normalise_references(
+            self.references, self.composition_pairs, MDParameterError))
+        if self.expected_phase not in self.reference_names:
             raise MDParameterError(f"expected_phase {self.expected_phase!r} is not among "
-                                   f"the references {list(self.references)}")
+                                   f"the references {list(self.reference_names)}")
         self.segments()  # steps, temperatures and pressures, before the other numbers
         for name in ("reference_grid_GPa", "coordination_cutoff_A", "high_coordination"):
             value = getattr(self, name)
@@ -137,6 +166,34 @@ class CompressionSettings(MDProtocolSettings):
                                    f"{self.similarity_cutoff!r}")
         if int(self.n_atoms) != self.n_atoms or self.n_atoms < 2:
             raise MDParameterError(f"n_atoms must be an integer >= 2, got {self.n_atoms!r}")
+
+    @property
+    def composition_pairs(self) -> tuple[tuple[str, int], ...]:
+        """``((symbol, count), ...)`` of the formula unit (``((symbol, 1),)`` for an
+        element)."""
+        return ((self.symbol, 1),) if self.composition is None else self.composition
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        return tuple(s for s, _ in self.composition_pairs)
+
+    @property
+    def formula(self) -> str:
+        """The element, or the compound's formula unit (``SiC``): what the reference
+        crystals are built for."""
+        return "".join(s + (str(c) if c > 1 else "") for s, c in self.composition_pairs)
+
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        return tuple(reference_name(r) for r in self.references)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields (the cache key); ``composition`` only where given, so that an
+        element's runs keep the key they had before compositions."""
+        data = super().as_dict()
+        if data["composition"] is None:
+            del data["composition"]
+        return data
 
     def segments(self) -> tuple[tuple[MDSegment, ...], tuple[MDSegment, ...]]:
         """(preparation, compression) segments; empty steps are left out."""
@@ -171,8 +228,10 @@ class CompressionSettings(MDProtocolSettings):
 # -- references ---------------------------------------------------------------------------
 
 def _reference_task(calc: Any, item: Mapping[str, Any]) -> dict[str, Any]:
+    crystal = item.get("crystal")
+    entry = item["name"] if crystal is None else ReferenceCrystal.from_dict(crystal)
     with one_blas_thread():
-        result = relaxed_crystal(item["name"], calc, item["symbol"], item["pressure_GPa"])
+        result = relaxed_reference(entry, calc, item["symbol"], item["pressure_GPa"])
     return {"atoms": result.atoms, "energy_per_atom_eV": result.energy_per_atom_eV,
             "volume_per_atom_A3": result.volume_per_atom_A3}
 
@@ -193,20 +252,26 @@ def reference_crystals(potential: Any, settings: CompressionSettings, *,
     relaxation that fails is reported, not raised: its frames get NaN adjusted
     similarities."""
     options = options or CampaignOptions()
-    items = [{"name": n, "symbol": settings.symbol, "pressure_GPa": p}
-             for n in settings.references for p in settings.pressure_grid()]
+    # a spec keeps the item it always had (an element's runs keep their cache key)
+    items = [{"name": e, "symbol": settings.formula, "pressure_GPa": p}
+             if isinstance(e, str) else
+             {"name": e.name, "crystal": e.as_dict(), "symbol": settings.formula,
+              "pressure_GPa": p}
+             for e in settings.references for p in settings.pressure_grid()]
+    names = [reference_name(e) for e in settings.references
+             for _ in settings.pressure_grid()]
     key = {"name": REFERENCE_PROTOCOL, "version": REFERENCE_TASK_VERSION,
            "settings": {"items": items, "relax": "relaxed_crystal defaults"}}
     campaign = run_campaign(REFERENCE_PROTOCOL, _reference_task, items, potential, key,
                             version=REFERENCE_TASK_VERSION, validate=_check_reference,
                             **options.campaign_kwargs())
-    crystals: dict[str, dict[float, Any]] = {n: {} for n in settings.references}
+    crystals: dict[str, dict[float, Any]] = {n: {} for n in settings.reference_names}
     errors: dict[str, str] = {}
-    for item, outcome in zip(items, campaign.items):
+    for name, item, outcome in zip(names, items, campaign.items):
         if outcome.ok:
-            crystals[item["name"]][item["pressure_GPa"]] = outcome.value["atoms"]
+            crystals[name][item["pressure_GPa"]] = outcome.value["atoms"]
         else:
-            errors[f"{item['name']}@{item['pressure_GPa']:g} GPa"] = outcome.error or "failed"
+            errors[f"{name}@{item['pressure_GPa']:g} GPa"] = outcome.error or "failed"
     return crystals, errors
 
 
@@ -219,7 +284,7 @@ class CompressionAnalyser:
     def __init__(self, settings: CompressionSettings, crystals: Mapping[str, Mapping]):
         self.settings = settings
         self.crystals = crystals
-        self._descriptor = SoapSpectra(settings.soap, [settings.symbol])
+        self._descriptor = SoapSpectra(settings.soap, settings.elements)
         self._ref: dict[tuple[str, float], np.ndarray | None] = {}
 
     def _reference(self, name: str, pressure: float) -> np.ndarray | None:
@@ -242,7 +307,7 @@ class CompressionAnalyser:
         }
         per_atom: dict[str, np.ndarray] = {"coordination": cn}
         p = self._descriptor(atoms)
-        for name in s.references:
+        for name in s.reference_names:
             key = atom_key(name)
             for suffix, pressure in (("_fixed", 0.0), ("", scalars["reference_pressure_GPa"])):
                 ref = self._reference(name, pressure)

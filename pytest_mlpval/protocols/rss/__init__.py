@@ -12,7 +12,7 @@ from .analysis import (
 )
 from .composition import (
     parse_composition, ReferenceCrystal, pair_separations, default_volume_range,
-    normalise_references, reference_atoms, relaxed_reference,
+    normalise_references, reference_atoms, reference_name, relaxed_reference,
 )
 from .generate import (
     RssSettings, RssGenerationError, generate, MIN_VOLUME_FACTOR,
@@ -37,5 +37,5 @@ __all__ = [
     'read_rss', 'STATUSES', 'USABLE', 'run_rss', 'relax_structure', 'relax_references',
     'classify', 'PROTOCOL', 'RelaxationTimeout', 'NonFiniteResult', 'parse_composition',
     'ReferenceCrystal', 'pair_separations', 'default_volume_range', 'normalise_references',
-    'reference_atoms', 'relaxed_reference',
+    'reference_atoms', 'reference_name', 'relaxed_reference',
 ]
