@@ -256,3 +256,16 @@ def test_silicon_numbers_are_those_of_the_cubic_fit():
                                                                                rel=1e-12)
     assert not [k for k in metrics if k.startswith("C") and k[:3] not in ("C11", "C12",
                                                                           "C44")]
+
+
+def test_one_atom_cells_get_acoustic_branch_labels(emt):
+    from pytest_mlpval.protocols.properties import phonons
+
+    result = phonons(emt, crystal="fcc", symbol="Cu", mesh=[2, 2, 2],
+                     spread_displacements_A=(), supercell=2)
+    metrics = result.metrics()
+    # fcc: at X and L one longitudinal and a degenerate transverse pair, LA above TA
+    for point in ("X", "L"):
+        assert metrics[f"phonon_{point}_LA_THz"] > metrics[f"phonon_{point}_TA_THz"] > 2
+    assert metrics["phonon_X_LA_THz"] == pytest.approx(metrics["phonon_max_frequency_THz"],
+                                                       rel=0.05)

@@ -60,7 +60,7 @@ from .elastic import (
 )
 from .phonons import (
     PhononSettings, PhononResult, phonons, assert_dynamically_stable, branch_labels,
-    band_figure,
+    acoustic_labels, band_figure,
 )
 from .defects import (
     VacancySettings, VacancyResult, vacancy_formation, VacancyConvergence,
@@ -87,7 +87,8 @@ __all__ = [
     'polymorph_energies', 'slug', 'assert_physical_eos', 'eos_figure', 'PHYSICAL_B_PRIME',
     'ElasticSettings', 'ElasticResult', 'elastic_constants', 'born_stability',
     'assert_born_stable', 'matscipy_symmetry', 'PhononSettings', 'PhononResult', 'phonons',
-    'assert_dynamically_stable', 'branch_labels', 'band_figure', 'VacancySettings',
+    'assert_dynamically_stable', 'branch_labels', 'acoustic_labels', 'band_figure',
+    'VacancySettings',
     'VacancyResult', 'vacancy_formation', 'VacancyConvergence', 'vacancy_convergence',
     'SurfaceSettings', 'Surface110Settings', 'Surface111Settings', 'SurfaceResult',
     'surface_energy', 'EV_PER_A2_TO_J_PER_M2', 'miller_indices', 'facet_name',

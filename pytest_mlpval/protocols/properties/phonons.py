@@ -10,8 +10,12 @@ each special point are labelled from their eigenvectors: a mode is longitudinal 
 of its displacement lies along q; the lower transverse pair is TA and the upper TO, the
 lower longitudinal mode LA and the upper LO; degenerate pairs are reported as one value
 (``phonon_X_LA_LO_THz``; ``phonon_gamma_LTO_THz`` for the triply degenerate optical mode
-at Gamma). Names follow the reference table (Nilsson and Nelin, Phys. Rev. B 6, 3777 (1972)
-for silicon).
+at Gamma). Names follow the reference table (Nilsson and Nelin, Phys. Rev. B 6, 3777
+(1972) for silicon). For one atom (fcc, bcc metals) the three acoustic modes are labelled
+LA and TA (``phonon_X_LA_THz``, ``phonon_X_TA_THz``; ``phonon_N_TA1_THz``,
+``phonon_N_TA2_THz`` when the transverse pair splits; ``phonon_H_LA_TA_THz`` when all
+three coincide). Any crystal works (phonopy finds its primitive cell); larger cells get
+the frequencies, the band path of their lattice and the stability check, unlabelled.
 
 Imaginary frequencies are negative numbers (phonopy's convention). A crystal is
 dynamically stable when no frequency on the mesh or the band path is below
@@ -41,7 +45,7 @@ from pytest_mlpval.references import MissingReferenceError, load_references
 from pytest_mlpval.threads import single_threaded
 
 __all__ = ["PhononSettings", "PhononResult", "phonons", "assert_dynamically_stable",
-           "branch_labels", "band_figure"]
+           "branch_labels", "acoustic_labels", "band_figure"]
 
 
 def _experimental_points(symbol: str) -> dict[str, list[float]]:
@@ -124,7 +128,8 @@ class PhononSettings(PropertySettings):
         Of that relaxation.
     dos_pitch_THz, degenerate_tol_THz : float
     label_points : tuple of str
-        Special points whose branches are labelled (two-atom primitive cells only).
+        Special points whose branches are labelled (one- and two-atom primitive cells);
+        all special points of the lattice when none but Gamma is one of its (bcc).
     spread_displacements_A : tuple of float
         Further finite displacements (each > 0) at which the force constants are taken
         again, to measure how much the labelled branches and the highest frequency move
@@ -460,14 +465,46 @@ def _special_points(phonon: Any, special: dict[str, tuple[float, ...]], prim_cel
     reciprocal = np.asarray(prim_cell.reciprocal())
     frequencies = {k: tuple(float(x) for x in np.sort(freqs[i])) for i, k in enumerate(names)}
     branches: dict[str, float] = {}
-    if len(phonon.primitive) == 2:
+    points = [k for k in names if k in s.label_points]
+    if not [k for k in points if k not in ("G", "Gamma")]:
+        points = names  # none of label_points is on this lattice (bcc: G, H, N, P)
+    labeller = {1: acoustic_labels, 2: branch_labels}.get(len(phonon.primitive))
+    if labeller is not None:
         for i, k in enumerate(names):
-            if k not in s.label_points:
+            if k not in points:
                 continue
-            branches.update(branch_labels(k, freqs[i], vecs[i],
-                                          np.asarray(special[k]) @ reciprocal,
-                                          s.degenerate_tol_THz))
+            branches.update(labeller(k, freqs[i], vecs[i],
+                                     np.asarray(special[k]) @ reciprocal,
+                                     s.degenerate_tol_THz))
     return frequencies, branches
+
+
+def acoustic_labels(point: str, frequencies: np.ndarray, eigenvectors: np.ndarray,
+                    q_cart: np.ndarray, tol_THz: float = 0.05) -> dict[str, float]:
+    """Labels for the three modes of a one-atom primitive cell (fcc, bcc metals) at one
+    special point: the longitudinal ``LA`` and the transverse ``TA`` (``TA1``, ``TA2``
+    when they split); ``<point>_LA_TA`` when all three are degenerate (bcc H). Nothing at
+    Gamma (all zero) or when the modes do not split into one longitudinal and two
+    transverse."""
+    if np.linalg.norm(q_cart) < 1e-12:
+        return {}
+    order = np.argsort(frequencies)
+    f = np.asarray(frequencies)[order]
+    if f.max() - f.min() < tol_THz:
+        return {f"{point}_LA_TA": float(f.mean())}
+    direction = q_cart / np.linalg.norm(q_cart)
+    vectors = np.asarray(eigenvectors)[:, order].T.reshape(3, 3)
+    longitudinal = np.abs(vectors @ direction) ** 2 / np.sum(np.abs(vectors) ** 2, axis=1)
+    is_long = longitudinal > 0.5
+    if is_long.sum() != 1:
+        return {}
+    trans, lon = f[~is_long], f[is_long]
+    out = {f"{point}_LA": float(lon[0])}
+    if trans[1] - trans[0] < tol_THz:
+        out[f"{point}_TA"] = float(trans.mean())
+    else:
+        out[f"{point}_TA1"], out[f"{point}_TA2"] = float(trans[0]), float(trans[1])
+    return out
 
 
 def _amplitude_values(branches: dict[str, float], band: np.ndarray) -> dict[str, float]:
