@@ -17,18 +17,42 @@ finite-difference checks follow the step down a sequence and fail only where the
 discrepancy stays as the step shrinks; the failure prints the table of (step,
 discrepancy).
 
+The checks are cached (:mod:`pytest_mlpval.check_cache`, in
+``.pytest_cache/d/mlpval-checks/``) for a candidate with a content hash (a model file, or
+a factory that declares ``mlpval_identity``): the search is seeded from the cache key
+(model hash, loader versions, tolerances, check, Hypothesis' version, ``max_examples``
+and phases, ``--hypothesis-seed``, the strategy's parameters and the source of the check
+code), so a rerun with the same key passes without calling the calculator ("passed N
+structures, from the physics-check cache", on the test's ``user_properties`` as
+``mlpval_check_cache``) or, for a failure, runs the check again on the kept failing
+structure alone and fails with the same message. ``--mlpval-no-cache`` (or a candidate
+without a content hash) searches anew each time, with Hypothesis' own seed and example
+database.
+
 The cost tests use pytest-benchmark, which turns itself off under pytest-xdist (and with
 ``--benchmark-disable``): they are then skipped with that reason; run them without ``-n``.
+A cost is a measurement: never cached.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
+import hypothesis
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import pytest_mlpval
+from pytest_mlpval import check_cache, descriptors, strategies
+from pytest_mlpval.check_cache import (CheckCache, CheckEntry, check_key, check_seed,
+                                       source_digest, structure_from_dict, structure_to_dict)
 from pytest_mlpval.cost import cost_structure, force_call
-from pytest_mlpval.protocols.invariance import (CheckNotApplicable, assert_check,
+from pytest_mlpval.protocols import invariance
+from pytest_mlpval.protocols.invariance import (CheckNotApplicable, CheckResult,
+                                                InvarianceError, assert_check,
                                                 not_evaluated, run_check)
 from pytest_mlpval.strategies import structures
 
@@ -50,6 +74,9 @@ MAX_ATOMS = 6
 MAX_ATOMS_EXPENSIVE = 4
 COST_REPEATS = (2, 3, 4)
 
+#: the user property naming a check served from the cache
+CACHE_PROPERTY = "mlpval_check_cache"
+
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
           HealthCheck.filter_too_much, HealthCheck.data_too_large]
 
@@ -59,27 +86,71 @@ _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
 _PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
 
 
-def _limited(n: int, shrink: bool = True) -> settings:
-    """At most ``n`` examples (fewer if the active profile asks for fewer); without
-    shrinking for checks whose every example costs hundreds of calculator calls."""
-    phases = _PHASES if shrink else tuple(p for p in _PHASES if p is not Phase.shrink)
-    return settings(max_examples=min(n, settings.default.max_examples), deadline=None,
-                    suppress_health_check=_QUIET, phases=phases)
+def _code_files() -> list[Path]:
+    """The source a check's outcome depends on (part of the cache key)."""
+    here = Path(invariance.__file__)
+    return [Path(__file__), Path(check_cache.__file__), here, here.with_name("derivatives.py"),
+            Path(strategies.__file__), Path(descriptors.__file__)]
 
 
-_cheap = settings(deadline=None, suppress_health_check=_QUIET, phases=_PHASES)
+class _Search:
+    """One check's Hypothesis search over structures, and what it tried and found."""
 
+    def __init__(self, mlpval: Any, name: str, species: Any, tolerances: Any,
+                 max_atoms: int, min_atoms: int) -> None:
+        self.mlpval, self.name, self.tolerances = mlpval, name, tolerances
+        self.species, self.max_atoms, self.min_atoms = tuple(species), max_atoms, min_atoms
+        self.examples = 0  # structures judged (each a row of the physics table)
+        self.worst: CheckResult | None = None  # the passing result furthest up
+        self.failing: Any = None  # the structure of the final failing example
+        self.skipped: str | None = None  # why the check does not apply
 
-def _run(mlpval, name, atoms, tolerances, **kwargs):
-    __tracebackhide__ = True
-    try:
-        result = run_check(name, mlpval.calculator, atoms, tolerances, **kwargs)
-    except CheckNotApplicable as exc:  # a row that says so, then the skip with the reason
-        mlpval.record_check(not_evaluated(name, tolerances, skipped=str(exc)))
-        pytest.skip(f"{name}: {exc}")
-    mlpval.record_check(result)
-    save = mlpval.failure_dir() if _final_example() else None
-    assert_check(result, save_dir=save, potential=mlpval.potential.name)
+    def parameters(self, max_examples: int, phases: Any, forced_seed: Any) -> dict:
+        """What changes the structures tried and their verdicts, besides the candidate."""
+        info = self.mlpval.potential.info
+        return {
+            "tolerances": self.tolerances.as_dict(),
+            "tolerances_version": type(self.tolerances).VERSION,
+            "precision": getattr(info, "precision", None),
+            "device": getattr(info, "device", None),
+            "strategy": {"species": list(self.species), "max_atoms": self.max_atoms,
+                         "min_atoms": self.min_atoms},
+            "hypothesis": {"version": hypothesis.__version__, "max_examples": max_examples,
+                           "phases": [phase.name for phase in phases],
+                           "seed": None if forced_seed is None else repr(forced_seed)},
+            "code": {"pytest_mlpval": pytest_mlpval.__version__,
+                     "source": source_digest(_code_files())},
+        }
+
+    def example(self, data: Any) -> None:
+        """One structure: judged, recorded, and a failure raised."""
+        __tracebackhide__ = True
+        atoms = data.draw(structures(species=self.species, min_atoms=self.min_atoms,
+                                     max_atoms=self.max_atoms), label="structure")
+        result = self.judge(atoms)
+        if result.passed:
+            if self.worst is None or result.value > self.worst.value:
+                self.worst = result
+            return
+        final = _final_example()
+        if final:
+            self.failing = atoms
+        save = self.mlpval.failure_dir() if final else None
+        assert_check(result, save_dir=save, potential=self.mlpval.potential.name)
+
+    def judge(self, atoms: Any) -> CheckResult:
+        """The check on ``atoms``, recorded; a skip (with a row) where it does not apply."""
+        __tracebackhide__ = True
+        self.examples += 1
+        try:
+            result = run_check(self.name, self.mlpval.calculator, atoms, self.tolerances)
+        except CheckNotApplicable as exc:  # a row that says so, then the skip with the reason
+            self.mlpval.record_check(not_evaluated(self.name, self.tolerances,
+                                                   skipped=str(exc)))
+            self.skipped = str(exc)
+            pytest.skip(f"{self.name}: {exc}")
+        self.mlpval.record_check(result)
+        return result
 
 
 def _final_example() -> bool:
@@ -92,85 +163,194 @@ def _final_example() -> bool:
         return True
 
 
-def _structure(data, species, max_atoms=MAX_ATOMS, min_atoms=1):
-    return data.draw(structures(species=species, min_atoms=min_atoms, max_atoms=max_atoms),
-                     label="structure")
+def _forced_seed(request: pytest.FixtureRequest) -> Any:
+    """``--hypothesis-seed`` (Hypothesis' pytest plugin), None without it."""
+    try:
+        return request.config.getoption("hypothesis_seed")
+    except ValueError:  # the plugin is not loaded
+        return None
+
+
+def _cache_of(request: pytest.FixtureRequest, mlpval: Any) -> CheckCache | None:
+    """The check cache of the run: None with --mlpval-no-cache (ini mlpval_cache) or
+    without pytest's cache plugin (as for the campaigns)."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None or mlpval.run_options().cache_dir is None:
+        return None
+    return CheckCache(cache.mkdir("mlpval-checks"))
+
+
+def _say(request: pytest.FixtureRequest, text: str) -> None:
+    request.node.user_properties.append((CACHE_PROPERTY, text))
+    print(f"mlpval: {text}")
+
+
+def _result_fields(result: CheckResult) -> dict[str, Any]:
+    return {"check": result.check, "value": float(result.value),
+            "tolerance": float(result.tolerance), "unit": result.unit,
+            "detail": result.detail, "error": result.error, "skipped": result.skipped,
+            "steps": [[float(x) for x in row] for row in result.steps],
+            "step_name": result.step_name}
+
+
+def _replay(request: pytest.FixtureRequest, search: _Search, cache: CheckCache, key: str,
+            entry: CheckEntry) -> bool:
+    """Serve a kept entry: a pass recorded again, a skip, or the kept failing structure
+    judged again (it fails, or the entry is dropped). False: search again."""
+    __tracebackhide__ = True
+    name, where = search.name, cache.path(key)
+    if entry.outcome == "passed":
+        fields = dict(entry.result, steps=tuple(tuple(row) for row in entry.result["steps"]))
+        worst = CheckResult(**fields)
+        for _ in range(entry.examples):  # the table counts the structures tried
+            search.mlpval.record_check(worst)
+        _say(request, f"{name}: passed {entry.examples} structures "
+                      f"({entry.seconds:.2f} s when searched), from the physics-check "
+                      f"cache {where}")
+        return True
+    if entry.outcome == "skipped":
+        search.mlpval.record_check(not_evaluated(name, search.tolerances,
+                                                 skipped=entry.reason))
+        _say(request, f"{name}: skipped, from the physics-check cache {where}")
+        pytest.skip(f"{name}: {entry.reason}")
+    try:
+        result = search.judge(structure_from_dict(entry.structure))
+    except pytest.skip.Exception:  # the kept structure no longer judged: search again
+        cache.drop(key, name)
+        raise
+    if result.passed:  # the kept failure passes now: search again
+        cache.drop(key, name)
+        return False
+    try:
+        assert_check(result, save_dir=search.mlpval.failure_dir(),
+                     potential=search.mlpval.potential.name)
+    except InvarianceError as exc:
+        exc.add_note(f"mlpval: the failing structure kept in the physics-check cache "
+                     f"({where}), judged again; --mlpval-no-cache searches anew")
+        raise
+    return True
+
+
+def _check(request: pytest.FixtureRequest, mlpval: Any, name: str, species: Any,
+           tolerances: Any, *, max_atoms: int = MAX_ATOMS, min_atoms: int = 1,
+           limit: int | None = None, shrink: bool = True) -> None:
+    """Search structures for a failure of the check ``name`` (at most ``limit``
+    structures, fewer if the profile asks for fewer; ``shrink``: shrink a failure), or
+    serve the search's kept outcome (module docstring)."""
+    __tracebackhide__ = True
+    max_examples = settings.default.max_examples
+    max_examples = max_examples if limit is None else min(limit, max_examples)
+    phases = _PHASES if shrink else tuple(p for p in _PHASES if p is not Phase.shrink)
+    search = _Search(mlpval, name, species, tolerances, max_atoms, min_atoms)
+    forced = _forced_seed(request)
+    cache = _cache_of(request, mlpval)
+    info = mlpval.potential.info
+    key = None if cache is None else check_key(
+        name, info.sha256, loader_versions=info.loader_versions,
+        parameters=search.parameters(max_examples, phases, forced))
+    if key is not None:
+        entry = cache.get(key, name)
+        if entry is not None and _replay(request, search, cache, key, entry):
+            return
+        search = _Search(mlpval, name, species, tolerances, max_atoms, min_atoms)
+    test = _hypothesis_test(search, max_examples, phases, key, forced)
+    start = time.perf_counter()
+    try:
+        test()
+    except pytest.skip.Exception:
+        if key is not None and search.skipped is not None and search.examples == 1:
+            cache.put(key, CheckEntry(name, "skipped", 1, reason=search.skipped,
+                                      seconds=time.perf_counter() - start))
+        raise
+    except InvarianceError as exc:
+        if key is not None and search.failing is not None:
+            cache.put(key, CheckEntry(name, "failed", search.examples,
+                                      structure=structure_to_dict(search.failing),
+                                      message=str(exc), seconds=time.perf_counter() - start))
+        raise
+    if key is not None and search.worst is not None:
+        cache.put(key, CheckEntry(name, "passed", search.examples,
+                                  result=_result_fields(search.worst),
+                                  seconds=time.perf_counter() - start))
+
+
+def _hypothesis_test(search: _Search, max_examples: int, phases: Any, key: str | None,
+                     forced: Any) -> Any:
+    """The search as a Hypothesis test: with a cache key, seeded from it (or from
+    --hypothesis-seed) and without Hypothesis' database (the cache keeps what it
+    would); without one, as Hypothesis runs any test."""
+    def check_structures(data):
+        __tracebackhide__ = True
+        search.example(data)
+
+    check_structures.__name__ = check_structures.__qualname__ = f"mlpval_{search.name}"
+    # Hypothesis' database key is the function's digest: one per check and candidate
+    check_structures._hypothesis_internal_add_digest = (  # type: ignore[attr-defined]
+        f"{search.name}:{search.mlpval.potential.name}".encode())
+    extra = {} if key is None else {"database": None}
+    test = settings(max_examples=max_examples, deadline=None, suppress_health_check=_QUIET,
+                    phases=phases, **extra)(given(data=st.data())(check_structures))
+    if key is not None:
+        test = hypothesis.seed(check_seed(key) if forced is None else forced)(test)
+    return test
 
 
 # --- invariances (cheap: as many examples as the profile asks) -------------------------
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_translation_invariance(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_translation_invariance(request, mlpval, mlpval_species, mlpval_tolerances):
     """Energy (eV/atom) and forces (eV/Å) unchanged by a rigid translation."""
-    _run(mlpval, "translation", _structure(data, mlpval_species), mlpval_tolerances)
+    _check(request, mlpval, "translation", mlpval_species, mlpval_tolerances)
 
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_rotation_equivariance(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_rotation_equivariance(request, mlpval, mlpval_species, mlpval_tolerances):
     """Energy unchanged, forces and stress rotate with the structure (cell included)."""
-    _run(mlpval, "rotation", _structure(data, mlpval_species), mlpval_tolerances)
+    _check(request, mlpval, "rotation", mlpval_species, mlpval_tolerances)
 
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_permutation_invariance(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_permutation_invariance(request, mlpval, mlpval_species, mlpval_tolerances):
     """Energy unchanged and forces permuted alike when like atoms swap places."""
-    _run(mlpval, "permutation", _structure(data, mlpval_species, min_atoms=2),
-         mlpval_tolerances)
+    _check(request, mlpval, "permutation", mlpval_species, mlpval_tolerances, min_atoms=2)
 
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_forces_sum_to_zero(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_forces_sum_to_zero(request, mlpval, mlpval_species, mlpval_tolerances):
     """No net force on a periodic cell (|sum F| / N, eV/Å)."""
-    _run(mlpval, "force_sum", _structure(data, mlpval_species), mlpval_tolerances)
+    _check(request, mlpval, "force_sum", mlpval_species, mlpval_tolerances)
 
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_extensivity(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_extensivity(request, mlpval, mlpval_species, mlpval_tolerances):
     """A 2x1x1 supercell has twice the energy (compared per atom, eV/atom)."""
-    _run(mlpval, "extensivity", _structure(data, mlpval_species), mlpval_tolerances)
+    _check(request, mlpval, "extensivity", mlpval_species, mlpval_tolerances)
 
 
-@_cheap
-@given(data=st.data())
-def test_mlpval_finite_outputs(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_finite_outputs(request, mlpval, mlpval_species, mlpval_tolerances):
     """Energy, forces and stress are finite for every valid structure (no NaN or inf)."""
-    _run(mlpval, "finite", _structure(data, mlpval_species), mlpval_tolerances)
+    _check(request, mlpval, "finite", mlpval_species, mlpval_tolerances)
 
 
 # --- consistency (finite differences and paths: few examples) --------------------------
 
-@_limited(5, shrink=False)
-@given(data=st.data())
-def test_mlpval_forces_are_energy_gradient(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_forces_are_energy_gradient(request, mlpval, mlpval_species,
+                                           mlpval_tolerances):
     """Forces equal minus the central-difference gradient of the energy (eV/Å), as the
     step of the differences shrinks."""
-    _run(mlpval, "force_gradient", _structure(data, mlpval_species, MAX_ATOMS_EXPENSIVE),
-         mlpval_tolerances)
+    _check(request, mlpval, "force_gradient", mlpval_species, mlpval_tolerances,
+           max_atoms=MAX_ATOMS_EXPENSIVE, limit=5, shrink=False)
 
 
-@_limited(5, shrink=False)
-@given(data=st.data())
-def test_mlpval_stress_is_strain_derivative(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_stress_is_strain_derivative(request, mlpval, mlpval_species,
+                                            mlpval_tolerances):
     """Stress equals the strain derivative of the energy per volume (GPa), as the strain
     step shrinks."""
-    _run(mlpval, "stress_gradient", _structure(data, mlpval_species, MAX_ATOMS_EXPENSIVE),
-         mlpval_tolerances)
+    _check(request, mlpval, "stress_gradient", mlpval_species, mlpval_tolerances,
+           max_atoms=MAX_ATOMS_EXPENSIVE, limit=5, shrink=False)
 
 
-@_limited(2, shrink=False)
-@given(data=st.data())
-def test_mlpval_smooth_across_cutoff(mlpval, mlpval_species, mlpval_tolerances, data):
+def test_mlpval_smooth_across_cutoff(request, mlpval, mlpval_species, mlpval_tolerances):
     """No energy jump the forces do not explain as an atom moves 3 Å through its
     neighbours' cutoffs (eV per step). At least two atoms: a lone atom moving in its cell
     moves its images with it, so no distance changes and nothing is tested."""
-    _run(mlpval, "smoothness",
-         _structure(data, mlpval_species, MAX_ATOMS_EXPENSIVE, min_atoms=2),
-         mlpval_tolerances)
+    _check(request, mlpval, "smoothness", mlpval_species, mlpval_tolerances,
+           max_atoms=MAX_ATOMS_EXPENSIVE, min_atoms=2, limit=2, shrink=False)
 
 
 # --- cost ----------------------------------------------------------------------------

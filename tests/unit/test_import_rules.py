@@ -42,7 +42,7 @@ CORE = frozenset({
     "", "potentials", "data", "metrics", "evaluate", "campaign", "campaign_cache", "units",
     "fileio", "gap_xml", "loader_probe", "probe_child", "crystals", "references",
     "assertions", "results", "baseline", "subjects", "tolerance", "verdict", "card", "plots",
-    "threads", "errors", "descriptors", "batching",
+    "threads", "errors", "descriptors", "batching", "check_cache",
     # the model-family loaders (their packages imported inside functions only)
     "loaders", "loaders.common", "loaders.chgnet", "loaders.sevennet", "loaders.mace",
     "loaders.nequip", "loaders.ace", "loaders.lammps",
