@@ -43,8 +43,8 @@ overhead from the potential's cost.
 from __future__ import annotations
 
 from .common import (
-    FAMILY, PropertyError, PropertySettings, PropertyResult, MAX_AMPLITUDE_SPREAD,
-    spread_name, amplitude_spreads, assert_amplitude_independent,
+    FAMILY, DEFAULT_SYMBOL, DEFAULT_CRYSTAL, PropertyError, PropertySettings, PropertyResult,
+    MAX_AMPLITUDE_SPREAD, spread_name, amplitude_spreads, assert_amplitude_independent,
 )
 from .lattice import (
     LatticeSettings, LatticeResult, relaxed_lattice,
@@ -79,7 +79,8 @@ from .campaign import (
 )
 
 __all__ = [
-    'FAMILY', 'PropertyError', 'PropertySettings', 'PropertyResult',
+    'FAMILY', 'DEFAULT_SYMBOL', 'DEFAULT_CRYSTAL', 'PropertyError', 'PropertySettings',
+    'PropertyResult',
     'MAX_AMPLITUDE_SPREAD', 'spread_name', 'amplitude_spreads',
     'assert_amplitude_independent', 'LatticeSettings',
     'LatticeResult', 'relaxed_lattice', 'EosSettings', 'EosResult', 'equation_of_state',

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import (PROTOCOLS, CampaignOptions, Settings,
                                           get_protocol, run_protocols)
-from pytest_mlpval.protocols.properties.common import FAMILY, PropertyError, PropertyResult
+from pytest_mlpval.protocols.properties.common import (DEFAULT_SYMBOL, FAMILY, PropertyError,
+                                                       PropertyResult)
 
 __all__ = ["property_protocols", "property_settings", "PropertySet", "compute_properties"]
 
@@ -28,7 +29,7 @@ def property_protocols() -> list[str]:
 
 
 def property_settings(name: str, params: Settings | Mapping[str, Any] | None = None, *,
-                      symbol: str = "Si") -> Settings:
+                      symbol: str = DEFAULT_SYMBOL) -> Settings:
     """The settings of protocol ``name``: ``params`` when it is a Settings object, else
     the protocol's defaults for element ``symbol`` with ``params`` (a mapping of field
     names to values, ``symbol`` among them if given) replacing fields. Raises
@@ -99,7 +100,7 @@ class PropertySet:
 def compute_properties(potential: Any, names: Sequence[str] = ("lattice", "eos", "elastic",
                        "phonons"),
                        params: Mapping[str, Settings | Mapping[str, Any]] | None = None, *,
-                       symbol: str = "Si", options: CampaignOptions | None = None
+                       symbol: str = DEFAULT_SYMBOL, options: CampaignOptions | None = None
                        ) -> PropertySet:
     """Run property protocols ``names`` (see :func:`property_protocols`) for
     ``potential`` (a :class:`~pytest_mlpval.potentials.Potential`; a bare calculator

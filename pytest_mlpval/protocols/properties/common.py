@@ -24,7 +24,8 @@ from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import Result, Settings
 from pytest_mlpval.references import UNIT_SUFFIXES
 
-__all__ = ["FAMILY", "PropertyError", "PropertySettings", "PropertyResult",
+__all__ = ["FAMILY", "DEFAULT_SYMBOL", "DEFAULT_CRYSTAL", "PropertyError", "PropertySettings",
+           "PropertyResult",
            "MAX_AMPLITUDE_SPREAD", "spread_name", "amplitude_spreads",
            "relative_spread", "spreads_not_measured", "assert_amplitude_independent",
            "optimise", "conventional_cell"]
@@ -38,10 +39,26 @@ FAMILY = "properties"
 PropertyError = ProtocolError
 
 
+#: the element of the protocols' settings when none is given: silicon, the package's
+#: first example (a documented default: pass ``symbol``, or let the ready-made tests take
+#: the potential's species)
+DEFAULT_SYMBOL = "Si"
+
+#: the crystal of the protocols' settings when none is given: silicon's diamond (pass
+#: ``crystal``, a spec of :func:`~pytest_mlpval.crystals.build_crystal`, or set
+#: ``MLPVAL_CRYSTAL`` in a suite of the ready-made tests)
+DEFAULT_CRYSTAL = "diamond"
+
+
 @dataclass(frozen=True)
 class PropertySettings(Settings):
     """Base of the property protocols' settings: the element, and what the ready-made
     tests (:mod:`pytest_mlpval.property_tests`) need to know of a protocol.
+
+    ``symbol`` (the element, or a compound's formula) defaults to :data:`DEFAULT_SYMBOL`
+    and each protocol's ``crystal`` to :data:`DEFAULT_CRYSTAL` (the polymorphs to
+    silicon's phases): silicon's, documented defaults for every other material to
+    override.
 
     Class attributes
     ----------------
@@ -55,7 +72,7 @@ class PropertySettings(Settings):
     group: ClassVar[str] = ""
     tiers: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
-    symbol: str = "Si"
+    symbol: str = DEFAULT_SYMBOL
 
 
 class PropertyResult(Result):

@@ -37,6 +37,7 @@ import numpy as np
 
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
                                                        PropertySettings, conventional_cell,
                                                        optimise)
@@ -79,7 +80,7 @@ class VacancySettings(PropertySettings):
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"supercell": 2},
                                                   "full": {"supercell": 2}}
 
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     supercell: int = 2
     start_shifts_A: tuple[float, ...] = (0.0, 0.4)
     rattle_A: float = 0.02

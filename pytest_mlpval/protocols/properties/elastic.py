@@ -41,6 +41,7 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.crystals import space_group
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
                                                        PropertyResult, PropertySettings,
                                                        amplitude_spreads,
@@ -120,7 +121,7 @@ class ElasticSettings(PropertySettings):
     group: ClassVar[str] = "elastic"
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"full": {"n_strains": 7}}
 
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     max_strain: float = 0.01
     n_strains: int = 5
     relax_ions: bool = True

@@ -33,6 +33,7 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.crystals import canonical_crystal
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
                                                        PropertyResult, PropertySettings,
                                                        amplitude_spreads,
@@ -85,7 +86,7 @@ class EosSettings(PropertySettings):
     tiers: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"strain_span": 0.01}, "full": {"strain_span": 0.01, "n_points": 9}}
 
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     strain_span: float = 0.01
     n_points: int = 7
     relax_shape: bool = True

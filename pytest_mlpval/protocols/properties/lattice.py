@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
                                                        PropertySettings)
 from pytest_mlpval.threads import single_threaded
@@ -39,7 +40,7 @@ class LatticeSettings(PropertySettings):
     VERSION: ClassVar[int] = 1
     group: ClassVar[str] = "lattice"
 
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     pressure_GPa: float = 0.0
     fmax_eV_A: float = 1e-3
     steps: int = 500

@@ -36,6 +36,7 @@ from pytest_mlpval.crystals import build_crystal
 from pytest_mlpval.descriptors import cell_widths
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
                                                        PropertyResult, PropertySettings,
                                                        amplitude_spreads,
@@ -146,7 +147,7 @@ class PhononSettings(PropertySettings):
     group: ClassVar[str] = "phonons"
     tiers: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"mesh": (8, 8, 8)}}
 
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     supercell: int | tuple[int, ...] | None = None
     min_length_A: float = 10.0
     displacement_A: float = 0.01

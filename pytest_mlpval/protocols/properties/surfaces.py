@@ -33,6 +33,7 @@ import numpy as np
 from pytest_mlpval.crystals import canonical_crystal
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
 from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
                                                        PropertySettings, conventional_cell,
                                                        optimise)
@@ -112,7 +113,7 @@ class SurfaceSettings(PropertySettings):
     group: ClassVar[str] = "surfaces"
 
     facet: str = "100"
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     layers: int | None = None
     vacuum_A: float = 10.0
     reconstruction: str = "1x1"
@@ -187,7 +188,7 @@ class SurfaceResult(PropertyResult):
     n_force_calls: int
     calculator_seconds: float
     seconds: float
-    crystal: str = "diamond"
+    crystal: str = DEFAULT_CRYSTAL
     protocol = "surface"
     owns = r"surface_\w+"
 
