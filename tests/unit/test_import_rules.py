@@ -40,7 +40,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / PACKAGE
 
 CORE = frozenset({
     "", "potentials", "data", "metrics", "evaluate", "campaign", "campaign_cache", "units",
-    "fileio", "gap_xml", "loader_probe", "probe_child", "crystals", "references",
+    "fileio", "gap_xml", "loader_probe", "probe_child", "crystals", "crystal_specs",
+    "references",
     "assertions", "results", "baseline", "subjects", "tolerance", "verdict", "card", "plots",
     "threads", "errors", "descriptors", "batching", "check_cache",
     # the model-family loaders (their packages imported inside functions only)
