@@ -278,6 +278,10 @@ class _DaskExecutor(Executor):
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
         return self._inner.submit(fn, *args, **kwargs)
 
+    def submit_with_priority(self, priority: int, fn, /, *args, **kwargs) -> Future:
+        """:meth:`submit` with Dask's ``priority`` (higher runs first)."""
+        return self._inner.submit(fn, *args, priority=priority, **kwargs)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._inner.shutdown(wait=wait and not cancel_futures)
         self.client.close()
@@ -341,6 +345,9 @@ def make_executor(workers: int = 0, scheduler: str | None = None, timeout_s: flo
 
 
 def _kind(executor: Executor) -> str:
+    own = getattr(executor, "mlpval_kind", None)  # a run's shared executor says itself
+    if isinstance(own, str):
+        return own
     if isinstance(executor, _LocalExecutor):
         return "local"
     if isinstance(executor, _DaskExecutor):
@@ -373,16 +380,19 @@ def _completed(futures: dict[Future, int], executor: Executor, worker_timeout_s:
     while pending:
         done, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
         yield from done
-        if done or not isinstance(executor, _DaskExecutor):
+        count = getattr(executor, "n_workers", None)  # a Dask cluster's, or a shared one's
+        workers = count() if callable(count) and not done else None
+        if workers is None:
             continue
-        if executor.n_workers():
+        if workers:
             alone_since = None
         elif alone_since is None:
             alone_since = time.monotonic()
         elif time.monotonic() - alone_since > worker_timeout_s:
             raise CampaignError(
-                f"every Dask worker of the scheduler at {executor.address} left and none "
-                f"joined within {worker_timeout_s:g} s; {len(pending)} items unfinished")
+                f"every Dask worker of the scheduler at {getattr(executor, 'address', '?')} "
+                f"left and none joined within {worker_timeout_s:g} s; {len(pending)} items "
+                "unfinished")
 
 
 def _run_lost(task: Callable[[Any, Any], Any], source: CalculatorSource, lost: list[int],
@@ -446,6 +456,10 @@ def _run_pool(executor: Executor, task: Callable[[Any, Any], Any], source: Calcu
         except Exception:  # noqa: BLE001, S110 - never hide the interruption itself
             pass
         raise
+    if getattr(executor, "closed", False):  # a run's shared executor, shut down (-x, ^C)
+        for i in lost:
+            finish(i, False, None, "cancelled: the run's executor was shut down", 0.0)
+        return
     _run_lost(task, source, lost, items, finish)
 
 
@@ -547,5 +561,6 @@ def run_campaign(protocol: str, task: Callable[[Any, Any], Any], items: Sequence
                 shutdown()
         remember()
         return CampaignResult(tuple(done[i] for i in range(len(items))),
-                              time.perf_counter() - start, workers if kind != "local" else 0,
+                              time.perf_counter() - start,
+                              getattr(executor, "workers", workers) if kind != "local" else 0,
                               kind, str(cache.path) if cache.path else None)

@@ -3,10 +3,9 @@ check them against thresholds (marker and keyword limits)."""
 
 from __future__ import annotations
 
-import inspect
 import math
 import operator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -249,12 +248,17 @@ class MlpvalFixture:
     def run_options(self, **overrides: Any) -> CampaignOptions:
         """The :class:`~pytest_mlpval.protocols.base.CampaignOptions` of this run:
         ``workers``, ``scheduler`` (--mlpval-workers, --mlpval-dask-scheduler),
-        ``cache_dir`` (pytest's cache, unless --mlpval-no-cache) and a terminal
-        ``progress`` callback; ``overrides`` replace fields by name."""
+        ``cache_dir`` (pytest's cache, unless --mlpval-no-cache), a terminal
+        ``progress`` callback and the run's one ``executor`` (with workers or a Dask
+        scheduler: :mod:`pytest_mlpval.planning`); ``overrides`` replace fields by name."""
+        from pytest_mlpval.planning import PLANNER
+
         settings = self._session.settings
+        planner = self._item.config.stash.get(PLANNER, None)
         options = CampaignOptions(workers=settings.workers, scheduler=settings.scheduler,
                                   cache_dir=self._session.campaign_cache_dir(),
-                                  progress=self._session.progress())
+                                  progress=self._session.progress(),
+                                  executor=planner.executor() if planner else None)
         return replace(options, **overrides) if overrides else options
 
     def campaign_options(self) -> dict[str, Any]:
@@ -270,14 +274,15 @@ class MlpvalFixture:
         ``mlpval.run(run_rss, RssSettings(n_structures=20))``. ``kwargs`` override the
         campaign options; ``name`` is the protocol's name in the summary (default: the
         function's name without a ``run_`` prefix). A protocol that takes ``options``
-        gets a CampaignOptions, others the options as keyword arguments."""
-        if _takes_options(protocol):
-            known = {f.name for f in fields(CampaignOptions)}
-            options = self.run_options(**{k: v for k, v in kwargs.items() if k in known})
-            extra = {k: v for k, v in kwargs.items() if k not in known}
-            result = protocol(self.potential, *args, options=options, **extra)
-        else:
-            result = protocol(self.potential, *args, **{**self.campaign_options(), **kwargs})
+        gets a CampaignOptions, others the options as keyword arguments. A call planned
+        up front (``mlpval_campaign``, :mod:`pytest_mlpval.planning`) gets the planned
+        job's result (the same call, made earlier), or its exception."""
+        from pytest_mlpval.planning import NOT_PLANNED, call_protocol, planned, run_key
+
+        result = planned(self._item.config, run_key(self.potential.name, protocol, args,
+                                                    kwargs))
+        if result is NOT_PLANNED:
+            result = call_protocol(protocol, self.potential, args, kwargs, self.run_options())
         label = name or getattr(protocol, "__name__", "protocol").removeprefix("run_")
         self.record_result(result, label)
         return result
@@ -301,9 +306,14 @@ class MlpvalFixture:
                 settings = settings.with_overrides(**overrides)
         except (UnknownProtocolError, SettingsError) as exc:
             raise pytest.UsageError(f"{where}: {exc}") from None
+        from pytest_mlpval.planning import NOT_PLANNED, planned, protocol_key
+
         try:
-            result = run_registered(spec, self.potential, settings,
-                                    options=self.run_options())
+            result = planned(self._item.config,
+                             protocol_key(self.potential.name, spec.name, settings))
+            if result is NOT_PLANNED:
+                result = run_registered(spec, self.potential, settings,
+                                        options=self.run_options())
         except SettingsError as exc:  # settings of another protocol's type
             raise pytest.UsageError(f"{where}: {exc}") from None
         except ProtocolError as exc:
@@ -397,14 +407,6 @@ class MlpvalFixture:
         if messages:
             raise MlpvalAssertionError("\n\n".join(messages))
         return results
-
-
-def _takes_options(protocol: Any) -> bool:
-    """``protocol`` has an ``options`` parameter (a CampaignOptions)."""
-    try:
-        return "options" in inspect.signature(protocol).parameters
-    except (TypeError, ValueError):  # no signature to read (a builtin, a C callable)
-        return False
 
 
 class ProtocolFailure(MlpvalAssertionError):

@@ -16,6 +16,7 @@ EXPECT = "mlpval_expect"
 PROPERTY = "mlpval_property"
 CV = "mlpval_cv"
 KNOWN_FAILURE = "mlpval_known_failure"
+CAMPAIGN = "mlpval_campaign"
 
 MARKER_LINES = (
     f"{AUTO}: added automatically to every test that uses an mlpval fixture "
@@ -48,6 +49,12 @@ MARKER_LINES = (
     "sha256='<64 hex digits, or a prefix of >= 12>' (the model under any --potential "
     "name; see the JSON's potentials.<name>.sha256), or by its --potential name. Stack "
     "markers for several candidates.",
+    f"{CAMPAIGN}(protocol, settings=None, *, full=None, name=None, **options): a campaign "
+    "the test runs (a registered protocol's name or a library function as mlpval.run "
+    "takes, its settings for the quick tier, full= for --mlpval-tier=full): planned when "
+    "collection ends and started at once with the run's other campaigns, longest first "
+    "(--mlpval-schedule); the test's mlpval.run / mlpval.run_protocol call with the same "
+    "settings gets its result. Stack markers for several campaigns.",
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mlpval import markers, options
+from pytest_mlpval import markers, options, planning
 from pytest_mlpval.session import (LINKS, PRECISION_PROPERTY, RUN_STORE_INPUT, SESSION,
                                    MlpvalSession, is_xdist_worker)
 
@@ -42,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlpval", "validation of machine-learned interatomic potentials")
     options.add_options(group.addoption)
     options.add_ini(parser)
+    planning.add_options(group.addoption, parser)
     link = ("CANDIDATE=RECIPE: the candidate (its --potential name or sha256) was fitted "
             "by the recipe of that name (a cross-validation's mlpval_cv(recipe=...), else "
             "its script or program, e.g. fit_gap.py); only linked, the summary and report "
@@ -60,6 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session
     config.stash[LINKS] = _links(config)
     config.pluginmanager.register(session, "mlpval-session")
+    planner = config.stash[planning.PLANNER] = planning.Planner(config, session)
+    config.pluginmanager.register(planning.PlanningPlugin(planner), "mlpval-planning")
     session.start_run()  # threads; the run store for candidates without a content hash
 
 
@@ -96,7 +99,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     pots = ", ".join(f"{e.name} ({e.source})" for e in settings.potentials) or "none"
     data = ", ".join(d.name for d in settings.datasets) or "none"
-    return [f"mlpval: potentials: {pots}; datasets: {data}", *session.header_lines()]
+    return [f"mlpval: potentials: {pots}; datasets: {data}", *session.header_lines(),
+            config.stash[planning.PLANNER].header_line()]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -244,16 +244,36 @@ class MlpvalSession:
         return print_progress(every_s, write=write, quiet_below_s=every_s)
 
     def predictions(self, potential, reference) -> Any:
+        """A candidate's predictions on a dataset, once per process: those planned up
+        front (:mod:`pytest_mlpval.planning`) when they were, waiting for them."""
         key = (potential.name, reference.spec)
         if key not in self._predictions:
-            from pytest_mlpval.evaluate import predict_cached, properties_for
+            from pytest_mlpval.planning import NOT_PLANNED, planned, predictions_key
 
-            properties = properties_for(potential.calculator, reference)
-            self._predictions[key] = predict_cached(
-                potential.calculator, potential.info.sha256, reference, properties,
-                self._cache_dir(), potential=potential.name,
-                loader_versions=getattr(potential.info, "loader_versions", None))
+            if planned(self.config, predictions_key(potential.name, reference.spec)) \
+                    is NOT_PLANNED or key not in self._predictions:
+                self.compute_predictions(potential, reference)
         return self._predictions[key]
+
+    def compute_predictions(self, potential, reference) -> Any:
+        """Compute (or read from the cache) and keep a candidate's predictions; on the
+        run's executor where ``predict_cached`` takes one."""
+        import inspect
+
+        from pytest_mlpval.evaluate import predict_cached, properties_for
+        from pytest_mlpval.planning import PLANNER
+
+        properties = properties_for(potential.calculator, reference)
+        planner = self.config.stash.get(PLANNER, None)
+        executor = planner.executor() if planner is not None else None
+        parallel = ({"executor": executor, "candidate": potential} if executor is not None
+                    and "executor" in inspect.signature(predict_cached).parameters else {})
+        value = predict_cached(
+            potential.calculator, potential.info.sha256, reference, properties,
+            self._cache_dir(), potential=potential.name,
+            loader_versions=getattr(potential.info, "loader_versions", None), **parallel)
+        self._predictions[(potential.name, reference.spec)] = value
+        return value
 
     def errors(self, potential, reference) -> Any:
         key = (potential.name, reference.spec)
@@ -362,8 +382,9 @@ class MlpvalSession:
             terminalreporter.write_sep("=", "mlpval summary")
             terminalreporter.write_line("energies in meV/atom, forces in eV/Å (Cartesian "
                                         "components), stresses in GPa; E-offset: mean "
-                                        "energy offset removed; NaN or inf: a non-finite "
-                                        "value was recorded (n/a: not measured)")
+                                        "energy offset removed (one per element, fitted, "
+                                        "with 2+ elements: E offsets/El); NaN or inf: a "
+                                        "non-finite value was recorded (n/a: not measured)")
             for line in format_table(headers, rows):
                 terminalreporter.write_line(line)
         for title, note, table in (

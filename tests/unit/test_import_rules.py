@@ -43,17 +43,17 @@ CORE = frozenset({
     "fileio", "gap_xml", "loader_probe", "probe_child", "crystals", "crystal_specs",
     "references",
     "assertions", "results", "baseline", "subjects", "tolerance", "verdict", "card", "plots",
-    "threads", "errors", "descriptors", "batching", "check_cache",
+    "threads", "errors", "descriptors", "batching", "schedule", "check_cache",
     # the model-family loaders (their packages imported inside functions only)
     "loaders", "loaders.common", "loaders.chgnet", "loaders.sevennet", "loaders.mace",
     "loaders.nequip", "loaders.ace", "loaders.lammps",
 })
 # modules that may import pytest (besides the ready-made test modules, *_tests)
 PYTEST_LAYER = frozenset({"plugin", "fixture", "session", "options", "markers", "hookspec",
-                          "testing", "checks"})
+                          "testing", "checks", "planning"})
 # where own imports may stay inside functions (pytest loads the plugin on every run)
 PLUGIN_BOUNDARY = frozenset({"plugin", "options", "markers", "hookspec", "session",
-                             "fixture", "testing"})
+                             "fixture", "testing", "planning"})
 # the other flat modules, above the core: the report side and the flat protocol helpers
 ABOVE_CORE = frozenset({"report", "comparison", "cost", "strategies"})
 PROTOCOLS = "protocols"
