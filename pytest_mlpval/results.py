@@ -169,8 +169,11 @@ class RunResults:
             rows.append([pot, data, subset, entry["n"], meV("energy_rmse"),
                          meV("energy_offset_removed_rmse"), meV("energy_mae"),
                          raw("force_rmse"), raw("force_mae"), raw("force_max"),
-                         raw("stress_rmse"), limits])
-        return headers, rows
+                         raw("stress_rmse"), limits, _element_offsets(m)])
+        if not any(row[-1] for row in rows):  # one element: no per-element column
+            return headers, [row[:-1] for row in rows]
+        return headers[:-1] + ["E offsets/El", "limits"], [
+            row[:-2] + [row[-1] or "-", row[-2]] for row in rows]
 
     def records_of(self, kind: str) -> list[dict[str, Any]]:
         return [rec for test in self.tests for rec in test["records"]
@@ -421,6 +424,16 @@ def nonfinite_faults(rec: dict[str, Any]) -> list[tuple[str, float]]:
     unmeasured = set(rec.get("not_measured", ()))
     return [(name, value) for name, value in rec["metrics"].items()
             if not _finite(value) and not (_is_nan(value) and name in unmeasured)]
+
+
+def _element_offsets(metrics: Mapping[str, Any]) -> str:
+    """``"C -370, Si +810"``: the fitted per-element energy offsets (``energy_offset_<El>``,
+    eV/atom) in meV/atom; empty for a one-element dataset."""
+    prefix = "energy_offset_"
+    return ", ".join(f"{name[len(prefix):]} {1000.0 * value:+.4g}"
+                     for name, value in sorted(metrics.items())
+                     if name.startswith(prefix) and name[len(prefix):][:1].isupper()
+                     and isinstance(value, (int, float)))
 
 
 def shown(value: Any, not_measured: bool = False) -> Any:

@@ -183,3 +183,69 @@ def test_a_molecular_dataset_through_the_plugin(pytester, run, sw):
     result.assert_outcomes(passed=8, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*Si2 is not periodic (pbc FFF: a molecule or "
                                  "cluster)*"])
+
+
+SHIFTED_MODULE = """
+from ase.calculators.calculator import Calculator, all_changes
+
+from pytest_mlpval.potentials import load_potential
+
+SHIFTS = {"C": -0.37, "Si": 0.81}
+
+
+class Shifted(Calculator):
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        work = self.atoms.copy()
+        work.calc = load_potential("tersoff").calculator
+        energy = work.get_potential_energy() + sum(
+            SHIFTS[s] for s in work.get_chemical_symbols())
+        self.results = {"energy": energy, "free_energy": energy, "forces": work.get_forces()}
+
+
+def tersoff_shifted():
+    return Shifted()
+"""
+
+
+def test_sic_clusters_with_per_element_shifts_through_the_plugin(pytester, run):
+    """SiC clusters labelled by Tersoff's SiC potential (not DFT); the candidate is the
+    same potential plus -0.37 eV per C and +0.81 eV per Si."""
+    import ase.io
+
+    tersoff = load_potential("tersoff").calculator
+    frames = []
+    for k, atoms in enumerate(_clusters(seed=2)):
+        atoms.numbers[: k + 1] = 6  # 1 to 4 carbons: four compositions
+        atoms.calc = tersoff
+        atoms.info["dft_energy"] = atoms.get_potential_energy()
+        atoms.arrays["dft_forces"] = atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    ase.io.write(pytester.path / "sic.xyz", frames)
+    pytester.makepyfile(shifted_pots=SHIFTED_MODULE)
+    pytester.makepyfile(test_sic="""
+        def test_offsets_removed(mlpval, mlpval_errors):
+            mlpval.check(mlpval_errors, energy_offset_removed_rmse=1e-6, force_rmse_C=1e-5)
+
+        def test_raw_energy_fails(mlpval, mlpval_errors):
+            mlpval.check(mlpval_errors, energy_rmse=0.01)
+    """)
+    pytester.syspathinsert()
+    result = run("--potential=shifted_pots:tersoff_shifted", "--mlpval-json=out.json",
+                 f"--mlpval-dataset=sic={pytester.path / 'sic.xyz'},energy=dft_energy,"
+                 "forces=dft_forces")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*per-element energy offsets fitted on the whole dataset*",
+        "*C * -0.37 * eV/atom*", "*Si * 0.81 * eV/atom*",
+        "*E offsets/El*limits*", "*C -370, Si +810*",
+    ])
+    import json
+
+    [record, *_] = [r for t in json.loads((pytester.path / "out.json").read_text())["tests"]
+                    for r in t["records"] if r.get("kind", "errors") == "errors"]
+    assert record["metrics"]["energy_offset_Si"]["value"] == pytest.approx(0.81, abs=1e-6)
+    assert record["metrics"]["force_rmse_C"]["unit"] == "eV/Å"

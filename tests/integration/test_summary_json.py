@@ -43,7 +43,8 @@ def test_summary_lists_each_potential_and_dataset(pytester, run, plugin_args, re
     result.stdout.fnmatch_lines([
         "*= mlpval summary =*",
         "energies in meV/atom, forces in eV/Å (Cartesian components), stresses in GPa; "
-        "E-offset: mean energy offset removed; NaN or inf: a non-finite value was recorded "
+        "E-offset: mean energy offset removed (one per element, fitted, with 2+ elements: "
+        "E offsets/El); NaN or inf: a non-finite value was recorded "
         "(n/a: not measured)",
         "potential * dataset * subset * n * E RMSE * E-offset RMSE * E MAE * F RMSE * F MAE"
         " * F max * S RMSE * limits",
