@@ -269,3 +269,17 @@ def test_one_atom_cells_get_acoustic_branch_labels(emt):
         assert metrics[f"phonon_{point}_LA_THz"] > metrics[f"phonon_{point}_TA_THz"] > 2
     assert metrics["phonon_X_LA_THz"] == pytest.approx(metrics["phonon_max_frequency_THz"],
                                                        rel=0.05)
+
+
+def test_transitions_between_any_given_crystals(emt):
+    from pytest_mlpval.protocols.properties import polymorph_energies
+
+    result = polymorph_energies(emt, symbol="Cu", names=("fcc", "bcc", "hcp"),
+                                reference="fcc", pairs=[("hcp", "bcc")], n_points=5)
+    metrics = result.metrics()
+    assert {"fcc_bcc_transition_GPa", "fcc_hcp_transition_GPa",
+            "hcp_bcc_transition_GPa"} <= set(metrics)
+    assert metrics["energy_bcc_vs_fcc_per_atom_eV"] > 0.01  # EMT: bcc Cu above fcc
+    with pytest.raises(SettingsError, match="both must be among the polymorphs"):
+        polymorph_energies(emt, symbol="Cu", names=("fcc",), reference="fcc",
+                           pairs=[("fcc", "bcc")], n_points=5)

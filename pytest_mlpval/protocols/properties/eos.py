@@ -348,6 +348,13 @@ class PolymorphSettings(PropertySettings):
         Upper end of the search for transitions.
     fmax_eV_A : float
     steps : int
+    pairs : tuple of (str, str)
+        Further transitions (low-pressure crystal, high-pressure crystal), both among
+        ``names``, besides those from ``reference`` to each other crystal.
+
+    ``names`` and ``reference`` default to silicon's phases (documented defaults): any
+    crystal specs work (``("bcc", "fcc", "hcp")``, ``"file:A15.cif"``); the ready-made
+    tests set them from ``MLPVAL_CRYSTAL`` and ``MLPVAL_POLYMORPHS``.
     """
 
     VERSION: ClassVar[int] = 1
@@ -363,12 +370,18 @@ class PolymorphSettings(PropertySettings):
     max_pressure_GPa: float = 60.0
     fmax_eV_A: float = 1e-3
     steps: int = 500
+    pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.names, str):
             raise SettingsError(f"names must be a sequence of crystal names, got "
                                 f"{self.names!r}")
         object.__setattr__(self, "names", tuple(self.names))
+        pairs = tuple(tuple(p) for p in self.pairs)
+        if any(len(p) != 2 or isinstance(p, str) for p in pairs):
+            raise SettingsError(f"pairs must be (low, high) pairs of crystals, got "
+                                f"{self.pairs!r}")
+        object.__setattr__(self, "pairs", pairs)
 
 
 @dataclass(frozen=True)
@@ -452,6 +465,11 @@ def polymorph_energies(calc: Any, settings: PolymorphSettings | None = None,
     reference = canonical_crystal(s.reference)
     if reference not in names:
         names = [reference] + names
+    pairs = [(canonical_crystal(low), canonical_crystal(high)) for low, high in s.pairs]
+    for low, high in pairs:
+        if low not in names or high not in names:
+            raise SettingsError(f"pair ({low}, {high}): both must be among the polymorphs "
+                                f"{', '.join(names)}")
     meter = CostMeter(calc)
     results = tuple(equation_of_state(meter.calc, EosSettings(
         crystal=name, symbol=s.symbol, strain_span=s.strain_span, n_points=s.n_points,
@@ -459,6 +477,10 @@ def polymorph_energies(calc: Any, settings: PolymorphSettings | None = None,
     ref = next(r for r in results if r.crystal == reference)
     transitions = tuple(transition_pressure(ref, r, max_pressure_GPa=s.max_pressure_GPa)
                         for r in results if r.crystal != reference)
+    by_name = {r.crystal: r for r in results}
+    for low, high in pairs:
+        transitions += (transition_pressure(by_name[low], by_name[high],
+                                            max_pressure_GPa=s.max_pressure_GPa),)
     return PolymorphResult(s.symbol, reference, results, transitions, **meter.cost())
 
 
