@@ -23,7 +23,7 @@ __all__ = [
     "structure_descriptors", "kernel",
     "similarity_to_reference", "fraction_above", "Similarity", "compare_with_crystals",
     "Coordination", "coordination", "coordination_numbers", "cell_widths", "min_distance",
-    "SI_BOND_CUTOFF_A",
+    "SI_BOND_CUTOFF_A", "bond_cutoff_A",
     "HIGH_COORDINATION",
 ]
 
@@ -60,7 +60,9 @@ class SoapSettings:
     The defaults, for silicon: a 5 Å cutoff (GAP-18's SOAP cutoff, and the one of the
     bundled GAP), n_max=8, l_max=6 and sigma=0.5 Å, zeta=4. With them ideal diamond
     scores 1, a diamond crystal strained by 1% about 0.9987, bc8 (also four-fold) 0.90,
-    and beta-Sn, Imma, sh and the close-packed metals 0.73-0.76.
+    and beta-Sn, Imma, sh and the close-packed metals 0.73-0.76. Nothing in them is
+    silicon's but the tuning: the species come from the structures (or ``species``), and
+    molecules get a non-periodic SOAP (``periodic=False``).
     """
 
     r_cut_A: float = 5.0
@@ -312,11 +314,26 @@ def min_distance(atoms: Any, cutoff_A: float = 4.0) -> float:
     return float(d.min()) if len(d) else float(cutoff_A)
 
 
-def coordination_numbers(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A) -> np.ndarray:
+def bond_cutoff_A(symbols: Iterable[str]) -> float:
+    """A bond cutoff for these species: silicon's :data:`SI_BOND_CUTOFF_A` for pure Si,
+    else 1.3 x twice the largest covalent radius among them (ASE's radii; Si would get
+    2.89 Å, C 1.98 Å, Mo 4.0 Å, which takes in bcc's second shell as its first minimum
+    of g(r) does). A default: give the cutoff your material needs."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    species = set(symbols)
+    if not species or species == {"Si"}:
+        return SI_BOND_CUTOFF_A
+    return 2.6 * max(float(covalent_radii[atomic_numbers[s]]) for s in species)
+
+
+def coordination_numbers(atoms: Any, cutoff_A: float | None = None) -> np.ndarray:
     """Number of neighbours within ``cutoff_A`` of each atom (periodic images count).
     Matscipy's neighbour list for fully periodic cells, ASE's otherwise (a molecule or
-    cluster without a cell). The default cutoff is silicon's (:data:`SI_BOND_CUTOFF_A`):
-    give another element's bond cutoff for other materials."""
+    cluster without a cell). The default cutoff is :func:`bond_cutoff_A` of the species
+    (silicon's :data:`SI_BOND_CUTOFF_A` for Si)."""
+    if cutoff_A is None:
+        cutoff_A = bond_cutoff_A(atoms.get_chemical_symbols())
     if all(atoms.pbc):
         from matscipy.neighbours import neighbour_list
     else:
@@ -330,9 +347,13 @@ def coordination_numbers(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A) -> np.n
     return np.bincount(i, minlength=len(atoms))
 
 
-def coordination(atoms: Any, cutoff_A: float = SI_BOND_CUTOFF_A,
+def coordination(atoms: Any, cutoff_A: float | None = None,
                  high: int = HIGH_COORDINATION) -> Coordination:
-    """Coordination numbers of ``atoms`` and their distribution."""
+    """Coordination numbers of ``atoms`` and their distribution (``cutoff_A`` by default
+    :func:`bond_cutoff_A` of the species; ``high``: silicon's :data:`HIGH_COORDINATION`,
+    below what close-packed metals have (12): raise it for them)."""
+    if cutoff_A is None:
+        cutoff_A = bond_cutoff_A(atoms.get_chemical_symbols())
     cn = coordination_numbers(atoms, cutoff_A)
     if cn.size == 0:
         raise ValueError("no atoms")

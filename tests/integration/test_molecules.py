@@ -249,3 +249,26 @@ def test_sic_clusters_with_per_element_shifts_through_the_plugin(pytester, run):
                     for r in t["records"] if r.get("kind", "errors") == "errors"]
     assert record["metrics"]["energy_offset_Si"]["value"] == pytest.approx(0.81, abs=1e-6)
     assert record["metrics"]["force_rmse_C"]["unit"] == "eV/Å"
+
+
+# --- no silicon assumption left where a default was silicon's -----------------------------
+
+def test_the_md_start_and_bond_cutoff_follow_the_material(sw):
+    from pytest_mlpval.descriptors import SI_BOND_CUTOFF_A, bond_cutoff_A, coordination
+    from pytest_mlpval.protocols.md import (StabilitySettings, crystal_start, diamond_start,
+                                            md_stability)
+
+    mo = crystal_start("bcc", "Mo", min_atoms=64, seed=3)
+    assert len(mo) == 128 and set(mo.get_chemical_symbols()) == {"Mo"}
+    assert np.array_equal(crystal_start("diamond", "Si", 64, seed=1).positions,
+                          diamond_start("Si", 2, seed=1).positions)
+    # bcc's 8 + 6 neighbours inside Mo's default cutoff, Si keeps its 2.85 Å
+    assert coordination(crystal_start("bcc", "Mo", 16, rattle_A=0.0)).mean == 14
+    assert bond_cutoff_A(["Si"]) == SI_BOND_CUTOFF_A
+    assert 2.8 < bond_cutoff_A(["Si", "C"]) < 2.9
+    with pytest.raises(MDParameterError, match="crystal: .*nonesuch"):
+        StabilitySettings(crystal="nonesuch")
+    result = md_stability(sw, StabilitySettings(crystal="beta-Sn", repeat=1, nvt_steps=5,
+                                                nve_steps=5, temperature_K=300.0))
+    assert result.status == "completed" and result.record.n_steps == 10
+    assert result.record.frames[0].volume_per_atom_A3 < 18  # beta-Sn, not diamond (20)

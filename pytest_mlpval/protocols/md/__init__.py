@@ -15,7 +15,7 @@ from .meltquench_errors import (
     assert_phase_errors, PHASE_METRICS,
 )
 from .run import (
-    run_md, run_md_campaign, pressure_GPa, diamond_start, random_start,
+    run_md, run_md_campaign, pressure_GPa, diamond_start, crystal_start, random_start,
     melt_quench_segments, write_trajectory,
 )
 from .settings import (
@@ -31,7 +31,7 @@ __all__ = [
     'MeltQuenchSettings', 'MeltQuenchTrajectory', 'run_meltquench', 'read_meltquench',
     'relabel', 'MeltQuenchErrors', 'meltquench_errors', 'compare_meltquench',
     'meltquench_table', 'assert_phase_errors', 'PHASE_METRICS', 'run_md', 'run_md_campaign',
-    'pressure_GPa', 'diamond_start', 'random_start', 'melt_quench_segments',
+    'pressure_GPa', 'diamond_start', 'crystal_start', 'random_start', 'melt_quench_segments',
     'write_trajectory', 'min_distance', 'COMPLETED', 'CUT_SHORT', 'UNSTABLE',
     'INSTABILITIES', 'MDParameterError', 'MDLimits', 'MDSegment', 'MDSettings',
     'MDProtocolSettings', 'MDFrame', 'MDRecord', 'start_key', 'StabilitySettings',

@@ -36,7 +36,8 @@ from pytest_mlpval.protocols.md.settings import (COMPLETED, CUT_SHORT, UNSTABLE,
 from pytest_mlpval.threads import one_blas_thread
 from pytest_mlpval.units import EV_PER_A3_TO_GPA
 
-__all__ = ["run_md", "run_md_campaign", "pressure_GPa", "diamond_start", "random_start",
+__all__ = ["run_md", "run_md_campaign", "pressure_GPa", "diamond_start", "crystal_start",
+           "random_start",
            "melt_quench_segments", "write_trajectory"]
 
 #: an analysis callback: (atoms, partial frame values) -> (scalars, per-atom arrays)
@@ -70,10 +71,26 @@ def pressure_GPa(atoms: Any) -> float:
 def diamond_start(symbol: str = "Si", repeat: int = 2, rattle_A: float = 0.05,
                   seed: int = 0) -> Any:
     """A cubic diamond supercell (8 x ``repeat``^3 atoms) with positions displaced by a
-    seeded Gaussian of ``rattle_A``: a start for melting."""
+    seeded Gaussian of ``rattle_A``: a start for melting (silicon's structure; see
+    :func:`crystal_start` for another material's)."""
     if int(repeat) != repeat or repeat < 1:
         raise MDParameterError(f"repeat must be a positive integer, got {repeat!r}")
-    atoms = build_crystal("diamond", symbol) * ((int(repeat),) * 3)
+    return crystal_start("diamond", symbol, 8 * int(repeat) ** 3, rattle_A, seed)
+
+
+def crystal_start(crystal: str = "diamond", symbol: str = "Si", min_atoms: int = 64,
+                  rattle_A: float = 0.05, seed: int = 0) -> Any:
+    """The crystal ``crystal`` (any spec of :func:`~pytest_mlpval.crystals.build_crystal`:
+    ``"bcc"``, ``"fcc"``, a prototype, a file) of ``symbol``, repeated alike along its
+    three vectors until it holds at least ``min_atoms`` atoms, with positions displaced by
+    a seeded Gaussian of ``rattle_A`` (diamond Si, 64 atoms: 2 x 2 x 2 cubic cells)."""
+    if int(min_atoms) != min_atoms or min_atoms < 1:
+        raise MDParameterError(f"min_atoms must be a positive integer, got {min_atoms!r}")
+    cell = build_crystal(crystal, symbol)
+    repeat = 1
+    while len(cell) * repeat ** 3 < min_atoms:
+        repeat += 1
+    atoms = cell * ((repeat,) * 3)
     rng = np.random.default_rng(seed)
     atoms.positions += rng.normal(scale=rattle_A, size=atoms.positions.shape)
     return atoms

@@ -16,8 +16,8 @@ Plain library (no pytest). What it measures:
   unstable; the wall-time limit stops it as cut short
   (:class:`~pytest_mlpval.protocols.md.MDLimits`). Either is reported, never hidden.
 
-The default start is a rattled diamond supercell of ``settings.symbol`` (silicon's
-structure: give another material's start as ``start=``). A molecule or cluster (no
+The default start is a rattled supercell of ``settings.crystal`` (``"diamond"``, silicon's
+structure, by default) of ``settings.symbol`` (``"Si"``); ``start=`` takes any structure. A molecule or cluster (no
 periodic direction, no cell) runs as given: NVT and NVE need no cell, it starts without
 momentum or spin, and its pressure is NaN. Its temperature fluctuates by sqrt(2/3N) of
 the target: an 8-atom cluster's by 29%, so loosen ``max_temperature_error_fraction``.
@@ -34,9 +34,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pytest_mlpval.assertions import MlpvalAssertionError, format_table
+from pytest_mlpval.crystals import canonical_crystal
+from pytest_mlpval.errors import MlpvalError
 from pytest_mlpval.protocols.base import (CampaignOptions, Result, potential_name,
                                           register)
-from pytest_mlpval.protocols.md.run import (diamond_start, run_md, run_md_campaign,
+from pytest_mlpval.protocols.md.run import (crystal_start, run_md, run_md_campaign,
                                             write_trajectory)
 from pytest_mlpval.protocols.md.settings import (COMPLETED, MDParameterError,
                                                  MDProtocolSettings, MDRecord, MDSegment,
@@ -57,10 +59,15 @@ class StabilitySettings(MDProtocolSettings):
     Attributes
     ----------
     symbol : str
-        Element of the default start (a rattled diamond supercell).
+        Element of the default start (a rattled supercell of ``crystal``).
+    crystal : str
+        The default start's crystal (a spec of
+        :func:`~pytest_mlpval.crystals.build_crystal`; ``"diamond"``, silicon's, by
+        default: ``"bcc"`` for Mo, ``"fcc"`` for Cu ...).
     limits : MDLimits
     repeat : int
-        The default start has 8 x repeat^3 atoms (2: 64 atoms).
+        The default start has at least 8 x repeat^3 atoms (2: 64 atoms), the crystal's
+        cell repeated alike along its three vectors (:func:`.crystal_start`).
     temperature_K : float
     timestep_fs : float
     nvt_steps, nve_steps : int
@@ -76,6 +83,7 @@ class StabilitySettings(MDProtocolSettings):
     VERSION: ClassVar[int] = 1
 
     repeat: int = 2
+    crystal: str = "diamond"
     temperature_K: float = 1000.0
     timestep_fs: float = 1.0
     nvt_steps: int = 300
@@ -84,6 +92,10 @@ class StabilitySettings(MDProtocolSettings):
     sample_every: int = 20
 
     def validate(self) -> None:
+        try:
+            canonical_crystal(self.crystal)
+        except MlpvalError as exc:  # an unknown crystal, said when the settings are made
+            raise MDParameterError(f"crystal: {exc}") from None
         if not (isinstance(self.temperature_K, (int, float)) and self.temperature_K > 0
                 and math.isfinite(self.temperature_K)):
             raise MDParameterError(f"temperature_K must be a finite number > 0, got "
@@ -104,7 +116,8 @@ class StabilitySettings(MDProtocolSettings):
 def _stability_record(calc: Any, settings: StabilitySettings, seed: int, start: Any
                       ) -> MDRecord:
     if start is None:
-        start = diamond_start(settings.symbol, settings.repeat, seed=seed)
+        start = crystal_start(settings.crystal, settings.symbol, 8 * settings.repeat ** 3,
+                              seed=seed)
     with one_blas_thread():
         return run_md(start, calc, settings.segments(), settings=settings.md_settings(),
                       seed=seed, limits=settings.limits,
@@ -235,8 +248,8 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
                      seed: int = 0, start: Any = None, options: CampaignOptions | None = None,
                      trajectory_path: Any = None, **overrides: Any) -> MDStabilityResult:
     """NVT then NVE with ``potential`` (a loaded Potential or a bare ASE calculator)
-    from ``start`` (default: rattled diamond of ``settings.symbol``), as a campaign item
-    (``options``: workers, cache; cached under the potential's hash, every setting, the
+    from ``start`` (default: a rattled ``settings.crystal`` of ``settings.symbol``), as a
+    campaign item (``options``: workers, cache; cached under the potential's hash, every setting, the
     seed and the start). ``overrides`` replace fields of ``settings``, e.g.
     ``temperature_K=1500, timestep_fs=2``."""
     settings = (settings or StabilitySettings()).with_overrides(**overrides)
