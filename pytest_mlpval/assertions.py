@@ -4,8 +4,9 @@
 raises :class:`MlpvalAssertionError` (an ``AssertionError``) whose message is a table:
 which limit, by how much, per config_type, and the worst structures.
 Limits are upper bounds in the metric's unit (:func:`pytest_mlpval.metrics.metric_unit`);
-``energy_offset`` and the per-element ``energy_offset_<El>`` are compared by absolute value. A value that is not finite (NaN or inf
-errors in the sample) fails every limit, and the message names the structures.
+``energy_offset`` and the per-element ``energy_offset_<El>`` are compared by absolute
+value. A value that is not finite (NaN or inf errors in the sample) fails every limit, and
+the message names the structures.
 """
 
 from __future__ import annotations

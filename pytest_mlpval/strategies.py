@@ -1,9 +1,11 @@
 """Hypothesis strategies for atomic structures (``ase.Atoms``).
 
 Periodic cells of bounded shape and volume (or clusters in vacuum), positions with a
-minimum separation under periodic boundary conditions, compositions drawn from a potential's species, and
-supercell repeats. Everything is drawn from Hypothesis' own primitives, so failing
-examples shrink: fewer atoms, a more regular cell, positions nearer the origin.
+minimum separation under periodic boundary conditions, compositions drawn from a
+potential's species, and supercell repeats. Everything is drawn from Hypothesis' own
+primitives, so failing examples shrink: fewer atoms, a more regular cell, positions
+nearer the origin. The default volumes and separations are silicon's, scaled to other
+species by their covalent radii.
 (:func:`min_distance` is :func:`pytest_mlpval.descriptors.min_distance`, here for the
 tests that check a drawn structure.)
 
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 
 from pytest_mlpval.descriptors import min_distance
 
-__all__ = ["cells", "repeats", "structures", "min_distance"]
+__all__ = ["cells", "repeats", "species_scale", "structures", "min_distance"]
 
 
 @st.composite
@@ -58,8 +60,8 @@ def structures(
     species: Sequence[str] = ("Si",),
     min_atoms: int = 1,
     max_atoms: int = 8,
-    volume_per_atom_A3: tuple[float, float] = (16.0, 30.0),
-    min_separation_A: float = 2.0,
+    volume_per_atom_A3: tuple[float, float] | None = None,
+    min_separation_A: float | None = None,
     max_length_ratio: float = 2.0,
     min_angle_deg: float = 60.0,
     max_angle_deg: float = 120.0,
@@ -68,11 +70,20 @@ def structures(
     """Periodic ``ase.Atoms``: ``min_atoms..max_atoms`` atoms of ``species``, volume per
     atom in ``volume_per_atom_A3`` (Å³), every pair (images included) at least
     ``min_separation_A`` apart. With ``periodic=False``, a cluster: the atoms in a cube
-    of that volume, no cell, ``pbc`` False (a molecule in vacuum)."""
+    of that volume, no cell, ``pbc`` False (a molecule in vacuum).
+
+    The defaults are silicon's, (16, 30) Å³ and 2.0 Å (diamond: 20 Å³/atom, 2.35 Å
+    bonds), scaled for other species by the cube and the ratio of their mean covalent
+    radius to silicon's (:func:`species_scale`)."""
     import ase
 
     if not species:
         raise ValueError("structures(): give at least one species")
+    scale = species_scale(species)
+    if volume_per_atom_A3 is None:
+        volume_per_atom_A3 = (16.0 * scale ** 3, 30.0 * scale ** 3)
+    if min_separation_A is None:
+        min_separation_A = 2.0 * scale
     n = draw(st.integers(min_atoms, max_atoms))
     symbols = draw(st.lists(st.sampled_from(list(species)), min_size=n, max_size=n))
     volume = n * draw(st.floats(*volume_per_atom_A3, allow_nan=False))
@@ -96,6 +107,14 @@ def structures(
     atoms = ase.Atoms(symbols, positions=np.array(placed), cell=cell, pbc=True)
     assume(min_distance(atoms, min_separation_A) >= min_separation_A)
     return atoms
+
+
+def species_scale(species: Sequence[str]) -> float:
+    """Mean covalent radius of ``species`` over silicon's (ASE's radii; 1.0 for Si)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    radii = [covalent_radii[atomic_numbers[s]] for s in set(species)]
+    return float(np.mean(radii) / covalent_radii[atomic_numbers["Si"]])
 
 
 @st.composite

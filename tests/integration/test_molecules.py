@@ -272,3 +272,15 @@ def test_the_md_start_and_bond_cutoff_follow_the_material(sw):
                                                 nve_steps=5, temperature_K=300.0))
     assert result.status == "completed" and result.record.n_steps == 10
     assert result.record.frames[0].volume_per_atom_A3 < 18  # beta-Sn, not diamond (20)
+
+
+@settings(max_examples=10, deadline=None)
+@given(structures(species=("Mo",), max_atoms=4), structures(species=("C",), max_atoms=4,
+                                                            periodic=False))
+def test_drawn_structures_scale_with_the_species(mo, carbon):
+    from pytest_mlpval.strategies import species_scale
+
+    scale = species_scale(["Mo"])  # Mo's covalent radius is 1.39 x silicon's
+    assert 16 * scale ** 3 - 1e-9 <= mo.get_volume() / len(mo) <= 30 * scale ** 3 + 1e-9
+    assert min_distance(mo, 2.0 * scale) >= 2.0 * scale - 1e-9
+    assert min_distance(carbon, 2.0) >= 2.0 * species_scale(["C"]) - 1e-9

@@ -17,10 +17,11 @@ Plain library (no pytest). What it measures:
   (:class:`~pytest_mlpval.protocols.md.MDLimits`). Either is reported, never hidden.
 
 The default start is a rattled supercell of ``settings.crystal`` (``"diamond"``, silicon's
-structure, by default) of ``settings.symbol`` (``"Si"``); ``start=`` takes any structure. A molecule or cluster (no
-periodic direction, no cell) runs as given: NVT and NVE need no cell, it starts without
-momentum or spin, and its pressure is NaN. Its temperature fluctuates by sqrt(2/3N) of
-the target: an 8-atom cluster's by 29%, so loosen ``max_temperature_error_fraction``.
+structure, by default) of ``settings.symbol`` (``"Si"``); ``start=`` takes any structure.
+A molecule or cluster (no periodic direction, no cell) runs as given: NVT and NVE need
+no cell, it starts without momentum or spin, and its pressure is NaN. Its temperature
+fluctuates by sqrt(2/3N) of the target: an 8-atom cluster's by 29%, so loosen
+``max_temperature_error_fraction``.
 """
 
 from __future__ import annotations
@@ -249,8 +250,8 @@ def run_md_stability(potential: Any, settings: StabilitySettings | None = None, 
                      trajectory_path: Any = None, **overrides: Any) -> MDStabilityResult:
     """NVT then NVE with ``potential`` (a loaded Potential or a bare ASE calculator)
     from ``start`` (default: a rattled ``settings.crystal`` of ``settings.symbol``), as a
-    campaign item (``options``: workers, cache; cached under the potential's hash, every setting, the
-    seed and the start). ``overrides`` replace fields of ``settings``, e.g.
+    campaign item (``options``: workers, cache; cached under the potential's hash, every
+    setting, the seed and the start). ``overrides`` replace fields of ``settings``, e.g.
     ``temperature_K=1500, timestep_fs=2``."""
     settings = (settings or StabilitySettings()).with_overrides(**overrides)
     if start is not None and len(start) == 0:
