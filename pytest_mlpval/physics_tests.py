@@ -54,6 +54,7 @@ from pytest_mlpval.protocols import invariance
 from pytest_mlpval.protocols.invariance import (CheckNotApplicable, CheckResult,
                                                 InvarianceError, assert_check,
                                                 not_evaluated, run_check)
+from pytest_mlpval.session import SESSION
 from pytest_mlpval.strategies import structures
 
 __all__ = [
@@ -171,11 +172,13 @@ def _forced_seed(request: pytest.FixtureRequest) -> Any:
         return None
 
 
-def _cache_of(request: pytest.FixtureRequest, mlpval: Any) -> CheckCache | None:
+def _cache_of(request: pytest.FixtureRequest) -> CheckCache | None:
     """The check cache of the run: None with --mlpval-no-cache (ini mlpval_cache) or
-    without pytest's cache plugin (as for the campaigns)."""
+    without pytest's cache plugin, as for the campaigns (asked of the session, not of
+    ``mlpval.run_options()``, which may start the run's campaign workers)."""
+    session = request.config.stash.get(SESSION, None)
     cache = getattr(request.config, "cache", None)
-    if cache is None or mlpval.run_options().cache_dir is None:
+    if session is None or cache is None or session.campaign_cache_dir() is None:
         return None
     return CheckCache(cache.mkdir("mlpval-checks"))
 
@@ -243,7 +246,7 @@ def _check(request: pytest.FixtureRequest, mlpval: Any, name: str, species: Any,
     phases = _PHASES if shrink else tuple(p for p in _PHASES if p is not Phase.shrink)
     search = _Search(mlpval, name, species, tolerances, max_atoms, min_atoms)
     forced = _forced_seed(request)
-    cache = _cache_of(request, mlpval)
+    cache = _cache_of(request)
     info = mlpval.potential.info
     key = None if cache is None else check_key(
         name, info.sha256, loader_versions=info.loader_versions,
