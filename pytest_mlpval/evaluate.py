@@ -112,9 +112,9 @@ def predict(calc: Any, reference: ReferenceSet,
     reloaded once per process from ``candidate``'s spec, the loaded
     :class:`~pytest_mlpval.potentials.Potential` whose calculator ``calc`` is, or
     unpickled). The same calls give the same arrays and the same errors (the first in
-    dataset order), and ``seconds`` sums the chunks' calculator times; a worker that dies raises :class:`PredictionWorkerError` naming its
-    chunk; Ctrl-C cancels the chunks not started. Any other executor (one running in
-    this process or in threads), a dataset of one chunk, a ``candidate`` whose
+    dataset order), and ``seconds`` sums the chunks' calculator times; a worker that
+    dies raises :class:`PredictionWorkerError` naming its chunk; Ctrl-C cancels the
+    chunks not started. Any other executor (one running in this process or in threads), a dataset of one chunk, a ``candidate`` whose
     calculator is not ``calc``, or a calculator that cannot reach the workers (not
     loaded from a spec and not picklable) is computed here, as without an executor.
     """
