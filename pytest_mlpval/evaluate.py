@@ -114,9 +114,10 @@ def predict(calc: Any, reference: ReferenceSet,
     unpickled). The same calls give the same arrays and the same errors (the first in
     dataset order), and ``seconds`` sums the chunks' calculator times; a worker that
     dies raises :class:`PredictionWorkerError` naming its chunk; Ctrl-C cancels the
-    chunks not started. Any other executor (one running in this process or in threads), a dataset of one chunk, a ``candidate`` whose
-    calculator is not ``calc``, or a calculator that cannot reach the workers (not
-    loaded from a spec and not picklable) is computed here, as without an executor.
+    chunks not started. Any other executor (one running in this process or in threads),
+    a dataset of one chunk, a ``candidate`` whose calculator is not ``calc``, or a
+    calculator that cannot reach the workers (not loaded from a spec and not picklable)
+    is computed here, as without an executor.
     """
     if executor is not None:
         parallel = _predict_parallel(calc, reference, properties, progress, potential,
