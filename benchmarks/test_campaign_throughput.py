@@ -37,6 +37,8 @@ from conftest import RATIOS
 
 SILICON = Path(__file__).resolve().parent.parent / "example_suites" / "silicon"
 ROUNDS = 2
+N_STRUCTURES = 6
+NVT_STEPS = NVE_STEPS = 100
 SIDES = ("bare", "workers=0", "workers=1")
 
 
@@ -50,18 +52,32 @@ def _candidate() -> str:
 
 @pytest.fixture(scope="module")
 def potential():
+    """The candidate, with what both sides import imported and one energy computed
+    (so that the side that runs first pays no start-up)."""
+    import ase.filters  # noqa: F401
+    import ase.md.bussi  # noqa: F401
+    import ase.md.verlet  # noqa: F401
+    import ase.optimize  # noqa: F401
+
+    import pytest_mlpval.protocols.md  # noqa: F401
+    import pytest_mlpval.protocols.rss  # noqa: F401
+    from pytest_mlpval.crystals import build_crystal
     from pytest_mlpval.potentials import load_potential
 
-    return load_potential(_candidate())
+    loaded = load_potential(_candidate())
+    atoms = build_crystal("diamond", "Si")
+    atoms.calc = loaded.calculator
+    atoms.get_potential_energy()
+    return loaded
 
 
-def _alternate(run, rounds: int = ROUNDS):
+def _alternate(run):
     """``run(side)`` for every side, the order reversed every other round; the wall
     and CPU seconds (of this process) of each, and the last result of each side."""
     wall = {side: [] for side in SIDES}
     cpu = {side: [] for side in SIDES}
     results = {}
-    for r in range(rounds):
+    for r in range(ROUNDS):
         for side in SIDES if r % 2 == 0 else SIDES[::-1]:
             start, cpu0 = time.perf_counter(), time.process_time()
             results[side] = run(side)
@@ -89,7 +105,8 @@ def _record(benchmark, name: str, units: int, unit: str, wall, cpu) -> dict[str,
 def _rss_settings():
     from pytest_mlpval.protocols.rss import RssSettings
 
-    return RssSettings(n_structures=6, atoms_per_cell=(4, 8), seed=0, references=())
+    return RssSettings(n_structures=N_STRUCTURES, atoms_per_cell=(4, 8), seed=0,
+                       references=())
 
 
 def _bare_rss(calc, settings) -> list[tuple[float, float, int]]:
@@ -147,7 +164,7 @@ def test_rss_throughput_against_bare_relaxations(benchmark, potential):
 def _md_settings():
     from pytest_mlpval.protocols.md import StabilitySettings
 
-    return StabilitySettings(nvt_steps=100, nve_steps=100)
+    return StabilitySettings(nvt_steps=NVT_STEPS, nve_steps=NVE_STEPS)
 
 
 def _bare_md(calc, settings, seed: int = 0) -> np.ndarray:
