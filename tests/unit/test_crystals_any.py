@@ -231,14 +231,14 @@ def test_a_compound_vacancy_needs_its_chemical_potential(emt):
                           supercell=2, start_shifts_A=(0.0,))
     al = vacancy_formation(emt, crystal="B2:symbols=NiAl,a=2.88", symbol="NiAl",
                            supercell=2, species="Al", chemical_potential_eV=-0.5,
-                           start_shifts_A=(0.0,))
+                           start_shifts_A=(0.0,), fmax_eV_A=0.05)
     assert al.species == "Al" and al.n_atoms == 16
     metrics = al.metrics()
     assert "vacancy_Al_formation_eV" in metrics and "vacancy_formation_eV" not in metrics
     # one more eV of chemical potential: one more eV of formation energy
     al2 = vacancy_formation(emt, crystal="B2:symbols=NiAl,a=2.88", symbol="NiAl",
                             supercell=2, species="Al", chemical_potential_eV=0.5,
-                            start_shifts_A=(0.0,))
+                            start_shifts_A=(0.0,), fmax_eV_A=0.05)
     assert al2.formation_eV - al.formation_eV == pytest.approx(1.0, abs=1e-9)
 
 
@@ -283,3 +283,13 @@ def test_transitions_between_any_given_crystals(emt):
     with pytest.raises(SettingsError, match="both must be among the polymorphs"):
         polymorph_energies(emt, symbol="Cu", names=("fcc",), reference="fcc",
                            pairs=[("fcc", "bcc")], n_points=5)
+
+
+def test_the_lattice_parameter_is_the_conventional_cells(emt):
+    """fcc Cu built primitive (fcc:a=3.6): a0 is the cube's, not the primitive vector's."""
+    from pytest_mlpval.protocols.properties import relaxed_lattice
+
+    primitive = relaxed_lattice(emt, crystal="fcc:a=3.6", symbol="Cu").lattice_parameter_A
+    cube = relaxed_lattice(emt, crystal="fcc:a=3.6,cubic=true",
+                           symbol="Cu").lattice_parameter_A
+    assert primitive == pytest.approx(cube, rel=1e-4) and cube == pytest.approx(3.59, abs=0.01)

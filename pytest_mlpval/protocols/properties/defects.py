@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from pytest_mlpval.crystal_specs import elements_of
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
 from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
@@ -172,6 +173,11 @@ def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
     fields of ``settings`` (:class:`VacancySettings`)."""
     s = VacancySettings.of(settings, **overrides)
     crystal, supercell = s.crystal, s.supercell
+    if s.chemical_potential_eV is None and len(set(elements_of(s.symbol))) > 1:
+        raise SettingsError(
+            f"a vacancy in the compound {s.symbol} ({crystal}) needs its chemical "
+            "potential: set chemical_potential_eV (e.g. the energy per atom of the removed "
+            "element's own crystal with this potential, its rich limit)")
     meter = CostMeter(calc)
     bulk = relax_keeping_symmetry(meter.calc, crystal, s.symbol, None, fmax_eV_A=1e-3,
                                   steps=500)[0]
@@ -228,7 +234,7 @@ def vacancy_formation(calc: Any, settings: VacancySettings | None = None,
     moved = minima[best].positions - ideal.positions
     moved -= np.round(moved @ np.linalg.inv(ideal.cell)) @ np.asarray(ideal.cell)
     return VacancyResult(
-        crystal, s.symbol, int(supercell), n, float(bulk.atoms.cell.lengths()[0]), e_bulk,
+        crystal, s.symbol, int(supercell), n, float(cell.cell.lengths()[0]), e_bulk,
         energies[best], unrelaxed, tuple(map(float, s.start_shifts_A)), tuple(energies),
         float(s.rattle_A), int(s.seed), float(np.linalg.norm(moved, axis=1).max()),
         total_steps, **meter.cost(), species=tag,

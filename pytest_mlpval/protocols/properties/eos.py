@@ -33,7 +33,7 @@ from pytest_mlpval.assertions import MlpvalAssertionError, format_table
 from pytest_mlpval.crystals import canonical_crystal
 from pytest_mlpval.errors import ProtocolError, SettingsError
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL, conventional_cell
 from pytest_mlpval.protocols.properties.common import (FAMILY, MAX_AMPLITUDE_SPREAD,
                                                        PropertyResult, PropertySettings,
                                                        amplitude_spreads,
@@ -320,7 +320,8 @@ def equation_of_state(calc: Any, settings: EosSettings | None = None, *, atoms: 
             values.append((fit[1] * EV_PER_A3_TO_GPA, fit[2]))
         except ProtocolError:  # no minimum inside that span: its spread is NaN
             values.append((math.nan, math.nan))
-    a0 = float(base.cell.lengths()[0] * (v0 / (base.get_volume() / n)) ** (1 / 3))
+    conv = conventional_cell(base)  # a0 of the conventional cell (rocksalt: the cube's)
+    a0 = float(conv.cell.lengths()[0] * (v0 / (conv.get_volume() / len(conv))) ** (1 / 3))
     return EosResult(crystal, s.symbol, tuple(map(float, v)), tuple(map(float, e)), v0, e0,
                      b0 * EV_PER_A3_TO_GPA, bp, a0, float(strain_span), rms * 1000,
                      bool(s.relax_shape), **meter.cost(),

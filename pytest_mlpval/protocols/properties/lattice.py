@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pytest_mlpval.protocols.base import CostMeter, register, relax_keeping_symmetry
-from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL
+from pytest_mlpval.protocols.properties.common import DEFAULT_CRYSTAL, conventional_cell
 from pytest_mlpval.protocols.properties.common import (FAMILY, PropertyResult,
                                                        PropertySettings)
 from pytest_mlpval.threads import single_threaded
@@ -55,8 +55,8 @@ class LatticeResult(PropertyResult):
     ----------
     crystal, symbol : str
     cellpar : tuple of float
-        a, b, c (Å) and alpha, beta, gamma (degree) of the cell as built (conventional
-        cubic for diamond).
+        a, b, c (Å) and alpha, beta, gamma (degree) of the conventional cell (as built
+        for the named phases; spglib's for a crystal built primitive).
     volume_per_atom_A3, energy_per_atom_eV : float
     pressure_GPa : float
         Target pressure of the relaxation.
@@ -114,7 +114,8 @@ def relaxed_lattice(calc: Any, settings: LatticeSettings | None = None, *, atoms
         meter.calc, s.crystal, s.symbol, atoms, pressure_GPa=s.pressure_GPa,
         fmax_eV_A=s.fmax_eV_A, steps=s.steps, symprec=s.symprec)
     name = atoms.info.get("crystal", s.crystal) if atoms is not None else s.crystal
-    return LatticeResult(name, s.symbol, tuple(float(x) for x in result.atoms.cell.cellpar()),
+    cell = conventional_cell(result.atoms)  # rocksalt built primitive: the cube's a
+    return LatticeResult(name, s.symbol, tuple(float(x) for x in cell.cell.cellpar()),
                          float(result.volume_per_atom_A3), float(result.energy_per_atom_eV),
                          float(s.pressure_GPa), before, after, result.steps, **meter.cost())
 
