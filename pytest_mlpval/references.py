@@ -366,6 +366,19 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                                  f"{exc}") from exc
 
 
+def _same_material(a: str, b: str) -> bool:
+    """The same element, or the same compound whatever the order of its formula
+    (``"SiC"`` and ``"CSi"``)."""
+    if a == b:
+        return True
+    from ase.formula import Formula
+
+    try:
+        return Formula(a).count() == Formula(b).count()
+    except ValueError:
+        return False
+
+
 def _entries(document: Any, element: str, name: str) -> list[ReferenceValue]:
     if not isinstance(document, Mapping) or not isinstance(document.get("entries"), list):
         raise ReferenceFileError(f"{name}: expected an object with an 'entries' list "
@@ -374,7 +387,7 @@ def _entries(document: Any, element: str, name: str) -> list[ReferenceValue]:
     if schema != SCHEMA:
         raise ReferenceFileError(f"{name}: schema {schema!r} is not {SCHEMA!r}")
     file_element = document.get("element")
-    if file_element is not None and file_element != element:
+    if file_element is not None and not _same_material(str(file_element), element):
         raise ReferenceFileError(f"{name}: holds references for element {file_element!r}, "
                                  f"not {element!r}")
     return [ReferenceValue.from_dict(entry, f"{name}: entry {i}")

@@ -293,3 +293,17 @@ def test_the_lattice_parameter_is_the_conventional_cells(emt):
     cube = relaxed_lattice(emt, crystal="fcc:a=3.6,cubic=true",
                            symbol="Cu").lattice_parameter_A
     assert primitive == pytest.approx(cube, rel=1e-4) and cube == pytest.approx(3.59, abs=0.01)
+
+
+def test_references_for_a_compound_in_any_formula_order(tmp_path):
+    import json
+
+    from pytest_mlpval.references import load_references, packaged_elements
+
+    (tmp_path / "sic.json").write_text(json.dumps({
+        "schema": "pytest-mlpval-references/1", "element": "SiC", "entries": [
+            {"property": "lattice_parameter_A", "value": 4.36, "unit": "A",
+             "kind": "experiment", "source": "test entry"}]}), encoding="utf-8")
+    table = load_references("CSi", [tmp_path / "sic.json"])  # the species' order
+    assert table.get("lattice_parameter_A").value == 4.36
+    assert "Si" in packaged_elements()  # found by the file's name, silicon.json
