@@ -107,3 +107,42 @@ def test_a_bad_crystal_spec_is_a_usage_error(pytester, run):
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*MLPVAL_CRYSTAL / MLPVAL_POLYMORPHS: crystal fcc:a=big: "
                                  "bad value for 'a': 'big'*"], consecutive=False)
+
+
+CU3AU = """
+    import pytest
+    from pytest_mlpval.crystals import spacegroup_spec
+    from pytest_mlpval.property_tests import ElasticTests, LatticeTests
+
+    # L1_2 Cu3Au from its space group (Au on 1a, Cu on 3c)
+    MLPVAL_CRYSTAL = spacegroup_spec(["Au", "Cu"], [[0, 0, 0], [0, 0.5, 0.5]], 221,
+                                     [3.75] * 3 + [90] * 3, name="L1_2")
+    MLPVAL_SYMBOL = "Cu3Au"
+    MLPVAL_REFERENCE_FILES = ["cu3au.json"]
+    MLPVAL_PROPERTY_PARAMS = {"elastic": {"n_strains": 3, "spread_strains": []},
+                              "eos": {"spread_spans": [], "n_points": 5}}
+
+
+    @pytest.mark.mlpval_property("lattice_parameter_A", rel=0.02)
+    class TestLattice(LatticeTests):
+        pass
+
+
+    @pytest.mark.mlpval_property("C44_GPa", rel=0.3)
+    class TestElastic(ElasticTests):
+        pass
+"""
+
+
+def test_a_binary_crystal_through_the_ready_made_tests(pytester, run):
+    """Cu3Au (L1_2) with EMT, which was fitted to Cu and Au: a0 within 2 % and C44
+    within 30 % of the alloy's experimental values (the file's numbers, rounded)."""
+    (pytester.path / "cu3au.json").write_text(json.dumps({
+        "schema": "pytest-mlpval-references/1", "element": "Cu3Au", "entries": [
+            {"property": "lattice_parameter_A", "value": 3.749, "unit": "Å",
+             "kind": "experiment", "source": "user file: L1_2 Cu3Au"},
+            {"property": "C44_GPa", "value": 66.5, "unit": "GPa", "kind": "experiment",
+             "source": "user file: Cu3Au C44"}]}), encoding="utf-8")
+    pytester.makepyfile(test_cu3au=textwrap.dedent(CU3AU))
+    result = run("--potential=ase.calculators.emt:EMT", "--mlpval-species=Cu,Au", "-rf")
+    result.assert_outcomes(passed=2)
