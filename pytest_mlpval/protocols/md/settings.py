@@ -254,7 +254,8 @@ class MDProtocolSettings(Settings):
     Attributes
     ----------
     symbol : str
-        Element of the generated start structures.
+        Element of the generated start structures (default ``"Si"``, the example
+        suite's; a start structure given to a protocol overrides it).
     limits : MDLimits
         Stability checks and the wall-time limit of the protocol's MD.
 
