@@ -139,7 +139,7 @@ def _direct_constants(atoms, calc, relax_ions, step=0.005, columns=range(6)):
             strained.set_cell(atoms.cell[:] @ (np.eye(3) + strain), scale_atoms=True)
             strained.calc = calc
             if relax_ions:
-                BFGS(strained, logfile=None).run(fmax=1e-5, steps=500)
+                BFGS(strained, logfile=None).run(fmax=1e-4, steps=500)
             stresses.append(strained.get_stress())
         C[:, j] = (stresses[0] - stresses[1]) / (2 * step) * EV_PER_A3_TO_GPA
     return C
@@ -160,10 +160,11 @@ def test_hcp_elastic_constants_are_hexagonal_and_match_finite_differences(emt):
     assert names == ["C11_GPa", "C12_GPa", "C13_GPa", "C33_GPa", "C44_GPa", "C66_GPa"]
     base = _relaxed("hcp", "Cu", emt)
     for relax_ions, tail in ((True, ""), (False, "_clamped")):
-        direct = _direct_constants(base, emt, relax_ions)
-        for i, j in ((0, 0), (0, 1), (0, 2), (2, 2), (3, 3), (5, 5)):
-            assert metrics[f"C{i + 1}{j + 1}{tail}_GPa"] == pytest.approx(
-                direct[i, j], abs=1.5), (i, j, tail)
+        direct = _direct_constants(base, emt, relax_ions, columns=(0, 2, 3, 5))
+        for name, i, j in (("C11", 0, 0), ("C12", 1, 0), ("C13", 2, 0), ("C33", 2, 2),
+                           ("C44", 3, 3), ("C66", 5, 5)):
+            assert metrics[f"{name}{tail}_GPa"] == pytest.approx(direct[i, j], abs=1.5), \
+                (name, tail)
     # C66 is derived, (C11 - C12) / 2, and internal relaxation lowers it
     assert metrics["C66_GPa"] == pytest.approx((metrics["C11_GPa"] - metrics["C12_GPa"]) / 2)
     assert metrics["C66_GPa"] < metrics["C66_clamped_GPa"] - 5
