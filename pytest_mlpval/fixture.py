@@ -251,14 +251,13 @@ class MlpvalFixture:
         ``cache_dir`` (pytest's cache, unless --mlpval-no-cache), a terminal
         ``progress`` callback and the run's one ``executor`` (with workers or a Dask
         scheduler: :mod:`pytest_mlpval.planning`); ``overrides`` replace fields by name."""
-        from pytest_mlpval.planning import PLANNER
+        from pytest_mlpval.planning import shared_executor
 
         settings = self._session.settings
-        planner = self._item.config.stash.get(PLANNER, None)
         options = CampaignOptions(workers=settings.workers, scheduler=settings.scheduler,
                                   cache_dir=self._session.campaign_cache_dir(),
                                   progress=self._session.progress(),
-                                  executor=planner.executor() if planner else None)
+                                  executor=shared_executor(self._item.config))
         return replace(options, **overrides) if overrides else options
 
     def campaign_options(self) -> dict[str, Any]:
@@ -274,9 +273,8 @@ class MlpvalFixture:
         ``mlpval.run(run_rss, RssSettings(n_structures=20))``. ``kwargs`` override the
         campaign options; ``name`` is the protocol's name in the summary (default: the
         function's name without a ``run_`` prefix). A protocol that takes ``options``
-        gets a CampaignOptions, others the options as keyword arguments. A call planned
-        up front (``mlpval_campaign``, :mod:`pytest_mlpval.planning`) gets the planned
-        job's result (the same call, made earlier), or its exception."""
+        gets a CampaignOptions, others the options as keywords. A call planned up front
+        (:mod:`pytest_mlpval.planning`) gets the planned job's result (or exception)."""
         from pytest_mlpval.planning import NOT_PLANNED, call_protocol, planned, run_key
 
         result = planned(self._item.config, run_key(self.potential.name, protocol, args,

@@ -90,6 +90,12 @@ def protocol_key(candidate: str, name: str, settings: Any) -> Hashable:
     return ("protocol", candidate, name, _canonical(settings))
 
 
+def properties_key(candidate: str, names: list[str], params: dict[str, Any],
+                   symbol: str) -> Hashable:
+    """The identity of a ``compute_properties`` call of a ready-made property test."""
+    return ("properties", candidate, tuple(names), _canonical(params), symbol)
+
+
 def predictions_key(candidate: str, spec: Any) -> Hashable:
     """The identity of a candidate's predictions on a dataset."""
     return ("predictions", candidate, repr(spec))
@@ -130,6 +136,12 @@ def planned(config: pytest.Config, key: Hashable) -> Any:
     if planner is None or planner.scheduler is None or not planner.scheduler.planned(key):
         return NOT_PLANNED
     return planner.scheduler.wait(key)
+
+
+def shared_executor(config: pytest.Config) -> Any:
+    """The run's one executor (None without campaign workers or a Dask scheduler)."""
+    planner = config.stash.get(PLANNER, None)
+    return None if planner is None else planner.executor()
 
 
 # -- the planner ------------------------------------------------------------------------
@@ -202,7 +214,8 @@ class Planner:
 
     def plan(self, items: list[pytest.Item]) -> None:
         """Start the jobs of ``items`` (those that will run)."""
-        if self.mode != "upfront" or not items:
+        if self.mode != "upfront" or not items or self.config.getoption("collectonly", False) \
+                or self.executor() is None:
             return
         durations = self._durations()
         jobs: dict[Hashable, Job] = {}
@@ -217,9 +230,10 @@ class Planner:
             except Exception:  # noqa: BLE001 - the test reports the load error itself
                 continue
             for job in self._declared(item, potential, durations) \
-                    + self._predictions(item, potential, durations):
+                    + self._predictions(item, potential, durations) \
+                    + self._ready_made(item, potential, durations):
                 jobs.setdefault(job.key, job)
-        if not jobs or self.executor() is None:
+        if not jobs:
             return
         from pytest_mlpval.schedule import Scheduler
 
@@ -280,6 +294,30 @@ class Planner:
                     lambda: session.compute_predictions(potential, reference),
                     estimate if estimate is not None else 2e-3 * float(reference.n_atoms.sum()),
                     duration_key)]
+
+    def _ready_made(self, item: pytest.Item, potential: Any,
+                    durations: Durations) -> list[Job]:
+        """The jobs a ready-made test declares through its function's ``mlpval_plan``
+        (the property tests: :func:`pytest_mlpval.property_tests.plan_properties`), for
+        a candidate of one species (others: computed by the test)."""
+        plan = getattr(getattr(item, "function", None), "mlpval_plan", None)
+        species = self.session.settings.species or tuple(potential.info.species)
+        if not callable(plan) or len(species) != 1:
+            return []
+        from pytest_mlpval.schedule import Job
+
+        try:
+            calls = plan(item, potential, species, self.session.settings.tier,
+                         self.job_options())
+        except BaseException:  # noqa: BLE001 - a skip or usage error: the test says it
+            return []
+        jobs = []
+        for key, label, call in calls:
+            duration_key = _duration_key(*map(str, key[:1] + key[2:]))
+            estimate = durations.get(duration_key)
+            jobs.append(Job(key, label, call, 5.0 if estimate is None else estimate,
+                            duration_key))
+        return jobs
 
     def finish(self) -> None:
         """At the end of the run (or -x, Ctrl-C): cancel what has not started, stop the

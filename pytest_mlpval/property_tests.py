@@ -79,7 +79,9 @@ import math
 import operator
 import re
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -89,6 +91,7 @@ from pytest_mlpval.checks import perform_bounds_check
 from pytest_mlpval.comparison import assert_properties, compare, compare_levels, level_table
 from pytest_mlpval.crystals import UnknownCrystalError, crystal_spec
 from pytest_mlpval.markers import PROPERTY, property_specs, training_level_of
+from pytest_mlpval.planning import NOT_PLANNED, planned, properties_key
 from pytest_mlpval.protocols.base import get_protocol
 from pytest_mlpval.protocols.properties import (PropertyError, VacancyConvergence,
                                                 compute_properties, facet_name,
@@ -391,21 +394,13 @@ def _bound_amplitude_spread(record: dict[str, Any], result: Any) -> None:
                                  "passed": value <= limit})
 
 
-def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str, ...],
-                group: str) -> dict[str, Any]:
-    """Compute the protocols of ``group`` for the test's potential (cached campaign),
-    record them, check stability and the test's ``mlpval_property`` markers. Returns
-    the results by protocol name."""
-    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
-    item = request.node
+def property_calls(request: Any, species: tuple[str, ...], group: str, tier: str
+                   ) -> tuple[str, list[tuple[str | None, list[str], dict[str, Any]]]]:
+    """What ``test_mlpval_<group>`` computes for a candidate of ``species``: the element
+    and its ``compute_properties`` calls ``(label, names, params)``. ``request`` needs
+    only ``.node`` (the test): :mod:`pytest_mlpval.planning` plans them up front."""
     element = _element(request, tuple(species))
-    specs = _specs_for(item, group)
-    level = training_level_of(item, specs,
-                              _module_setting(request, "MLPVAL_TRAINING_LEVEL", None))
-    references = _references(request, element)
-    protocols = groups()[group]
-    params = _params(request, group, mlpval.tier)
-    options = mlpval.run_options()
+    params = _params(request, group, tier)
     facets = _surfaces(request) if group == "surfaces" else None
     if group == VACANCY_CONVERGENCE:
         calls = [(f"vacancy_{size}", ["vacancy"], {"vacancy": {**params["vacancy"],
@@ -416,11 +411,48 @@ def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str,
                   {"surface_100": {**params["surface_100"], "facet": facet}})
                  for facet in facets]
     else:
-        calls = [(None, list(protocols), params)]
+        calls = [(None, list(groups()[group]), params)]
+    return element, calls
+
+
+#: the groups whose ready-made test runs only with --mlpval-tier=full
+FULL_TIER_GROUPS = ("liquid", VACANCY_CONVERGENCE)
+
+
+def plan_properties(item: pytest.Item, potential: Any, species: tuple[str, ...], tier: str,
+                    options: Any) -> list[tuple[Any, str, Any]]:
+    """``(key, label, call)`` of each ``compute_properties`` call the ready-made property
+    test ``item`` will make (its functions' ``mlpval_plan``, which
+    :mod:`pytest_mlpval.planning` runs up front)."""
+    group = item.function.__name__.removeprefix("test_mlpval_")
+    if group in FULL_TIER_GROUPS and tier != "full":
+        return []
+    symbol, calls = property_calls(SimpleNamespace(node=item), species, group, tier)
+    return [(properties_key(potential.name, names, params, symbol),
+             f"{label or group} ({potential.name})",
+             partial(compute_properties, potential, names, params, symbol=symbol,
+                     options=options)) for label, names, params in calls]
+
+
+def check_group(mlpval: Any, request: pytest.FixtureRequest, species: tuple[str, ...],
+                group: str) -> dict[str, Any]:
+    """Compute the protocols of ``group`` for the test's potential (cached campaign),
+    record them, check stability and the test's ``mlpval_property`` markers. Returns
+    the results by protocol name."""
+    __tracebackhide__ = operator.methodcaller("errisinstance", MlpvalAssertionError)
+    item = request.node
+    element, calls = property_calls(request, species, group, mlpval.tier)
+    specs = _specs_for(item, group)
+    level = training_level_of(item, specs,
+                              _module_setting(request, "MLPVAL_TRAINING_LEVEL", None))
+    references = _references(request, element)
     results: dict[str, Any] = {}
     for label, names, kwargs in calls:
-        computed = compute_properties(mlpval.potential, names, kwargs, symbol=element,
-                                      options=options)
+        computed = planned(item.config, properties_key(mlpval.potential.name, names, kwargs,
+                                                       element))
+        if computed is NOT_PLANNED:
+            computed = compute_properties(mlpval.potential, names, kwargs, symbol=element,
+                                          options=mlpval.run_options())
         for name in names:
             try:
                 results[label or name] = computed[name]
@@ -508,6 +540,12 @@ def test_mlpval_vacancy_convergence(mlpval, mlpval_species, request):
     check_group(mlpval, request, mlpval_species, "vacancy_convergence")
 
 
+for _test in (test_mlpval_lattice, test_mlpval_elastic, test_mlpval_phonons,
+              test_mlpval_vacancy, test_mlpval_surfaces, test_mlpval_polymorphs,
+              test_mlpval_liquid, test_mlpval_vacancy_convergence):
+    _test.mlpval_plan = plan_properties  # what it computes, planned up front
+
+
 # --- the same, as classes to subclass with markers of their own ---------------------------
 
 def _class(name: str, test: Any, what: str) -> type:
@@ -518,6 +556,7 @@ def _class(name: str, test: Any, what: str) -> type:
         test(mlpval, mlpval_species, request)
 
     method.__name__ = test.__name__
+    method.mlpval_plan = plan_properties
     method.__doc__ = test.__doc__
     return type(name, (), {test.__name__: method, "__doc__": doc,
                            "__module__": __name__})

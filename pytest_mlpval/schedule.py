@@ -55,6 +55,7 @@ class Lane:
     priority: float
     seq: int = field(default_factory=lambda: next(_SEQ))
     submitted: int = 0
+    first_dispatch: float | None = None  # perf_counter() when its first task was handed out
     #: a planned job's lane until its first task (or its end): work of lanes below it
     #: waits for it, so that the order does not depend on which thread submits first
     settling: bool = False
@@ -125,6 +126,7 @@ class PriorityExecutor(Executor):
             this.settling = False
             if self._dask is not None:
                 self.dispatched.append(this)
+                this.first_dispatch = this.first_dispatch or time.perf_counter()
                 priority = 2 ** 31 if this.priority > 2 ** 31 else int(this.priority)
                 return self._dask.submit_with_priority(priority, fn, *args, **kwargs)
             self._lanes.setdefault(this, deque()).append((outer, fn, args, kwargs))
@@ -175,6 +177,7 @@ class PriorityExecutor(Executor):
                 if task[0].set_running_or_notify_cancel():  # else cancelled: the next
                     self._running += 1
                     self.dispatched.append(best)
+                    best.first_dispatch = best.first_dispatch or time.perf_counter()
                     return task
 
     def _dispatch(self) -> None:
@@ -270,7 +273,8 @@ class Job:
     future: Future = field(default_factory=Future)
     lane: Lane | None = None
     started: float | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # from its start to its end, waiting for workers included
+    own_s: float | None = None  # from its first task handed to a worker (or its start)
 
     @property
     def computed(self) -> bool:
@@ -309,6 +313,12 @@ class Scheduler:
                              name=f"mlpval-job {job.label}").start()
         return new
 
+    def _ended(self, job: Job) -> None:
+        end = time.perf_counter()
+        job.seconds = end - job.started
+        first = job.lane.first_dispatch if job.lane is not None else None
+        job.own_s = end - (first if first is not None else job.started)
+
     def _run(self, job: Job) -> None:
         settled = getattr(self.executor, "settled", None)
         try:
@@ -319,10 +329,10 @@ class Scheduler:
                 with lane(job.lane):
                     value = job.call()
             except BaseException as exc:  # noqa: BLE001 - handed to the tests that wait
-                job.seconds = time.perf_counter() - job.started
+                self._ended(job)
                 job.future.set_exception(exc)
             else:
-                job.seconds = time.perf_counter() - job.started
+                self._ended(job)
                 job.future.set_result(value)
         finally:
             if callable(settled):
@@ -352,25 +362,27 @@ class Scheduler:
 
     def summary(self) -> dict[str, Any]:
         """What the run planned and how long it took: counts, wall time since planning,
-        the longest job and wall/longest."""
+        the longest computed job (its own seconds: from its first task handed to a
+        worker) and wall/longest."""
         jobs = list(self.jobs.values())
         finished = [j for j in jobs if j.seconds is not None]
         computed = [j for j in finished if j.computed]
         wall = (time.perf_counter() - self.started_at) if self.started_at else 0.0
-        longest = max(finished, key=lambda j: j.seconds, default=None)
+        longest = max(computed, key=lambda j: j.own_s, default=None)
         out: dict[str, Any] = {
             "planned": len(jobs), "computed": len(computed),
             "from_cache": len(finished) - len(computed),
             "unfinished": len(jobs) - len(finished), "wall_s": round(wall, 3),
             "longest": None if longest is None else longest.label,
-            "longest_s": None if longest is None else round(longest.seconds, 3),
+            "longest_s": None if longest is None else round(longest.own_s, 3),
             "jobs": [{"label": j.label, "estimate_s": round(j.estimate_s, 3),
                       "seconds": None if j.seconds is None else round(j.seconds, 3),
+                      "own_s": None if j.own_s is None else round(j.own_s, 3),
                       "computed": j.computed if j.seconds is not None else None}
                      for j in sorted(jobs, key=lambda j: j.lane.seq if j.lane else 0)],
         }
-        out["wall_over_longest"] = (round(wall / longest.seconds, 3)
-                                    if longest is not None and longest.seconds > 0 else None)
+        out["wall_over_longest"] = (round(wall / longest.own_s, 3)
+                                    if longest is not None and longest.own_s > 0 else None)
         return out
 
 
@@ -408,11 +420,11 @@ class Durations:
         return None if key is None else self.seconds.get(key)
 
     def record(self, jobs: Sequence[Job]) -> None:
-        """Keep the seconds of the jobs that computed (not those read from a cache)."""
+        """Keep the own seconds of the jobs that computed (not those read from a cache)."""
         for job in jobs:
-            if job.duration_key is not None and job.seconds is not None and job.computed \
+            if job.duration_key is not None and job.own_s is not None and job.computed \
                     and not job.future.cancelled() and job.future.exception() is None:
-                self.seconds[job.duration_key] = round(job.seconds, 3)
+                self.seconds[job.duration_key] = round(job.own_s, 3)
 
     def save(self) -> None:
         if self.path is None:

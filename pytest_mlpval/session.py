@@ -261,11 +261,10 @@ class MlpvalSession:
         import inspect
 
         from pytest_mlpval.evaluate import predict_cached, properties_for
-        from pytest_mlpval.planning import PLANNER
+        from pytest_mlpval.planning import shared_executor
 
         properties = properties_for(potential.calculator, reference)
-        planner = self.config.stash.get(PLANNER, None)
-        executor = planner.executor() if planner is not None else None
+        executor = shared_executor(self.config)
         parallel = ({"executor": executor, "candidate": potential} if executor is not None
                     and "executor" in inspect.signature(predict_cached).parameters else {})
         value = predict_cached(

@@ -9,6 +9,9 @@ and judge what happens. The melt-quench benchmark of Fig. 6 is test_meltquench.p
   Nature 589, 59 (2021)), not stay low-density amorphous (a false maximum, e.g.
   Stillinger-Weber) nor collapse into a disordered state of coordination >= 10 (a false
   minimum). Trajectories are written as extxyz under .pytest_cache/d/mlpval-md.
+
+Both campaigns are declared (``mlpval_campaign``): they start when collection ends, beside
+the suite's other campaigns, and each test waits only for its own.
 """
 
 import pytest
@@ -20,6 +23,10 @@ from pytest_mlpval.protocols.md import StabilitySettings, assert_md_stable, run_
 
 QUICK = CompressionSettings(melt_steps=250, quench_steps=400, ramp_steps=750, hold_steps=100)
 FULL = CompressionSettings()
+STABILITY = StabilitySettings()
+MD_STABILITY = pytest.mark.mlpval_campaign(run_md_stability, STABILITY, name="md_stability")
+COMPRESSION = pytest.mark.mlpval_campaign(run_compression, QUICK, full=FULL,
+                                          name="compression")
 
 
 def compression(mlpval):
@@ -27,17 +34,20 @@ def compression(mlpval):
                       name="compression")
 
 
+@MD_STABILITY
 @pytest.mark.mlpval_expect(protocol="md_stability", max_unstable=0, max_cut_short=0)
 def test_md_is_stable(mlpval):
-    result = mlpval.run(run_md_stability, StabilitySettings(), name="md_stability")
+    result = mlpval.run(run_md_stability, STABILITY, name="md_stability")
     assert_md_stable(result, potential=mlpval.potential.name)
 
 
+@COMPRESSION
 def test_compression_has_no_false_minimum(mlpval):
     # no collapse into a disordered state of coordination >= 10
     assert_no_false_minimum(compression(mlpval), potential=mlpval.potential.name)
 
 
+@COMPRESSION
 def test_compression_collapses(mlpval):
     # the low-density amorphous state collapses by 15 GPa (Deringer et al. 2021: 10-15)
     assert_no_false_maximum(compression(mlpval), max_collapse_pressure_GPa=15.0,
@@ -45,5 +55,6 @@ def test_compression_collapses(mlpval):
 
 
 @pytest.mark.slow
+@COMPRESSION
 def test_compression_crystallises_into_simple_hexagonal(mlpval):
     assert_crystallizes(compression(mlpval), phase="sh", potential=mlpval.potential.name)

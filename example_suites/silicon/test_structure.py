@@ -6,7 +6,8 @@ candidate) in two sizes: the quick tier (the default: 8 cells of 4-8 atoms, abou
 minute with the bundled GAP on 2 cores; reruns read the campaign cache) and the full tier
 (``--mlpval-tier=full``: the paper's 10,000 structures, the same code). Relaxations run on
 ``mlpval_workers`` local processes (pytest.ini) or a Dask cluster
-(``--mlpval-dask-scheduler``).
+(``--mlpval-dask-scheduler``); the search is declared (``mlpval_campaign``), so it starts
+when collection ends, beside the suite's other campaigns.
 """
 
 import math
@@ -22,6 +23,7 @@ from pytest_mlpval.descriptors import coordination, similarity_to_reference
 QUICK = RssSettings(n_structures=8, atoms_per_cell=(4, 8), seed=0, references=("diamond", "sh"))
 FULL = RssSettings(n_structures=10000, atoms_per_cell=(2, 16), seed=0,
                    references=("diamond", "sh"))
+SEARCH = pytest.mark.mlpval_campaign(run_rss, QUICK, full=FULL)
 
 
 def search(mlpval):
@@ -29,12 +31,14 @@ def search(mlpval):
     return mlpval.run(run_rss, FULL if mlpval.tier == "full" else QUICK)
 
 
+@SEARCH
 @pytest.mark.mlpval_expect(protocol="rss", max_n_failed=0, max_n_exploded=0)
 def test_every_relaxation_finishes(mlpval):
     result = search(mlpval)
     assert_failures_at_most(result, max_failed=0)
 
 
+@SEARCH
 def test_no_spurious_low_density_minima(mlpval):
     """The first version of the bundled GAP failed this in the quick tier (isolated-atom
     energy at the training set's mean: open minima near 43 Å^3/atom, 0.26 eV/atom below
@@ -47,6 +51,7 @@ def test_no_spurious_low_density_minima(mlpval):
                     relative_to="diamond")
 
 
+@SEARCH
 def test_diamond_is_the_ground_state_of_the_search(mlpval):
     result = search(mlpval)
     # the lowest minimum is within 10 meV/atom of the candidate's own relaxed diamond
@@ -54,6 +59,7 @@ def test_diamond_is_the_ground_state_of_the_search(mlpval):
 
 
 @pytest.mark.slow
+@SEARCH
 def test_finds_diamond_and_the_high_pressure_basin(mlpval):
     """Fig. 8 of the tutorial: out of 10,000 searches GAP-18 finds 112 diamond-like
     minima and a low-volume sh-like basin; Stillinger-Weber finds 55 and no such basin."""

@@ -336,3 +336,40 @@ def test_lazy_under_xdist_and_without_workers(pytester, run, log):
     assert "mlpval schedule:" not in result.stdout.str()
     result = run("--potential=sw", "--mlpval-workers=1", "--mlpval-schedule=lazy")
     result.stdout.fnmatch_lines(["mlpval: schedule: lazy (--mlpval-schedule=lazy)"])
+
+
+READY_MADE = """
+    from pytest_mlpval.property_tests import test_mlpval_lattice  # noqa: F401
+
+    def test_errors(mlpval_errors):
+        assert mlpval_errors.metrics()["energy_rmse"] < 1e-9
+
+    def test_predictions(mlpval_predictions):
+        assert len(mlpval_predictions.energy) == 6
+"""
+
+
+def _ready_made(pytester, run, dataset_arg, mode):
+    pytester.makepyfile(test_p=READY_MADE)
+    result = run("--potential=sw", f"--mlpval-dataset={dataset_arg}", "--mlpval-workers=1",
+                 f"--mlpval-schedule={mode}", f"--mlpval-json={mode}.json",
+                 "-o", f"cache_dir=cache-{mode}")
+    result.assert_outcomes(passed=3)
+    return read_json(pytester.path / f"{mode}.json")
+
+
+def test_predictions_and_ready_made_property_tests_are_planned_too(pytester, run, log,
+                                                                    dataset_arg):
+    """Without a declaration: a candidate's predictions on a dataset (mlpval_errors,
+    mlpval_predictions) and the properties of a ready-made property test, each once."""
+    document = _ready_made(pytester, run, dataset_arg, "upfront")
+    jobs = sorted(job["label"] for job in document["schedule"]["jobs"])
+    assert jobs == ["lattice (sw)", "predictions on ref (sw)"]
+
+
+@pytest.mark.slow
+def test_planned_predictions_and_properties_give_the_lazy_runs_metrics(pytester, run, log,
+                                                                       dataset_arg):
+    upfront = _ready_made(pytester, run, dataset_arg, "upfront")
+    lazy = _ready_made(pytester, run, dataset_arg, "lazy")
+    assert "schedule" not in lazy and _metrics(upfront) == _metrics(lazy)
