@@ -21,8 +21,9 @@ What the recipe does beyond a plain ``gap_fit`` call, and why (see README.md):
   Elastic group would teach the model a stress its energy contradicts.
 - **isolated-atom energy**: the data have no isolated atom; ``e0`` is set so that the
   model's cohesive energy is the experimental 6.82 eV/atom (``E0_EV``), as the silicon
-  recipe does with silicon's. The training set's mean energy (``e0_method=average``) would
-  make a separated atom cost only about 0.1 eV (the hot AIMD snapshots pull the mean up).
+  recipe does with silicon's. The training set's mean energy (``e0_method=average``,
+  -10.45 eV/atom) would make a separated atom cost only 0.4 eV (the surfaces and the hot
+  AIMD snapshots pull the mean up).
 - **per-group weights**: the strained crystals, surfaces and vacancies get smaller energy
   sigmas than the hot AIMD snapshots (``config_type_sigma``), as their energies are more
   precise and carry the elastic, surface and defect energies.
