@@ -371,7 +371,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="structures of the search (a prefix of the 10,000). "
                              "Default: %(default)s")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="LocalCluster sizes to run in turn. Default: %(default)s")
+                        help="LocalCluster sizes to run in turn (repeat them, e.g. 1 2 2 "
+                             "1, to undo a drift of the load). Default: %(default)s")
     parser.add_argument("--scheduler", default=None,
                         help="a Dask scheduler address (tcp://HOST:PORT) to use instead "
                              "of LocalClusters; --workers is then ignored")
@@ -405,9 +406,12 @@ def build_report(runs: Sequence[Mapping[str, Any]], potential: Mapping[str, Any]
                  machine: Mapping[str, Any], command: str) -> dict[str, Any]:
     """The JSON: the runs, the 1 -> 2 scaling of each campaign, and the estimate from
     each campaign's run on the fewest workers."""
-    by_campaign: dict[str, dict[int, Mapping[str, Any]]] = {}
+    grouped: dict[str, dict[int, list[Mapping[str, Any]]]] = {}
     for run in runs:
-        by_campaign.setdefault(run["campaign"], {})[int(run["workers"])] = run
+        grouped.setdefault(run["campaign"], {}).setdefault(int(run["workers"]),
+                                                           []).append(run)
+    by_campaign = {name: {n: combine(same) for n, same in sizes.items()}
+                   for name, sizes in grouped.items()}
     scaling = {}
     for name, sizes in by_campaign.items():
         if 1 in sizes and 2 in sizes:
@@ -429,6 +433,27 @@ def build_report(runs: Sequence[Mapping[str, Any]], potential: Mapping[str, Any]
                                             1.0)}
 
 
+def combine(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """Runs of one campaign on one cluster size (``--workers 1 2 2 1``: the order undoes a
+    drift of the machine's load) as one: times, items and CPU seconds summed, the means
+    per item taken from the sums, the longest item the longest of all."""
+    if len(runs) == 1:
+        return runs[0]
+    total = {k: sum(float(r[k]) for r in runs)
+             for k in ("items", "wall_s", "items_wall_s", "serial_s", "item_seconds_sum",
+                       "cpu_seconds_workers", "cpu_seconds_main", "failed")}
+    n = total["items"]
+    return {**runs[0], **total, "items": int(n), "failed": int(total["failed"]),
+            "item_s": total["item_seconds_sum"] / n,
+            "longest_item_s": max(float(r["longest_item_s"]) for r in runs),
+            "serial_fixed_s": sum(float(r["serial_fixed_s"]) for r in runs) / len(runs),
+            "serial_per_item_s": sum(float(r["serial_per_item_s"]) * r["items"]
+                                     for r in runs) / n,
+            "items_per_s": n / total["items_wall_s"],
+            "cpu_seconds_per_item": total["cpu_seconds_workers"] / n,
+            "details": {"combined_runs": len(runs)}}
+
+
 def cpu_bound(run: Mapping[str, Any]) -> dict[str, Any]:
     """A run's numbers as on idle cores: each item's wall time replaced by its share of
     the workers' CPU seconds (the longest item scaled by the same ratio), efficiency 1.
@@ -448,7 +473,7 @@ def measure(args: argparse.Namespace, runs: list[dict[str, Any]],
     potential = load_potential(spec)
     fingerprints = {}
     sizes = [None] if args.scheduler else args.workers
-    for n in sizes:
+    for k, n in enumerate(sizes):
         cluster = Cluster(n, args.scheduler)
         try:
             if "rss" in args.campaigns:
@@ -456,7 +481,7 @@ def measure(args: argparse.Namespace, runs: list[dict[str, Any]],
                     potential, cluster, args.structures, args.cache_dir)
                 runs.append(entry)
                 print(json.dumps(entry), flush=True)
-            if "compression" in args.campaigns and n == sizes[0]:  # one item: once
+            if "compression" in args.campaigns and k == 0:  # one item: once
                 runs.append(measure_compression(potential, cluster, args.cache_dir))
                 print(json.dumps(runs[-1]), flush=True)
             if "cv" in args.campaigns:

@@ -118,3 +118,18 @@ def test_arguments_after_pytest_go_to_pytest(ps):
     assert args.pytest_args == ["-k", "md", "-x"]
     args = ps.parse_args(["--structures", "40"])
     assert not args.pytest and args.pytest_args == [] and args.structures == 40
+
+
+def test_repeated_runs_of_one_size_are_combined_from_their_sums(ps):
+    runs = [_run("rss", 1, 600.0), _run("rss", 2, 400.0), _run("rss", 2, 350.0),
+            _run("rss", 1, 650.0, item_s=7.0, longest=30.0, cpu_per_item=6.0)]
+    one = ps.combine([runs[0], runs[3]])
+    assert one["items"] == 200 and one["items_wall_s"] == pytest.approx(1250.0)
+    assert one["item_s"] == pytest.approx(6.5)
+    assert one["cpu_seconds_per_item"] == pytest.approx(5.5)
+    assert one["longest_item_s"] == 30.0
+    assert ps.combine([runs[0]]) is runs[0]
+    report = ps.build_report(runs, {}, {}, "x")
+    # 1 -> 2 workers: 1250 s against 750 s for the same 200 items
+    assert report["scaling"]["rss"]["speedup_1_to_2"] == pytest.approx(1250 / 750)
+    assert report["estimate"]["campaigns"]["rss"]["work_s"] == pytest.approx(6.5 * 10000)
