@@ -230,7 +230,7 @@ class Planner:
             except Exception:  # noqa: BLE001 - the test reports the load error itself
                 continue
             for job in self._declared(item, potential, durations) \
-                    + self._predictions(item, potential, durations) \
+                    + self._predictions(item, entry, potential, durations) \
                     + self._ready_made(item, potential, durations):
                 jobs.setdefault(job.key, job)
         if not jobs:
@@ -273,8 +273,11 @@ class Planner:
                             duration_key))
         return jobs
 
-    def _predictions(self, item: pytest.Item, potential: Any,
+    def _predictions(self, item: pytest.Item, entry: Any, potential: Any,
                      durations: Durations) -> list[Job]:
+        """A candidate's predictions on the dataset of an ``mlpval_errors`` or
+        ``mlpval_predictions`` test, computed with a calculator of the job's own (an ASE
+        calculator is not safe to share with the tests running meanwhile)."""
         from pytest_mlpval.schedule import Job
 
         names = getattr(item, "fixturenames", ())
@@ -291,7 +294,9 @@ class Planner:
         session = self.session
         return [Job(predictions_key(potential.name, spec),
                     f"predictions on {spec.name} ({potential.name})",
-                    lambda: session.compute_predictions(potential, reference),
+                    lambda: session.compute_predictions(
+                        potential if session.predictions_cached(potential, reference)
+                        else session.load_private(entry), reference),
                     estimate if estimate is not None else 2e-3 * float(reference.n_atoms.sum()),
                     duration_key)]
 

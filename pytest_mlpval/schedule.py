@@ -242,13 +242,14 @@ class PriorityExecutor(Executor):
             queued = [task[0] for q in self._lanes.values() for task in q]
             self._lanes.clear()
             pool, self._pool = self._pool, None
+            busy = self._running > 0
             self._cond.notify_all()
         for future in queued:
             future.cancel()
         if self._close_dask is not None:
             self._close_dask()
             return
-        if pool is not None and not wait:
+        if pool is not None and not wait and busy:  # abandon what the workers run
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
         for shutdown in self._shutdowns:
@@ -275,11 +276,15 @@ class Job:
     started: float | None = None
     seconds: float | None = None  # from its start to its end, waiting for workers included
     own_s: float | None = None  # from its first task handed to a worker (or its start)
+    from_cache: bool | None = None  # what its value says (``from_cache``), if it says
 
     @property
     def computed(self) -> bool:
         """It did work (tasks submitted, or a second or more in this process), rather
-        than reading finished results."""
+        than reading finished results (as its value says, where it has a boolean
+        ``from_cache``)."""
+        if self.from_cache is not None and not (self.lane and self.lane.submitted):
+            return not self.from_cache
         return bool(self.lane and self.lane.submitted) or (self.seconds or 0.0) >= 1.0
 
 
@@ -333,6 +338,8 @@ class Scheduler:
                 job.future.set_exception(exc)
             else:
                 self._ended(job)
+                flag = getattr(value, "from_cache", None)
+                job.from_cache = flag if isinstance(flag, bool) else None
                 job.future.set_result(value)
         finally:
             if callable(settled):
@@ -356,8 +363,8 @@ class Scheduler:
             if not job.future.done():
                 unfinished += 1
                 job.future.cancel()
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:  # stop the workers only where work is left
+            self.executor.shutdown(wait=not unfinished, cancel_futures=True)
         return unfinished
 
     def summary(self) -> dict[str, Any]:

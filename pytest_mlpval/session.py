@@ -174,26 +174,33 @@ class MlpvalSession:
         """The loaded :class:`~pytest_mlpval.potentials.Potential` of a configured entry.
         A loading error is kept and raised again for every test that needs it."""
         if entry.raw not in self._potentials:
-            from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError, load_potential
+            from pytest_mlpval.potentials import PotentialLoadError, PotentialSpecError
 
-            def hook(spec: str):
-                return self.config.hook.pytest_mlpval_load_potential(config=self.config,
-                                                                     spec=spec)
-
-            device = {"device": self.settings.device} if self.settings.device else {}
             try:
-                self._potentials[entry.raw] = load_potential(entry.raw, entry.base_dir, hook,
-                                                             **device)
+                self._potentials[entry.raw] = self.load_private(entry)
             except (PotentialLoadError, PotentialSpecError) as exc:
                 self._potentials[entry.raw] = PotentialLoadError(
                     f"{entry.source}={entry.raw!r}: {exc}")
-            from pytest_mlpval.threads import limit_loaded
-
-            limit_loaded()  # what the loader loaded (BLAS, torch): the run's threads
         value = self._potentials[entry.raw]
         if isinstance(value, BaseException):
             raise value.with_traceback(None)  # a fresh traceback each time
         return value
+
+    def load_private(self, entry) -> Any:
+        """A fresh load of a configured candidate, with a calculator of its own (a job
+        that computes in this process beside the tests: :mod:`pytest_mlpval.planning`)."""
+        from pytest_mlpval.potentials import load_potential
+        from pytest_mlpval.threads import limit_loaded
+
+        def hook(spec: str):
+            return self.config.hook.pytest_mlpval_load_potential(config=self.config,
+                                                                 spec=spec)
+
+        device = {"device": self.settings.device} if self.settings.device else {}
+        try:
+            return load_potential(entry.raw, entry.base_dir, hook, **device)
+        finally:
+            limit_loaded()  # what the loader loaded (BLAS, torch): the run's threads
 
     def dataset(self, spec) -> Any:
         if spec not in self._datasets:
@@ -254,6 +261,18 @@ class MlpvalSession:
                     is NOT_PLANNED or key not in self._predictions:
                 self.compute_predictions(potential, reference)
         return self._predictions[key]
+
+    def predictions_cached(self, potential, reference) -> bool:
+        """The prediction cache holds an entry for this candidate and dataset (reading
+        it needs no calculator)."""
+        from pytest_mlpval.evaluate import cache_key, properties_for
+
+        directory, sha256 = self._cache_dir(), potential.info.sha256
+        if directory is None or sha256 is None:
+            return False
+        key = cache_key(sha256, reference, properties_for(potential.calculator, reference),
+                        getattr(potential.info, "loader_versions", None))
+        return os.path.isfile(os.path.join(directory, f"{key}.npz"))
 
     def compute_predictions(self, potential, reference) -> Any:
         """Compute (or read from the cache) and keep a candidate's predictions; on the
