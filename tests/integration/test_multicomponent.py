@@ -20,14 +20,12 @@ measures what it should:
   through the property protocols, against the Tersoff's own values computed directly here.
 
 The candidate is the labelling potential itself (fast: the whole file runs in seconds).
-A GAP fitted to these labels is not here yet: a first gap_fit (2-body + two-species SOAP,
-100-200 sparse points, with or without virials) did not learn the forces (training force
-errors of 1-10 eV/Å). The labels are rough where the Tersoff's cutoff function switches:
-rattling by 0.05 Å brings second-neighbour Si-Si pairs (3.08 Å in zincblende) into the
-Si-Si cutoff region (2.68-2.96 Å), and the C-rich cells put C-C pairs at the Si-C bond
-length, in the C-C region (1.85-2.15 Å); those cells carry forces of 10-28 eV/Å, the
-others 2-4. A fit needs smaller rattles (about 0.02 Å) and relaxed off-stoichiometric
-cells.
+tests/physics/test_multicomponent_gap.py (slow) runs the chain with a two-species GAP
+fitted to Tersoff labels of gentler cells: these ones are rough where the Tersoff's cutoff
+function switches (rattling by 0.05 Å brings second-neighbour Si-Si pairs, 3.08 Å in
+zincblende, into the Si-Si cutoff region of 2.68-2.96 Å; the C-rich cells put C-C pairs
+at the Si-C bond length, in the C-C region of 1.85-2.15 Å), with forces of 10-28 eV/Å
+that a small GAP fitted to them did not learn (training force errors of 1-10 eV/Å).
 """
 
 from __future__ import annotations
