@@ -16,9 +16,10 @@ search of composition SiC, and zincblende's lattice and elastic constants agains
 Tersoff's own. Measured 2026-12-06 (loaded machine; the file takes about 30 s, the fit
 10-20 s): fitted offsets Si -0.3102 and C +0.1702 eV/atom (added: -0.31, +0.17),
 offset-removed energy RMSE 0.4 meV/atom (one mean offset: 184 meV/atom), force RMSE
-Si 0.035 and C 0.060 eV/Å, zincblende volume within 0.2 % of the Tersoff's, C11 270 against 384 GPa, C12 126 against
-145, relaxed C44 184 against 240 (a 40-cell fit with 1 % strains: the tolerances below
-say what this small fit reproduces, not what a GAP can).
+Si 0.035 and C 0.060 eV/Å, zincblende volume within 0.2 % of the Tersoff's, C11 270
+against 384 GPa, C12 126 against 145, relaxed C44 184 against 240 (a 40-cell fit with
+1 % strains: the tolerances below say what this small fit reproduces, not what a GAP
+can).
 """
 
 from __future__ import annotations

@@ -296,8 +296,9 @@ def relaxed_reference(entry: str | ReferenceCrystal, calc: Any, symbol: str = "S
                       pressure_GPa: float = 0.0, fmax_eV_A: float = 0.005,
                       steps: int = 500) -> RelaxResult:
     """The crystal relaxed with ``calc`` at ``pressure_GPa`` keeping its symmetry: a
-    spec (built for the element or formula ``symbol``) through :func:`~pytest_mlpval.crystals.relaxed_crystal` (unchanged), a
-    structure the same way. Raises :class:`~pytest_mlpval.crystals.RelaxationError` if it
+    spec (built for the element or formula ``symbol``) through
+    :func:`~pytest_mlpval.crystals.relaxed_crystal` (unchanged), a structure the same
+    way. Raises :class:`~pytest_mlpval.crystals.RelaxationError` if it
     does not converge."""
     if isinstance(entry, str):
         return relaxed_crystal(entry, calc, symbol, pressure_GPa)

@@ -23,9 +23,9 @@ from pytest_mlpval.descriptors import SI_SOAP, SoapSettings, cell_widths
 from pytest_mlpval.errors import SettingsError
 from pytest_mlpval.protocols.base import Settings
 from pytest_mlpval.protocols.rss.composition import (ReferenceCrystal, default_volume_range,
-                                                     formula_of, given_separations, normalise_references,
-                                                     pair_separations, parse_composition,
-                                                     reference_name)
+                                                     formula_of, given_separations,
+                                                     normalise_references, pair_separations,
+                                                     parse_composition, reference_name)
 
 __all__ = ["RssSettings", "RssGenerationError", "generate",
            "MIN_VOLUME_FACTOR"]
@@ -395,6 +395,6 @@ def generate(settings: RssSettings, index: int) -> Any:
     raise RssGenerationError(
         f"structure {index} (seed {settings.seed}): no room for {settings.atoms_per_cell[0]}-"
         f"{settings.atoms_per_cell[1]} atoms of {settings.formula} at min_separation_A="
-        f"{_separations_text(pairs)} in {vlo:g}-{vhi:g} Å^3/atom after max_attempts={settings.max_attempts} "
-        f"cells ({crowded} too crowded, {flat} too flat); lower min_separation_A, raise "
-        "volume_per_atom_A3 or widen the cell-shape limits")
+        f"{_separations_text(pairs)} in {vlo:g}-{vhi:g} Å^3/atom after max_attempts="
+        f"{settings.max_attempts} cells ({crowded} too crowded, {flat} too flat); lower "
+        "min_separation_A, raise volume_per_atom_A3 or widen the cell-shape limits")

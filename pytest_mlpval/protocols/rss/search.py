@@ -220,9 +220,10 @@ def relax_references(potential: Any, settings: RssSettings, *,
                      options: CampaignOptions | None = None
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The crystals of ``settings.crystals`` (names and structures) relaxed with
-    ``potential`` (a Potential or a calculator) at the search pressure (symmetry kept), cached in ``options.cache_dir``
-    like a campaign: ``({name: Atoms}, {name: {energy_per_atom_eV,
-    enthalpy_per_atom_eV, volume_per_atom_A3} or {error}})``. A crystal that cannot be
+    ``potential`` (a Potential or a calculator) at the search pressure (symmetry kept),
+    cached in ``options.cache_dir`` like a campaign: ``({name: Atoms}, {name:
+    {energy_per_atom_eV, enthalpy_per_atom_eV, volume_per_atom_A3} or {error}})``, keyed
+    by :func:`~pytest_mlpval.protocols.rss.reference_name`. A crystal that cannot be
     relaxed is reported, not raised. They run in this process whatever ``options`` says
     (a few small relaxations)."""
     options = options or CampaignOptions()
