@@ -242,6 +242,7 @@ class Planner:
         self.scheduler.plan(list(jobs.values()))
 
     def _declared(self, item: pytest.Item, potential: Any, durations: Durations) -> list[Job]:
+        from pytest_mlpval.errors import MlpvalError
         from pytest_mlpval.protocols.base import get_protocol
         from pytest_mlpval.protocols.base import run_protocol as run_registered
         from pytest_mlpval.schedule import Job, static_estimate
@@ -253,9 +254,12 @@ class Planner:
             settings = full if tier == "full" and full is not None else settings
             args = () if settings is None else (settings,)
             if isinstance(protocol, str):
-                spec = get_protocol(protocol)
-                settings = spec.settings() if settings is None else settings
-                settings = settings.with_overrides(**options) if options else settings
+                try:
+                    spec = get_protocol(protocol)
+                    settings = spec.settings() if settings is None else settings
+                    settings = settings.with_overrides(**options) if options else settings
+                except MlpvalError:  # unknown protocol or setting: the test's call says so
+                    continue
                 key = protocol_key(potential.name, spec.name, settings)
                 call = (lambda spec=spec, settings=settings:
                         run_registered(spec, potential, settings, options=self.job_options()))

@@ -373,3 +373,16 @@ def test_planned_predictions_and_properties_give_the_lazy_runs_metrics(pytester,
     upfront = _ready_made(pytester, run, dataset_arg, "upfront")
     lazy = _ready_made(pytester, run, dataset_arg, "lazy")
     assert "schedule" not in lazy and _metrics(upfront) == _metrics(lazy)
+
+
+def test_a_declaration_of_an_unknown_protocol_is_left_to_the_test(pytester, run, log):
+    pytester.makepyfile(test_p="""
+        import pytest
+
+        @pytest.mark.mlpval_campaign("no-such-protocol")
+        def test_unknown(mlpval):
+            mlpval.run_protocol("no-such-protocol")
+    """)
+    result = run("--potential=sw", "--mlpval-workers=1")
+    result.assert_outcomes(failed=1)  # as without the declaration: the call's usage error
+    result.stdout.fnmatch_lines(["*unknown protocol 'no-such-protocol'*"])
