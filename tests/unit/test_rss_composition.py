@@ -91,6 +91,20 @@ def test_bad_pair_distances_are_named(value, match):
         RssSettings(composition="SiC", min_separation_A=value)
 
 
+def test_formula_units_per_cell():
+    by_units = RssSettings(composition="SiO2", units_per_cell=(1, 3), seed=4,
+                           volume_per_atom_A3=(12, 16), min_separation_A=1.5)
+    assert by_units.atoms_per_cell == (3, 9) and by_units.formula_units == (1, 2, 3)
+    sizes = {len(generate(by_units, i)) for i in range(12)}
+    assert sizes == {3, 6, 9}
+    by_atoms = RssSettings(composition="SiO2", atoms_per_cell=(3, 9), seed=4,
+                           volume_per_atom_A3=(12, 16), min_separation_A=1.5)
+    assert cache_parameters(by_units) == cache_parameters(by_atoms)  # the same search
+    assert RssSettings.from_dict(by_units.as_dict()) == by_units
+    with pytest.raises(SettingsError, match=r"units_per_cell must be \(min, max\)"):
+        RssSettings(composition="SiC", units_per_cell=(2, 1))
+
+
 def test_compositions_parse_in_every_form():
     assert parse_composition("SiC") == (("Si", 1), ("C", 1))
     assert parse_composition({"Si": 2, "C": 2}) == (("Si", 1), ("C", 1))

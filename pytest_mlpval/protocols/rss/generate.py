@@ -125,6 +125,9 @@ class RssSettings(Settings):
         at every calculator call); a relaxation that reaches it is ``failed`` with a
         ``RelaxationTimeout`` error and is not cached (a rerun tries again). None: no
         limit. Not part of the cache key.
+    units_per_cell : (int, int) or None
+        Inclusive range of formula units per cell instead of ``atoms_per_cell`` (which it
+        then sets: ``SiO2`` with ``(1, 3)`` gives 3-9 atoms).
     """
 
     #: bump when the relaxation record changes meaning (part of the cache key)
@@ -151,10 +154,19 @@ class RssSettings(Settings):
     distance_floor_A: float = 0.5
     max_attempts: int = 200
     max_seconds_per_structure: float | None = 600.0
+    units_per_cell: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "composition", parse_composition(self.composition))
+        if self.units_per_cell is not None:
+            ulo, uhi = _pair(self.units_per_cell, "units_per_cell", int)
+            if not 1 <= ulo <= uhi:
+                raise SettingsError(f"units_per_cell must be (min, max) with 1 <= min <= "
+                                    f"max, got {self.units_per_cell!r}")
+            set_(self, "units_per_cell", (ulo, uhi))
+            size = sum(c for _, c in self.composition)
+            set_(self, "atoms_per_cell", (ulo * size, uhi * size))
         lo, hi = _pair(self.atoms_per_cell, "atoms_per_cell", int)
         if not 1 <= lo <= hi:
             raise SettingsError(f"atoms_per_cell must be (min, max) with 1 <= min <= max, "
@@ -281,7 +293,7 @@ class RssSettings(Settings):
         (a relaxation stopped by it is not cached)."""
         data = self.as_dict()
         for key in ("n_structures", "soap", "diamond_cutoff", "references",
-                    "max_seconds_per_structure"):
+                    "max_seconds_per_structure", "units_per_cell"):  # (atoms_per_cell)
             del data[key]
         # the defaults as the distances and volumes they resolve to (silicon: 1.8 Å and
         # 14-26 Å^3/atom, the keys of the searches made before they were defaults)
