@@ -13,8 +13,8 @@ import pytest
 
 from pytest_mlpval.protocols.md import StabilitySettings, assert_md_stable, run_md_stability
 
-#: 1500 K: hot enough to sample the anharmonic crystal the AIMD data cover (300-3000 K),
-#: solid for any sound Mo potential
+#: 1500 K: between the data's AIMD temperatures (300, 3000 and 6000 K: crystal, crystal
+#: near melting, liquid), a hot crystal for any sound Mo potential
 SETTINGS = StabilitySettings(symbol="Mo", temperature_K=1500.0)
 
 
