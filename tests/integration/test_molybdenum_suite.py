@@ -1,6 +1,7 @@
 """The molybdenum suite (example_suites/molybdenum), copied and run as a user would: it
 collects with the bundled GAP and with a potential given by --potential, a Morse pair
-potential (wrong for a metal) fails its test-set errors, the bundled GAP passes them."""
+potential (wrong for a metal) fails its test-set errors, the bundled GAP passes them; its
+data have their shear stresses in the right slots."""
 
 from __future__ import annotations
 
@@ -67,3 +68,24 @@ def test_bundled_gap_passes_the_test_set(pytester, run, suite):
     assert doc["potentials"]["gap_mo"]["loader"] == "gap"
     (record,) = doc["tests"][0]["records"]
     assert [t["passed"] for t in record["thresholds"]] == [True, True, True]
+
+
+def test_shear_stresses_follow_the_cell():
+    """The suite's Mo data have each shear stress in the slot of the cell's shear (the
+    shared conversion swaps yz and xz): a +2 % shear gives its stress, about 2.2 GPa, in
+    its own Voigt component (ASE order xx yy zz yz xz xy) and almost none in the others."""
+    import numpy as np
+    from ase.io import read
+
+    data = MOLYBDENUM / "data" / "mlearn_Mo_training.xyz"
+    frames = {a.info["description"]: a for a in read(data, ":")
+              if a.info["config_type"] == "Elastic"}
+    for mode in (4, 5, 6):
+        atoms = frames[f"Mo 3x3x3 cell, mode {mode}, strain 0.0200"]
+        cell = atoms.cell.array
+        (i, j), = np.argwhere(np.abs(cell - np.diag(np.diag(cell))) > 1e-3)
+        slot = {(0, 1): 5, (1, 0): 5, (0, 2): 4, (2, 0): 4, (1, 2): 3, (2, 1): 3}[(i, j)]
+        stress_GPa = np.asarray(atoms.info["dft_stress"]) * 160.21766208
+        assert stress_GPa[slot] == pytest.approx(2.2, abs=0.1), (mode, stress_GPa)
+        others = [k for k in (3, 4, 5) if k != slot]
+        assert np.abs(stress_GPa[others]).max() < 0.1, (mode, stress_GPa)
