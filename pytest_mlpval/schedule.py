@@ -280,12 +280,9 @@ class Job:
 
     @property
     def computed(self) -> bool:
-        """It did work (tasks submitted, or a second or more in this process), rather
-        than reading finished results (as its value says, where it has a boolean
-        ``from_cache``)."""
-        if self.from_cache is not None and not (self.lane and self.lane.submitted):
-            return not self.from_cache
-        return bool(self.lane and self.lane.submitted) or (self.seconds or 0.0) >= 1.0
+        """It did work (handed tasks to the workers, or its value says ``from_cache``
+        False), rather than reading finished results."""
+        return bool(self.lane and self.lane.submitted) or self.from_cache is False
 
 
 class Scheduler:
@@ -373,12 +370,14 @@ class Scheduler:
         worker) and wall/longest."""
         jobs = list(self.jobs.values())
         finished = [j for j in jobs if j.seconds is not None]
-        computed = [j for j in finished if j.computed]
+        failed = [j for j in finished if j.future.done() and not j.future.cancelled()
+                  and j.future.exception() is not None]
+        computed = [j for j in finished if j.computed and j not in failed]
         wall = (time.perf_counter() - self.started_at) if self.started_at else 0.0
         longest = max(computed, key=lambda j: j.own_s, default=None)
         out: dict[str, Any] = {
-            "planned": len(jobs), "computed": len(computed),
-            "from_cache": len(finished) - len(computed),
+            "planned": len(jobs), "computed": len(computed), "failed": len(failed),
+            "from_cache": len(finished) - len(computed) - len(failed),
             "unfinished": len(jobs) - len(finished), "wall_s": round(wall, 3),
             "longest": None if longest is None else longest.label,
             "longest_s": None if longest is None else round(longest.own_s, 3),
@@ -398,6 +397,7 @@ def summary_line(summary: dict[str, Any]) -> str:
     longest campaign compression (gap_si) 251 s; wall/longest 1.24``."""
     line = (f"mlpval schedule: {summary['planned']} campaigns up front "
             f"({summary['computed']} computed, {summary['from_cache']} from cache"
+            + (f", {summary['failed']} failed" if summary.get("failed") else "")
             + (f", {summary['unfinished']} unfinished" if summary["unfinished"] else "")
             + f"); wall {summary['wall_s']:.0f} s")
     if summary["longest"] is not None:

@@ -252,6 +252,8 @@ def test_a_failing_job_fails_only_its_tests_with_its_error(pytester, run, log):
     result.stdout.fnmatch_lines(["*test_raises*ValueError: sizes must be positive*",
                                  "*test_raises_too*ValueError: sizes must be positive*"])
     assert _starts(log()) == ["-1", "1,2"]  # each once: not again by its tests
+    result.stdout.fnmatch_lines(["mlpval schedule: 2 campaigns up front (1 computed, "
+                                 "0 from cache, 1 failed); *"])
 
 
 @pytest.mark.slow

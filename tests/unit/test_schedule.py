@@ -110,7 +110,7 @@ def test_the_summary_line_names_the_longest_computed_campaign():
 def test_durations_keep_computed_jobs_and_survive_a_damaged_file(tmp_path):
     path = tmp_path / "durations.json"
     scheduler = Scheduler()
-    scheduler.plan([_job("computed", delay=1.05), _job("read", 1)])
+    scheduler.plan([_job("computed", Computed(False), delay=1.05), _job("read", 1)])
     scheduler.wait("computed"), scheduler.wait("read")
     durations = Durations(path)
     durations.record(list(scheduler.jobs.values()))
@@ -122,6 +122,11 @@ def test_durations_keep_computed_jobs_and_survive_a_damaged_file(tmp_path):
     assert Durations(path).seconds == {}
     path.write_text(json.dumps({"x": "1", "y": float("nan"), "z": 2.0}))
     assert Durations(path).seconds == {"z": 2.0}
+
+
+class Computed:
+    def __init__(self, from_cache):
+        self.from_cache = from_cache
 
 
 def test_first_guesses_order_md_by_steps_and_atoms_and_searches_by_structures():
