@@ -277,6 +277,7 @@ class Job:
     seconds: float | None = None  # from its start to its end, waiting for workers included
     own_s: float | None = None  # from its first task handed to a worker (or its start)
     from_cache: bool | None = None  # what its value says (``from_cache``), if it says
+    cut: bool = False  # unfinished when the run was cancelled (whatever came after)
 
     @property
     def computed(self) -> bool:
@@ -359,6 +360,7 @@ class Scheduler:
         for job in self.jobs.values():
             if not job.future.done():
                 unfinished += 1
+                job.cut = True
                 job.future.cancel()
         if self.executor is not None:  # stop the workers only where work is left
             self.executor.shutdown(wait=not unfinished, cancel_futures=True)
@@ -369,7 +371,7 @@ class Scheduler:
         the longest computed job (its own seconds: from its first task handed to a
         worker) and wall/longest."""
         jobs = list(self.jobs.values())
-        finished = [j for j in jobs if j.seconds is not None]
+        finished = [j for j in jobs if j.seconds is not None and not j.cut]
         failed = [j for j in finished if j.future.done() and not j.future.cancelled()
                   and j.future.exception() is not None]
         computed = [j for j in finished if j.computed and j not in failed]
