@@ -24,6 +24,7 @@ jobs from its tests' declarations.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import json
 import math
@@ -66,22 +67,25 @@ class Lane:
 
 #: the lane of work submitted outside any planned job: a test waits for it now
 URGENT = Lane(math.inf, -1)
-_LOCAL = threading.local()
+#: a context variable, so that threads a job starts with its context (run_protocols'
+#: one thread per protocol) submit in the job's lane too
+_LANE: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("mlpval_lane",
+                                                                    default=None)
 
 
 @contextmanager
 def lane(this: Lane) -> Iterator[Lane]:
-    """Tasks submitted by this thread inside the block belong to ``this`` lane."""
-    old = getattr(_LOCAL, "lane", None)
-    _LOCAL.lane = this
+    """Tasks submitted inside the block (by this thread, or a thread started with a
+    copy of its context) belong to ``this`` lane."""
+    token = _LANE.set(this)
     try:
         yield this
     finally:
-        _LOCAL.lane = old
+        _LANE.reset(token)
 
 
 def current_lane() -> Lane:
-    return getattr(_LOCAL, "lane", None) or URGENT
+    return _LANE.get() or URGENT
 
 
 class PriorityExecutor(Executor):

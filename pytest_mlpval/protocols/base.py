@@ -21,6 +21,7 @@ and :func:`relax_keeping_symmetry`, which the protocols share.
 
 from __future__ import annotations
 
+import contextvars
 import time
 import types
 import typing
@@ -413,7 +414,11 @@ def run_protocols(requests: Sequence[tuple[str, Settings | None]], potential: An
         if options.parallel:
             threads = ThreadPoolExecutor(max_workers=max(1, len(requests)))
             try:
-                list(threads.map(one, requests))
+                # each thread runs in a copy of this thread's context: the scheduling
+                # lane of a planned job (pytest_mlpval.schedule) is a context variable
+                contexts = [contextvars.copy_context() for _ in requests]
+                list(threads.map(lambda ctx, request: ctx.run(one, request), contexts,
+                                 requests))
             finally:  # on Ctrl-C: do not wait for the threads, the pool cancels their items
                 threads.shutdown(wait=False, cancel_futures=True)
         else:

@@ -147,3 +147,18 @@ def test_first_guesses_order_md_by_steps_and_atoms_and_searches_by_structures():
             return 42
 
     assert static_estimate(Own()) == 42.0 and static_estimate((1, 2)) == 1.0
+
+
+def test_protocols_run_together_submit_in_the_lane_of_the_job_that_runs_them(pool):
+    # run_protocols starts one thread per protocol: their tasks belong to the planned
+    # job's lane (its priority, and the job counts as computed), not to the urgent lane
+    from pytest_mlpval.potentials import load_potential
+    from pytest_mlpval.protocols.base import CampaignOptions, run_protocols
+    from pytest_mlpval.protocols.properties import LatticeSettings  # noqa: F401 registers
+
+    this = Lane(3.0)
+    with lane(this):
+        runs = run_protocols([("lattice", None)], load_potential("sw"),
+                             options=CampaignOptions(executor=pool))
+    assert runs.results and not runs.errors
+    assert this.submitted and URGENT not in pool.dispatched
