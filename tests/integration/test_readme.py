@@ -73,7 +73,7 @@ class Command:
 
     @property
     def argv(self) -> list[str]:
-        return shlex.split(self.text)
+        return shlex.split(self.text, comments=True)  # a trailing "# note" is prose
 
     @property
     def program(self) -> str:
@@ -265,10 +265,38 @@ def test_every_command_is_checked(command):
     elif program == "mkdocs":
         # the build itself: tests/test_docs.py::test_site_builds_with_warnings_as_errors
         assert argv[1:] in (["build", "--strict"], ["serve"]), command.text
+    elif program == "python" and argv[1:2] == ["benchmarks/paper_scale.py"]:
+        check_paper_scale(command)
+    elif program == "dask":
+        check_dask(command)
     else:
         assert program == "pytest", (
             f"{command.block.where}: {command.text!r}: tests/integration/test_readme.py does "
             "not know how to check this command")
+
+
+def check_paper_scale(command: Command) -> None:
+    """The paper-scale script's own parser takes the arguments (nothing is run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_scale",
+                                                  ROOT / "benchmarks" / "paper_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.parse_args(command.argv[2:])
+
+
+def check_dask(command: Command) -> None:
+    """``dask scheduler|worker``: the subcommand exists and knows every option given."""
+    dask = shutil.which("dask") or str(Path(sys.executable).with_name("dask"))
+    if not Path(dask).exists():
+        pytest.skip("the dask command comes with the dask extra")
+    argv = command.argv
+    assert argv[1] in ("scheduler", "worker"), command.text
+    help_text = subprocess.run([dask, argv[1], "--help"], capture_output=True, text=True,
+                               timeout=120).stdout
+    for option in (a.split("=")[0] for a in argv[2:] if a.startswith("--")):
+        assert option in help_text, f"{command.block.where}: dask {argv[1]} has no {option}"
 
 
 def check_pip_install(command: Command) -> None:
