@@ -56,5 +56,9 @@ def test_compression_collapses(mlpval):
 
 @pytest.mark.slow
 @COMPRESSION
+@pytest.mark.mlpval_known_failure(sha256="06535ff0f7d12452", reason=(
+    "the bundled GAP's full compression (3,500 steps, default CompressionSettings) ends "
+    "dense amorphous, not simple hexagonal (benchmarks/paper_scale.py, 2026-12-06): the "
+    "mlearn data hold nothing denser than diamond"))
 def test_compression_crystallises_into_simple_hexagonal(mlpval):
     assert_crystallizes(compression(mlpval), phase="sh", potential=mlpval.potential.name)
