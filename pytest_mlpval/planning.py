@@ -5,8 +5,8 @@ selected test will compute, planned when collection ends, and the run's one exec
   full=None, name=None, **options)``: ``protocol`` a registered protocol's name or a
   module-level library function as ``mlpval.run`` takes, ``settings`` for the quick tier,
   ``full`` for ``--mlpval-tier=full`` (default: ``settings``). The test keeps calling
-  ``mlpval.run(function, settings, name=...)`` or ``mlpval.run_protocol(name, settings)``
-  (or ``mlpval.campaign(name)``): the call gets the planned job with the same identity
+  ``mlpval.run(function, settings, name=...)`` or ``mlpval.run_protocol(name, settings)``:
+  the call gets the planned job with the same identity
   (candidate, protocol, settings, options), which made exactly that call earlier.
 - **Implicit ones.** The predictions of every candidate on every dataset that an
   ``mlpval_errors`` or ``mlpval_predictions`` test uses.
