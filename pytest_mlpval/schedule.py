@@ -151,6 +151,14 @@ class PriorityExecutor(Executor):
             self._expected = [*self._expected, *lanes]
             self._settle_until = time.monotonic() + settle_s
 
+    def promote(self, this: Lane) -> None:
+        """A test waits for ``this`` lane's job now: its tasks not yet handed out go
+        before those of jobs nobody waits for yet (work of a lane nothing waits for is
+        still ordered longest first; on Dask the priority was given at submission)."""
+        with self._cond:
+            this.priority = math.inf
+            self._cond.notify_all()
+
     def settled(self, this: Lane) -> None:
         """``this`` lane's job ended (it may never have submitted anything)."""
         with self._cond:
@@ -352,9 +360,15 @@ class Scheduler:
 
     def wait(self, key: Hashable) -> Any:
         """The result of the job planned under ``key`` (its exception raised again),
-        waiting for it; KeyError if none was planned. Waiting does not reorder the jobs:
-        the longest still go first (the run ends no earlier than they do)."""
-        return self.jobs[key].future.result()
+        waiting for it; KeyError if none was planned. A job waited for before it is done
+        is promoted (:meth:`PriorityExecutor.promote`): a test that needs a short job
+        queued behind long ones nobody waits for yet does not wait for them too; a job
+        already running is not affected."""
+        job = self.jobs[key]
+        promote = getattr(self.executor, "promote", None)
+        if not job.future.done() and job.lane is not None and callable(promote):
+            promote(job.lane)
+        return job.future.result()
 
     def cancel(self) -> int:
         """Cancel the jobs not started and stop the executor's work; returns how many

@@ -162,3 +162,24 @@ def test_protocols_run_together_submit_in_the_lane_of_the_job_that_runs_them(poo
                              options=CampaignOptions(executor=pool))
     assert runs.results and not runs.errors
     assert this.submitted and URGENT not in pool.dispatched
+
+
+def test_a_job_a_test_waits_for_goes_before_longer_ones_nobody_waits_for_yet():
+    # one worker busy with the longest job; behind it a long job and a short one: the
+    # test waiting for the short one does not wait for the long one too
+    executor = PriorityExecutor(1)
+    try:
+        def submits(seconds):
+            return lambda: executor.submit(time.sleep, seconds).result(timeout=60)
+
+        scheduler = Scheduler(executor)
+        scheduler.plan([Job("longest", "longest", submits(0.6), 30.0),
+                        Job("long", "long", submits(0.6), 20.0),
+                        Job("short", "short", submits(0.0), 1.0)])
+        time.sleep(0.2)  # every job has submitted its task; the longest one runs
+        scheduler.wait("short")
+        lanes = {key: job.lane for key, job in scheduler.jobs.items()}
+        scheduler.wait("long")
+        assert executor.dispatched == [lanes["longest"], lanes["short"], lanes["long"]]
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
