@@ -290,6 +290,7 @@ class Job:
     own_s: float | None = None  # from its first task handed to a worker (or its start)
     from_cache: bool | None = None  # what its value says (``from_cache``), if it says
     cut: bool = False  # unfinished when the run was cancelled (whatever came after)
+    traceback: Any = None  # where the job's exception was raised, in the job's thread
 
     @property
     def computed(self) -> bool:
@@ -345,6 +346,7 @@ class Scheduler:
                     value = job.call()
             except BaseException as exc:  # noqa: BLE001 - handed to the tests that wait
                 self._ended(job)
+                job.traceback = exc.__traceback__
                 job.future.set_exception(exc)
             else:
                 self._ended(job)
@@ -368,7 +370,12 @@ class Scheduler:
         promote = getattr(self.executor, "promote", None)
         if not job.future.done() and job.lane is not None and callable(promote):
             promote(job.lane)
-        return job.future.result()
+        error = job.future.exception()
+        if error is None:
+            return job.future.result()
+        # each test that waits raises the one exception again: from the job's own
+        # traceback, or every raise would add its frames to the next test's report
+        raise error.with_traceback(job.traceback)
 
     def cancel(self) -> int:
         """Cancel the jobs not started and stop the executor's work; returns how many

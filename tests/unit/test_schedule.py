@@ -183,3 +183,19 @@ def test_a_job_a_test_waits_for_goes_before_longer_ones_nobody_waits_for_yet():
         assert executor.dispatched == [lanes["longest"], lanes["short"], lanes["long"]]
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+def test_every_test_that_waits_for_a_failed_job_gets_the_jobs_traceback_only():
+    # one exception raised again for each waiting test: each report holds the job's
+    # frames and its own, not those of every test that waited before it
+    import traceback
+
+    scheduler = Scheduler()
+    scheduler.plan([_job("bad", error=ValueError("no good"))])
+    depths = []
+    for _ in range(4):
+        try:
+            scheduler.wait("bad")
+        except ValueError as exc:
+            depths.append(len(traceback.extract_tb(exc.__traceback__)))
+    assert len(set(depths)) == 1, depths
