@@ -176,7 +176,10 @@ def test_a_job_a_test_waits_for_goes_before_longer_ones_nobody_waits_for_yet():
         scheduler.plan([Job("longest", "longest", submits(0.6), 30.0),
                         Job("long", "long", submits(0.6), 20.0),
                         Job("short", "short", submits(0.0), 1.0)])
-        time.sleep(0.2)  # every job has submitted its task; the longest one runs
+        deadline = time.monotonic() + 30  # every job has submitted; the longest one runs
+        while time.monotonic() < deadline and not (
+                executor.dispatched and all(j.lane.submitted for j in scheduler.jobs.values())):
+            time.sleep(0.01)
         scheduler.wait("short")
         lanes = {key: job.lane for key, job in scheduler.jobs.items()}
         scheduler.wait("long")
