@@ -60,6 +60,8 @@ class Lane:
     #: a planned job's lane until its first task (or its end): work of lanes below it
     #: waits for it, so that the order does not depend on which thread submits first
     settling: bool = False
+    #: a test waits for its job (:meth:`PriorityExecutor.promote`)
+    promoted: bool = False
 
     def order(self) -> tuple[float, int]:
         return (self.priority, -self.seq)
@@ -152,12 +154,17 @@ class PriorityExecutor(Executor):
             self._settle_until = time.monotonic() + settle_s
 
     def promote(self, this: Lane) -> None:
-        """A test waits for ``this`` lane's job now: its tasks not yet handed out go
-        before those of jobs nobody waits for yet (work of a lane nothing waits for is
-        still ordered longest first; on Dask the priority was given at submission)."""
+        """A test waits for ``this`` lane's job now: once every worker has had its first
+        task (the longest jobs start first whatever the tests wait for), its tasks not
+        yet handed out go before those of jobs nobody waits for yet. On Dask the
+        priority was given at submission."""
         with self._cond:
-            this.priority = math.inf
+            this.promoted = True
             self._cond.notify_all()
+
+    def _rank(self, this: Lane) -> tuple[bool, tuple[float, int]]:
+        """Dispatch order: promoted lanes first after the first wave, then by priority."""
+        return (this.promoted and len(self.dispatched) >= self.workers, this.order())
 
     def settled(self, this: Lane) -> None:
         """``this`` lane's job ended (it may never have submitted anything)."""
@@ -177,11 +184,11 @@ class PriorityExecutor(Executor):
             while True:
                 while not self.closed and (self._running >= self.workers or not self._lanes
                                            or self._waiting_for(max(self._lanes,
-                                                                    key=Lane.order))):
+                                                                    key=self._rank))):
                     self._cond.wait(0.05)
                 if self.closed:
                     return None
-                best = max(self._lanes, key=Lane.order)
+                best = max(self._lanes, key=self._rank)
                 queue = self._lanes[best]
                 task = queue.popleft()
                 if not queue:
