@@ -359,24 +359,11 @@ def mlpval_species(request: pytest.FixtureRequest, mlpval_potential: "Potential"
     else the potential's own (built-ins, GAP) - narrowed to those of the configured
     datasets when the potential covers more (a universal model's 89 species become the
     data's Si) - else those of the configured datasets."""
-    session = request.config.stash[SESSION]
-    if session.settings.species:
-        return session.settings.species
-    own = tuple(mlpval_potential.info.species)
-    if len(own) == 1:
-        return own
-    symbols: set[str] = set()
-    for spec in session.settings.datasets:
-        reference = session.dataset(spec)
-        for atoms in reference.structures:
-            symbols.update(atoms.get_chemical_symbols())
-    if own:
-        common = tuple(s for s in own if s in symbols)
-        return common or own
-    if not symbols:
+    species = request.config.stash[SESSION].species(mlpval_potential)
+    if not species:
         pytest.skip(f"species of potential {mlpval_potential.name!r} unknown: use "
                     f"{options.SPECIES_OPTION}=Si,O or the ini key {options.SPECIES_INI}")
-    return tuple(sorted(symbols))
+    return species
 
 
 @pytest.fixture

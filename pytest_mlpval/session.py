@@ -202,6 +202,24 @@ class MlpvalSession:
         finally:
             limit_loaded()  # what the loader loaded (BLAS, torch): the run's threads
 
+    def species(self, potential) -> tuple[str, ...]:
+        """Chemical symbols for a candidate's generated structures and crystals:
+        --mlpval-species / ini mlpval_species, else the potential's own (built-ins, GAP),
+        narrowed to those of the configured datasets when it covers more (a universal
+        model's 89 species become the data's Si), else the datasets' (empty: unknown)."""
+        if self.settings.species:
+            return self.settings.species
+        own = tuple(potential.info.species)
+        if len(own) == 1:
+            return own
+        symbols: set[str] = set()
+        for spec in self.settings.datasets:
+            for atoms in self.dataset(spec).structures:
+                symbols.update(atoms.get_chemical_symbols())
+        if own:
+            return tuple(s for s in own if s in symbols) or own
+        return tuple(sorted(symbols))
+
     def dataset(self, spec) -> Any:
         if spec not in self._datasets:
             from pytest_mlpval.data import DatasetError, read_dataset
